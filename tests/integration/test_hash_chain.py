@@ -1,0 +1,221 @@
+"""The hash-linked events table, against a real PostgreSQL: linking, the append-only guard,
+concurrency, and every kind of tampering that `claimsctl verify` must name."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import psycopg
+import pytest
+from eventsourcing.domain import Aggregate, event
+
+from claims_service.application import Ledger
+from claims_service.cli import main as claimsctl
+from claims_service.errors import ConflictError
+from claims_service.ledger.chain import GENESIS, row_hash
+
+
+class Tally(Aggregate):
+    """A minimal aggregate: the chain is generic, so its tests need no domain rules."""
+
+    @event("Started")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    @event("Bumped")
+    def bump(self, by: int) -> None:
+        self.count += by
+
+
+@pytest.fixture
+def ledger(database_url: str):
+    app = Ledger(database_url)
+    yield app
+    app.close()
+
+
+def append_tallies(ledger: Ledger, count: int) -> list[uuid.UUID]:
+    ids = []
+    for i in range(count):
+        tally = Tally(name=f"t{i}")
+        tally.bump(by=i)
+        ledger.record(tally)
+        ids.append(tally.id)
+    return ids
+
+
+def rows(database_url: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state,"
+            " prev_hash, stream_prev_hash, hash FROM ledger_events ORDER BY notification_id"
+        ).fetchall()
+
+
+def verify(database_url: str, monkeypatch, capsys, *args: str) -> tuple[int, dict]:
+    monkeypatch.setenv("CLAIMS_DATABASE_URL", database_url)
+    code = claimsctl(["verify", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def tamper(database_url: str, *statements: str) -> None:
+    """Run SQL as a superuser with triggers switched off: the attacker the chain must catch."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for statement in statements:
+                conn.execute(statement)
+
+
+def test_every_row_links_to_the_row_before_and_to_its_stream(ledger, database_url):
+    append_tallies(ledger, 3)
+    table = rows(database_url)
+    assert len(table) == 6
+    previous = GENESIS
+    last_in_stream: dict[uuid.UUID, bytes] = {}
+    for position, stream, version, topic, state, prev_hash, stream_prev, digest in table:
+        assert prev_hash == previous
+        assert digest == row_hash(prev_hash, position, stream, version, topic, state)
+        assert stream_prev == last_in_stream.get(stream, GENESIS)
+        previous = last_in_stream[stream] = digest
+
+
+def test_verify_reports_an_intact_ledger_with_its_head(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 5)
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 0
+    assert report["intact"] and report["events"] == 10 and report["streams"] == 5
+    head = rows(database_url)[-1]
+    assert report["head_position"] == head[0] and report["head_hash"] == head[7].hex()
+
+
+def test_the_database_refuses_update_delete_and_truncate(ledger, database_url):
+    append_tallies(ledger, 1)
+    for statement in (
+        "UPDATE ledger_events SET topic = 'x'",
+        "DELETE FROM ledger_events",
+        "TRUNCATE ledger_events",
+    ):
+        with psycopg.connect(database_url) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+    assert len(rows(database_url)) == 2
+
+
+def test_a_rolled_back_insert_leaves_a_gap_in_positions_but_not_in_the_chain(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 2)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT nextval('ledger_events_notification_id_seq')")  # burnt, as by a rollback
+    append_tallies(ledger, 2)
+    positions = [r[0] for r in rows(database_url)]
+    assert positions == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert verify(database_url, monkeypatch, capsys)[0] == 0
+
+
+def test_concurrent_commands_on_one_aggregate_one_wins_the_other_conflicts(ledger, database_url):
+    tally = Tally(name="shared")
+    ledger.record(tally)
+    first, second = ledger.repository.get(tally.id), ledger.repository.get(tally.id)
+    first.bump(by=1)
+    second.bump(by=2)
+    ledger.record(first)
+    with pytest.raises(ConflictError):
+        ledger.record(second)
+    assert ledger.repository.get(tally.id).count == 1
+
+
+def test_many_threads_writing_different_aggregates_keep_one_linear_chain(ledger, database_url, monkeypatch, capsys):
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            append_tallies(ledger, 25)
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    table = rows(database_url)
+    assert len(table) == 8 * 25 * 2
+    for before, after in zip(table, table[1:]):
+        assert after[5] == before[7], f"fork at position {after[0]}"
+    assert verify(database_url, monkeypatch, capsys)[0] == 0
+
+
+def test_verify_names_a_changed_payload_byte(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 5)
+    tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3) WHERE notification_id = 7")
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 7 and report["problem"]["fault"] == "payload altered"
+
+
+def test_verify_names_a_deleted_row(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 5)
+    tamper(database_url, "DELETE FROM ledger_events WHERE notification_id = 4")
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 5 and report["problem"]["fault"] == "row missing"
+
+
+def test_verify_names_a_forged_row_even_when_its_own_hash_is_right(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 2)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT nextval('ledger_events_notification_id_seq')")  # position 5 stays free
+    append_tallies(ledger, 2)
+    fourth = rows(database_url)[3]
+    forged_id, topic, state = uuid.uuid4(), fourth[3], b'{"name":"forged"}'
+    digest = row_hash(fourth[7], 5, forged_id, 1, topic, state)
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        # The unique index on prev_hash refuses a second row naming the same predecessor;
+        # a superuser drops it first.
+        conn.execute("DROP INDEX ledger_events_prev_hash_idx")
+        conn.execute(
+            "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state,"
+            " prev_hash, stream_prev_hash, hash) VALUES (5, %s, 1, %s, %s, %s, %s, %s)",
+            (forged_id, topic, state, fourth[7], GENESIS, digest),
+        )
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 5 and report["problem"]["fault"] == "row inserted"
+
+
+def test_verify_names_two_swapped_rows(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 5)
+    tamper(
+        database_url,
+        "UPDATE ledger_events SET notification_id = -1 WHERE notification_id = 3",
+        "UPDATE ledger_events SET notification_id = 3 WHERE notification_id = 8",
+        "UPDATE ledger_events SET notification_id = 8 WHERE notification_id = -1",
+    )
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 3 and report["problem"]["fault"] == "rows reordered"
+
+
+def test_verify_with_a_kept_head_catches_rows_cut_off_the_end(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 5)
+    head = rows(database_url)[-1]
+    kept = f"{head[0]}:{head[7].hex()}"
+    tamper(database_url, "DELETE FROM ledger_events WHERE notification_id > 8")
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 0, "a prefix of a chain is a valid chain: only a kept head can tell"
+    code, report = verify(database_url, monkeypatch, capsys, "--expect-head", kept)
+    assert code == 1
+    assert report["problem"]["fault"] == "head mismatch" and report["problem"]["position"] == 10
+
+
+def test_verify_names_a_broken_stream_link(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 3)
+    tamper(database_url, "UPDATE ledger_events SET stream_prev_hash = sha256(stream_prev_hash) WHERE notification_id = 4")
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 4 and report["problem"]["fault"] == "stream link broken"
