@@ -99,11 +99,10 @@ def from_pydantic(
     violations = []
     for error in exc.errors(include_url=False, include_input=False):
         loc: tuple[Any, ...] = tuple(error.get("loc", ()))
-        description = str(error.get("msg", "invalid value"))
+        # Errors raised by our own validators read "Value error, <msg>".
+        description = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if loc and loc[-1] == "[key]":
             description = f"invalid key: {description}"
-        # Errors raised by our own validators read "Value error, <msg>".
-        description = description.removeprefix("Value error, ")
         violations.append(FieldViolation(field_path(loc, prefix), description))
     return ValidationError(violations)
 
