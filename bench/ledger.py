@@ -1,0 +1,100 @@
+"""Ledger append rates: the hash-linked events table against the same table without the chain.
+
+Both run in the same process on the same server, interleaved in rounds so that a burst of load
+from elsewhere on the machine hits both alike; the ratio is what the issue's target is about.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from eventsourcing.domain import Aggregate, event
+
+from claims_service.application import Ledger
+from claims_service.migrate import MIGRATIONS_DIR, migrate
+
+
+class BenchEntry(Aggregate):
+    """A stand-in aggregate with a realistic payload size (a claim line is ~200 bytes of JSON)."""
+
+    @event("Opened")
+    def __init__(self, note: str) -> None:
+        self.note = note
+
+    @event("Noted")
+    def add(self, note: str) -> None:
+        self.note = note
+
+
+def plain_schema_url(create_database, name: str) -> str:
+    """A database with the library's tables only: migration 0001, no hash chain, no guard."""
+    url = create_database(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(MIGRATIONS_DIR / "0001_event_store.sql", Path(tmp))
+        migrate(url, Path(tmp))
+    return url
+
+
+def append_rate(url: str, seconds: float, threads: int = 4, events_per_save: int = 1) -> float:
+    """Events appended per second by `threads` writers, each save holding `events_per_save` events."""
+    ledger = Ledger(url, pool_size=threads)
+    note = "x" * 200
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def writer(slot: int) -> None:
+        while time.perf_counter() < stop:
+            entries = [BenchEntry(note=note) for _ in range(events_per_save)]
+            ledger.record(*entries)
+            counts[slot] += events_per_save
+
+    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    ledger.close()
+    return sum(counts) / elapsed
+
+
+def raw_commit_rate(url: str, seconds: float) -> float:
+    """Single-row INSERT + COMMIT with psycopg: the machine's commit rate, our floor and ceiling."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, note text)")
+        conn.commit()
+        count = 0
+        stop = time.perf_counter() + seconds
+        started = time.perf_counter()
+        while time.perf_counter() < stop:
+            conn.execute("INSERT INTO bench_commits (note) VALUES ('x')")
+            conn.commit()
+            count += 1
+        return count / (time.perf_counter() - started)
+
+
+def run(create_database, seconds: float, progress) -> dict[str, float]:
+    chained_url = create_database("bench_chained")
+    migrate(chained_url)
+    plain_url = plain_schema_url(create_database, "bench_plain")
+    rounds = 3
+    task = progress.add_task("ledger appends (chained vs plain)", total=rounds * 2 + 1)
+    results = {"raw_commits_per_s": raw_commit_rate(plain_url, seconds / 2)}
+    progress.advance(task)
+    chained, plain = [], []
+    for _ in range(rounds):
+        plain.append(append_rate(plain_url, seconds / rounds, events_per_save=5))
+        progress.advance(task)
+        chained.append(append_rate(chained_url, seconds / rounds, events_per_save=5))
+        progress.advance(task)
+    results["plain_events_per_s"] = sum(plain) / rounds
+    results["chained_events_per_s"] = sum(chained) / rounds
+    results["chain_ratio"] = results["chained_events_per_s"] / results["plain_events_per_s"]
+    results["single_event_saves_per_s"] = append_rate(chained_url, seconds / rounds, events_per_save=1)
+    return results
