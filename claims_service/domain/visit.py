@@ -1,0 +1,78 @@
+"""A visit (encounter) as the provider records it, before or without a claim."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from claims_service.domain.ids import make_id
+from claims_service.domain.values import RecordVisit
+
+
+class Visit(Aggregate):
+    """Id from (provider_id, visit_id): visit ids are the provider's own.
+
+    State: ``visit_id``, ``provider_id`` (NPI), ``member_id``, ``payer_id``,
+    ``date_of_service``, ``place_of_service``, ``diagnosis_codes``.
+    """
+
+    class Recorded(Aggregate.Created):
+        actor: str
+        visit_id: str
+        provider_id: str
+        member_id: str
+        payer_id: str
+        date_of_service: date
+        place_of_service: str
+        diagnosis_codes: list[str]
+
+        def apply(self, visit: Visit) -> None:
+            visit.visit_id = self.visit_id
+            visit.provider_id = self.provider_id
+            visit.member_id = self.member_id
+            visit.payer_id = self.payer_id
+            visit.date_of_service = self.date_of_service
+            visit.place_of_service = self.place_of_service
+            visit.diagnosis_codes = list(self.diagnosis_codes)
+
+    @staticmethod
+    def create_id(provider_id: str, visit_id: str) -> UUID:
+        return make_id("visit", provider_id, visit_id)
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        actor: str,
+        visit_id: str,
+        provider_id: str,
+        member_id: str,
+        payer_id: str,
+        date_of_service: date,
+        place_of_service: str,
+        diagnosis_codes: list[str],
+    ) -> Visit:
+        cmd = RecordVisit.checked(
+            actor=actor,
+            visit_id=visit_id,
+            provider_id=provider_id,
+            member_id=member_id,
+            payer_id=payer_id,
+            date_of_service=date_of_service,
+            place_of_service=place_of_service,
+            diagnosis_codes=diagnosis_codes,
+        )
+        return cls._create(
+            cls.Recorded,
+            id=cls.create_id(cmd.provider_id, cmd.visit_id),
+            actor=cmd.actor,
+            visit_id=cmd.visit_id,
+            provider_id=cmd.provider_id,
+            member_id=cmd.member_id,
+            payer_id=cmd.payer_id,
+            date_of_service=cmd.date_of_service,
+            place_of_service=cmd.place_of_service,
+            diagnosis_codes=list(cmd.diagnosis_codes),
+        )
