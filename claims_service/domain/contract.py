@@ -22,8 +22,8 @@ from claims_service.errors import StateError
 class Contract(Aggregate):
     """Id from ``contract_id``.
 
-    State: ``contract_id``, ``payer_id``, ``version`` and ``effective_date`` of
-    the latest schedule, ``schedules`` (``[{version, effective_date, fees}]``
+    State: ``contract_id``, ``payer_id``, ``schedule_version`` and
+    ``effective_date`` of the latest schedule, ``schedules`` (``[{version, effective_date, fees}]``
     in version order). Fee keys are ``"CODE"`` or ``"CODE:MOD"``; values are
     integer cents per unit.
     """
@@ -57,7 +57,8 @@ class Contract(Aggregate):
         self.schedules.append(
             {"version": version, "effective_date": effective_date, "fees": dict(fees)}
         )
-        self.version = version
+        # Not "version": that name is the aggregate's event sequence number.
+        self.schedule_version = version
         self.effective_date = effective_date
 
     # --- ids ---------------------------------------------------------------------
@@ -104,8 +105,8 @@ class Contract(Aggregate):
         cmd = PublishFeeSchedule.checked(
             actor=actor, version=version, effective_date=effective_date, fees=fees
         )
-        if cmd.version <= self.version:
-            msg = f"version must be greater than {self.version}"
+        if cmd.version <= self.schedule_version:
+            msg = f"version must be greater than {self.schedule_version}"
             raise StateError(msg)
         if cmd.effective_date < self.effective_date:
             msg = "effective_date must not precede the previous schedule's"
