@@ -1,0 +1,427 @@
+"""A claim from submission to its final decision, corrections, voids and disputes.
+
+State machine (``status``)::
+
+    submitted --adjudicate--> adjudicated --correct--> replaced
+        |                         ^   |
+        +--pend--> pended --------+   +--void--> voided
+                     (resolve_review)
+
+* ``adjudicated`` covers a decision by the engine and one by a reviewer.
+* Only a decided (``adjudicated``) claim can be corrected, voided or disputed;
+  ``replaced`` and ``voided`` are final.
+* At most one dispute is open at a time; while it is open the claim cannot be
+  corrected or voided (the dispute would lose its subject). An overturned
+  dispute replaces the decision.
+
+Corrections and voids never edit the submission: they are new events
+(frequency 7 / 8), and the replacement is a new claim that names this one.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from claims_service.domain.ids import make_id
+from claims_service.domain.values import (
+    CorrectClaim,
+    Decide,
+    OpenDispute,
+    ResolveDispute,
+    ResolveReview,
+    SubmitClaim,
+    VoidClaim,
+)
+from claims_service.errors import (
+    AlreadyExistsError,
+    DuplicateRequestError,
+    StateError,
+    ValidationError,
+)
+
+SUBMITTED = "submitted"
+ADJUDICATED = "adjudicated"
+PENDED = "pended"
+VOIDED = "voided"
+REPLACED = "replaced"
+
+
+class Claim(Aggregate):
+    """Id from (provider_id, idempotency_key): a retry lands on the same claim.
+
+    State: the submission's fields (``claim_id``, ``provider_id``,
+    ``member_id``, ``payer_id``, ``visit_id``, ``frequency_code``,
+    ``replaces_claim_id``, ``diagnosis_codes``, ``place_of_service``,
+    ``lines``, ``received_on``, ``idempotency_key``, ``body_hash``), then
+    ``status``, ``decision`` (the engine's or reviewer's decision dict; for a
+    pended claim the provisional one), ``facts``, ``ruleset_version``,
+    ``ruleset_hash`` (of the latest engine run), ``review``,
+    ``replaced_by``, ``void_reason``, ``disputes`` (dispute_id -> record)
+    and ``open_dispute_id``.
+    """
+
+    # --- events ----------------------------------------------------------------
+
+    class Submitted(Aggregate.Created):
+        actor: str
+        claim_id: str
+        provider_id: str
+        member_id: str
+        payer_id: str
+        visit_id: str | None
+        frequency_code: str
+        replaces_claim_id: str | None
+        diagnosis_codes: list[str]
+        place_of_service: str
+        lines: list[dict[str, Any]]
+        received_on: date
+        idempotency_key: str
+        body_hash: str
+
+        def apply(self, claim: Claim) -> None:
+            claim.claim_id = self.claim_id
+            claim.provider_id = self.provider_id
+            claim.member_id = self.member_id
+            claim.payer_id = self.payer_id
+            claim.visit_id = self.visit_id
+            claim.frequency_code = self.frequency_code
+            claim.replaces_claim_id = self.replaces_claim_id
+            claim.diagnosis_codes = list(self.diagnosis_codes)
+            claim.place_of_service = self.place_of_service
+            claim.lines = copy.deepcopy(self.lines)
+            claim.received_on = self.received_on
+            claim.idempotency_key = self.idempotency_key
+            claim.body_hash = self.body_hash
+            claim.status = SUBMITTED
+            claim.decision = None
+            claim.facts = None
+            claim.ruleset_version = None
+            claim.ruleset_hash = None
+            claim.review = None
+            claim.replaced_by = None
+            claim.void_reason = None
+            claim.disputes = {}
+            claim.open_dispute_id = None
+
+    class Adjudicated(Aggregate.Event):
+        actor: str
+        decision: dict[str, Any]
+        facts: dict[str, Any]
+        ruleset_version: str
+        ruleset_hash: str
+
+        def apply(self, claim: Claim) -> None:
+            claim._record_run(self)
+            claim.status = ADJUDICATED
+
+    class Pended(Aggregate.Event):
+        actor: str
+        decision: dict[str, Any]
+        facts: dict[str, Any]
+        ruleset_version: str
+        ruleset_hash: str
+
+        def apply(self, claim: Claim) -> None:
+            claim._record_run(self)
+            claim.status = PENDED
+
+    class ReviewResolved(Aggregate.Event):
+        actor: str
+        decision: dict[str, Any]
+        reviewer: str
+        note: str
+
+        def apply(self, claim: Claim) -> None:
+            claim.decision = copy.deepcopy(self.decision)
+            claim.review = {"reviewer": self.reviewer, "note": self.note}
+            claim.status = ADJUDICATED
+
+    class Corrected(Aggregate.Event):
+        """Superseded by the replacement claim ``replacement_claim_id``."""
+
+        actor: str
+        replacement_claim_id: str
+        frequency_code: str  # always "7"
+
+        def apply(self, claim: Claim) -> None:
+            claim.replaced_by = self.replacement_claim_id
+            claim.status = REPLACED
+
+    class Voided(Aggregate.Event):
+        actor: str
+        reason: str
+        frequency_code: str  # always "8"
+
+        def apply(self, claim: Claim) -> None:
+            claim.void_reason = self.reason
+            claim.status = VOIDED
+
+    class DisputeOpened(Aggregate.Event):
+        actor: str
+        dispute_id: str
+        reason: str
+        opened_by: str
+
+        def apply(self, claim: Claim) -> None:
+            claim.disputes[self.dispute_id] = {
+                "dispute_id": self.dispute_id,
+                "reason": self.reason,
+                "opened_by": self.opened_by,
+                "resolution": None,
+                "note": None,
+            }
+            claim.open_dispute_id = self.dispute_id
+
+    class DisputeResolved(Aggregate.Event):
+        actor: str
+        dispute_id: str
+        resolution: str  # "upheld" | "overturned"
+        decision: dict[str, Any] | None
+        note: str
+
+        def apply(self, claim: Claim) -> None:
+            record = claim.disputes[self.dispute_id]
+            record["resolution"] = self.resolution
+            record["note"] = self.note
+            claim.open_dispute_id = None
+            if self.decision is not None:
+                claim.decision = copy.deepcopy(self.decision)
+
+    def _record_run(self, event: Claim.Adjudicated | Claim.Pended) -> None:
+        self.decision = copy.deepcopy(event.decision)
+        self.facts = copy.deepcopy(event.facts)
+        self.ruleset_version = event.ruleset_version
+        self.ruleset_hash = event.ruleset_hash
+
+    # --- ids ---------------------------------------------------------------------
+
+    @staticmethod
+    def create_id(provider_id: str, idempotency_key: str) -> UUID:
+        return make_id("claim", provider_id, idempotency_key)
+
+    # --- commands ------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        actor: str,
+        provider_id: str,
+        member_id: str,
+        payer_id: str,
+        idempotency_key: str,
+        received_on: date,
+        diagnosis_codes: list[str],
+        place_of_service: str,
+        lines: list[dict[str, Any]],
+        visit_id: str | None = None,
+        frequency_code: str = "1",
+        replaces_claim_id: str | None = None,
+    ) -> Claim:
+        """Validate and submit; ``received_on`` is the service's date, not the caller's."""
+        request = SubmitClaim.checked(
+            actor=actor,
+            provider_id=provider_id,
+            member_id=member_id,
+            payer_id=payer_id,
+            idempotency_key=idempotency_key,
+            received_on=received_on,
+            diagnosis_codes=diagnosis_codes,
+            place_of_service=place_of_service,
+            lines=lines,
+            visit_id=visit_id,
+            frequency_code=frequency_code,
+            replaces_claim_id=replaces_claim_id,
+        )
+        return cls.submit_request(request)
+
+    @classmethod
+    def submit_request(cls, request: SubmitClaim) -> Claim:
+        """Submit an already validated request (``SubmitClaim.checked(...)``).
+
+        Lets the application validate once, derive the id and body hash, and
+        look for an earlier claim with the same key before creating one.
+        """
+        claim_id = cls.create_id(request.provider_id, request.idempotency_key)
+        if request.replaces_claim_id == str(claim_id):
+            raise ValidationError.single("replaces_claim_id", "a claim cannot replace itself")
+        body = request.model_dump(mode="python")
+        return cls._create(
+            cls.Submitted,
+            id=claim_id,
+            actor=request.actor,
+            claim_id=str(claim_id),
+            provider_id=request.provider_id,
+            member_id=request.member_id,
+            payer_id=request.payer_id,
+            visit_id=request.visit_id,
+            frequency_code=request.frequency_code,
+            replaces_claim_id=request.replaces_claim_id,
+            diagnosis_codes=body["diagnosis_codes"],
+            place_of_service=request.place_of_service,
+            lines=body["lines"],
+            received_on=request.received_on,
+            idempotency_key=request.idempotency_key,
+            body_hash=request.body_hash(),
+        )
+
+    def ensure_same_request(self, body_hash: str) -> None:
+        """For a retry with this claim's idempotency key: refuse a different body."""
+        if body_hash != self.body_hash:
+            msg = "this idempotency key was already used with a different request"
+            raise DuplicateRequestError(msg)
+
+    def adjudicate(
+        self,
+        *,
+        actor: str,
+        decision: dict[str, Any],
+        facts: dict[str, Any],
+        ruleset_version: str,
+        ruleset_hash: str,
+    ) -> None:
+        self._decide(self.Adjudicated, actor, decision, facts, ruleset_version, ruleset_hash)
+
+    def pend(
+        self,
+        *,
+        actor: str,
+        decision: dict[str, Any],
+        facts: dict[str, Any],
+        ruleset_version: str,
+        ruleset_hash: str,
+    ) -> None:
+        """Hold for human review (high dollar, missing data ...) with the provisional decision."""
+        self._decide(self.Pended, actor, decision, facts, ruleset_version, ruleset_hash)
+
+    def _decide(
+        self,
+        event_class: type[Claim.Adjudicated] | type[Claim.Pended],
+        actor: str,
+        decision: dict[str, Any],
+        facts: dict[str, Any],
+        ruleset_version: str,
+        ruleset_hash: str,
+    ) -> None:
+        cmd = Decide.checked(
+            actor=actor,
+            decision=decision,
+            facts=facts,
+            ruleset_version=ruleset_version,
+            ruleset_hash=ruleset_hash,
+        )
+        self._require_status(SUBMITTED, "only a submitted claim can be adjudicated or pended")
+        self.trigger_event(
+            event_class,
+            actor=cmd.actor,
+            decision=copy.deepcopy(cmd.decision),
+            facts=copy.deepcopy(cmd.facts),
+            ruleset_version=cmd.ruleset_version,
+            ruleset_hash=cmd.ruleset_hash,
+        )
+
+    def resolve_review(
+        self, *, actor: str, decision: dict[str, Any], reviewer: str, note: str = ""
+    ) -> None:
+        cmd = ResolveReview.checked(actor=actor, decision=decision, reviewer=reviewer, note=note)
+        self._require_status(PENDED, "only a pended claim can be resolved by review")
+        self.trigger_event(
+            self.ReviewResolved,
+            actor=cmd.actor,
+            decision=copy.deepcopy(cmd.decision),
+            reviewer=cmd.reviewer,
+            note=cmd.note,
+        )
+
+    def correct(self, *, actor: str, replacement_claim_id: str) -> None:
+        """Mark this claim as replaced by ``replacement_claim_id`` (frequency 7)."""
+        cmd = CorrectClaim.checked(actor=actor, replacement_claim_id=replacement_claim_id)
+        if cmd.replacement_claim_id == self.claim_id:
+            raise ValidationError.single("replacement_claim_id", "a claim cannot replace itself")
+        self._require_changeable("corrected")
+        self.trigger_event(
+            self.Corrected,
+            actor=cmd.actor,
+            replacement_claim_id=cmd.replacement_claim_id,
+            frequency_code="7",
+        )
+
+    def void(self, *, actor: str, reason: str) -> None:
+        """Cancel this claim (frequency 8)."""
+        cmd = VoidClaim.checked(actor=actor, reason=reason)
+        self._require_changeable("voided")
+        self.trigger_event(self.Voided, actor=cmd.actor, reason=cmd.reason, frequency_code="8")
+
+    def open_dispute(self, *, actor: str, dispute_id: str, reason: str) -> None:
+        cmd = OpenDispute.checked(actor=actor, dispute_id=dispute_id, reason=reason)
+        if cmd.dispute_id in self.disputes:
+            msg = "a dispute with this dispute_id already exists on this claim"
+            raise AlreadyExistsError(msg)
+        self._require_status(ADJUDICATED, "only a decided claim can be disputed")
+        if self.open_dispute_id is not None:
+            msg = "this claim already has an open dispute"
+            raise StateError(msg)
+        self.trigger_event(
+            self.DisputeOpened,
+            actor=cmd.actor,
+            dispute_id=cmd.dispute_id,
+            reason=cmd.reason,
+            opened_by=cmd.actor,
+        )
+
+    def resolve_dispute(
+        self,
+        *,
+        actor: str,
+        dispute_id: str,
+        resolution: str,
+        decision: dict[str, Any] | None = None,
+        note: str = "",
+    ) -> None:
+        """Close the open dispute; "overturned" carries the new decision."""
+        cmd = ResolveDispute.checked(
+            actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decision, note=note
+        )
+        if self.open_dispute_id is None:
+            msg = "this claim has no open dispute"
+            raise StateError(msg)
+        if cmd.dispute_id != self.open_dispute_id:
+            msg = "dispute_id is not the open dispute of this claim"
+            raise StateError(msg)
+        self.trigger_event(
+            self.DisputeResolved,
+            actor=cmd.actor,
+            dispute_id=cmd.dispute_id,
+            resolution=cmd.resolution,
+            decision=copy.deepcopy(cmd.decision),
+            note=cmd.note,
+        )
+
+    # --- guards and queries -------------------------------------------------------------
+
+    def _require_status(self, status: str, message: str) -> None:
+        if self.status != status:
+            msg = f"{message} (this claim is {self.status})"
+            raise StateError(msg)
+
+    def _require_changeable(self, verb: str) -> None:
+        if self.status in (VOIDED, REPLACED):
+            msg = f"a {self.status} claim cannot be {verb}"
+            raise StateError(msg)
+        self._require_status(ADJUDICATED, f"only a decided claim can be {verb}")
+        if self.open_dispute_id is not None:
+            msg = f"a claim under dispute cannot be {verb}"
+            raise StateError(msg)
+
+    @property
+    def decided(self) -> bool:
+        return self.status == ADJUDICATED
+
+    @property
+    def billed_cents(self) -> int:
+        return sum(line["billed_cents"] for line in self.lines)
