@@ -75,8 +75,12 @@ class Ledger(Application):
 
     def record(self, *aggregates: Any, tracking: Tracking | None = None) -> list[Recording[Any]]:
         """Save the aggregates' pending events in one transaction (with `tracking`, exactly once)."""
+        return self.record_events([e for a in aggregates for e in a.collect_events()], tracking=tracking)
+
+    def record_events(self, events: Sequence[Any], *, tracking: Tracking | None = None) -> list[Recording[Any]]:
+        """Save already-collected domain events in one transaction; they stay retryable on failure."""
         processing = ProcessingEvent(tracking=tracking)
-        processing.collect_events(*aggregates)
+        processing.collect_events(*events)
         try:
             return self._record(processing)
         except IntegrityError as error:

@@ -1,0 +1,98 @@
+"""Group commit: many concurrent writes, one transaction.
+
+Every insert holds the events table's lock through its commit, so one commit per request caps the
+whole service at the disk's commit rate. Request threads hand their aggregates to one writer
+thread, which saves everything queued since its last commit in a single transaction, then wakes
+each request. A request is acknowledged only after the commit that holds its events.
+
+A batch that fails as a whole (one request conflicting with an existing record) is retried one
+request at a time, so a single conflict fails only the request that caused it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from claims_service.application import Ledger, Receipt
+from claims_service.errors import ConflictError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Write:
+    # Events, not aggregates: collected once, so a failed batch can be retried request by request.
+    events: list[Any]
+    future: Future[list[Receipt]] = field(default_factory=Future)
+
+
+class GroupCommitter:
+    def __init__(self, ledger: Ledger, *, max_batch: int = 256) -> None:
+        self._ledger = ledger
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def record(self, *aggregates: Any, timeout: float | None = None) -> list[Receipt]:
+        """Save the aggregates' pending events; once committed, return a receipt per event."""
+        write = _Write([e for a in aggregates for e in a.collect_events()])
+        self._queue.put(write)
+        return write.future.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            # Take whatever arrived while the previous commit was in flight: batches grow with load.
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._commit(batch)
+                    return
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Write]) -> None:
+        if len(batch) == 1:
+            self._commit_one(batch[0])
+            return
+        try:
+            recordings = self._ledger.record_events([e for w in batch for e in w.events])
+            receipts = self._ledger.receipts(recordings)
+        except ConflictError:
+            for write in batch:
+                self._commit_one(write)
+            return
+        except BaseException as error:  # the database is down, say: every waiter hears it
+            for write in batch:
+                write.future.set_exception(error)
+            return
+        # Recordings come back in the order the events went in.
+        start = 0
+        for write in batch:
+            mine = recordings[start : start + len(write.events)]
+            write.future.set_result([receipts[r.notification.id] for r in mine])
+            start += len(write.events)
+
+    def _commit_one(self, write: _Write) -> None:
+        try:
+            recordings = self._ledger.record_events(write.events)
+            receipts = self._ledger.receipts(recordings)
+            write.future.set_result([receipts[r.notification.id] for r in recordings])
+        except BaseException as error:
+            write.future.set_exception(error)
