@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-NPI = "1234567893"  # valid: Luhn over 80840 + first nine digits
+NPI = "1234567893"  # valid: Luhn over 80840 + first nine digits (test files repeat what they need:
+# importing "conftest" by name is fragile when other conftest.py files exist)
 OTHER_NPI = "1245319599"
 ADMIN = "admin:root"
 PROVIDER = f"provider:{NPI}"
