@@ -1,0 +1,62 @@
+"""The adjudicator: pure, deterministic, versioned rule modules and the engine that runs them.
+
+Lives here: the data models (models.py), code tables with effective dates (codes.py), the synthetic
+code set (codeset.py, data/*.json), the rules (rules/, one per file), rule sets (ruleset.py,
+rulesets/), the engine (engine.py, over state.py, findings.py, money.py), dispute-replay comparison
+(replay.py) and a throughput benchmark (bench.py).
+
+`adjudicate(claim, facts, ruleset)` gives the same `Decision` for the same inputs, always: nothing
+here reads a clock, randomness, the environment, a database or the network. This package imports the
+standard library and pydantic only, and nothing of the service (tests/unit/adjudicator/test_purity.py
+walks the imports). bench.py alone reads a clock, to time the engine; nothing else imports it.
+"""
+
+from .engine import adjudicate
+from .models import (
+    AccumulatorChange,
+    Accumulators,
+    Adjustment,
+    ClaimInput,
+    ClaimLineInput,
+    CostShare,
+    Coverage,
+    Credential,
+    Decision,
+    EarlierClaimLine,
+    Facts,
+    FeeSchedule,
+    LineResult,
+    NetworkMembership,
+    Outcome,
+    PlanTerms,
+    PriorAuthorization,
+    ProviderFacts,
+)
+from .ruleset import RuleSet
+from .rulesets import RULESETS, UnknownRuleSetError, get_ruleset
+
+__all__ = [
+    "RULESETS",
+    "AccumulatorChange",
+    "Accumulators",
+    "Adjustment",
+    "ClaimInput",
+    "ClaimLineInput",
+    "CostShare",
+    "Coverage",
+    "Credential",
+    "Decision",
+    "EarlierClaimLine",
+    "Facts",
+    "FeeSchedule",
+    "LineResult",
+    "NetworkMembership",
+    "Outcome",
+    "PlanTerms",
+    "PriorAuthorization",
+    "ProviderFacts",
+    "RuleSet",
+    "UnknownRuleSetError",
+    "adjudicate",
+    "get_ruleset",
+]
