@@ -20,7 +20,6 @@ Corrections and voids never edit the submission: they are new events
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -29,6 +28,7 @@ from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
 from claims_service.domain.values import (
+    copy_plain,
     CorrectClaim,
     Decide,
     OpenDispute,
@@ -93,7 +93,7 @@ class Claim(Aggregate):
             claim.replaces_claim_id = self.replaces_claim_id
             claim.diagnosis_codes = list(self.diagnosis_codes)
             claim.place_of_service = self.place_of_service
-            claim.lines = copy.deepcopy(self.lines)
+            claim.lines = copy_plain(self.lines)
             claim.received_on = self.received_on
             claim.idempotency_key = self.idempotency_key
             claim.body_hash = self.body_hash
@@ -137,7 +137,7 @@ class Claim(Aggregate):
         note: str
 
         def apply(self, claim: Claim) -> None:
-            claim.decision = copy.deepcopy(self.decision)
+            claim.decision = copy_plain(self.decision)
             claim.review = {"reviewer": self.reviewer, "note": self.note}
             claim.status = ADJUDICATED
 
@@ -190,11 +190,11 @@ class Claim(Aggregate):
             record["note"] = self.note
             claim.open_dispute_id = None
             if self.decision is not None:
-                claim.decision = copy.deepcopy(self.decision)
+                claim.decision = copy_plain(self.decision)
 
     def _record_run(self, event: Claim.Adjudicated | Claim.Pended) -> None:
-        self.decision = copy.deepcopy(event.decision)
-        self.facts = copy.deepcopy(event.facts)
+        self.decision = copy_plain(event.decision)
+        self.facts = copy_plain(event.facts)
         self.ruleset_version = event.ruleset_version
         self.ruleset_hash = event.ruleset_hash
 
@@ -319,8 +319,8 @@ class Claim(Aggregate):
         self.trigger_event(
             event_class,
             actor=cmd.actor,
-            decision=copy.deepcopy(cmd.decision),
-            facts=copy.deepcopy(cmd.facts),
+            decision=copy_plain(cmd.decision),
+            facts=copy_plain(cmd.facts),
             ruleset_version=cmd.ruleset_version,
             ruleset_hash=cmd.ruleset_hash,
         )
@@ -333,7 +333,7 @@ class Claim(Aggregate):
         self.trigger_event(
             self.ReviewResolved,
             actor=cmd.actor,
-            decision=copy.deepcopy(cmd.decision),
+            decision=copy_plain(cmd.decision),
             reviewer=cmd.reviewer,
             note=cmd.note,
         )
@@ -398,7 +398,7 @@ class Claim(Aggregate):
             actor=cmd.actor,
             dispute_id=cmd.dispute_id,
             resolution=cmd.resolution,
-            decision=copy.deepcopy(cmd.decision),
+            decision=copy_plain(cmd.decision),
             note=cmd.note,
         )
 

@@ -7,7 +7,6 @@ adjudicated last year can be re-run against exactly the schedule it saw.
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -15,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
-from claims_service.domain.values import PublishContract, PublishFeeSchedule
+from claims_service.domain.values import PublishContract, PublishFeeSchedule, copy_plain
 from claims_service.errors import StateError
 
 
@@ -129,4 +128,4 @@ class Contract(Aggregate):
         for schedule in self.schedules:
             if schedule["effective_date"] <= day:
                 found = schedule
-        return copy.deepcopy(found)
+        return copy_plain(found)

@@ -10,7 +10,6 @@ was believed before stays in the events.
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -19,6 +18,7 @@ from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
 from claims_service.domain.values import (
+    copy_plain,
     AuthorizePrior,
     ChangeCoverage,
     EnrolMember,
@@ -57,12 +57,12 @@ class MemberCoverage(Aggregate):
             member.plan_id = self.plan_id
             member.effective_date = self.effective_date
             member.termination_date = self.termination_date
-            member.terms = copy.deepcopy(self.terms)
+            member.terms = copy_plain(self.terms)
             member.segments = [
                 {
                     "effective_on": self.effective_date,
                     "plan_id": self.plan_id,
-                    "terms": copy.deepcopy(self.terms),
+                    "terms": copy_plain(self.terms),
                 }
             ]
             member.prior_auths = {}
@@ -88,12 +88,12 @@ class MemberCoverage(Aggregate):
                 segment = {
                     "effective_on": self.effective_on,
                     "plan_id": self.plan_id if self.plan_id is not None else base["plan_id"],
-                    "terms": copy.deepcopy(self.terms if self.terms is not None else base["terms"]),
+                    "terms": copy_plain(self.terms if self.terms is not None else base["terms"]),
                 }
                 kept = [s for s in member.segments if s["effective_on"] < self.effective_on]
                 member.segments = [*kept, segment]
                 member.plan_id = segment["plan_id"]
-                member.terms = copy.deepcopy(segment["terms"])
+                member.terms = copy_plain(segment["terms"])
 
     class Terminated(Aggregate.Event):
         actor: str
@@ -269,7 +269,7 @@ class MemberCoverage(Aggregate):
             "plan_id": segment["plan_id"],
             "effective_date": self.effective_date,
             "termination_date": self.termination_date,
-            "terms": copy.deepcopy(segment["terms"]),
+            "terms": copy_plain(segment["terms"]),
         }
 
     def prior_auths_on(self, procedure_code: str, day: date) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ built from it balances by construction.
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -15,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
-from claims_service.domain.values import IssuePayment, ReversePayment, SchedulePayment
+from claims_service.domain.values import IssuePayment, ReversePayment, SchedulePayment, copy_plain
 from claims_service.errors import StateError
 
 SCHEDULED = "scheduled"
@@ -47,7 +46,7 @@ class Payment(Aggregate):
             payment.provider_id = self.provider_id
             payment.claim_ids = list(self.claim_ids)
             payment.amount_cents = self.amount_cents
-            payment.lines = copy.deepcopy(self.lines)
+            payment.lines = copy_plain(self.lines)
             payment.status = SCHEDULED
             payment.trace_number = None
             payment.issued_on = None

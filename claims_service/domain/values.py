@@ -98,6 +98,20 @@ def plain_violations(value: Any, path: str) -> list[FieldViolation]:
     return found
 
 
+def copy_plain(value: Any) -> Any:
+    """Copy plain data (dicts and lists; everything else in it is immutable).
+
+    Events and aggregate state must not share mutable containers with each
+    other or with the caller; ``copy.deepcopy`` does the same an order of
+    magnitude slower, which shows at a thousand claims a second.
+    """
+    if type(value) is dict:
+        return {k: copy_plain(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy_plain(v) for v in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, no spaces, UTF-8, dates as ISO strings."""
 
