@@ -127,6 +127,8 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _duplicates(items: list[Any], path: str, what: str) -> list[FieldViolation]:
+    if len(set(items)) == len(items):
+        return []
     counts = Counter(items)
     return [
         FieldViolation(f"{path}[{i}]", f"duplicate {what}")
