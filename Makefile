@@ -9,6 +9,8 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test bench demo proto lint clean
 
+GRPC_INCLUDE = $$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
+
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -25,6 +27,18 @@ bench: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(VENV)/bin/claimsctl demo
+
+# Regenerate protos/claims/v1/*_pb2*.py(i) from the .proto files; never edit the output by hand
+# (tests/unit/test_protos.py fails when it is stale).
+proto: $(INSTALLED)
+	$(PY) -m grpc_tools.protoc -I protos -I "$(GRPC_INCLUDE)" \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+		--python_out=protos --grpc_python_out=protos --mypy_out=protos --mypy_grpc_out=protos \
+		protos/claims/v1/*.proto
+
+lint: $(INSTALLED)
+	$(VENV)/bin/buf lint
 
 clean:
 	rm -rf $(VENV) build *.egg-info

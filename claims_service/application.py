@@ -56,6 +56,7 @@ class Ledger(Application):
     name = "Ledger"  # -> tables ledger_events and ledger_tracking
 
     def __init__(self, database_url: str, *, pool_size: int = 8, env: dict[str, str] | None = None):
+        self.database_url = database_url
         settings = postgres_env(database_url, pool_size=pool_size)
         settings.update(env or {})
         super().__init__(env=settings)

@@ -1,0 +1,367 @@
+"""The adjudicator: follows the ledger in order and decides every submitted claim.
+
+It reads notifications after its tracked position, in batches; for each `Claim.Submitted` it
+gathers the facts from the ledger's aggregates, runs the rule set in force on the claim's received
+date (`adjudicator`, pure), and records `Claim.Adjudicated` or `Claim.Pended` with the facts, the
+rule-set version and hash, together with the benefit-period (accumulator) changes and any payment
+it schedules. A whole batch commits in ONE transaction with the new tracking position, so a kill
+at any moment leaves every claim decided exactly once, and throughput is not capped by the commit
+rate. Voids and replacements take the earlier claim's effects off the accumulators in the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.utils import get_topic
+
+import adjudicator
+from adjudicator.models import ClaimInput, Decision, Facts, Outcome
+from claims_service.application import Ledger
+from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.claim import Claim
+from claims_service.domain.contract import Contract
+from claims_service.domain.member import MemberCoverage
+from claims_service.domain.payment import Payment
+from claims_service.domain.provider import Provider
+from claims_service.domain.rulesets import RuleSetSchedule
+from claims_service.errors import ConflictError
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:adjudicator"
+TRACKING_NAME = "adjudicator"
+# Used when no deployment is in force on a claim's received date (a fresh ledger, or a claim
+# received before the first deployment): the first released rule set.
+DEFAULT_RULESET = "2026.1"
+
+SUBMITTED = get_topic(Claim.Submitted)
+VOIDED = get_topic(Claim.Voided)
+REVIEW_RESOLVED = get_topic(Claim.ReviewResolved)
+DISPUTE_RESOLVED = get_topic(Claim.DisputeResolved)
+
+
+@dataclass
+class UnitOfWork:
+    """The aggregates one batch reads and changes; everything it changed is saved together."""
+
+    ledger: Ledger
+    loaded: dict[UUID, Any] = field(default_factory=dict)
+    changed: dict[UUID, Any] = field(default_factory=dict)
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        if aggregate_id not in self.loaded:
+            try:
+                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                self.loaded[aggregate_id] = None
+        return self.loaded[aggregate_id]
+
+    def add(self, aggregate: Any) -> Any:
+        self.loaded[aggregate.id] = aggregate
+        self.changed[aggregate.id] = aggregate
+        return aggregate
+
+    def changing(self, aggregate: Any) -> Any:
+        self.changed[aggregate.id] = aggregate
+        return aggregate
+
+
+def plan_year(day: date) -> int:
+    return day.year
+
+
+class AdjudicationFollower:
+    def __init__(self, ledger: Ledger, *, batch_size: int = 500) -> None:
+        self.ledger = ledger
+        self.batch_size = batch_size
+
+    # --- the loop --------------------------------------------------------------------
+
+    def position(self) -> int:
+        return self.ledger.recorder.max_tracking_id(TRACKING_NAME) or 0  # type: ignore[attr-defined]
+
+    def process_available(self) -> int:
+        """Process one batch after the tracked position; return how many notifications it covered."""
+        for attempt in range(5):
+            notifications = self.ledger.recorder.select_notifications(
+                start=self.position(), limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                return 0
+            try:
+                self._process(notifications)
+                return len(notifications)
+            except ConflictError:
+                # Someone changed an aggregate we read (a provider voiding a claim, say) between our
+                # read and our write: nothing of ours was written; read again and redo the batch.
+                log.info("adjudication batch conflicted (attempt %d); retrying", attempt + 1)
+        raise ConflictError("adjudication batch kept conflicting")
+
+    def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
+        """Follow the ledger until `stop` is set, waking on the events table's NOTIFY."""
+        with psycopg.connect(self.ledger.database_url, autocommit=True) as conn:
+            conn.execute("LISTEN ledger_events")
+            while not stop.is_set():
+                if self.process_available():
+                    continue
+                for _ in conn.notifies(timeout=idle_wait, stop_after=1):
+                    pass
+
+    # --- one batch ----------------------------------------------------------------------
+
+    def _process(self, notifications: list[Notification]) -> None:
+        work = UnitOfWork(self.ledger)
+        for notification in notifications:
+            if notification.topic == SUBMITTED:
+                self._adjudicate(work, notification.originator_id)
+            elif notification.topic == VOIDED:
+                claim = work.get(notification.originator_id)
+                self._reverse(work, claim, reason="voided")
+            elif notification.topic in (REVIEW_RESOLVED, DISPUTE_RESOLVED):
+                self._apply_resolution(work, notification)
+            elif notification.originator_id in work.loaded and notification.originator_id not in work.changed:
+                # Changed by someone else after we loaded it: read it again when next needed.
+                del work.loaded[notification.originator_id]
+        tracking = Tracking(TRACKING_NAME, notifications[-1].id)
+        if work.changed:
+            self.ledger.record(*work.changed.values(), tracking=tracking)
+        else:
+            try:
+                self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
+            except IntegrityError:
+                raise ConflictError("another adjudicator advanced past this batch") from None
+
+    def _adjudicate(self, work: UnitOfWork, claim_id: UUID) -> None:
+        claim = work.get(claim_id)
+        if claim is None or claim.status != "submitted":
+            return  # already decided (a replay of a batch that committed) or gone
+        if claim.replaces_claim_id:
+            original = work.get(UUID(claim.replaces_claim_id))
+            if original is not None:
+                self._reverse(work, original, reason=f"replaced by {claim.claim_id}")
+        version = self._ruleset_version(work, claim.received_on)
+        ruleset = adjudicator.get_ruleset(version)
+        claim_input = claim_input_of(claim)
+        facts = self._gather_facts(work, claim)
+        decision = adjudicator.adjudicate(claim_input, facts, ruleset)
+        decision_data = decision.model_dump(mode="json")
+        facts_data = facts.model_dump(mode="json")
+        record = claim.pend if decision.outcome == Outcome.PENDED else claim.adjudicate
+        record(
+            actor=ACTOR,
+            decision=decision_data,
+            facts=facts_data,
+            ruleset_version=ruleset.version,
+            ruleset_hash=ruleset.content_hash,
+        )
+        work.changing(claim)
+        self._apply_to_periods(work, claim, decision)
+        if decision.outcome != Outcome.PENDED and decision.total_paid_cents > 0:
+            self._schedule_payment(work, claim, decision)
+
+    # --- facts ------------------------------------------------------------------------
+
+    def _ruleset_version(self, work: UnitOfWork, received_on: date) -> str:
+        schedule = work.get(RuleSetSchedule.create_id())
+        version = schedule.version_on(received_on) if schedule is not None else None
+        return version or DEFAULT_RULESET
+
+    def _gather_facts(self, work: UnitOfWork, claim: Claim) -> Facts:
+        member = work.get(MemberCoverage.create_id(claim.payer_id, claim.member_id))
+        coverages = []
+        prior_auths: list[dict[str, Any]] = []
+        if member is not None:
+            coverages = coverage_periods(member)
+            prior_auths = [dict(a) for a in member.prior_auths.values()]
+        years = sorted({plan_year(line["date_of_service"]) for line in claim.lines})
+        accumulators = []
+        earlier: list[dict[str, Any]] = []
+        excluding = {claim.claim_id} | ({claim.replaces_claim_id} if claim.replaces_claim_id else set())
+        for year in years:
+            period = work.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
+            if period is not None:
+                accumulators.append(period.accumulators())
+                earlier += period.earlier_lines(excluding=excluding)
+        provider = work.get(Provider.create_id(claim.provider_id))
+        provider_facts = None
+        fee_schedule = None
+        if provider is not None:
+            provider_facts = {
+                "npi": provider.npi,
+                "credentials": [
+                    {k: c[k] for k in ("licence_number", "state", "valid_from", "valid_to", "revoked_on")}
+                    for c in provider.credentials
+                ],
+                "networks": [
+                    {k: n[k] for k in ("payer_id", "contract_id", "effective_date", "end_date")}
+                    for n in provider.networks
+                ],
+            }
+            first_day = min(line["date_of_service"] for line in claim.lines)
+            for contract_id in provider.contract_ids_on(claim.payer_id, first_day):
+                contract = work.get(Contract.create_id(contract_id))
+                schedule = contract.fee_schedule_on(first_day) if contract is not None else None
+                if schedule is not None:
+                    fee_schedule = {"contract_id": contract_id, **schedule}
+                    break
+        return Facts.model_validate(
+            {
+                "received_on": claim.received_on,
+                "member_known": member is not None,
+                "coverages": coverages,
+                "accumulators": accumulators,
+                "provider": provider_facts,
+                "fee_schedule": fee_schedule,
+                "prior_authorizations": [
+                    {k: a[k] for k in ("auth_id", "procedure_code", "units", "valid_from", "valid_to")}
+                    for a in prior_auths
+                ],
+                "earlier_claim_lines": [
+                    {k: line[k] for k in ("claim_id", "provider_id", "date_of_service", "procedure_code", "modifiers", "units", "voided")}
+                    for line in earlier
+                ],
+            }
+        )
+
+    # --- effects ----------------------------------------------------------------------
+
+    def _period(self, work: UnitOfWork, claim: Claim, year: int) -> BenefitPeriod:
+        period = work.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
+        if period is None:
+            period = work.add(BenefitPeriod.open(payer_id=claim.payer_id, member_id=claim.member_id, plan_year=year))
+        return period
+
+    def _apply_to_periods(self, work: UnitOfWork, claim: Claim, decision: Decision) -> None:
+        changes = {c.plan_year: c for c in decision.accumulator_changes}
+        # Only services that stand (paid or pended) count against later claims as duplicates: a
+        # denied line may be billed again once its problem is fixed.
+        denied = {r.line_number for r in decision.lines if r.status == "denied"}
+        lines_by_year: dict[int, list[dict[str, Any]]] = {
+            plan_year(line["date_of_service"]): [] for line in claim.lines
+        }
+        for line in claim.lines:
+            if line["line_number"] in denied:
+                continue
+            lines_by_year.setdefault(plan_year(line["date_of_service"]), []).append(
+                {
+                    "provider_id": claim.provider_id,
+                    "date_of_service": line["date_of_service"],
+                    "procedure_code": line["procedure_code"],
+                    "modifiers": list(line["modifiers"]),
+                    "units": line["units"],
+                }
+            )
+        for year, lines in sorted(lines_by_year.items()):
+            change = changes.get(year)
+            period = work.changing(self._period(work, claim, year))
+            period.apply_claim(
+                actor=ACTOR,
+                claim_id=claim.claim_id,
+                deductible_cents=change.deductible_cents if change else 0,
+                oop_cents=change.oop_cents if change else 0,
+                benefit_units=dict(change.benefit_units) if change else {},
+                lines=lines,
+            )
+
+    def _reverse(self, work: UnitOfWork, claim: Claim | None, *, reason: str) -> None:
+        if claim is None:
+            return
+        years = {plan_year(line["date_of_service"]) for line in claim.lines}
+        for year in sorted(years):
+            period = work.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
+            if period is not None and period.reverse_claim(actor=ACTOR, claim_id=claim.claim_id, reason=reason):
+                work.changing(period)
+        payment = work.get(Payment.create_id(payment_id_for(claim.claim_id)))
+        if payment is not None and payment.status == "issued" and payment.reversed_cents < payment.amount_cents:
+            payment.reverse(actor=ACTOR, reason=reason, amount_cents=payment.amount_cents - payment.reversed_cents)
+            work.changing(payment)
+
+    def _apply_resolution(self, work: UnitOfWork, notification: Notification) -> None:
+        """A review or dispute that settled a decision: move the accumulators and pay the difference."""
+        claim = work.get(notification.originator_id)
+        if claim is None or claim.decision is None:
+            return
+        decision = Decision.model_validate(claim.decision)
+        self._apply_to_periods(work, claim, decision)
+        if decision.total_paid_cents > 0:
+            self._schedule_payment(work, claim, decision)
+
+    def _schedule_payment(self, work: UnitOfWork, claim: Claim, decision: Decision) -> None:
+        """One payment per claim decision; a later decision pays only the difference."""
+        paid_before = 0
+        n = 0
+        while True:
+            existing = work.get(Payment.create_id(payment_id_for(claim.claim_id, n)))
+            if existing is None:
+                break
+            paid_before += existing.amount_cents - existing.reversed_cents
+            n += 1
+        due = decision.total_paid_cents - paid_before
+        if due <= 0:
+            return
+        work.add(
+            Payment.schedule(
+                actor=ACTOR,
+                payment_id=payment_id_for(claim.claim_id, n),
+                payer_id=claim.payer_id,
+                provider_id=claim.provider_id,
+                claim_ids=[claim.claim_id],
+                amount_cents=due,
+                lines={claim.claim_id: [{"line_number": line.line_number, "paid_cents": line.paid_cents} for line in decision.lines]},
+            )
+        )
+
+
+def payment_id_for(claim_id: str, n: int = 0) -> str:
+    return f"{claim_id}/{n}"
+
+
+def claim_input_of(claim: Claim) -> ClaimInput:
+    return ClaimInput.model_validate(
+        {
+            "claim_id": claim.claim_id,
+            "member_id": claim.member_id,
+            "provider_id": claim.provider_id,
+            "payer_id": claim.payer_id,
+            "frequency_code": claim.frequency_code,
+            "diagnosis_codes": list(claim.diagnosis_codes),
+            "lines": [dict(line) for line in claim.lines],
+            "place_of_service": claim.place_of_service,
+            "original_claim_id": claim.replaces_claim_id,
+        }
+    )
+
+
+def coverage_periods(member: MemberCoverage) -> list[dict[str, Any]]:
+    """The member's coverage as periods, one per plan segment, inside the coverage dates."""
+    periods = []
+    segments = sorted(member.segments, key=lambda s: s["effective_on"])
+    for i, segment in enumerate(segments):
+        start = max(segment["effective_on"], member.effective_date)
+        end = member.termination_date
+        if i + 1 < len(segments):
+            next_start = segments[i + 1]["effective_on"] - timedelta(days=1)
+            end = next_start if end is None else min(end, next_start)
+        if end is not None and end < start:
+            continue
+        periods.append(
+            {
+                "member_id": member.member_id,
+                "payer_id": member.payer_id,
+                "plan_id": segment["plan_id"],
+                "effective_date": start,
+                "termination_date": end,
+                "terms": segment["terms"],
+            }
+        )
+    return periods

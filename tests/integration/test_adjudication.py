@@ -1,0 +1,133 @@
+"""The adjudicator following a real ledger: decisions recorded with their facts and rule set,
+accumulators moved exactly once, voids and replacements reversing them."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from uuid import UUID
+
+import pytest
+
+import adjudicator
+from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower, claim_input_of
+from claims_service.application import Ledger
+from claims_service.commands import ClaimsLedger
+from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.payment import Payment
+from claims_service.ledger.store import verify_ledger
+from tests import world
+
+PROVIDER = "provider:" + world.NPI
+
+
+@pytest.fixture
+def service(database_url: str):
+    ledger = Ledger(database_url)
+    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    world.set_up(service)
+    yield service
+    service.close()
+    ledger.close()
+
+
+def drain(follower: AdjudicationFollower) -> None:
+    while follower.process_available():
+        pass
+
+
+def period(service: ClaimsLedger, year: int = 2026) -> BenefitPeriod:
+    return service.ledger.repository.get(BenefitPeriod.create_id(world.PAYER, world.MEMBER, year))
+
+
+def test_a_clean_claim_is_adjudicated_with_its_facts_and_rule_set(service):
+    submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("k1"))
+    drain(AdjudicationFollower(service.ledger))
+    claim = service.own_claim(submitted.claim_id)
+    assert claim.status == "adjudicated"
+    decision = claim.decision
+    # 120.00 billed; fee schedule 90.00 (CO-45 30.00); office-visit copay 25.00 (PR-3), then the
+    # 50.00 deductible (PR-1); no coinsurance on office visits: 15.00 paid.
+    assert (decision["total_billed_cents"], decision["total_allowed_cents"], decision["total_paid_cents"],
+            decision["total_patient_responsibility_cents"]) == (12_000, 9_000, 1_500, 7_500)
+    adjustments = {(a["group"], a["carc"]): a["amount_cents"] for a in decision["lines"][0]["adjustments"]}
+    assert adjustments == {("CO", "45"): 3_000, ("PR", "3"): 2_500, ("PR", "1"): 5_000}
+    assert claim.ruleset_version == "2026.1"
+    assert claim.ruleset_hash == adjudicator.get_ruleset("2026.1").content_hash
+    replayed = adjudicator.adjudicate(
+        claim_input_of(claim),
+        adjudicator.Facts.model_validate(claim.facts),
+        adjudicator.get_ruleset(claim.ruleset_version),
+    )
+    assert replayed.model_dump(mode="json") == decision
+    payment = service.ledger.repository.get(Payment.create_id(f"{submitted.claim_id}/0"))
+    assert payment.amount_cents == 1_500 and payment.status == "scheduled"
+    assert verify_ledger(service.ledger.database_url).intact
+
+
+def test_the_deductible_moves_once_and_a_void_takes_it_back(service):
+    lab = world.claim_body("lab", lines=[world.line(1, "80053", 20_000)], diagnosis_codes=["E119"])
+    submitted = service.submit_claim(actor=PROVIDER, **lab)
+    follower = AdjudicationFollower(service.ledger)
+    drain(follower)
+    drain(follower)  # nothing new: nothing moves twice
+    assert period(service).deductible_met_cents == 1_500
+    service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=submitted.claim_id, reason="billed in error")
+    drain(follower)
+    assert period(service).deductible_met_cents == 0
+
+
+def test_a_duplicate_is_denied_until_the_original_is_voided(service):
+    follower = AdjudicationFollower(service.ledger)
+    first = service.submit_claim(actor=PROVIDER, **world.claim_body("a"))
+    second = service.submit_claim(actor=PROVIDER, **world.claim_body("b"))
+    drain(follower)
+    duplicate = service.own_claim(second.claim_id).decision
+    assert duplicate["outcome"] == "DENIED"
+    assert duplicate["lines"][0]["adjustments"][0]["group"] == "OA" and duplicate["lines"][0]["adjustments"][0]["carc"] == "18"
+    service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=first.claim_id, reason="wrong member")
+    third = service.submit_claim(actor=PROVIDER, **world.claim_body("c"))
+    drain(follower)
+    assert service.own_claim(third.claim_id).decision["outcome"] == "PAID"
+
+
+def test_a_replacement_reverses_the_original_before_it_is_judged(service):
+    follower = AdjudicationFollower(service.ledger)
+    original = service.submit_claim(actor=PROVIDER, **world.claim_body("orig", lines=[world.line(1, "80053", 20_000)]))
+    drain(follower)
+    assert period(service).deductible_met_cents == 1_500
+    body = world.claim_body("fix", lines=[world.line(1, "80053", 20_000), world.line(2, "85025", 2_000)])
+    body.pop("idempotency_key")
+    replacement = service.correct_claim(actor=PROVIDER, original_claim_id=original.claim_id, idempotency_key="fix", **body)
+    drain(follower)
+    assert service.own_claim(original.claim_id).status == "replaced"
+    assert service.own_claim(replacement.claim_id).status == "adjudicated"
+    assert period(service).deductible_met_cents == 2_500  # 15.00 + 10.00, the original's 15.00 not counted twice
+
+
+def test_concurrent_claims_for_one_member_share_one_deductible(service):
+    keys = [f"c{i}" for i in range(12)]
+    errors: list[BaseException] = []
+
+    def submit(key: str) -> None:
+        try:
+            service.submit_claim(actor=PROVIDER, **world.claim_body(key, lines=[world.line(1, "97110", 10_000, day=date(2026, 10, 1 + keys.index(key)))], diagnosis_codes=["M5450"]))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=submit, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    followers = [AdjudicationFollower(service.ledger) for _ in range(2)]
+    runners = [threading.Thread(target=drain, args=(f,)) for f in followers]
+    for thread in threads:
+        thread.join()
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    drain(followers[0])
+    assert not errors
+    # 12 × 30.00 allowed against a 50.00 deductible: met exactly once, never more.
+    assert period(service).deductible_met_cents == 5_000
+    assert service.ledger.recorder.max_tracking_id(TRACKING_NAME) > 0
