@@ -32,6 +32,7 @@ Imports: the standard library and this package's models, codes, findings, money 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .codes import require_in_force
@@ -41,7 +42,7 @@ from .money import divide_half_up
 from .state import DENIED, OPEN, PENDED, ClaimState, LineState
 
 if TYPE_CHECKING:
-    from .ruleset import RuleSet
+    from .ruleset import RuleSet, Step
 
 # A line that no rule priced cannot be paid; when a rule set has no pend rule to say so, the
 # engine pends the claim with this reason.
@@ -52,13 +53,18 @@ _SHARE_KINDS = (Kind.COPAY, Kind.DEDUCTIBLE, Kind.COINSURANCE)
 
 def adjudicate(claim: ClaimInput, facts: Facts, ruleset: RuleSet) -> Decision:
     """Judge `claim` on `facts` with `ruleset`; see the module docstring for how amounts are formed."""
+    return _decide(claim, facts, ruleset, evaluate(claim, facts, ruleset.steps))
+
+
+def evaluate(claim: ClaimInput, facts: Facts, steps: Iterable[Step]) -> ClaimState:
+    """Run `steps` in order and apply their findings: the lines as the last step left them."""
     state = ClaimState(claim, facts)
-    for step in ruleset.steps:
+    for step in steps:
         if not any(line.status is OPEN for line in state.lines):
             break
         for finding in step.rule.check(claim, facts, step.params, state):
             _apply(state.by_number[finding.line_number], finding)
-    return _decide(claim, facts, ruleset, state)
+    return state
 
 
 def _apply(line: LineState, finding: Finding) -> None:
