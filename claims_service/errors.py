@@ -171,6 +171,18 @@ class PermissionDeniedError(ClaimsError):
     status: ClassVar[str] = "PERMISSION_DENIED"
 
 
+class UnauthenticatedError(ClaimsError):
+    """No credential, or one that does not check out."""
+
+    status: ClassVar[str] = "UNAUTHENTICATED"
+
+
+class UnavailableError(ClaimsError):
+    """A dependency (the database, a lagging read model) is not ready; retrying later may work."""
+
+    status: ClassVar[str] = "UNAVAILABLE"
+
+
 __all__ = [
     "AlreadyExistsError",
     "ClaimNotFoundError",
@@ -185,6 +197,8 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderNotFoundError",
     "StateError",
+    "UnauthenticatedError",
+    "UnavailableError",
     "ValidationError",
     "VisitNotFoundError",
     "field_path",

@@ -17,14 +17,24 @@ from claims_service.errors import (
     from_pydantic,
 )
 
+# The canonical gRPC status code names (grpc.StatusCode member names).
 GRPC_STATUSES = {
+    "CANCELLED",
+    "UNKNOWN",
     "INVALID_ARGUMENT",
-    "FAILED_PRECONDITION",
+    "DEADLINE_EXCEEDED",
     "NOT_FOUND",
     "ALREADY_EXISTS",
-    "ABORTED",
     "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
     "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
 }
 
 

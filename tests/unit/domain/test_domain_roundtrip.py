@@ -133,3 +133,58 @@ def test_every_aggregate_round_trips_through_an_application(
     assert type(claim.lines[0]["date_of_service"]) is date
     assert type(claim.facts["coverage"]["effective_date"]) is date
     assert claim.status == "voided"
+
+
+# --- any valid claim round-trips ------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+icd = st.from_regex(r"\A[A-Z][0-9A][0-9AB][0-9A-Z]{0,4}\Z")
+procedure = st.one_of(
+    st.from_regex(r"\A[0-9]{5}\Z"), st.from_regex(r"\A[0-9]{4}[FTU]\Z"), st.from_regex(r"\A[A-V][0-9]{4}\Z")
+)
+service_day = st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31))
+
+
+@st.composite
+def submissions(draw: st.DrawFn) -> dict[str, Any]:
+    diagnoses = draw(st.lists(icd, min_size=1, max_size=12, unique=True))
+    received_on = draw(service_day)
+    n = draw(st.integers(1, 50))
+    lines = [
+        {
+            "line_number": i + 1,
+            "procedure_code": draw(procedure),
+            "modifiers": draw(st.lists(st.from_regex(r"\A[0-9A-Z]{2}\Z"), max_size=4, unique=True)),
+            "diagnosis_pointers": draw(
+                st.lists(st.integers(1, len(diagnoses)), min_size=1, max_size=4, unique=True)
+            ),
+            "units": draw(st.integers(1, 9_999)),
+            "billed_cents": draw(st.integers(0, 10**9)),
+            "date_of_service": draw(st.dates(min_value=date(1900, 1, 1), max_value=received_on)),
+        }
+        for i in range(n)
+    ]
+    return {
+        "actor": PROVIDER,
+        "provider_id": NPI,
+        "member_id": draw(
+            st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=64)
+        ),
+        "payer_id": "ACME",
+        "idempotency_key": draw(st.uuids()).hex,
+        "received_on": received_on,
+        "diagnosis_codes": diagnoses,
+        "place_of_service": draw(st.from_regex(r"\A[0-9]{2}\Z")),
+        "lines": lines,
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(submissions())
+def test_any_valid_claim_round_trips(kwargs: dict[str, Any]) -> None:
+    claim = Claim.submit(**kwargs)
+    app = InMemoryLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    app.save(claim)
+    assert app.repository.get(claim.id) == claim
