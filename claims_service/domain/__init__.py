@@ -10,6 +10,13 @@ What lives here:
   namespace for ``uuid5`` ids; ``transcodings``: the ``date`` transcoding the
   application must register to store these events.
 
+Other aggregate modules added here (accumulators, rule-set deployments, API
+keys) follow the same rules.
+
+Event topics (``claims_service.domain.claim:Claim.Submitted``) are written
+into every stored event: renaming a module, an aggregate or an event breaks
+reading the ledger back. ``tests/unit/domain`` pins them.
+
 Rules of the room:
 
 * Every command validates its input first (``claims_service.errors.

@@ -188,3 +188,27 @@ def test_any_valid_claim_round_trips(kwargs: dict[str, Any]) -> None:
     app = InMemoryLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     app.save(claim)
     assert app.repository.get(claim.id) == claim
+
+
+def test_event_topics_are_pinned() -> None:
+    """Topics are stored with every event: a rename must be a deliberate migration."""
+    from eventsourcing.utils import get_topic
+
+    topics = {
+        get_topic(getattr(cls, name))
+        for cls, names in {
+            MemberCoverage: ("Enrolled", "Changed", "Terminated", "PriorAuthorized"),
+            Provider: ("Registered", "CredentialVerified", "CredentialRevoked", "CredentialExpired",
+                       "JoinedNetwork", "LeftNetwork"),
+            Contract: ("Published", "FeeSchedulePublished"),
+            Visit: ("Recorded",),
+            Claim: ("Submitted", "Adjudicated", "Pended", "ReviewResolved", "Corrected", "Voided",
+                    "DisputeOpened", "DisputeResolved"),
+            Payment: ("Scheduled", "Issued", "Reversed"),
+        }.items()
+        for name in names
+    }
+    assert "claims_service.domain.claim:Claim.Submitted" in topics
+    assert "claims_service.domain.member:MemberCoverage.Enrolled" in topics
+    assert "claims_service.domain.payment:Payment.Reversed" in topics
+    assert len(topics) == 24
