@@ -114,7 +114,7 @@ class VerifierKey:
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
         """`<name>+<8 hex digits key id>+<base64(0x01 || 32-byte public key)>`."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key itself may contain '+'
         if len(parts) != 3:
             raise CheckpointError("a verifier key is <name>+<key id hex>+<base64 key>")
         name, hex_id, encoded = parts
@@ -175,13 +175,16 @@ def parse_signing_key(data: bytes, what: str = "signing key") -> Ed25519PrivateK
     except UnicodeDecodeError:
         raise CheckpointError(f"{what}: neither PEM, nor 32 raw bytes, nor base64") from None
     if text.startswith("PRIVATE+KEY+"):
-        parts = text.split("+")
+        parts = text.split("+", 4)  # the base64 key itself may contain '+'
         if len(parts) != 5:
             raise CheckpointError(f"{what}: a note signer key is PRIVATE+KEY+<name>+<id>+<base64 key>")
         raw = _b64decode(parts[4], what)
         if len(raw) != 33 or raw[0] != ED25519:
             raise CheckpointError(f"{what}: not an Ed25519 signer key")
-        return _key_from_seed(raw[1:], what)
+        key = _key_from_seed(raw[1:], what)
+        if key_id(parts[2], key).hex() != parts[3]:
+            raise CheckpointError(f"{what}: the key id {parts[3]} does not match the key's name and public key")
+        return key
     return _key_from_seed(_b64decode(text, what), what)
 
 
