@@ -623,7 +623,7 @@ def verify_against_checkpoint(database_url: str, note_text: str | bytes,
     1. the note's signature, by a trusted key;
     2. the hash chain of every event (a changed row that kept its old hash shows here);
     3. the leaves: gapless, each naming an existing event with that event's hash, in order;
-    4. the tree recomputed from the leaves equals the stored tree;
+    4. the tree recomputed from the leaves equals the stored tree, every subtree of it;
     5. a consistency proof (from the stored tree) from the checkpoint's size to the live size
        verifies against the checkpoint's root and the recomputed root: a ledger rewritten after
        the checkpoint, even with every hash recomputed, fails here; a cut-off one has fewer leaves.
@@ -653,6 +653,9 @@ def _walk(conn: psycopg.Connection, cp: Checkpoint, audit: LedgerAudit) -> None:
                      " prev_hash, stream_prev_hash, hash FROM ledger_events ORDER BY notification_id")
     leaves = _stream(conn, "audit_leaves",
                      "SELECT leaf_index, position, event_hash FROM ledger_leaves ORDER BY position")
+    # Every stored subtree, in the order the recomputation completes them (by its last leaf, then level).
+    nodes = _stream(conn, "audit_nodes",
+                    "SELECT level, idx, hash FROM merkle_nodes ORDER BY ((idx + 1) << level), level")
     chain = ChainVerifier()
     chain_ok = True
     frontier = merkle.Frontier()
@@ -684,13 +687,23 @@ def _walk(conn: psycopg.Connection, cp: Checkpoint, audit: LedgerAudit) -> None:
             audit.problems.append(f"leaf {index} holds another hash than the event at position {row.position}:"
                                   " the event or the leaf was changed")
             return
-        frontier.append(merkle.leaf_hash(event_hash))
+        for (level, idx), digest in frontier.append(merkle.leaf_hash(event_hash))[1:]:
+            stored = next(nodes, None)
+            if stored is None or (stored[0], stored[1]) != (level, idx) or bytes(stored[2]) != digest:
+                audit.problems.append(f"the stored subtree ({level}, {idx}) is missing or differs from the one"
+                                      " recomputed from the leaves: the tree tables were altered")
+                return
         if frontier.size == cp.size:
             audit.root_at_checkpoint = frontier.root()
         leaf = next(leaves, None)
     if leaf is not None:
         audit.problems.append(f"leaf {leaf[0]} names position {leaf[1]}, which is not in the ledger:"
                               " events were cut off the end")
+        return
+    extra = next(nodes, None)
+    if extra is not None:
+        audit.problems.append(f"the stored tree holds subtree ({extra[0]}, {extra[1]}) beyond its leaves:"
+                              " the tree tables were altered")
         return
     chain.finish()
     audit.chain_intact = chain_ok
