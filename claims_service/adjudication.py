@@ -299,15 +299,28 @@ class AdjudicationFollower:
     def _schedule_payment(self, work: UnitOfWork, claim: Claim, decision: Decision) -> None:
         """One payment per claim decision; a later decision pays only the difference."""
         paid_before = 0
-        n = 0
+        payments = []
         while True:
-            existing = work.get(Payment.create_id(payment_id_for(claim.claim_id, n)))
+            existing = work.get(Payment.create_id(payment_id_for(claim.claim_id, len(payments))))
             if existing is None:
                 break
+            payments.append(existing)
             paid_before += existing.amount_cents - existing.reversed_cents
-            n += 1
+        n = len(payments)
         due = decision.total_paid_cents - paid_before
-        if due <= 0:
+        if due < 0:
+            # Overpaid by a decision that was later lowered: recover from issued payments, newest
+            # first. (A payment still only scheduled is recovered when it is issued and disputed.)
+            for payment in reversed(payments):
+                remaining = payment.amount_cents - payment.reversed_cents
+                if due >= 0 or payment.status != "issued" or remaining <= 0:
+                    continue
+                take = min(remaining, -due)
+                payment.reverse(actor=ACTOR, reason="decision lowered", amount_cents=take)
+                work.changing(payment)
+                due += take
+            return
+        if due == 0:
             return
         work.add(
             Payment.schedule(

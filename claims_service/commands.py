@@ -9,6 +9,7 @@ exists is ALREADY_EXISTS. The clock lives here, never in the domain or the adjud
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -16,9 +17,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.utils import get_topic
 
 import adjudicator
+from adjudicator.replay import compare
 from claims_service.application import Ledger, Receipt
+from claims_service.domain.apikey import ApiKey, new_key, secret_hash
 from claims_service.domain.claim import Claim
 from claims_service.domain.contract import Contract
 from claims_service.domain.member import MemberCoverage
@@ -35,6 +39,7 @@ from claims_service.errors import (
     MemberNotFoundError,
     NotFoundError,
     ProviderNotFoundError,
+    StateError,
     ValidationError,
     VisitNotFoundError,
 )
@@ -162,7 +167,8 @@ class ClaimsLedger:
             lambda c: c.publish_fee_schedule(actor=actor, version=version, effective_date=effective_date, fees=fees),
         )
 
-    def deploy_ruleset(self, *, actor: str, version: str, effective_date: date) -> Receipt:
+    def deploy_ruleset(self, *, actor: str, version: str, effective_date: date) -> tuple[Receipt, str]:
+        """Put a released rule set in force from `effective_date`; returns its content hash too."""
         if version not in adjudicator.RULESETS:
             known = ", ".join(sorted(adjudicator.RULESETS))
             raise ValidationError.single("version", f"unknown rule set {version!r} (released: {known})")
@@ -175,10 +181,17 @@ class ClaimsLedger:
             schedule.deploy(actor=actor, version=version, content_hash=ruleset.content_hash,
                             effective_date=effective_date)
             try:
-                return self._save(schedule)
+                return self._save(schedule), ruleset.content_hash
             except ConflictError:
                 continue
         raise ConflictError("the rule-set schedule kept changing; retry")
+
+    def create_api_key(self, *, actor: str, role: str, party_id: str, label: str) -> tuple[str, str, Receipt]:
+        """Issue a key; the full key is returned once and only its secret's hash is recorded."""
+        key_id, secret, full_key = new_key()
+        key = ApiKey.issue(actor=actor, key_id=key_id, role=role, party_id=party_id, label=label,
+                           secret_sha256=secret_hash(secret))
+        return full_key, key_id, self._create(key, f"API key {key_id}")
 
     # --- providers ---------------------------------------------------------------------
 
@@ -234,3 +247,186 @@ class ClaimsLedger:
         claim = self.own_claim(claim_id, provider_id)
         return self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"),
                             lambda c: c.void(actor=actor, reason=reason))
+
+    # --- payers -----------------------------------------------------------------------
+
+    def resolve_pended_claim(self, *, actor: str, payer_id: str, claim_id: str, note: str,
+                             approve: list[dict[str, int]] | None = None,
+                             deny: tuple[str, str] | None = None) -> tuple[Receipt, dict[str, Any]]:
+        """Complete a pended claim with the reviewer's decision (recorded as the claim's decision).
+
+        Approval names, per line, the allowed and paid amounts: billed − allowed is CO-45 and
+        allowed − paid the member's share (PR-2); denial puts the whole billed amount under the
+        reviewer's group and CARC. The adjudicator then moves the accumulators and schedules the
+        payment, exactly as for an automatic decision.
+        """
+        claim = self.own_claim(claim_id)
+        if claim.payer_id != payer_id:
+            raise ClaimNotFoundError(f"claim {claim_id} not found")
+        decision = review_decision(claim, approve=approve, deny=deny)
+
+        def change(c: Claim) -> None:
+            c.resolve_review(actor=actor, decision=decision, reviewer=actor, note=note)
+
+        receipt = self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"), change)
+        return receipt, decision
+
+    def issue_payments(self, *, actor: str, payer_id: str, payment_ids: list[str]) -> tuple[list[Payment], Receipt | None]:
+        """Issue the given scheduled payments in one batch (one commit), each with a trace number."""
+        today = self.today()
+        issued = []
+        for payment_id in payment_ids:
+            payment = self._get(Payment.create_id(payment_id), NotFoundError(f"payment {payment_id} not found"))
+            if payment.payer_id != payer_id or payment.status != "scheduled":
+                continue
+            payment.issue(actor=actor, trace_number=trace_number(payment_id), issued_on=today)
+            issued.append(payment)
+        if not issued:
+            return [], None
+        receipts = self.writer.record(*issued)
+        return issued, receipts[-1]
+
+    # --- disputes ---------------------------------------------------------------------
+
+    def open_dispute(self, *, actor: str, claim_id: str, reason: str) -> tuple[str, Receipt]:
+        claim = self.own_claim(claim_id)
+        dispute_id = f"D-{claim.claim_id[:8]}-{len(claim.disputes) + 1}"
+        receipt = self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"),
+                               lambda c: c.open_dispute(actor=actor, dispute_id=dispute_id, reason=reason))
+        return dispute_id, receipt
+
+    def replay(self, claim_id: str, ruleset_version: str | None = None) -> Replay:
+        """Re-run the recorded rule set (or another version, as a what-if) on the recorded facts."""
+        claim = self.own_claim(claim_id)
+        if claim.facts is None or claim.ruleset_version is None:
+            raise StateError("this claim has not been adjudicated yet: nothing to replay")
+        version = ruleset_version or claim.ruleset_version
+        try:
+            ruleset = adjudicator.get_ruleset(version)
+        except adjudicator.UnknownRuleSetError:
+            raise ValidationError.single("ruleset_version", f"unknown rule set {version!r}") from None
+        from claims_service.adjudication import claim_input_of
+
+        replayed = adjudicator.adjudicate(claim_input_of(claim), adjudicator.Facts.model_validate(claim.facts), ruleset)
+        recorded = adjudicator.Decision.model_validate(claim.run_decision)
+        differences = compare(recorded, replayed)
+        position = self.decision_position(claim)
+        return Replay(recorded=recorded.model_dump(mode="json"), replayed=replayed.model_dump(mode="json"),
+                      differences=differences, recorded_position=position)
+
+    def decision_position(self, claim: Claim) -> int:
+        """The ledger position of the claim's automatic decision (Adjudicated or Pended)."""
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT notification_id FROM ledger_events WHERE originator_id = %s AND topic = ANY(%s)"
+                " ORDER BY originator_version LIMIT 1",
+                (claim.id, [get_topic(Claim.Adjudicated), get_topic(Claim.Pended)]),
+            )
+            row = curs.fetchone()
+        return row["notification_id"] if row else 0
+
+    def resolve_dispute(self, *, actor: str, claim_id: str, dispute_id: str, resolution: str, note: str,
+                        ruleset_version: str | None = None) -> tuple[Receipt, dict[str, Any] | None]:
+        """Upheld: the decision stands. Overturned: a new decision by the given (or the in-force)
+        rule set on the recorded facts; the adjudicator pays or recovers the difference."""
+        claim = self.own_claim(claim_id)
+        decision = None
+        if resolution == "overturned":
+            if claim.facts is None:
+                raise StateError("this claim has no recorded facts to decide again")
+            version = ruleset_version or self.ruleset_in_force(self.today())
+            decision = self.replay(claim_id, version).replayed
+
+        def change(c: Claim) -> None:
+            c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decision, note=note)
+
+        return self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"), change), decision
+
+    def ruleset_in_force(self, day: date) -> str:
+        from claims_service.adjudication import DEFAULT_RULESET
+
+        try:
+            schedule = self.ledger.repository.get(RuleSetSchedule.create_id())
+        except AggregateNotFoundError:
+            return DEFAULT_RULESET
+        return schedule.version_on(day) or DEFAULT_RULESET
+
+
+@dataclass(frozen=True)
+class Replay:
+    recorded: dict[str, Any]
+    replayed: dict[str, Any]
+    differences: list[str]
+    recorded_position: int
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+def trace_number(payment_id: str) -> str:
+    """A stable EFT trace number for a payment (TRN02): the same payment always gets the same one."""
+    return "TRN" + hashlib.sha256(payment_id.encode()).hexdigest()[:15].upper()
+
+
+def review_decision(claim: Claim, *, approve: list[dict[str, int]] | None, deny: tuple[str, str] | None) -> dict[str, Any]:
+    """The decision a reviewer's approval or denial stands for, balanced line by line."""
+    provisional = claim.decision or {}
+    billed = {line["line_number"]: line["billed_cents"] for line in claim.lines}
+    lines = []
+    if deny is not None:
+        group, carc = deny
+        if group not in ("CO", "OA", "PI", "PR"):
+            raise ValidationError.single("deny.group", "must be CO, OA, PI or PR")
+        if not carc or len(carc) > 5 or not carc.isalnum():
+            raise ValidationError.single("deny.carc", "must be a claim adjustment reason code")
+        for number, cents in billed.items():
+            lines.append({"line_number": number, "billed_cents": cents, "allowed_cents": 0, "paid_cents": 0,
+                          "patient_responsibility_cents": cents if group == "PR" else 0,
+                          "adjustments": [{"group": group, "carc": carc, "amount_cents": cents}],
+                          "remarks": [], "status": "denied"})
+    else:
+        given = {}
+        for i, entry in enumerate(approve or []):
+            number = entry["line_number"]
+            where = f"approve.lines[{i}]"
+            if number not in billed:
+                raise ValidationError.single(f"{where}.line_number", "is not a line of this claim")
+            if number in given:
+                raise ValidationError.single(f"{where}.line_number", "is listed twice")
+            if not 0 <= entry["allowed_cents"] <= billed[number]:
+                raise ValidationError.single(f"{where}.allowed_cents", "must be between 0 and the line's billed amount")
+            if not 0 <= entry["paid_cents"] <= entry["allowed_cents"]:
+                raise ValidationError.single(f"{where}.paid_cents", "must be between 0 and allowed_cents")
+            given[number] = entry
+        missing = sorted(set(billed) - set(given))
+        if missing:
+            raise ValidationError.single("approve.lines", f"every line needs an amount; missing line(s) {missing}")
+        for number, cents in billed.items():
+            allowed, paid = given[number]["allowed_cents"], given[number]["paid_cents"]
+            adjustments = []
+            if cents - allowed:
+                adjustments.append({"group": "CO", "carc": "45", "amount_cents": cents - allowed})
+            if allowed - paid:
+                adjustments.append({"group": "PR", "carc": "2", "amount_cents": allowed - paid})
+            lines.append({"line_number": number, "billed_cents": cents, "allowed_cents": allowed, "paid_cents": paid,
+                          "patient_responsibility_cents": allowed - paid, "adjustments": adjustments,
+                          "remarks": [], "status": "paid" if paid else "denied"})
+    paid_total = sum(line["paid_cents"] for line in lines)
+    billed_total = sum(billed.values())
+    outcome = "DENIED" if paid_total == 0 else ("PAID" if all(l["paid_cents"] == l["allowed_cents"] and l["allowed_cents"] == l["billed_cents"] for l in lines) else "PARTIALLY_PAID")
+    patient = sum(line["patient_responsibility_cents"] for line in lines)
+    years = sorted({line["date_of_service"].year for line in claim.lines})
+    changes = [{"plan_year": years[0], "deductible_cents": 0, "oop_cents": patient, "benefit_units": {}}] if patient else []
+    return {
+        "claim_id": claim.claim_id,
+        "outcome": outcome,
+        "lines": lines,
+        "total_billed_cents": billed_total,
+        "total_allowed_cents": sum(line["allowed_cents"] for line in lines),
+        "total_paid_cents": paid_total,
+        "total_patient_responsibility_cents": patient,
+        "accumulator_changes": changes,
+        "ruleset_version": provisional.get("ruleset_version", claim.ruleset_version or ""),
+        "ruleset_hash": provisional.get("ruleset_hash", claim.ruleset_hash or "0" * 64),
+    }

@@ -99,6 +99,7 @@ class Claim(Aggregate):
             claim.body_hash = self.body_hash
             claim.status = SUBMITTED
             claim.decision = None
+            claim.run_decision = None  # the automatic decision, kept when a review or dispute settles another
             claim.facts = None
             claim.ruleset_version = None
             claim.ruleset_hash = None
@@ -194,6 +195,7 @@ class Claim(Aggregate):
 
     def _record_run(self, event: Claim.Adjudicated | Claim.Pended) -> None:
         self.decision = copy_plain(event.decision)
+        self.run_decision = copy_plain(event.decision)
         self.facts = copy_plain(event.facts)
         self.ruleset_version = event.ruleset_version
         self.ruleset_hash = event.ruleset_hash

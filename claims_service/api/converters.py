@@ -1,0 +1,147 @@
+"""Pure conversions between protobuf messages and the command/query layer's plain values.
+
+Dates travel as ISO-8601 strings ("YYYY-MM-DD"); an empty string means "none" where a field is
+optional. A string that is not a date is refused here with the field's path; every other check is
+the domain's (so the rules live in one place).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from claims.v1 import common_pb2
+from claims_service.application import Receipt
+from claims_service.errors import FieldViolation, ValidationError
+
+
+def parse_date(value: str, field: str, *, required: bool = True) -> date | None:
+    if not value:
+        if required:
+            raise ValidationError.single(field, "is required (YYYY-MM-DD)")
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError.single(field, "must be a date as YYYY-MM-DD") from None
+
+
+def optional(value: str) -> str | None:
+    return value or None
+
+
+def lines_from_pb(lines: Any, field: str = "lines") -> list[dict[str, Any]]:
+    converted = []
+    violations: list[FieldViolation] = []
+    for i, line in enumerate(lines):
+        try:
+            day = parse_date(line.date_of_service, f"{field}[{i}].date_of_service")
+        except ValidationError as error:
+            violations += error.violations
+            day = None
+        converted.append(
+            {
+                "line_number": line.line_number,
+                "procedure_code": line.procedure_code,
+                "modifiers": list(line.modifiers),
+                "diagnosis_pointers": list(line.diagnosis_pointers),
+                "units": line.units,
+                "billed_cents": line.billed_cents,
+                "date_of_service": day,
+            }
+        )
+    if violations:
+        raise ValidationError(violations)
+    return converted
+
+
+def receipt_pb(receipt: Receipt | None) -> common_pb2.Receipt | None:
+    if receipt is None:
+        return None
+    return common_pb2.Receipt(position=receipt.position, event_hash=receipt.event_hash)
+
+
+def decision_pb(decision: dict[str, Any] | None) -> common_pb2.Decision | None:
+    if not decision:
+        return None
+    return common_pb2.Decision(
+        outcome=common_pb2.Outcome.Value(f"OUTCOME_{decision['outcome']}"),
+        lines=[
+            common_pb2.LineResult(
+                line_number=line["line_number"],
+                billed_cents=line["billed_cents"],
+                allowed_cents=line["allowed_cents"],
+                paid_cents=line["paid_cents"],
+                patient_responsibility_cents=line["patient_responsibility_cents"],
+                adjustments=[common_pb2.Adjustment(group=a["group"], carc=a["carc"], amount_cents=a["amount_cents"])
+                             for a in line["adjustments"]],
+                remarks=list(line["remarks"]),
+                status=line["status"],
+            )
+            for line in decision["lines"]
+        ],
+        total_billed_cents=decision["total_billed_cents"],
+        total_allowed_cents=decision["total_allowed_cents"],
+        total_paid_cents=decision["total_paid_cents"],
+        total_patient_responsibility_cents=decision["total_patient_responsibility_cents"],
+        ruleset_version=decision.get("ruleset_version", ""),
+        ruleset_hash=decision.get("ruleset_hash", ""),
+    )
+
+
+def service_line_pb(line: dict[str, Any]) -> common_pb2.ServiceLine:
+    day = line["date_of_service"]
+    return common_pb2.ServiceLine(
+        line_number=line["line_number"],
+        procedure_code=line["procedure_code"],
+        modifiers=line.get("modifiers", []),
+        diagnosis_pointers=line.get("diagnosis_pointers", []),
+        units=line["units"],
+        billed_cents=line["billed_cents"],
+        date_of_service=day.isoformat() if isinstance(day, date) else str(day),
+    )
+
+
+CLAIM_STATUS = {
+    "submitted": common_pb2.CLAIM_STATUS_SUBMITTED,
+    "adjudicated": common_pb2.CLAIM_STATUS_ADJUDICATED,
+    "pended": common_pb2.CLAIM_STATUS_PENDED,
+    "voided": common_pb2.CLAIM_STATUS_VOIDED,
+    "replaced": common_pb2.CLAIM_STATUS_REPLACED,
+}
+STATUS_NAME = {v: k for k, v in CLAIM_STATUS.items()}
+
+
+def iso(day: Any) -> str:
+    if day is None:
+        return ""
+    return day.isoformat() if hasattr(day, "isoformat") else str(day)
+
+
+def claim_pb(row: dict[str, Any]) -> common_pb2.Claim:
+    """A claim from a read-model row (or any mapping with the same keys)."""
+    lines = row.get("lines") or []
+    if isinstance(lines, str):
+        lines = json.loads(lines)
+    decision = row.get("decision")
+    if isinstance(decision, str):
+        decision = json.loads(decision)
+    return common_pb2.Claim(
+        claim_id=str(row["claim_id"]),
+        provider_id=row["provider_id"],
+        member_id=row["member_id"],
+        payer_id=row["payer_id"],
+        status=CLAIM_STATUS.get(row["status"], common_pb2.CLAIM_STATUS_UNSPECIFIED),
+        frequency_code=row.get("frequency_code") or "",
+        replaces_claim_id=str(row.get("replaces_claim_id") or ""),
+        diagnosis_codes=list(row.get("diagnosis_codes") or []),
+        place_of_service=row.get("place_of_service") or "",
+        lines=[service_line_pb(line) for line in lines],
+        received_on=iso(row.get("received_on")),
+        decision=decision_pb(decision),
+        last_position=row.get("last_position") or 0,
+        visit_id=row.get("visit_id") or "",
+    )
