@@ -1,0 +1,13 @@
+"""The tree benchmark runs (at a small size) and its proofs verify."""
+
+from __future__ import annotations
+
+from claims_service.ledger.bench_tree import measure
+
+
+def test_measure_small(database_url):
+    results = measure(database_url, leaves=3000, real_events=1000, samples=60)
+    assert results["tree"]["leaves"] == 3000 and results["tree"]["synthetic_leaves"] == 2000
+    assert results["append"]["us_per_event_batch_10000"] > 0
+    assert results["proofs"]["verified_samples"] == 3
+    assert results["proofs"]["inclusion"]["p99_ms"] > 0
