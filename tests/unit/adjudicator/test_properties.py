@@ -253,7 +253,7 @@ def test_adjudication_is_total_balanced_and_never_negative(pair, version):
     check_invariants(claim, facts, decision)
 
 
-@settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(PROPERTY_SETTINGS, max_examples=60)
 @given(claims_and_facts())
 def test_same_inputs_give_the_same_decision_also_after_a_json_round_trip(pair):
     claim, facts = pair
