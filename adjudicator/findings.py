@@ -16,10 +16,10 @@ Imports: the standard library and this package's code tables only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from .codes import CARC, GROUP_CODES, RARC
 
@@ -59,6 +59,20 @@ class Reason:
 
     def __str__(self) -> str:
         return f"{self.group}-{self.carc}" + "".join(f" {remark}" for remark in self.remarks)
+
+
+P = TypeVar("P")
+
+
+def reasons_reader(params_class: type[P]) -> Callable[[Mapping[str, Any]], P]:
+    """A rule's `params_from` for a parameter class made only of reasons, each read from the
+    section key of the same name."""
+    names = [field.name for field in fields(params_class)]
+
+    def read(section: Mapping[str, Any]) -> P:
+        return params_class(**{name: Reason.from_json(section[name]) for name in names})
+
+    return read
 
 
 @dataclass(frozen=True, slots=True)

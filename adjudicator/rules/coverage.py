@@ -9,11 +9,9 @@ excess units are cut with the same reason and the rest goes on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -23,13 +21,6 @@ from ..state import ClaimState
 class CoverageParams:
     not_covered: Reason
     benefit_limit: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> CoverageParams:
-        return cls(
-            not_covered=Reason.from_json(section["not_covered"]),
-            benefit_limit=Reason.from_json(section["benefit_limit"]),
-        )
 
 
 def coverage(claim: ClaimInput, facts: Facts, params: CoverageParams, state: ClaimState) -> list[Finding]:
@@ -56,4 +47,4 @@ def coverage(claim: ClaimInput, facts: Facts, params: CoverageParams, state: Cla
     return findings
 
 
-RULE = Rule("coverage", coverage, CoverageParams.from_parameters)
+RULE = Rule("coverage", coverage, reasons_reader(CoverageParams))

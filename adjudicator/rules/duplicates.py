@@ -8,11 +8,9 @@ do not count: state.py), or an earlier open line of this claim, in line-number o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState, DuplicateKey
@@ -21,10 +19,6 @@ from ..state import ClaimState, DuplicateKey
 @dataclass(frozen=True, slots=True)
 class DuplicatesParams:
     duplicate: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> DuplicatesParams:
-        return cls(duplicate=Reason.from_json(section["duplicate"]))
 
 
 def duplicates(claim: ClaimInput, facts: Facts, params: DuplicatesParams, state: ClaimState) -> list[Finding]:
@@ -40,4 +34,4 @@ def duplicates(claim: ClaimInput, facts: Facts, params: DuplicatesParams, state:
     return findings
 
 
-RULE = Rule("duplicates", duplicates, DuplicatesParams.from_parameters)
+RULE = Rule("duplicates", duplicates, reasons_reader(DuplicatesParams))

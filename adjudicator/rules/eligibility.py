@@ -8,11 +8,9 @@ Periods include both ends. The period a line falls in (state.py) gives later rul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -23,14 +21,6 @@ class EligibilityParams:
     not_our_member: Reason
     before_coverage: Reason
     after_coverage: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> EligibilityParams:
-        return cls(
-            not_our_member=Reason.from_json(section["not_our_member"]),
-            before_coverage=Reason.from_json(section["before_coverage"]),
-            after_coverage=Reason.from_json(section["after_coverage"]),
-        )
 
 
 def eligibility(claim: ClaimInput, facts: Facts, params: EligibilityParams, state: ClaimState) -> list[Finding]:
@@ -48,4 +38,4 @@ def eligibility(claim: ClaimInput, facts: Facts, params: EligibilityParams, stat
     return findings
 
 
-RULE = Rule("eligibility", eligibility, EligibilityParams.from_parameters)
+RULE = Rule("eligibility", eligibility, reasons_reader(EligibilityParams))

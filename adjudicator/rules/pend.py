@@ -8,11 +8,9 @@ adjustment. Denied lines keep their denials.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -21,10 +19,6 @@ from ..state import ClaimState
 @dataclass(frozen=True, slots=True)
 class PendParams:
     review: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> PendParams:
-        return cls(review=Reason.from_json(section["review"]))
 
 
 def pend(claim: ClaimInput, facts: Facts, params: PendParams, state: ClaimState) -> list[Finding]:
@@ -36,4 +30,4 @@ def pend(claim: ClaimInput, facts: Facts, params: PendParams, state: ClaimState)
     return [Finding.pend(line.number, params.review) for line in lines] if needs_review else []
 
 
-RULE = Rule("pend", pend, PendParams.from_parameters)
+RULE = Rule("pend", pend, reasons_reader(PendParams))

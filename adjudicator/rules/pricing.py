@@ -8,11 +8,9 @@ no entry for the code) is left unpriced: the pend rule pends the claim for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -21,10 +19,6 @@ from ..state import ClaimState
 @dataclass(frozen=True, slots=True)
 class PricingParams:
     above_fee_schedule: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> PricingParams:
-        return cls(above_fee_schedule=Reason.from_json(section["above_fee_schedule"]))
 
 
 def pricing(claim: ClaimInput, facts: Facts, params: PricingParams, state: ClaimState) -> list[Finding]:
@@ -49,4 +43,4 @@ def pricing(claim: ClaimInput, facts: Facts, params: PricingParams, state: Claim
     return findings
 
 
-RULE = Rule("pricing", pricing, PricingParams.from_parameters)
+RULE = Rule("pricing", pricing, reasons_reader(PricingParams))

@@ -9,11 +9,9 @@ to draw is denied by that cut.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -23,10 +21,6 @@ from ..state import ClaimState
 class PriorAuthorizationParams:
     absent: Reason
     exceeded: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> PriorAuthorizationParams:
-        return cls(absent=Reason.from_json(section["absent"]), exceeded=Reason.from_json(section["exceeded"]))
 
 
 def prior_authorization(
@@ -57,4 +51,4 @@ def prior_authorization(
     return findings
 
 
-RULE = Rule("prior_authorization", prior_authorization, PriorAuthorizationParams.from_parameters)
+RULE = Rule("prior_authorization", prior_authorization, reasons_reader(PriorAuthorizationParams))

@@ -8,12 +8,10 @@ and end dates inclusive): `out_of_network` (CO-242).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Credential, Facts, NetworkMembership
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -23,13 +21,6 @@ from ..state import ClaimState
 class ProviderParams:
     no_valid_licence: Reason
     out_of_network: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> ProviderParams:
-        return cls(
-            no_valid_licence=Reason.from_json(section["no_valid_licence"]),
-            out_of_network=Reason.from_json(section["out_of_network"]),
-        )
 
 
 def licensed_on(credential: Credential, day: date) -> bool:
@@ -63,4 +54,4 @@ def provider(claim: ClaimInput, facts: Facts, params: ProviderParams, state: Cla
     return findings
 
 
-RULE = Rule("provider", provider, ProviderParams.from_parameters)
+RULE = Rule("provider", provider, reasons_reader(ProviderParams))

@@ -3,11 +3,9 @@ service is denied `late` (CO-29). Received exactly on the last day is in time.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ..findings import Finding, Reason
+from ..findings import Finding, Reason, reasons_reader
 from ..models import ClaimInput, Facts
 from ..ruleset import Rule
 from ..state import ClaimState
@@ -16,10 +14,6 @@ from ..state import ClaimState
 @dataclass(frozen=True, slots=True)
 class TimelyFilingParams:
     late: Reason
-
-    @classmethod
-    def from_parameters(cls, section: Mapping[str, Any]) -> TimelyFilingParams:
-        return cls(late=Reason.from_json(section["late"]))
 
 
 def timely_filing(claim: ClaimInput, facts: Facts, params: TimelyFilingParams, state: ClaimState) -> list[Finding]:
@@ -30,4 +24,4 @@ def timely_filing(claim: ClaimInput, facts: Facts, params: TimelyFilingParams, s
     ]
 
 
-RULE = Rule("timely_filing", timely_filing, TimelyFilingParams.from_parameters)
+RULE = Rule("timely_filing", timely_filing, reasons_reader(TimelyFilingParams))

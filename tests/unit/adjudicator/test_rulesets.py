@@ -18,8 +18,8 @@ from adjudicator.ruleset import canonical_json, content_hash
 from adjudicator.rulesets import v2026_1
 
 PINNED = {
-    "2026.1": "bfa4082fe169aa6076daafb0f228e3cea326a321429e91140446bf3527425a16",
-    "2026.2": "711fecc31e80f95c9e0d10bea3960d8fbd9eaec581d73f8138de75b1c6b47b3c",
+    "2026.1": "32465a8716d08dc5a398842966821957f97f3d7f55c2545e29af05c34734acc8",
+    "2026.2": "1646c97b20d49e2136d2004b72ac046e97e6e0200bfe3fc06bd3a4eef9925ac1",
 }
 RELEASED_ORDER = [
     "eligibility",
