@@ -185,3 +185,15 @@ def test_run_forever_wakes_on_the_recorders_notify(ledger, database_url):
             conn.execute("NOTIFY ledger_events")  # wake it to see the stop
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_extends_that_end_on_powers_of_two(ledger, database_url):
+    append_events(ledger, 8)
+    with TreeBuilder(database_url) as builder:
+        assert [builder.extend(n) for n in (1, 1, 2, 4, 8)] == [1, 1, 2, 4, 8]
+    leaves = [h for _, h in event_hashes(database_url)]
+    with psycopg.connect(database_url) as conn:
+        for _ in range(8):  # past psycopg's automatic prepare threshold
+            assert tree.read_nodes(conn, [(1, 0)]) == {(1, 0): merkle.root(leaves[:2])}
+            assert tree.read_nodes(conn, [(0, 3)]) == {(0, 3): merkle.leaf_hash(leaves[3])}
+            assert [tree.root_at(conn, n) for n in (1, 2, 4, 8, 16)] == [merkle.root(leaves[:n]) for n in (1, 2, 4, 8, 16)]
