@@ -1,0 +1,231 @@
+"""Read model "claim_status": every claim's current state, the payers' worklists of pended
+claims, and the adjudication notices payers receive as a feed.
+
+Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
+``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
+``adjudication_notices`` (one row per decision event: adjudicated, pended, review resolved,
+dispute resolved — append-only, so a payer's feed is an index range scan).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from projections.events import Notification, Topics
+from projections.store import AppendTable, Batch, ReadModel, Row, Table
+
+log = logging.getLogger(__name__)
+
+NOTICE_KINDS = {
+    Topics.CLAIM_ADJUDICATED: "adjudicated",
+    Topics.CLAIM_PENDED: "pended",
+    Topics.CLAIM_REVIEW_RESOLVED: "review_resolved",
+    Topics.CLAIM_DISPUTE_RESOLVED: "dispute_resolved",
+}
+
+
+def decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:
+    """The claim-level columns that come from a decision (all None without one)."""
+    if decision is None:
+        return {
+            "outcome": None,
+            "total_allowed_cents": None,
+            "total_paid_cents": None,
+            "total_patient_responsibility_cents": None,
+            "decision": None,
+        }
+    return {
+        "outcome": decision.get("outcome"),
+        "total_allowed_cents": decision.get("total_allowed_cents"),
+        "total_paid_cents": decision.get("total_paid_cents"),
+        "total_patient_responsibility_cents": decision.get("total_patient_responsibility_cents"),
+        "decision": decision,
+    }
+
+
+def dates_of_service(lines: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    days = [line["date_of_service"] for line in lines]  # ISO text: orders like dates
+    return min(days), max(days)
+
+
+class ClaimStatusModel(ReadModel):
+    name = "claim_status"
+    tables = ("claim_status", "payer_worklist", "adjudication_notices")
+    topics = frozenset(
+        {
+            Topics.CLAIM_SUBMITTED,
+            Topics.CLAIM_ADJUDICATED,
+            Topics.CLAIM_PENDED,
+            Topics.CLAIM_REVIEW_RESOLVED,
+            Topics.CLAIM_CORRECTED,
+            Topics.CLAIM_VOIDED,
+            Topics.CLAIM_DISPUTE_OPENED,
+            Topics.CLAIM_DISPUTE_RESOLVED,
+        }
+    )
+
+    handlers: ClassVar[dict[str, str]] = {
+        Topics.CLAIM_SUBMITTED: "_submitted",
+        Topics.CLAIM_ADJUDICATED: "_decided",
+        Topics.CLAIM_PENDED: "_decided",
+        Topics.CLAIM_REVIEW_RESOLVED: "_review_resolved",
+        Topics.CLAIM_CORRECTED: "_corrected",
+        Topics.CLAIM_VOIDED: "_voided",
+        Topics.CLAIM_DISPUTE_OPENED: "_dispute_opened",
+        Topics.CLAIM_DISPUTE_RESOLVED: "_dispute_resolved",
+    }
+
+    def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
+        mine = [n for n in notifications if n.topic in self.topics]
+        if not mine:
+            return
+        claims = batch.table("claim_status", ("claim_id",))
+        worklist = batch.table("payer_worklist", ("claim_id",))
+        notices = batch.append_table("adjudication_notices")
+        claims.prefetch("claim_id", {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED})
+        for n in mine:
+            handler = getattr(self, self.handlers[n.topic])
+            if n.topic == Topics.CLAIM_SUBMITTED:
+                handler(claims, n)
+                continue
+            claim = claims.get(str(n.stream_id))
+            if claim is None:
+                log.error("claim_status: %r has no submitted claim; skipped", n)
+                continue
+            handler(claim, n, worklist)
+            claim["last_position"] = n.position
+            claim["stream_version"] = n.version
+            claims.put(claim)
+            if n.topic in NOTICE_KINDS:
+                self._notice(notices, claim, n)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _submitted(self, claims: Table, n: Notification) -> None:
+        p = n.payload
+        first, last = dates_of_service(p["lines"])
+        claims.put(
+            {
+                "claim_id": str(n.stream_id),
+                "provider_id": p["provider_id"],
+                "payer_id": p["payer_id"],
+                "member_id": p["member_id"],
+                "visit_id": p.get("visit_id"),
+                "status": "submitted",
+                "frequency_code": p["frequency_code"],
+                "replaces_claim_id": p.get("replaces_claim_id"),
+                "replaced_by": None,
+                "void_reason": None,
+                "place_of_service": p["place_of_service"],
+                "received_on": p["received_on"],
+                "first_date_of_service": first,
+                "last_date_of_service": last,
+                "diagnosis_codes": p["diagnosis_codes"],
+                "lines": p["lines"],
+                "total_billed_cents": sum(line["billed_cents"] for line in p["lines"]),
+                **decision_columns(None),
+                "ruleset_version": None,
+                "ruleset_hash": None,
+                "review": None,
+                "disputes": [],
+                "open_dispute_id": None,
+                "submitted_position": n.position,
+                "last_position": n.position,
+                "stream_version": n.version,
+            }
+        )
+
+    def _decided(self, claim: Row, n: Notification, worklist: Table) -> None:
+        p = n.payload
+        pended = n.topic == Topics.CLAIM_PENDED
+        claim.update(decision_columns(p["decision"]))
+        claim["status"] = "pended" if pended else "adjudicated"
+        claim["ruleset_version"] = p["ruleset_version"]
+        claim["ruleset_hash"] = p["ruleset_hash"]
+        if pended:
+            decision = p["decision"]
+            worklist.put(
+                {
+                    "claim_id": claim["claim_id"],
+                    "payer_id": claim["payer_id"],
+                    "provider_id": claim["provider_id"],
+                    "member_id": claim["member_id"],
+                    "received_on": claim["received_on"],
+                    "pended_position": n.position,
+                    "total_billed_cents": claim["total_billed_cents"],
+                    "reasons": [
+                        {
+                            "line_number": line["line_number"],
+                            "adjustments": line.get("adjustments", []),
+                            "remarks": line.get("remarks", []),
+                        }
+                        for line in decision.get("lines", [])
+                        if line.get("status") == "pended"
+                    ],
+                    "decision": decision,
+                }
+            )
+
+    def _review_resolved(self, claim: Row, n: Notification, worklist: Table) -> None:
+        p = n.payload
+        claim.update(decision_columns(p["decision"]))
+        claim["status"] = "adjudicated"
+        claim["review"] = {"reviewer": p["reviewer"], "note": p.get("note", "")}
+        worklist.delete(claim["claim_id"])
+
+    def _corrected(self, claim: Row, n: Notification, worklist: Table) -> None:
+        claim["status"] = "replaced"
+        claim["replaced_by"] = n.payload["replacement_claim_id"]
+
+    def _voided(self, claim: Row, n: Notification, worklist: Table) -> None:
+        claim["status"] = "voided"
+        claim["void_reason"] = n.payload["reason"]
+
+    def _dispute_opened(self, claim: Row, n: Notification, worklist: Table) -> None:
+        p = n.payload
+        claim["disputes"] = [
+            *claim["disputes"],
+            {
+                "dispute_id": p["dispute_id"],
+                "reason": p["reason"],
+                "opened_by": p["opened_by"],
+                "opened_position": n.position,
+                "resolution": None,
+                "note": None,
+                "resolved_position": None,
+            },
+        ]
+        claim["open_dispute_id"] = p["dispute_id"]
+
+    def _dispute_resolved(self, claim: Row, n: Notification, worklist: Table) -> None:
+        p = n.payload
+        disputes = []
+        for dispute in claim["disputes"]:
+            if dispute["dispute_id"] == p["dispute_id"]:
+                dispute = {**dispute, "resolution": p["resolution"], "note": p.get("note", ""), "resolved_position": n.position}
+            disputes.append(dispute)
+        claim["disputes"] = disputes
+        claim["open_dispute_id"] = None
+        if p.get("decision") is not None:
+            claim.update(decision_columns(p["decision"]))
+
+    def _notice(self, notices: AppendTable, claim: Row, n: Notification) -> None:
+        p = n.payload
+        notices.add(
+            {
+                "position": n.position,
+                "payer_id": claim["payer_id"],
+                "claim_id": claim["claim_id"],
+                "member_id": claim["member_id"],
+                "provider_id": claim["provider_id"],
+                "kind": NOTICE_KINDS[n.topic],
+                "status": claim["status"],
+                "outcome": claim["outcome"],
+                "decision": claim["decision"],
+                "dispute_id": p.get("dispute_id"),
+                "resolution": p.get("resolution"),
+                "recorded_at": p.get("timestamp"),
+            }
+        )

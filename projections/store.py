@@ -1,0 +1,339 @@
+"""The PostgreSQL side of every projection: a batch of row changes and its tracking position,
+written in ONE transaction.
+
+How exactly-once works here (the eventsourcing pattern, batched):
+
+1. A transaction starts by locking the projection's own row in ``ledger_tracking``
+   (``SELECT ... FOR UPDATE``) and reading its position P. Any other runner of the same
+   projection — a second process, a runner the supervisor restarted while the old thread still
+   lingered, the rebuild's swap — waits here, then reads the position that one committed.
+2. It reads the notifications after P (up to the batch size), applies them to the rows they touch
+   (loaded into memory in bulk, changed in Python, written back with one statement per table),
+   and records the last position with the library's tracking insert (which refuses to go
+   backwards), then NOTIFYs ``projection_progress``.
+3. COMMIT makes the row changes and the new position visible together. A kill at any moment
+   before it leaves neither; after it, both. A restarted runner reads P again and continues: no
+   event is applied twice or skipped.
+
+Nothing is remembered between batches: every batch reads the rows it needs from the tables, so a
+projection restarted, swapped to rebuilt tables, or run on another machine behaves the same.
+Tables are named by the migrations; a rebuild writes the same code into ``<table>_rebuild``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import Cursor, sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
+
+from projections.events import Notification, read_notifications
+
+log = logging.getLogger(__name__)
+
+TRACKING_TABLE = "ledger_tracking"
+PROGRESS_CHANNEL = "projection_progress"
+REBUILD_SUFFIX = "_rebuild"
+
+Row = dict[str, Any]
+
+
+def tracking_name(projection: str, suffix: str = "") -> str:
+    """The ``ledger_tracking.application_name`` of a projection (or of its rebuild)."""
+    return f"projection.{projection}" + (".rebuild" if suffix == REBUILD_SUFFIX else "")
+
+
+class ReadModel(ABC):
+    """What one projection does with a batch of notifications.
+
+    ``name`` names the projection (tracking row, CLI); ``tables`` are the tables it owns (as
+    registered in ``read_model_tables`` by its migration); ``topics`` / ``topic_prefixes`` select
+    the events whose payloads it reads; ``hashes`` asks for the chain columns too.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+    topics: ClassVar[frozenset[str]] = frozenset()
+    topic_prefixes: ClassVar[tuple[str, ...]] = ()
+    hashes: ClassVar[bool] = False
+
+    @abstractmethod
+    def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
+        """Turn the notifications (every one after the tracked position, in order; payloads only
+        for ``topics``) into row changes through ``batch``. Must be deterministic: the same
+        events always give the same rows, whatever the batch boundaries."""
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+class _Columns:
+    """Column names and SQL types of a table, read from the catalog once per process."""
+
+    cache: ClassVar[dict[str, dict[str, str]]] = {}
+
+    @classmethod
+    def of(cls, cur: Cursor[Any], relation: str) -> dict[str, str]:
+        if relation not in cls.cache:
+            cur.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (relation,),
+            )
+            cls.cache[relation] = {name: typ for name, typ in cur.fetchall()}
+        return cls.cache[relation]
+
+
+class Table:
+    """The rows of one table that a batch reads and changes, keyed by the primary key.
+
+    Rows are plain JSON dicts, both ways: read with ``to_jsonb(row)`` and written back with
+    ``jsonb_populate_recordset`` (one INSERT ... ON CONFLICT DO UPDATE for all changed rows, one
+    DELETE for all removed ones). Missing keys in a written row become NULL, so new rows must
+    carry every column.
+    """
+
+    def __init__(self, cur: Cursor[Any], name: str, suffix: str, key: tuple[str, ...]) -> None:
+        self.cur = cur
+        self.name = name
+        self.relation = name + suffix
+        self.key = key
+        self.columns = _Columns.of(cur, self.relation)
+        self.rows: dict[tuple[Any, ...], Row | None] = {}
+        self.dirty: set[tuple[Any, ...]] = set()
+        self.covered: dict[str, set[Any]] = {}
+
+    def _key_of(self, row: Row) -> tuple[Any, ...]:
+        return tuple(row[k] for k in self.key)
+
+    def prefetch(self, column: str, values: Iterable[Any]) -> None:
+        """Load every row whose ``column`` is one of ``values`` (one query)."""
+        known = self.covered.setdefault(column, set())
+        wanted = {v for v in values if v not in known}
+        if not wanted:
+            return
+        query = sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%s::{}[])").format(
+            sql.Identifier(self.relation), sql.Identifier(column), sql.SQL(self.columns[column])
+        )
+        self.cur.execute(query, (list(wanted),), prepare=True)
+        for (row,) in self.cur.fetchall():
+            self.rows.setdefault(self._key_of(row), row)
+        known.update(wanted)
+
+    def get(self, *key: Any) -> Row | None:
+        """The row with this primary key as the batch has it so far (None: absent or deleted)."""
+        if key in self.rows:
+            return self.rows[key]
+        for column, value in zip(self.key, key, strict=True):
+            if value in self.covered.get(column, ()):
+                return None
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} = %s::{}").format(sql.Identifier(k), sql.SQL(self.columns[k])) for k in self.key
+        )
+        self.cur.execute(
+            sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {}").format(sql.Identifier(self.relation), where),
+            key,
+            prepare=True,
+        )
+        found = self.cur.fetchone()
+        row = found[0] if found else None
+        self.rows[key] = row
+        return row
+
+    def put(self, row: Row) -> Row:
+        key = self._key_of(row)
+        self.rows[key] = row
+        self.dirty.add(key)
+        return row
+
+    def delete(self, *key: Any) -> None:
+        self.rows[key] = None
+        self.dirty.add(key)
+
+    def flush(self) -> None:
+        upserts = [row for key in self.dirty if (row := self.rows[key]) is not None]
+        deletes = [dict(zip(self.key, key, strict=True)) for key in self.dirty if self.rows[key] is None]
+        relation = sql.Identifier(self.relation)
+        if deletes:
+            match = sql.SQL(" AND ").join(
+                sql.SQL("t.{0} = d.{0}").format(sql.Identifier(k)) for k in self.key
+            )
+            self.cur.execute(
+                sql.SQL("DELETE FROM {0} t USING jsonb_populate_recordset(NULL::{0}, %s::jsonb) d WHERE {1}").format(
+                    relation, match
+                ),
+                (_dumps(deletes),),
+            )
+        if upserts:
+            others = [c for c in self.columns if c not in self.key]
+            self.cur.execute(
+                sql.SQL(
+                    "INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)"
+                    " ON CONFLICT ({1}) DO UPDATE SET ({2}) = ROW({3})"
+                ).format(
+                    relation,
+                    sql.SQL(", ").join(map(sql.Identifier, self.key)),
+                    sql.SQL(", ").join(map(sql.Identifier, others)),
+                    sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others),
+                ),
+                (_dumps(upserts),),
+            )
+        self.dirty.clear()
+
+
+class AppendTable:
+    """Rows a batch only adds (notices, timeline entries): one multi-row INSERT at the end."""
+
+    def __init__(self, cur: Cursor[Any], name: str, suffix: str) -> None:
+        self.cur = cur
+        self.name = name
+        self.relation = name + suffix
+        self.rows: list[Row] = []
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.cur.execute(
+                sql.SQL("INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)").format(
+                    sql.Identifier(self.relation)
+                ),
+                (_dumps(self.rows),),
+            )
+            self.rows = []
+
+
+def _dumps(rows: list[Row]) -> str:
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+
+
+class Batch:
+    """The unit of work of one batch: the tables it touches, written together by ``flush``."""
+
+    def __init__(self, cur: Cursor[Any], suffix: str = "") -> None:
+        self.cur = cur
+        self.suffix = suffix
+        self._tables: dict[str, Table | AppendTable] = {}
+
+    def table(self, name: str, key: tuple[str, ...]) -> Table:
+        if name not in self._tables:
+            self._tables[name] = Table(self.cur, name, self.suffix, key)
+        table = self._tables[name]
+        assert isinstance(table, Table)
+        return table
+
+    def append_table(self, name: str) -> AppendTable:
+        if name not in self._tables:
+            self._tables[name] = AppendTable(self.cur, name, self.suffix)
+        table = self._tables[name]
+        assert isinstance(table, AppendTable)
+        return table
+
+    def flush(self) -> None:
+        for table in self._tables.values():
+            table.flush()
+
+
+# --- the view --------------------------------------------------------------------------------
+
+
+def datastore_for(database_url: str, *, pool_size: int = 1, max_overflow: int = 1) -> PostgresDatastore:
+    """A library datastore (connection pool) for a libpq URL (the host may be a socket directory)."""
+    params = conninfo_to_dict(database_url)
+    return PostgresDatastore(
+        dbname=str(params.get("dbname", "postgres")),
+        host=str(params.get("host", "localhost")),
+        port=str(params.get("port", "5432")),
+        user=str(params.get("user", "postgres")),
+        password=str(params.get("password", "")),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pre_ping=True,
+        connect_timeout=5,
+        single_row_tracking=True,
+    )
+
+
+AfterApply = Callable[[Sequence[Notification]], None]
+
+
+class ReadModelView(PostgresTrackingRecorder):
+    """A projection's tables plus its tracking row, in the tracking table the ledger already has.
+
+    ``suffix`` "" is the live read model; ``"_rebuild"`` the copy a rebuild fills.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, model: ReadModel, *, suffix: str = "") -> None:
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        self.model = model
+        self.suffix = suffix
+        self.application_name = tracking_name(model.name, suffix)
+
+    @classmethod
+    def for_url(cls, database_url: str, model: ReadModel, *, suffix: str = "", pool_size: int = 1) -> ReadModelView:
+        return cls(datastore_for(database_url, pool_size=pool_size), model, suffix=suffix)
+
+    def close(self) -> None:
+        self.datastore.pool.close()
+
+    def position(self) -> int:
+        """The last position this view has processed (0 when none)."""
+        return self.max_tracking_id(self.application_name) or 0
+
+    def process_batch(self, limit: int, *, after_apply: AfterApply | None = None) -> int:
+        """Process up to ``limit`` notifications after the tracked position, in one transaction;
+        return how many (0 when caught up)."""
+        with self.datastore.transaction(commit=True) as cur:
+            return self.process_batch_in(cur, limit, after_apply=after_apply)
+
+    def process_batch_in(self, cur: Cursor[Any], limit: int, *, after_apply: AfterApply | None = None) -> int:
+        """The same, inside the caller's transaction (the rebuild's final catch-up and swap)."""
+        start = self.lock_position(cur)
+        notifications = read_notifications(
+            cur.connection,
+            start,
+            limit,
+            topics=self.model.topics,
+            prefixes=self.model.topic_prefixes,
+            hashes=self.model.hashes,
+        )
+        if not notifications:
+            return 0
+        with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
+            batch = Batch(rows_cur, self.suffix)
+            self.model.apply(batch, notifications)
+            batch.flush()
+        if after_apply is not None:
+            after_apply(notifications)  # instrumentation and tests: the rows are written, not committed
+        last = notifications[-1].position
+        self._insert_tracking(cur, Tracking(self.application_name, last))
+        cur.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{self.model.name}{self.suffix} {last}"))
+        return len(notifications)
+
+    def lock_position(self, cur: Cursor[Any]) -> int:
+        """Lock this view's tracking row for the transaction and return its position."""
+        query = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE").format(
+            sql.Identifier(TRACKING_TABLE)
+        )
+        with cur.connection.cursor(row_factory=tuple_row) as c:
+            c.execute(query, (self.application_name,), prepare=True)
+            row = c.fetchone()
+            if row is None:
+                c.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (application_name, notification_id) VALUES (%s, 0) ON CONFLICT DO NOTHING"
+                    ).format(sql.Identifier(TRACKING_TABLE)),
+                    (self.application_name,),
+                )
+                c.execute(query, (self.application_name,))
+                row = c.fetchone()
+        assert row is not None
+        return int(row[0] or 0)
