@@ -9,13 +9,13 @@ decided in it, so a later claim can be checked for duplicates from the ledger al
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
+from claims_service.domain.values import copy_plain
 from claims_service.errors import StateError
 
 
@@ -66,7 +66,7 @@ class BenefitPeriod(Aggregate):
                 "deductible_cents": self.deductible_cents,
                 "oop_cents": self.oop_cents,
                 "benefit_units": dict(self.benefit_units),
-                "lines": copy.deepcopy(self.lines),
+                "lines": copy_plain(self.lines),
                 "reversed": False,
             }
 
@@ -121,7 +121,7 @@ class BenefitPeriod(Aggregate):
             deductible_cents=deductible_cents,
             oop_cents=oop_cents,
             benefit_units=dict(benefit_units),
-            lines=copy.deepcopy(lines),
+            lines=copy_plain(lines),
         )
 
     def reverse_claim(self, *, actor: str, claim_id: str, reason: str) -> bool:

@@ -194,9 +194,11 @@ class Claim(Aggregate):
                 claim.decision = copy_plain(self.decision)
 
     def _record_run(self, event: Claim.Adjudicated | Claim.Pended) -> None:
-        self.decision = copy_plain(event.decision)
-        self.run_decision = copy_plain(event.decision)
-        self.facts = copy_plain(event.facts)
+        # The claim keeps the event's own (already copied) data: nothing mutates a decision or
+        # facts in place, and copying the facts again costs more than adjudicating the claim.
+        self.decision = event.decision
+        self.run_decision = event.decision
+        self.facts = event.facts
         self.ruleset_version = event.ruleset_version
         self.ruleset_hash = event.ruleset_hash
 
