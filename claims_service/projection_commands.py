@@ -1,0 +1,61 @@
+"""claimsctl projections: status and rebuild of the read models.
+
+``register(subparsers)`` adds ``claimsctl projections status [--json]`` and
+``claimsctl projections rebuild NAME [--keep-previous] [--batch-size N]``; the CLI wires it in.
+A rebuild runs while the service keeps serving: readers answer from the live tables until the
+rebuilt ones are swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from claims_service.config import Config
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from claims_service.cli import database_url
+    from projections.rebuild import status
+
+    with database_url(config) as url:
+        rows = status(url)
+    if args.json:
+        print(json.dumps([{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag,
+                           "rebuild_position": s.rebuild_position} for s in rows]))
+        return 0
+    width = max(len(s.name) for s in rows)
+    print(f"{'projection':<{width}}  {'position':>10}  {'head':>10}  {'lag':>8}")
+    for s in rows:
+        rebuilding = f"  (rebuild at {s.rebuild_position})" if s.rebuild_position is not None else ""
+        print(f"{s.name:<{width}}  {s.position:>10}  {s.head:>10}  {s.lag:>8}{rebuilding}")
+    return 0
+
+
+def cmd_rebuild(config: Config, args: argparse.Namespace) -> int:
+    from claims_service.cli import database_url
+    from projections.rebuild import rebuild
+
+    with database_url(config) as url:
+        report = rebuild(url, args.name, batch_size=args.batch_size, keep_previous=args.keep_previous)
+    print(f"rebuilt {report.name}: {report.events} events in {report.seconds:.1f} s "
+          f"({report.events_per_second:,.0f} events/s), swapped in at position {report.position}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``projections status`` and ``projections rebuild NAME`` to claimsctl's subcommands."""
+    from projections.catalog import NAMES
+    from projections.rebuild import REBUILD_BATCH_SIZE
+
+    projections = subparsers.add_parser("projections", help="read models: status, rebuild")
+    commands = projections.add_subparsers(dest="projections_command", required=True)
+    status = commands.add_parser("status", help="each projection's position, the ledger head and the lag")
+    status.add_argument("--json", action="store_true", help="print one JSON array")
+    status.set_defaults(func=cmd_status)
+    rebuild = commands.add_parser("rebuild", help="rebuild a projection from position 0 and swap it in while serving")
+    rebuild.add_argument("name", choices=NAMES, help="the projection to rebuild")
+    rebuild.add_argument("--batch-size", type=int, default=REBUILD_BATCH_SIZE, help="events per transaction")
+    rebuild.add_argument("--keep-previous", action="store_true", help="keep the replaced tables as <table>_previous")
+    rebuild.set_defaults(func=cmd_rebuild)

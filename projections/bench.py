@@ -1,0 +1,341 @@
+"""Rebuild-rate benchmark: a synthetic ledger history, then every projection rebuilt from 0.
+
+``measure_rebuild(database_url, events=200_000) -> dict`` tops the ledger up to ``events`` events
+with ``generate_history`` and times ``rebuild`` of each projection (events per second from
+position 0; each projection reads the whole ledger). ``make bench`` calls it on a fresh database.
+
+The history is made of real domain aggregates recorded in large batches with ``Ledger.record``
+(the adjudicator would take minutes for 200,000 events): members enrolled with plans, claims
+submitted, adjudicated (paid, partly paid, denied) or pended and resolved by review, benefit
+periods moved, payments scheduled, issued and sometimes reversed, voids, corrections and
+disputes — every event type the projections read, in realistic proportions and sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+
+from projections import catalog
+from projections.events import ledger_head
+from projections.rebuild import rebuild
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:bench"
+RULESET_VERSION = "2026.1"
+RULESET_HASH = "bfa4082fe169aa6076daafb0f228e3cea326a321429e91140446bf3527425a16"
+PROCEDURES = {"99213": 9_000, "99214": 13_000, "80053": 1_500, "36415": 300, "85025": 1_000, "93000": 2_000, "97110": 3_000}
+TERMS: dict[str, Any] = {
+    "deductible_cents": 50_000,
+    "oop_max_cents": 300_000,
+    "cost_share": {"default": {"copay_cents": 0, "coinsurance_bp": 2000}, "office_visit": {"copay_cents": 2_500, "coinsurance_bp": 0}},
+    "timely_filing_days": 365,
+    "in_network_only": True,
+    "review_threshold_cents": 1_000_000,
+    "non_covered_procedures": ["97140"],
+    "benefit_limits": {"97110": 20},
+    "prior_auth_required": ["73721"],
+}
+NPIS = ["1234567893", "1245319599", "1003000126", "1003000134", "1003000142", "1003000159", "1003000167", "1003000175"]
+
+
+def _valid_npi(npi: str) -> bool:
+    digits = [int(c) for c in "80840" + npi[:9]]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return (10 - total % 10) % 10 == int(npi[9])
+
+
+class _History:
+    """Builds the aggregates; ``flush`` records everything pending in one transaction."""
+
+    def __init__(self, ledger: Any, rng: random.Random, *, payers: int, members: int) -> None:
+        from claims_service.domain.benefits import BenefitPeriod
+        from claims_service.domain.claim import Claim
+        from claims_service.domain.member import MemberCoverage
+        from claims_service.domain.payment import Payment
+
+        self.Claim, self.Payment, self.BenefitPeriod, self.MemberCoverage = Claim, Payment, BenefitPeriod, MemberCoverage
+        self.ledger = ledger
+        self.rng = rng
+        self.payers = [f"PAYER-{i:02d}" for i in range(payers)]
+        self.members = [(self.payers[i % payers], f"M-{i:06d}") for i in range(members)]
+        self.npis = [n for n in NPIS if _valid_npi(n)]
+        self.pending: dict[Any, Any] = {}
+        self.periods: dict[tuple[str, str, int], Any] = {}
+        self.decided: list[Any] = []  # claims that may be voided, corrected or disputed
+        self.issued: list[Any] = []
+        self.enrolled: set[tuple[str, str]] = set()
+        self.written = 0
+        self.n = 0
+
+    def touch(self, aggregate: Any) -> Any:
+        self.pending[aggregate.id] = aggregate
+        return aggregate
+
+    def pending_events(self) -> int:
+        return sum(len(a.pending_events) for a in self.pending.values())
+
+    def flush(self) -> int:
+        if not self.pending:
+            return 0
+        recordings = self.ledger.record(*self.pending.values())
+        self.pending.clear()
+        self.written += len(recordings)
+        return len(recordings)
+
+    # --- one step: a new claim's life, or something happening to an earlier one ------------
+
+    def step(self) -> None:
+        roll = self.rng.random()
+        if roll < 0.04 and self.decided:
+            self.void()
+        elif roll < 0.06 and self.decided:
+            self.correct()
+        elif roll < 0.09 and self.decided:
+            self.dispute()
+        elif roll < 0.12 and self.issued:
+            self.reverse()
+        else:
+            self.new_claim()
+
+    def enrol(self, payer: str, member: str) -> None:
+        if (payer, member) in self.enrolled:
+            return
+        self.enrolled.add((payer, member))
+        self.touch(self.MemberCoverage.enrol(actor=ACTOR, member_id=member, payer_id=payer, plan_id="GOLD",
+                                             effective_date=date(2026, 1, 1), terms=TERMS))
+
+    def new_claim(self, replaces: Any = None) -> Any:
+        rng = self.rng
+        self.n += 1
+        if replaces is None:
+            payer, member = rng.choice(self.members)
+            npi = rng.choice(self.npis)
+        else:
+            payer, member, npi = replaces.payer_id, replaces.member_id, replaces.provider_id
+        self.enrol(payer, member)
+        day = date(2026, 1, 1) + timedelta(days=rng.randrange(300))
+        codes = rng.sample(sorted(PROCEDURES), rng.choice((1, 1, 2, 3)))
+        lines = [
+            {"line_number": i + 1, "procedure_code": code, "modifiers": [], "diagnosis_pointers": [1],
+             "units": 1, "billed_cents": PROCEDURES[code] + rng.randrange(500, 9_000), "date_of_service": day}
+            for i, code in enumerate(codes)
+        ]
+        claim = self.Claim.submit(
+            actor=f"provider:{npi}", provider_id=npi, member_id=member, payer_id=payer,
+            idempotency_key=f"bench-{self.n}", received_on=day + timedelta(days=rng.randrange(1, 20)),
+            diagnosis_codes=["E119"], place_of_service="11", lines=lines,
+            frequency_code="7" if replaces is not None else "1",
+            replaces_claim_id=replaces.claim_id if replaces is not None else None,
+        )
+        self.touch(claim)
+        if replaces is not None:
+            replaces.correct(actor=f"provider:{npi}", replacement_claim_id=claim.claim_id)
+            self.touch(replaces)
+            self.reverse_period(replaces)
+        pend = rng.random() < 0.08
+        decision, facts = self.decision(claim, deny=rng.random() < 0.1)
+        if pend:
+            claim.pend(actor="system:adjudicator", decision={**decision, "outcome": "PENDED"}, facts=facts,
+                       ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH)
+            self.apply_period(claim, decision, amounts=False)
+            if rng.random() < 0.7:
+                claim.resolve_review(actor="payer:reviewer", decision=decision, reviewer="reviewer-1", note="documents checked")
+                self.settle(claim, decision)
+        else:
+            claim.adjudicate(actor="system:adjudicator", decision=decision, facts=facts,
+                             ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH)
+            self.settle(claim, decision)
+        return claim
+
+    def settle(self, claim: Any, decision: dict[str, Any]) -> None:
+        self.apply_period(claim, decision, amounts=True)
+        self.decided.append(claim)
+        if decision["total_paid_cents"] > 0:
+            payment = self.Payment.schedule(
+                actor="system:adjudicator", payment_id=f"{claim.claim_id}/0", payer_id=claim.payer_id,
+                provider_id=claim.provider_id, claim_ids=[claim.claim_id], amount_cents=decision["total_paid_cents"],
+                lines={claim.claim_id: [{"line_number": line["line_number"], "paid_cents": line["paid_cents"]} for line in decision["lines"]]},
+            )
+            self.touch(payment)
+            if self.rng.random() < 0.7:
+                payment.issue(actor="payer:treasury", trace_number=f"TRN{self.n:09d}", issued_on=claim.received_on + timedelta(days=14))
+                self.issued.append(payment)
+
+    def decision(self, claim: Any, *, deny: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        lines = []
+        for line in claim.lines:
+            billed = line["billed_cents"]
+            allowed = 0 if deny else min(billed, PROCEDURES[line["procedure_code"]])
+            member = allowed // 5
+            paid = allowed - member
+            adjustments = []
+            if billed - allowed:
+                adjustments.append({"group": "CO", "carc": "96" if deny else "45", "amount_cents": billed - allowed})
+            if member:
+                adjustments.append({"group": "PR", "carc": "2", "amount_cents": member})
+            lines.append({"line_number": line["line_number"], "billed_cents": billed, "allowed_cents": allowed, "paid_cents": paid,
+                          "patient_responsibility_cents": member, "adjustments": adjustments,
+                          "remarks": ["N130"] if deny else [], "status": "denied" if deny else "paid"})
+        totals = {key: sum(line[key[6:]] for line in lines) for key in
+                  ("total_billed_cents", "total_allowed_cents", "total_paid_cents", "total_patient_responsibility_cents")}
+        decision = {
+            "claim_id": claim.claim_id,
+            "outcome": "DENIED" if deny else "PAID",
+            "lines": lines,
+            **totals,
+            "accumulator_changes": [{"plan_year": 2026, "deductible_cents": 0,
+                                     "oop_cents": totals["total_patient_responsibility_cents"], "benefit_units": {}}],
+            "ruleset_version": RULESET_VERSION,
+            "ruleset_hash": RULESET_HASH,
+        }
+        facts = {
+            "received_on": claim.received_on.isoformat(),
+            "member_known": True,
+            "coverages": [{"member_id": claim.member_id, "payer_id": claim.payer_id, "plan_id": "GOLD",
+                           "effective_date": "2026-01-01", "termination_date": None, "terms": TERMS}],
+            "accumulators": [{"plan_year": 2026, "deductible_met_cents": 0, "oop_met_cents": 0, "benefit_units": {}}],
+            "provider": {"npi": claim.provider_id, "credentials": [{"licence_number": "MD-55012", "state": "NY",
+                         "valid_from": "2020-01-01", "valid_to": "2028-12-31", "revoked_on": None}],
+                         "networks": [{"payer_id": claim.payer_id, "contract_id": "C-1", "effective_date": "2026-01-01", "end_date": None}]},
+            "fee_schedule": {"contract_id": "C-1", "version": 1, "effective_date": "2026-01-01", "fees": PROCEDURES},
+            "prior_authorizations": [],
+            "earlier_claim_lines": [],
+        }
+        return decision, facts
+
+    def period(self, claim: Any) -> Any:
+        key = (claim.payer_id, claim.member_id, 2026)
+        if key not in self.periods:
+            self.periods[key] = self.BenefitPeriod.open(payer_id=claim.payer_id, member_id=claim.member_id, plan_year=2026)
+        return self.touch(self.periods[key])
+
+    def apply_period(self, claim: Any, decision: dict[str, Any], *, amounts: bool) -> None:
+        change = decision["accumulator_changes"][0]
+        self.period(claim).apply_claim(
+            actor="system:adjudicator", claim_id=claim.claim_id,
+            deductible_cents=change["deductible_cents"] if amounts else 0,
+            oop_cents=change["oop_cents"] if amounts else 0, benefit_units={},
+            lines=[{"provider_id": claim.provider_id, "date_of_service": line["date_of_service"],
+                    "procedure_code": line["procedure_code"], "modifiers": [], "units": line["units"]} for line in claim.lines],
+        )
+
+    def reverse_period(self, claim: Any) -> None:
+        period = self.period(claim)
+        period.reverse_claim(actor="system:adjudicator", claim_id=claim.claim_id, reason="reversed")
+
+    def _take_decided(self) -> Any:
+        claim = self.decided.pop(self.rng.randrange(len(self.decided)))
+        return claim if claim.status == "adjudicated" and claim.open_dispute_id is None else None
+
+    def void(self) -> None:
+        claim = self._take_decided()
+        if claim is not None:
+            claim.void(actor=f"provider:{claim.provider_id}", reason="billed in error")
+            self.touch(claim)
+            self.reverse_period(claim)
+
+    def correct(self) -> None:
+        claim = self._take_decided()
+        if claim is not None:
+            self.new_claim(replaces=claim)
+
+    def dispute(self) -> None:
+        claim = self._take_decided()
+        if claim is None:
+            return
+        dispute_id = f"D-{self.n}"
+        claim.open_dispute(actor=f"provider:{claim.provider_id}", dispute_id=dispute_id, reason="underpaid")
+        overturn = self.rng.random() < 0.5
+        claim.resolve_dispute(actor="dispute:team", dispute_id=dispute_id, resolution="overturned" if overturn else "upheld",
+                              decision=claim.decision if overturn else None, note="reviewed")
+        self.touch(claim)
+        self.decided.append(claim)
+
+    def reverse(self) -> None:
+        payment = self.issued.pop(self.rng.randrange(len(self.issued)))
+        if payment.status == "issued":
+            payment.reverse(actor="payer:treasury", reason="overpaid", amount_cents=payment.amount_cents - payment.reversed_cents)
+            self.touch(payment)
+
+
+def generate_history(
+    database_url: str,
+    events: int,
+    *,
+    seed: int = 1,
+    payers: int = 3,
+    members: int | None = None,
+    batch_events: int = 2_000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Append synthetic claim histories until ``events`` new events are recorded; return how many."""
+    from claims_service.application import Ledger
+
+    ledger = Ledger(database_url, pool_size=1)
+    try:
+        history = _History(ledger, random.Random(seed), payers=payers, members=members or max(50, events // 40))
+        with psycopg.connect(database_url) as conn:
+            history.n = ledger_head(conn)  # distinct idempotency keys when topping up
+        while history.written < events:
+            history.step()
+            if history.pending_events() >= batch_events:
+                history.flush()
+                if progress is not None:
+                    progress(history.written)
+        history.flush()
+        return history.written
+    finally:
+        ledger.close()
+
+
+def measure_rebuild(
+    database_url: str,
+    events: int = 200_000,
+    *,
+    names: tuple[str, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Rebuild each projection from position 0 over a ledger of at least ``events`` events.
+
+    Returns ``{"events": N, "generate_seconds": s, "projections": {name: {"seconds", "events_per_s"}},
+    "all_events_per_s": N * projections / total seconds, "min_events_per_s": slowest projection}``.
+    """
+    with psycopg.connect(database_url) as conn:
+        head = ledger_head(conn)
+    generated_in = 0.0
+    if head < events:
+        started = time.perf_counter()
+        generate_history(database_url, events - head)
+        generated_in = time.perf_counter() - started
+    with psycopg.connect(database_url) as conn:
+        conn.execute("ANALYZE")
+        head = ledger_head(conn)
+    results: dict[str, Any] = {}
+    total = 0.0
+    for name in names or catalog.NAMES:
+        if progress is not None:
+            progress(name)
+        report = rebuild(database_url, name)
+        total += report.seconds
+        results[name] = {"seconds": round(report.seconds, 2), "events_per_s": round(report.events_per_second)}
+    count = len(results)
+    return {
+        "events": head,
+        "generate_seconds": round(generated_in, 1),
+        "projections": results,
+        "all_events_per_s": round(head * count / total) if total else 0,
+        "min_events_per_s": min(r["events_per_s"] for r in results.values()),
+    }
