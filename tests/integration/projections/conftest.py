@@ -1,0 +1,22 @@
+"""Fixtures for the projection tests: a ledger with the shared world set up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from claims_service.application import Ledger
+from claims_service.commands import ClaimsLedger
+from tests import world
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[ClaimsLedger]:
+    ledger = Ledger(database_url)
+    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    world.set_up(service)
+    yield service
+    service.close()
+    ledger.close()
