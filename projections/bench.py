@@ -60,7 +60,7 @@ def _valid_npi(npi: str) -> bool:
 class _History:
     """Builds the aggregates; ``flush`` records everything pending in one transaction."""
 
-    def __init__(self, ledger: Any, rng: random.Random, *, payers: int, members: int) -> None:
+    def __init__(self, ledger: Any, rng: random.Random, *, payers: int, members: int, start: int = 0) -> None:
         from claims_service.domain.benefits import BenefitPeriod
         from claims_service.domain.claim import Claim
         from claims_service.domain.member import MemberCoverage
@@ -70,7 +70,9 @@ class _History:
         self.ledger = ledger
         self.rng = rng
         self.payers = [f"PAYER-{i:02d}" for i in range(payers)]
-        self.members = [(self.payers[i % payers], f"M-{i:06d}") for i in range(members)]
+        # Members (and so their coverage and benefit periods) are new on every run: a second run
+        # over the same ledger tops it up instead of colliding with the first one's aggregates.
+        self.members = [(self.payers[i % payers], f"M-{start:x}-{i:06d}") for i in range(members)]
         self.npis = [n for n in NPIS if _valid_npi(n)]
         self.pending: dict[Any, Any] = {}
         self.periods: dict[tuple[str, str, int], Any] = {}
@@ -286,9 +288,10 @@ def generate_history(
 
     ledger = Ledger(database_url, pool_size=1)
     try:
-        history = _History(ledger, random.Random(seed), payers=payers, members=members or max(50, events // 40))
         with psycopg.connect(database_url) as conn:
-            history.n = ledger_head(conn)  # distinct idempotency keys when topping up
+            start = ledger_head(conn)
+        history = _History(ledger, random.Random(seed), payers=payers, members=members or max(50, events // 40), start=start)
+        history.n = start  # distinct idempotency keys when topping up
         while history.written < events:
             history.step()
             if history.pending_events() >= batch_events:

@@ -38,6 +38,7 @@ from projections.store import PROGRESS_CHANNEL, TRACKING_TABLE
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+LISTENER_NAME = "claims-notification-hub"  # pg_stat_activity.application_name of the one LISTEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,8 @@ class NotificationHub:
     def __init__(self, database_url: str, *, heartbeat_interval: float = 5.0, pool_size: int = 4) -> None:
         self.database_url = database_url
         self.heartbeat_interval = heartbeat_interval
-        self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True})
+        self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
+                                   kwargs={"autocommit": True, "application_name": "claims-feed"})
         self._positions: dict[str, int] = {}
         self._changed = threading.Condition()
         self._closed = threading.Event()
@@ -102,7 +104,7 @@ class NotificationHub:
         backoff = 0.2
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
+                with psycopg.connect(self.database_url, autocommit=True, application_name=LISTENER_NAME) as conn:
                     conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
                     # Positions reached while nobody listened: read them once LISTEN is active.
                     for name, position in conn.execute(

@@ -74,13 +74,23 @@ class ProjectionRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        with psycopg.connect(self.database_url, autocommit=True, application_name=f"claims-projection-{self.name}") as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
             while not stop.is_set():
                 if self.process_available():
                     continue
-                for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
-                    pass
+                self._sleep(conn, stop)
+
+    def _sleep(self, conn: psycopg.Connection[object], stop: threading.Event) -> None:
+        """Until a NOTIFY, ``idle_wait`` (a safety net) or ``stop``; in short slices so that stop
+        is seen promptly. Raises if the LISTEN connection is gone."""
+        deadline = time.monotonic() + self.idle_wait
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for _ in conn.notifies(timeout=min(remaining, 0.25), stop_after=1):
+                return
 
 
 class ProjectionSupervisor:
