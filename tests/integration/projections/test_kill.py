@@ -66,4 +66,4 @@ def test_a_runner_killed_mid_batch_continues_where_it_stopped_and_counts_nothing
     drain(database_url, batch_size=BATCH)
     for name in catalog.NAMES:
         assert tracked(database_url, name) == total
-    assert_equals_from_scratch(database_url)
+    assert_equals_from_scratch(database_url, require_rows=True)
