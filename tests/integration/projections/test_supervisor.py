@@ -1,0 +1,66 @@
+"""Supervision: a runner whose LISTEN connection drops dies and is restarted, and carries on; the
+notification hub reconnects on its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+from projections.bench import generate_history
+from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
+from projections.runner import ProjectionSupervisor
+from tests.integration.projections.helpers import head
+
+
+def terminate(database_url: str, application_name: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()[0]
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_runner_whose_listen_connection_drops_is_restarted_and_carries_on(database_url):
+    generate_history(database_url, 200, seed=51, members=5)
+    with ProjectionSupervisor(database_url, names=["claim_status", "payments"], initial_backoff=0.05) as supervisor:
+        assert supervisor.wait_for(head(database_url), timeout=10)
+        # 1. The database drops the claim_status runner's LISTEN connection.
+        wait_until(lambda: terminate(database_url, "claims-projection-claim_status") == 1)
+        wait_until(lambda: supervisor.restarts["claim_status"] >= 1)
+        # 2. It is restarted and follows new events, like the runner that never died.
+        generate_history(database_url, 200, seed=52, members=5)
+        assert supervisor.wait_for(head(database_url), timeout=10)
+        assert supervisor.restarts == {"claim_status": 1, "payments": 0}
+
+
+def test_the_hub_reconnects_and_the_feed_goes_on(database_url):
+    generate_history(database_url, 200, seed=61, payers=1, members=5)
+    with ProjectionSupervisor(database_url, names=["claim_status"]) as supervisor, \
+            NotificationHub(database_url, heartbeat_interval=0.1) as hub:
+        assert supervisor.wait_for(head(database_url), timeout=10)
+        stop = threading.Event()
+        beats: list[int] = []
+
+        def follow() -> None:
+            for item in hub.adjudications("PAYER-00", 0, stop):
+                if isinstance(item, Heartbeat):
+                    beats.append(item.position)
+
+        thread = threading.Thread(target=follow, daemon=True)
+        thread.start()
+        wait_until(lambda: beats and beats[-1] == head(database_url))
+        assert terminate(database_url, LISTENER_NAME) == 1
+        wait_until(lambda: hub.reconnects == 1 and hub.listening)
+        generate_history(database_url, 200, seed=62, payers=1, members=5)
+        wait_until(lambda: beats[-1] == head(database_url))
+        stop.set()
+        thread.join(5)
