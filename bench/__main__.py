@@ -1,4 +1,9 @@
-"""Run every benchmark part on a fresh embedded PostgreSQL (or CLAIMS_DATABASE_URL's server)."""
+"""`make bench`: every part on a fresh embedded PostgreSQL (or CLAIMS_DATABASE_URL's server).
+
+Parts: ledger (hash-chain cost, baselines), adjudication (engine, follower), tree (proofs on a
+large tree), projections (rebuild rate), and service (the whole gRPC path under a mixed load).
+`--only PART` runs some; `--quick` shrinks sizes for a smoke run. Results: bench/results.json.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -20,12 +27,21 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+PARTS = ("ledger", "adjudication", "tree", "projections", "service")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measured phase")
+    parser.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures to quote")
+    parser.add_argument("--tree-leaves", type=int, default=1_000_000)
+    parser.add_argument("--rebuild-events", type=int, default=200_000)
+    parser.add_argument("--claims", type=int, default=3_000, help="claims in the follower backlog")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.tree_leaves, args.rebuild_events, args.claims = 2.0, 20_000, 5_000, 300
+    parts = args.only or list(PARTS)
     console = Console()
 
     with ExitStack() as stack:
@@ -46,31 +62,107 @@ def main() -> None:
             created.append(full)
             return make_conninfo(admin_url, dbname=full)
 
-        from bench import ledger
-
-        results: dict[str, object] = {
+        results: dict[str, Any] = {
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "options": vars(args),
         }
         with Progress(console=console, transient=True) as progress:
-            results["ledger"] = ledger.run(create_database, args.seconds, progress)
+            for part in parts:
+                results[part] = RUNNERS[part](create_database, args, progress)
 
         with psycopg.connect(admin_url, autocommit=True) as conn:
             for name in created:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    table = Table(title="claims ledger benchmark")
+    console.print(figures_table(results))
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    console.print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+
+
+def run_ledger(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import ledger
+
+    return ledger.run(create_database, args.seconds, progress)
+
+
+def run_adjudication(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import adjudication
+
+    return adjudication.run(create_database, args.claims, min(args.seconds, 3.0), progress)
+
+
+def run_tree(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from claims_service.ledger.bench_tree import measure
+
+    task = progress.add_task(f"Merkle tree of {args.tree_leaves:,} leaves", total=None)
+    result = measure(create_database("bench_tree"), leaves=args.tree_leaves,
+                     progress=lambda msg: progress.update(task, description=msg))
+    progress.remove_task(task)
+    return result
+
+
+def run_projections(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from claims_service.migrate import migrate
+    from projections.bench import measure_rebuild
+
+    url = create_database("bench_projections")
+    migrate(url)
+    task = progress.add_task(f"projection rebuild over {args.rebuild_events:,} events", total=None)
+    result = measure_rebuild(url, events=args.rebuild_events, progress=lambda msg: progress.update(task, description=msg))
+    progress.remove_task(task)
+    return result
+
+
+def run_service(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import load
+
+    return load.run(create_database, args, progress)
+
+
+RUNNERS = {
+    "ledger": run_ledger,
+    "adjudication": run_adjudication,
+    "tree": run_tree,
+    "projections": run_projections,
+    "service": run_service,
+}
+
+
+def figures_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"claims ledger benchmark ({results['machine']})")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    led = results["ledger"]
-    table.add_row("raw commits/s (psycopg, 1 row per commit)", f"{led['raw_commits_per_s']:,.0f}")
-    table.add_row("plain eventsourcing events/s (4 threads, 5 per save)", f"{led['plain_events_per_s']:,.0f}")
-    table.add_row("hash-linked events/s (same load)", f"{led['chained_events_per_s']:,.0f}")
-    table.add_row("hash-linking ratio (chained / plain)", f"{led['chain_ratio']:.2f}")
-    table.add_row("hash-linked single-event saves/s (4 threads)", f"{led['single_event_saves_per_s']:,.0f}")
-    console.print(table)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    table.add_column("target", justify="right")
+
+    def row(label: str, value: Any, target: str = "", fmt: str = "{:,.0f}") -> None:
+        table.add_row(label, fmt.format(value) if isinstance(value, (int, float)) else str(value), target)
+
+    if "ledger" in results:
+        led = results["ledger"]
+        row("raw commits/s (psycopg, 1 row per commit)", led["raw_commits_per_s"])
+        row("plain eventsourcing events/s (4 threads, 5/save)", led["plain_events_per_s"])
+        row("hash-linked events/s (same load)", led["chained_events_per_s"])
+        row("hash-linking ratio (chained / plain)", led["chain_ratio"], "≥ 0.90", "{:.2f}")
+    if "adjudication" in results:
+        adj = results["adjudication"]
+        row("engine claim lines/s (pure, one core)", adj["engine_lines_per_s"], "≥ 5,000")
+        row("follower claims/s from the ledger (3 lines, with commits)", adj["follower_claims_per_s"], "≥ 500")
+    if "tree" in results:
+        tree = results["tree"]
+        proofs, append = tree["proofs"], tree["append"]
+        for key in ("inclusion", "consistency"):
+            row(f"{key} proof p50 / p99 ms ({proofs['tree_leaves']:,} leaves)",
+                f"{proofs[key]['p50_ms']:.2f} / {proofs[key]['p99_ms']:.2f}", "p99 < 5")
+        row("tree append µs/event (batches of 10,000 / 100)",
+            f"{append['us_per_event_batch_10000']} / {append['us_per_event_batch_100']}")
+    if "projections" in results:
+        proj = results["projections"]
+        row(f"projection rebuild events/s (slowest, {proj['events']:,} events)", proj["min_events_per_s"], "≥ 10,000")
+    if "service" in results:
+        for label, value, target in results["service"].get("table", []):
+            row(label, value, target)
+    return table
 
 
 if __name__ == "__main__":

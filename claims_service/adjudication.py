@@ -376,17 +376,22 @@ def payment_id_for(claim_id: str, n: int = 0) -> str:
 
 
 def claim_input_of(claim: Claim) -> ClaimInput:
+    return claim_input_from(vars(claim))
+
+
+def claim_input_from(fields: dict[str, Any]) -> ClaimInput:
+    """The engine's view of a claim, from a Claim's state or its `Claim.Submitted` payload."""
     return ClaimInput.model_validate(
         {
-            "claim_id": claim.claim_id,
-            "member_id": claim.member_id,
-            "provider_id": claim.provider_id,
-            "payer_id": claim.payer_id,
-            "frequency_code": claim.frequency_code,
-            "diagnosis_codes": list(claim.diagnosis_codes),
-            "lines": [dict(line) for line in claim.lines],
-            "place_of_service": claim.place_of_service,
-            "original_claim_id": claim.replaces_claim_id,
+            "claim_id": fields["claim_id"],
+            "member_id": fields["member_id"],
+            "provider_id": fields["provider_id"],
+            "payer_id": fields["payer_id"],
+            "frequency_code": fields["frequency_code"],
+            "diagnosis_codes": list(fields["diagnosis_codes"]),
+            "lines": [dict(line) for line in fields["lines"]],
+            "place_of_service": fields["place_of_service"],
+            "original_claim_id": fields.get("replaces_claim_id"),
         }
     )
 

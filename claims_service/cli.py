@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from claims_service.config import Config
 
@@ -32,18 +34,28 @@ def database_url(config: Config) -> Iterator[str]:
 
 
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
+    from claims_service.bootstrap import build_service, ensure_demo_keys
     from claims_service.migrate import migrate
-    from claims_service.server import create_server, run_until_signalled
+    from claims_service.server import GRACE_SECONDS, wait_for_signal
 
     with database_url(config) as url:
         applied = migrate(url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
-        server, port, health_servicer = create_server(config.grpc_addr)
+        service = build_service(config, url)
+        # Development convenience: on the embedded database (or when asked), make one key per role.
+        if not config.database_url or os.environ.get("CLAIMS_DEMO_KEYS") == "1":
+            keys_path = config.data_dir / "demo-keys.json"
+            if ensure_demo_keys(service.commands, keys_path):
+                log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
+        service.start()
         host = config.grpc_addr.rsplit(":", 1)[0]
-        log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, port,
+        log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
                  "embedded, data in " + str(config.data_dir) if not config.database_url else "CLAIMS_DATABASE_URL")
-        run_until_signalled(server, health_servicer)
+        try:
+            wait_for_signal()
+        finally:
+            service.stop(GRACE_SECONDS)
     log.info("stopped")
     return 0
 
@@ -97,6 +109,103 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     return 0 if report.intact else 1
 
 
+def cmd_verify_bundle(config: Config, args: argparse.Namespace) -> int:
+    """Offline: no database, no service; the bundle file and the ledger's public key only."""
+    from claims_service.ledger.bundle import load_bundle_file, verify_bundle
+
+    key = args.public_key
+    if os.path.exists(key):
+        with open(key, encoding="utf-8") as handle:
+            key = handle.read().strip()
+    report = verify_bundle(load_bundle_file(args.file), key)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "claim_id": report.claim_id, "events": report.events,
+                          "tree_size": report.tree_size, "replay": report.replay, "failures": report.failures}))
+    elif report.ok:
+        print(f"bundle verified: claim {report.claim_id}, {report.events} events included in the signed tree of "
+              f"{report.tree_size} leaves, chains intact, decision {report.replay}")
+    else:
+        print(f"bundle FAILED for claim {report.claim_id}:")
+        for failure in report.failures:
+            print(f"  - {failure}")
+    return 0 if report.ok else 1
+
+
+def cmd_export_bundle(config: Config, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from claims_service.ledger.bundle import bundle_to_json, export_bundle
+    from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
+
+    try:
+        claim_stream = UUID(args.claim_id)
+    except ValueError:
+        print("claimsctl: CLAIM_ID must be a claim id (UUID)", file=sys.stderr)
+        return 2
+    with database_url(config) as url:
+        checkpointer = Checkpointer.from_settings(url, resolve_signing_key(config.data_dir), SigningSettings.from_env())
+        from claims_service.application import Ledger
+
+        ledger = Ledger(url, pool_size=2)
+        try:
+            _require_claim(ledger, args.claim_id)
+            text = bundle_to_json(export_bundle(url, claim_stream, checkpointer))
+        finally:
+            ledger.close()
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"bundle for claim {args.claim_id} written to {args.output}; verifier key: {checkpointer.verifier_key}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _require_claim(ledger: object, claim_id: str) -> None:
+    from uuid import UUID
+
+    from eventsourcing.application import AggregateNotFoundError
+
+    from claims_service.domain.claim import Claim
+    from claims_service.errors import ClaimNotFoundError
+
+    try:
+        claim = ledger.repository.get(UUID(claim_id))  # type: ignore[attr-defined]
+    except AggregateNotFoundError:
+        raise ClaimNotFoundError(f"claim {claim_id} not found") from None
+    if not isinstance(claim, Claim):
+        raise ClaimNotFoundError(f"claim {claim_id} not found")
+
+
+def cmd_readjudicate(config: Config, args: argparse.Namespace) -> int:
+    """Re-run the recorded rule set (or --ruleset) on the recorded facts; writes nothing."""
+    from claims_service.application import Ledger
+    from claims_service.commands import ClaimsLedger
+
+    with database_url(config) as url:
+        ledger = Ledger(url, pool_size=2)
+        service = ClaimsLedger(ledger)
+        try:
+            replay = service.replay(args.claim_id, args.ruleset)
+        finally:
+            service.close()
+            ledger.close()
+    what = f"rule set {args.ruleset}" if args.ruleset else "the recorded rule set"
+    if replay.identical:
+        print(f"identical: re-running {what} on the recorded facts gives the recorded decision "
+              f"(position {replay.recorded_position}, paid {replay.replayed['total_paid_cents']} cents)")
+    else:
+        print(f"different under {what}:")
+        for line in replay.differences:
+            print(f"  - {line}")
+    return 0 if replay.identical or args.ruleset else 1
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from claims_service.demo import run_demo
+
+    return run_demo(config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="claimsctl", description="The claims ledger's command line.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
@@ -110,6 +219,30 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--expect-head", type=_parse_head, metavar="POSITION:HASH",
                         help="also require this earlier head to be in the chain (catches a cut-off end)")
     verify.set_defaults(func=cmd_verify)
+
+    bundle = commands.add_parser("verify-bundle", help="check an exported claim bundle offline (no database)")
+    bundle.add_argument("file", metavar="FILE", help="the bundle (JSON, from ExportClaimBundle or export-bundle)")
+    bundle.add_argument("--public-key", required=True, metavar="KEY",
+                        help="the ledger's verifier key <name>+<key id>+<base64 key>, or a file holding it")
+    bundle.add_argument("--json", action="store_true", help="print one JSON object")
+    bundle.set_defaults(func=cmd_verify_bundle)
+
+    export = commands.add_parser("export-bundle", help="write one claim's bundle (events, proofs, signed checkpoint)")
+    export.add_argument("claim_id", metavar="CLAIM_ID")
+    export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    export.set_defaults(func=cmd_export_bundle)
+
+    replay = commands.add_parser("readjudicate", help="re-run a claim's recorded adjudication; writes nothing")
+    replay.add_argument("claim_id", metavar="CLAIM_ID")
+    replay.add_argument("--ruleset", metavar="VERSION", help="what-if: judge the recorded facts by this version")
+    replay.set_defaults(func=cmd_readjudicate)
+
+    commands.add_parser("demo", help="tell one claim's story against the running service (CLAIMS_GRPC_ADDR)"
+                        ).set_defaults(func=cmd_demo)
+
+    from claims_service.ledger import commands as ledger_commands
+
+    ledger_commands.register(commands)
     return parser
 
 

@@ -169,12 +169,9 @@ def _check_replay(bundle: ledger_pb2.ClaimBundle, report: BundleReport) -> None:
     if ruleset.content_hash != run["ruleset_hash"]:
         report.failures.append(f"rule set {ruleset.version}: the recorded hash differs from this verifier's code")
         return
-    claim_input = adjudicator.ClaimInput.model_validate({
-        "claim_id": claim["claim_id"], "member_id": claim["member_id"], "provider_id": claim["provider_id"],
-        "payer_id": claim["payer_id"], "frequency_code": claim["frequency_code"],
-        "diagnosis_codes": claim["diagnosis_codes"], "lines": claim["lines"],
-        "place_of_service": claim["place_of_service"], "original_claim_id": claim.get("replaces_claim_id"),
-    })
+    from claims_service.adjudication import claim_input_from
+
+    claim_input = claim_input_from(claim)
     replayed = adjudicator.adjudicate(claim_input, adjudicator.Facts.model_validate(run["facts"]), ruleset)
     differences = compare(adjudicator.Decision.model_validate(run["decision"]), replayed)
     if differences:

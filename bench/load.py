@@ -1,0 +1,333 @@
+"""The whole service under load, over gRPC, from a separate client process.
+
+Starts `claimsctl serve` on its own fresh database, sets up a payer, a plan, several providers
+and many members through AdminService, opens a payer stream, then keeps `--in-flight` SubmitClaim
+calls going for `--seconds` with a realistic mix: mostly clean claims, some duplicates, non-covered
+and high-dollar (pended) ones, plus corrections and voids of earlier claims. It reports submit
+throughput and latency, submit-to-notification latency, the server's CPU per claim, bytes stored
+per event, projection lag, and the chain-verification rate, with ratios to the baselines measured
+in the `ledger` part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+
+from claims.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    dispute_pb2,
+    dispute_pb2_grpc,
+    payer_pb2,
+    payer_pb2_grpc,
+    provider_pb2,
+    provider_pb2_grpc,
+)
+
+PAYER = "PAYER-DEMO"
+PROVIDERS = ["1234567893", "1245319599", "1386745933", "1477548891", "1568393207"]
+MEMBERS = 400
+CONTRACT = "BENCH-2026"
+FEES = {"99213": 9_000, "99214": 13_000, "80053": 1_500, "36415": 300, "85025": 1_000, "97110": 3_000, "29881": 180_000}
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """`claimsctl serve` in a child process on a given database; keys in a temporary data dir."""
+
+    def __init__(self, database_url: str, data_dir: Path, port: int) -> None:
+        env = dict(os.environ, CLAIMS_DATABASE_URL=database_url, CLAIMS_DATA_DIR=str(data_dir),
+                   CLAIMS_GRPC_ADDR=f"127.0.0.1:{port}", CLAIMS_DEMO_KEYS="1")
+        self.addr = f"127.0.0.1:{port}"
+        self.log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "-m", "claims_service.cli", "serve"], env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.keys_path = data_dir / "demo-keys.json"
+        deadline = time.monotonic() + 60
+        while not self.keys_path.exists() or "serving gRPC" not in (data_dir / "server.log").read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the service did not start; see " + str(data_dir / "server.log"))
+            time.sleep(0.2)
+        self.keys = json.loads(self.keys_path.read_text())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def auth(key: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+def set_up(channel: grpc.Channel, keys: dict[str, Any]) -> dict[str, str]:
+    """Plan, providers (each with a key), fee schedule, members. Returns NPI -> provider key."""
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    meta = auth(keys["admin"]["api_key"])
+    terms = admin_pb2.PlanTerms(
+        deductible_cents=5_000, oop_max_cents=300_000, timely_filing_days=365, in_network_only=True,
+        review_threshold_cents=200_000, non_covered_procedures=["97140"], benefit_limits={"97110": 60},
+        cost_share={"default": admin_pb2.CostShare(coinsurance_bp=2000), "office_visit": admin_pb2.CostShare(copay_cents=2_500)},
+    )
+    admin.PublishFeeSchedule(admin_pb2.PublishFeeScheduleRequest(
+        contract_id=CONTRACT, payer_id=PAYER, version=1, effective_date="2020-01-01",
+        entries=[admin_pb2.FeeScheduleEntry(procedure_code=c, allowed_cents=v) for c, v in FEES.items()]), metadata=meta)
+    admin.DeployRuleSet(admin_pb2.DeployRuleSetRequest(version="2026.1", effective_date="2020-01-01"), metadata=meta)
+    provider_keys = {}
+    for npi in PROVIDERS:
+        admin.RegisterProvider(admin_pb2.RegisterProviderRequest(npi=npi, name=f"Clinic {npi}", taxonomy="207Q00000X"), metadata=meta)
+        admin.RecordCredential(admin_pb2.RecordCredentialRequest(npi=npi, licence_number=f"L-{npi}", state="NY",
+                                                                 valid_from="2020-01-01", valid_to="2030-12-31"), metadata=meta)
+        admin.JoinNetwork(admin_pb2.JoinNetworkRequest(npi=npi, payer_id=PAYER, contract_id=CONTRACT,
+                                                       effective_date="2020-01-01"), metadata=meta)
+        provider_keys[npi] = admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(
+            role=common_pb2.ROLE_PROVIDER, party_id=npi, label="bench"), metadata=meta).api_key
+    year = datetime.now(UTC).year
+    futures = [admin.EnrollMember.future(admin_pb2.EnrollMemberRequest(
+        member_id=f"BM{m}", payer_id=PAYER, plan_id="BENCH-GOLD", effective_date=f"{year - 1}-01-01", terms=terms),
+        metadata=meta) for m in range(MEMBERS)]
+    for future in futures:
+        future.result()
+    return provider_keys
+
+
+class Load:
+    """Keeps `in_flight` submissions going; records latencies and submit times per claim."""
+
+    def __init__(self, channel: grpc.Channel, provider_keys: dict[str, str], in_flight: int, seed: int = 7) -> None:
+        self.stub = provider_pb2_grpc.ProviderServiceStub(channel)
+        self.keys = provider_keys
+        self.in_flight = in_flight
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.submitted_at: dict[str, float] = {}
+        self.decided: list[tuple[str, str]] = []  # (npi, claim_id) of claims we may void/correct later
+        self.errors: dict[str, int] = {}
+        self.kinds: dict[str, int] = {}
+        self.counter = 0
+        self.today = datetime.now(UTC).date()
+
+    def request(self) -> tuple[str, str, Any, Callable[..., Any]]:
+        """The next call of the mix: (kind, npi, request, stub method)."""
+        with self.lock:
+            self.counter += 1
+            n = self.counter
+            decided = list(self.decided[-200:])
+        roll = self.rng.random()
+        npi = self.rng.choice(PROVIDERS)
+        member = f"BM{self.rng.randrange(MEMBERS)}"
+        day = (self.today - timedelta(days=self.rng.randrange(1, 300))).isoformat()
+        lines = [("99213", 1, 12_000, 1), ("80053", 1, 2_500, 1), ("36415", 1, 500, 1)]
+        kind = "clean"
+        if roll < 0.05 and decided:
+            kind = "void"
+            npi, claim_id = self.rng.choice(decided)
+            return kind, npi, provider_pb2.VoidClaimRequest(claim_id=claim_id, reason="billed in error"), self.stub.VoidClaim
+        if roll < 0.08 and decided:
+            kind = "correction"
+            npi, claim_id = self.rng.choice(decided)
+            body = self._claim(f"fix-{n}", member, day, [("99214", 1, 15_000, 1)])
+            return kind, npi, provider_pb2.CorrectClaimRequest(claim_id=claim_id, **body), self.stub.CorrectClaim
+        if roll < 0.13:
+            kind = "duplicate"
+            lines = [("99213", 1, 12_000, 1)]
+            day = (self.today - timedelta(days=1)).isoformat()
+            member = "BM0"
+        elif roll < 0.18:
+            kind, lines = "not covered", [("97140", 1, 4_000, 2)]
+        elif roll < 0.21:
+            kind, lines = "high dollar", [("29881", 1, 250_000, 3)]
+        body = self._claim(f"load-{n}", member, day, lines)
+        return kind, npi, provider_pb2.SubmitClaimRequest(**body), self.stub.SubmitClaim
+
+    @staticmethod
+    def _claim(key: str, member: str, day: str, lines: list[tuple[str, int, int, int]]) -> dict[str, Any]:
+        return {
+            "idempotency_key": key, "member_id": member, "payer_id": PAYER, "place_of_service": "11",
+            "diagnosis_codes": ["E119", "M5450", "M1711"],
+            "lines": [common_pb2.ServiceLine(line_number=i + 1, procedure_code=c, units=u, billed_cents=b,
+                                             diagnosis_pointers=[p], date_of_service=day)
+                      for i, (c, u, b, p) in enumerate(lines)],
+        }
+
+    def run(self, seconds: float, on_progress: Callable[[float], None]) -> float:
+        stop_at = time.monotonic() + seconds
+        slots = threading.Semaphore(self.in_flight)
+        started = time.monotonic()
+        completed = threading.Event()
+        pending = [0]
+
+        def done(kind: str, npi: str, sent: float, future: grpc.Future) -> None:
+            took = time.monotonic() - sent
+            try:
+                response = future.result()
+            except grpc.RpcError as error:
+                with self.lock:
+                    self.errors[error.code().name] = self.errors.get(error.code().name, 0) + 1
+            else:
+                with self.lock:
+                    self.latencies.append(took)
+                    self.kinds[kind] = self.kinds.get(kind, 0) + 1
+                    claim_id = getattr(response, "claim_id", "")
+                    if claim_id:
+                        self.submitted_at[claim_id] = sent
+                        if kind == "clean":
+                            self.decided.append((npi, claim_id))
+            finally:
+                slots.release()
+                with self.lock:
+                    pending[0] -= 1
+                    if pending[0] == 0 and time.monotonic() >= stop_at:
+                        completed.set()
+
+        while time.monotonic() < stop_at:
+            slots.acquire()
+            kind, npi, request, method = self.request()
+            with self.lock:
+                pending[0] += 1
+            sent = time.monotonic()
+            future = method.future(request, metadata=auth(self.keys[npi]), timeout=30)
+            future.add_done_callback(lambda f, k=kind, p=npi, s=sent: done(k, p, s, f))
+            on_progress(min(1.0, (time.monotonic() - started) / seconds))
+        for _ in range(self.in_flight):
+            slots.acquire()
+        return time.monotonic() - started
+
+
+class PayerStream(threading.Thread):
+    """The payer's subscription: notes when each claim's first adjudication notice arrives."""
+
+    def __init__(self, channel: grpc.Channel, key: str, after: int) -> None:
+        super().__init__(daemon=True)
+        self.stub = payer_pb2_grpc.PayerServiceStub(channel)
+        self.key, self.after = key, after
+        self.arrived: dict[str, float] = {}
+        self.positions: list[int] = []
+        self.call: Any = None
+
+    def run(self) -> None:
+        self.call = self.stub.SubscribeAdjudications(payer_pb2.SubscribeAdjudicationsRequest(after_position=self.after),
+                                                     metadata=auth(self.key))
+        try:
+            for item in self.call:
+                if item.WhichOneof("kind") == "notice":
+                    self.positions.append(item.notice.position)
+                    self.arrived.setdefault(item.notice.claim_id, time.monotonic())
+        except grpc.RpcError:
+            pass
+
+    def stop(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+
+
+def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
+    from claims_service.migrate import migrate
+
+    url = create_database("bench_service")
+    migrate(url)
+    seconds = max(args.seconds * 3, 10.0)
+    in_flight = 32
+    task = progress.add_task("service over gRPC: starting", total=1.0)
+    with tempfile.TemporaryDirectory(prefix="claims-bench-service-") as tmp:
+        server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000))
+        try:
+            channel = grpc.insecure_channel(server.addr)
+            provider_keys = set_up(channel, server.keys)
+            with psycopg.connect(url, autocommit=True) as conn:
+                head = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()[0]
+            stream = PayerStream(channel, server.keys["payer"]["api_key"], head)
+            stream.start()
+            load = Load(channel, provider_keys, in_flight)
+            progress.update(task, description=f"service over gRPC: {in_flight} calls in flight for {seconds:.0f} s")
+            cpu_before = cpu_seconds(server.process.pid)
+            load_started = time.monotonic()
+            elapsed = load.run(seconds, lambda f: progress.update(task, completed=f))
+            submits = len(load.latencies)
+            # Wait for the stream to deliver every claim's notice (bounded).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(set(load.submitted_at) - set(stream.arrived)) > 0:
+                time.sleep(0.2)
+            drained = time.monotonic()
+            cpu_used = cpu_seconds(server.process.pid) - cpu_before
+            notify = [stream.arrived[c] - t for c, t in load.submitted_at.items() if c in stream.arrived]
+            adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
+            stream.stop()
+            dispute = dispute_pb2_grpc.DisputeServiceStub(channel)
+            verify_started = time.monotonic()
+            verified = dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest(),
+                                            metadata=auth(server.keys["dispute"]["api_key"]), timeout=600)
+            verify_seconds = time.monotonic() - verify_started
+            with psycopg.connect(url, autocommit=True) as conn:
+                events, size = conn.execute(
+                    "SELECT count(*), pg_total_relation_size('ledger_events') FROM ledger_events").fetchone()
+                lag = conn.execute(
+                    "SELECT max(e.head - t.notification_id) FROM ledger_tracking t,"
+                    " (SELECT max(notification_id) AS head FROM ledger_events) e"
+                    " WHERE t.application_name <> '__migration__'").fetchone()[0]
+            channel.close()
+        finally:
+            server.stop()
+        progress.remove_task(task)
+    claims_per_s = submits / elapsed
+    result = {
+        "seconds": elapsed,
+        "in_flight": in_flight,
+        "calls": submits,
+        "kinds": load.kinds,
+        "errors": load.errors,
+        "submits_per_s": claims_per_s,
+        # From the first submission until the last notice arrived: what the pipeline sustains.
+        "adjudicated_per_s": adjudicated / (drained - load_started),
+        "submit_ms": {q: percentile(load.latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
+        "server_cpu_ms_per_claim": cpu_used / max(submits, 1) * 1000,
+        "bytes_per_event": size / max(events, 1),
+        "events": events,
+        "projection_lag_after_drain": lag,
+        "verify_events_per_s": verified.events / verify_seconds,
+        "verify_intact": verified.intact,
+    }
+    result["table"] = [
+        ("SubmitClaim etc. calls/s over gRPC (32 in flight)", claims_per_s, "≥ 500"),
+        ("submit latency p50 / p95 / p99 ms", " / ".join(f"{result['submit_ms'][q]:.1f}" for q in ("p50", "p95", "p99")), "p99 < 50"),
+        ("submit → payer notification p50 / p99 ms", f"{result['notify_ms']['p50']:.0f} / {result['notify_ms']['p99']:.0f}", "p99 < 500"),
+        ("server CPU ms per call", f"{result['server_cpu_ms_per_claim']:.2f}", ""),
+        ("bytes stored per event (ledger_events, with indexes)", result["bytes_per_event"], ""),
+        ("chain verification events/s", result["verify_events_per_s"], ""),
+        ("errors", json.dumps(load.errors) if load.errors else "none", ""),
+    ]
+    return result

@@ -1,0 +1,72 @@
+"""DisputeService: open a dispute, read a claim's full history with hashes, replay its
+adjudication (or a what-if under another rule-set version), resolve, and verify the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claims.v1 import dispute_pb2, dispute_pb2_grpc
+from claims_service.api.converters import decision_pb, receipt_pb
+from claims_service.api.interceptors import principal
+from claims_service.api.reads import ReadSide
+from claims_service.commands import ClaimsLedger
+from claims_service.errors import ValidationError
+from claims_service.ledger.chain import Fault
+from claims_service.ledger.store import verify_ledger
+
+RESOLUTIONS = {
+    dispute_pb2.DISPUTE_RESOLUTION_UPHELD: "upheld",
+    dispute_pb2.DISPUTE_RESOLUTION_OVERTURNED: "overturned",
+}
+FAULTS = {fault: dispute_pb2.LedgerFault.Value(f"LEDGER_FAULT_{fault.name}") for fault in Fault}
+
+
+class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
+    def __init__(self, service: ClaimsLedger, reads: ReadSide) -> None:
+        self.service = service
+        self.reads = reads
+
+    def OpenDispute(self, request: Any, context: Any) -> Any:
+        dispute_id, receipt = self.service.open_dispute(actor=principal().actor, claim_id=request.claim_id,
+                                                        reason=request.reason)
+        return dispute_pb2.OpenDisputeResponse(dispute_id=dispute_id, receipt=receipt_pb(receipt))
+
+    def GetClaimHistory(self, request: Any, context: Any) -> Any:
+        events = self.reads.claim_history(request.claim_id, min_position=request.min_position, context=context)
+        return dispute_pb2.GetClaimHistoryResponse(events=events)
+
+    def ReplayAdjudication(self, request: Any, context: Any) -> Any:
+        replay = self.service.replay(request.claim_id, request.ruleset_version or None)
+        return dispute_pb2.ReplayAdjudicationResponse(
+            identical=replay.identical,
+            differences=replay.differences,
+            recorded=decision_pb(replay.recorded),
+            replayed=decision_pb(replay.replayed),
+            recorded_position=replay.recorded_position,
+        )
+
+    def ResolveDispute(self, request: Any, context: Any) -> Any:
+        resolution = RESOLUTIONS.get(request.resolution)
+        if resolution is None:
+            raise ValidationError.single("resolution", "must be UPHELD or OVERTURNED")
+        receipt, decision = self.service.resolve_dispute(
+            actor=principal().actor, claim_id=request.claim_id, dispute_id=request.dispute_id,
+            resolution=resolution, note=request.note, ruleset_version=request.ruleset_version or None,
+        )
+        return dispute_pb2.ResolveDisputeResponse(receipt=receipt_pb(receipt), decision=decision_pb(decision))
+
+    def VerifyLedger(self, request: Any, context: Any) -> Any:
+        expect = None
+        if request.expect_head_position:
+            if len(request.expect_head_hash) != 32:
+                raise ValidationError.single("expect_head_hash", "must be the 32-byte SHA-256 of the kept head")
+            expect = (request.expect_head_position, bytes(request.expect_head_hash))
+        report = verify_ledger(self.service.ledger.database_url, expect_head=expect)
+        response = dispute_pb2.VerifyLedgerResponse(
+            intact=report.intact, events=report.events, streams=report.streams,
+            head_position=report.head_position or 0, head_hash=report.head_hash or b"",
+        )
+        if report.problem is not None:
+            response.problem.CopyFrom(dispute_pb2.LedgerProblem(
+                position=report.problem.position, fault=FAULTS[report.problem.fault], detail=report.problem.detail))
+        return response

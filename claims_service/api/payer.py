@@ -1,0 +1,59 @@
+"""PayerService: a payer follows adjudications as a resumable stream, works its pended claims,
+issues payments and reads its members' accumulators. The payer id comes from its credential."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claims.v1 import common_pb2, payer_pb2, payer_pb2_grpc
+from claims_service.api.converters import decision_pb, receipt_pb
+from claims_service.api.interceptors import principal
+from claims_service.api.reads import ReadSide
+from claims_service.commands import ClaimsLedger
+from claims_service.errors import ValidationError
+
+DEFAULT_MAX_PAYMENTS = 100
+
+
+class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
+    def __init__(self, service: ClaimsLedger, reads: ReadSide) -> None:
+        self.service = service
+        self.reads = reads
+
+    def SubscribeAdjudications(self, request: Any, context: Any) -> Any:
+        for item in self.reads.adjudications(principal().party_id, request.after_position, context):
+            if isinstance(item, common_pb2.Heartbeat):
+                yield payer_pb2.SubscribeAdjudicationsResponse(heartbeat=item)
+            else:
+                yield payer_pb2.SubscribeAdjudicationsResponse(notice=item)
+
+    def ListPendedClaims(self, request: Any, context: Any) -> Any:
+        claims, token = self.reads.pended_claims(principal().party_id, request, context=context)
+        return payer_pb2.ListPendedClaimsResponse(claims=claims, next_page_token=token)
+
+    def ResolvePendedClaim(self, request: Any, context: Any) -> Any:
+        resolution = request.WhichOneof("resolution")
+        approve = deny = None
+        if resolution == "approve":
+            approve = [{"line_number": line.line_number, "allowed_cents": line.allowed_cents, "paid_cents": line.paid_cents}
+                       for line in request.approve.lines]
+        elif resolution == "deny":
+            deny = (request.deny.group, request.deny.carc)
+        else:
+            raise ValidationError.single("resolution", "set approve or deny")
+        receipt, decision = self.service.resolve_pended_claim(
+            actor=principal().actor, payer_id=principal().party_id, claim_id=request.claim_id,
+            note=request.note, approve=approve, deny=deny,
+        )
+        return payer_pb2.ResolvePendedClaimResponse(receipt=receipt_pb(receipt), decision=decision_pb(decision))
+
+    def IssuePayments(self, request: Any, context: Any) -> Any:
+        limit = request.max_payments or DEFAULT_MAX_PAYMENTS
+        due = self.reads.payments_due(principal().party_id, request.provider_id or None, min(limit, 1000))
+        issued, receipt = self.service.issue_payments(actor=principal().actor, payer_id=principal().party_id,
+                                                      payment_ids=due)
+        payments = self.reads.payments_pb(issued)
+        return payer_pb2.IssuePaymentsResponse(payments=payments, receipt=receipt_pb(receipt))
+
+    def GetMemberAccumulators(self, request: Any, context: Any) -> Any:
+        return self.reads.member_accumulators(principal().party_id, request, context=context)

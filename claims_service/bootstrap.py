@@ -1,0 +1,106 @@
+"""Wire the running service: the ledger, its commands, the read side, the background workers
+(adjudicator, Merkle tree + checkpoints, projections) and the gRPC server. Wiring only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from claims_service.adjudication import AdjudicationFollower
+from claims_service.api.auth import Authenticator
+from claims_service.api.interceptors import ServiceInterceptor
+from claims_service.api.reads import ReadSide
+from claims_service.application import Ledger
+from claims_service.commands import ClaimsLedger
+from claims_service.config import Config
+from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
+from claims_service.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+DEMO_PAYER = "PAYER-DEMO"
+DEMO_NPI = "1234567893"
+
+
+@dataclass
+class Service:
+    ledger: Ledger
+    commands: ClaimsLedger
+    reads: ReadSide
+    checkpointer: Checkpointer
+    server: grpc.Server
+    port: int
+    health: object
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    def start(self) -> None:
+        self.supervisor.start("adjudicator", AdjudicationFollower(self.ledger).run)
+        self.supervisor.start("merkle-tree", self.checkpointer.run_forever)
+        self.reads.start()
+        self.server.start()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
+        self.server.stop(grace).wait()
+        self.supervisor.stop()
+        self.reads.close()
+        self.commands.close()
+        self.ledger.close()
+
+
+def build_service(config: Config, database_url: str, *, addr: str | None = None) -> Service:
+    from claims_service.server import create_server
+
+    ledger = Ledger(database_url, pool_size=16)
+    commands = ClaimsLedger(ledger)
+    reads = ReadSide(ledger, database_url)
+    key = resolve_signing_key(config.data_dir)
+    checkpointer = Checkpointer.from_settings(database_url, key, SigningSettings.from_env())
+    server, port, health = create_server(
+        addr or config.grpc_addr,
+        interceptors=[ServiceInterceptor(Authenticator(ledger))],
+        servicers=servicers(commands, reads, checkpointer),
+    )
+    return Service(ledger, commands, reads, checkpointer, server, port, health)
+
+
+def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer) -> list[tuple[object, object]]:
+    from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
+    from claims_service.api.admin import AdminServicer
+    from claims_service.api.dispute import DisputeServicer
+    from claims_service.api.ledger import LedgerServicer
+    from claims_service.api.payer import PayerServicer
+    from claims_service.api.provider import ProviderServicer
+
+    return [
+        (provider_pb2_grpc.add_ProviderServiceServicer_to_server, ProviderServicer(commands, reads)),
+        (payer_pb2_grpc.add_PayerServiceServicer_to_server, PayerServicer(commands, reads)),
+        (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands)),
+        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer)),
+    ]
+
+
+def ensure_demo_keys(commands: ClaimsLedger, path: Path) -> bool:
+    """First run in development: one API key per role, written to `path` (mode 0600).
+
+    Returns True when it created them. Never overwrites a file that exists: the keys in it are
+    the ones the ledger knows.
+    """
+    if path.exists():
+        return False
+    keys = {}
+    for role, party in (("admin", ""), ("provider", DEMO_NPI), ("payer", DEMO_PAYER), ("dispute", "")):
+        api_key, key_id, _ = commands.create_api_key(actor="admin:bootstrap", role=role, party_id=party,
+                                                     label=f"demo {role} key")
+        keys[role] = {"api_key": api_key, "key_id": key_id, "party_id": party}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(keys, handle, indent=2)
+    return True

@@ -1,0 +1,91 @@
+"""Bad input over a real channel: clear statuses with field-level details, and nothing written."""
+
+from __future__ import annotations
+
+import grpc
+import psycopg
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from claims.v1 import common_pb2, provider_pb2
+from tests.e2e.test_claim_flow import claim_request, set_up
+
+
+def ledger_size(parties) -> int:
+    with psycopg.connect(parties.service.ledger.database_url) as conn:
+        return conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0]
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    fields = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+    return fields
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda r: r.lines[0].__setattr__("billed_cents", -5), "lines[0].billed_cents"),
+    (lambda r: r.lines[0].__setattr__("date_of_service", "2026-13-45"), "lines[0].date_of_service"),
+    (lambda r: r.lines[0].__setattr__("date_of_service", "0001-01-01"), "lines[0].date_of_service"),
+    (lambda r: r.lines[0].__setattr__("procedure_code", "'; DROP TABLE ledger_events; --"), "lines[0].procedure_code"),
+    (lambda r: r.diagnosis_codes.__setitem__(0, "E11.9"), "diagnosis_codes[0]"),
+    (lambda r: r.lines[0].diagnosis_pointers.__setitem__(0, 7), "lines[0].diagnosis_pointers[0]"),
+    (lambda r: r.__setattr__("idempotency_key", ""), "idempotency_key"),
+])
+def test_invalid_claims_are_refused_with_the_field_named_and_nothing_written(parties, mutate, field):
+    set_up(parties)
+    before = ledger_size(parties)
+    request = claim_request("bad")
+    mutate(request)
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.SubmitClaim(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(refused.value), refused.value.details()
+    assert ledger_size(parties) == before
+
+
+def test_more_than_fifty_lines_are_refused(parties):
+    request = claim_request("many")
+    template = request.lines[0]
+    del request.lines[:]
+    for n in range(51):
+        line = request.lines.add()
+        line.CopyFrom(template)
+        line.line_number = n + 1
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.SubmitClaim(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "lines" in field_violations(refused.value)
+
+
+def test_the_same_key_with_a_different_body_is_already_exists(parties):
+    set_up(parties)
+    parties.provider.provider.SubmitClaim(claim_request("key-1"))
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.SubmitClaim(claim_request("key-1", billed=99_999))
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_garbled_bytes_are_invalid_argument_not_internal(parties):
+    call = parties.channel.unary_unary("/claims.v1.ProviderService/SubmitClaim")
+    with pytest.raises(grpc.RpcError) as refused:
+        call(b"\xff\xff\xff\x0f garbage", metadata=parties.provider.metadata, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_read_beyond_the_ledger_head_fails_retryably_at_the_deadline(parties):
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.ListClaims(provider_pb2.ListClaimsRequest(min_position=10**9), timeout=1.5)
+    assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_an_unknown_enum_value_is_handled(parties):
+    request = provider_pb2.ListClaimsRequest(status=42)
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.ListClaims(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert common_pb2.ClaimStatus.Name(1) == "CLAIM_STATUS_SUBMITTED"
