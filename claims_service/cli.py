@@ -240,9 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="tell one claim's story against the running service (CLAIMS_GRPC_ADDR)"
                         ).set_defaults(func=cmd_demo)
 
+    from claims_service import projection_commands
     from claims_service.ledger import commands as ledger_commands
 
     ledger_commands.register(commands)
+    projection_commands.register(commands)
     return parser
 
 

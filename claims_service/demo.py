@@ -216,7 +216,10 @@ def _story(channel: grpc.Channel, keys: dict[str, Any]) -> int:
     say(f"   replay under the recorded rule set: {'identical' if replay.identical else 'DIFFERENT'}")
     what_if = dispute.call(dispute_api.ReplayAdjudication, dispute_pb2.ReplayAdjudicationRequest(
         claim_id=therapy, ruleset_version="2026.2"))
-    say("   what-if under rule set 2026.2: " + ("; ".join(what_if.differences) or "no difference"))
+    say("   what-if under rule set 2026.2:" + ("" if what_if.differences else " no difference"))
+    for difference in what_if.differences:
+        if "ruleset_hash" not in difference:
+            say(f"     - {difference}")
     overturned = dispute.call(dispute_api.ResolveDispute, dispute_pb2.ResolveDisputeRequest(
         claim_id=therapy, dispute_id=opened.dispute_id, resolution=dispute_pb2.DISPUTE_RESOLUTION_OVERTURNED,
         note="policy updated in 2026.2", ruleset_version="2026.2"))
