@@ -1,8 +1,11 @@
-"""Rebuild-rate benchmark: a synthetic ledger history, then every projection rebuilt from 0.
+"""Read-side benchmarks: rebuild rate from position 0, and projection lag under load.
 
 ``measure_rebuild(database_url, events=200_000) -> dict`` tops the ledger up to ``events`` events
 with ``generate_history`` and times ``rebuild`` of each projection (events per second from
-position 0; each projection reads the whole ledger). ``make bench`` calls it on a fresh database.
+position 0; each projection reads the whole ledger). ``measure_lag(database_url, seconds=6.0,
+rate=200.0) -> dict`` submits claims at a steady rate with every projection running and reports
+p50 / p99 milliseconds from each write's commit to each read model. ``make bench`` calls them on
+fresh databases.
 
 The history is made of real domain aggregates recorded in large batches with ``Ledger.record``
 (the adjudicator would take minutes for 200,000 events): members enrolled with plans, claims
@@ -341,4 +344,144 @@ def measure_rebuild(
         "projections": results,
         "all_events_per_s": round(head * count / total) if total else 0,
         "min_events_per_s": min(r["events_per_s"] for r in results.values()),
+    }
+
+
+# --- lag under load ----------------------------------------------------------------------------
+
+FEES = {"99213": 9_000, "99214": 13_000, "80053": 1_500, "85025": 1_000, "93000": 2_000}
+BENCH_NPI = "1234567893"
+
+
+def _set_up_world(service: Any, members: int) -> list[str]:
+    admin = "admin:bench"
+    ids = [f"LAG-{i:04d}" for i in range(members)]
+    for member in ids:
+        service.enroll_member(actor=admin, member_id=member, payer_id="PAYER-LAG", plan_id="GOLD",
+                              effective_date=date(2026, 1, 1), terms=TERMS)
+    service.register_provider(actor=admin, npi=BENCH_NPI, name="Bench Clinic", taxonomy="207Q00000X")
+    service.record_credential(actor=admin, npi=BENCH_NPI, licence_number="MD-1", state="NY",
+                              valid_from=date(2020, 1, 1), valid_to=date(2030, 12, 31))
+    service.publish_fee_schedule(actor=admin, contract_id="LAG-2026", payer_id="PAYER-LAG", version=1,
+                                 effective_date=date(2026, 1, 1), fees=FEES)
+    service.join_network(actor=admin, npi=BENCH_NPI, payer_id="PAYER-LAG", contract_id="LAG-2026",
+                         effective_date=date(2026, 1, 1))
+    service.deploy_ruleset(actor=admin, version=RULESET_VERSION, effective_date=date(2026, 1, 1))
+    return ids
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def measure_lag(
+    database_url: str,
+    *,
+    seconds: float = 6.0,
+    rate: float = 200.0,
+    clients: int = 8,
+    members: int = 100,
+) -> dict[str, Any]:
+    """Projection lag under a submission load: ``rate`` claims/s from ``clients`` threads through
+    ``ClaimsLedger`` (group commit), the adjudicator following, every projection supervised.
+
+    Lag of a write = time from its acknowledgement (just after its commit) to the NOTIFY of the
+    projection batch that covers its position. Returns ``{"claims", "claims_per_s",
+    "projections": {name: {"p50_ms", "p99_ms"}}, "all_p50_ms", "all_p99_ms"}`` ("all": the slowest
+    read model for each write).
+    """
+    import bisect
+    import threading
+    from datetime import UTC, datetime
+
+    from claims_service.adjudication import AdjudicationFollower
+    from claims_service.application import Ledger
+    from claims_service.commands import ClaimsLedger
+    from projections.runner import ProjectionSupervisor
+    from projections.store import PROGRESS_CHANNEL
+
+    ledger = Ledger(database_url, pool_size=4)
+    service = ClaimsLedger(ledger, today=lambda: datetime.now(UTC).date())
+    stop = threading.Event()
+    progress: dict[str, list[tuple[int, float]]] = {name: [] for name in catalog.NAMES}
+    writes: list[tuple[int, float]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
+            ready.set()
+            while not stop.is_set():
+                for notify in conn.notifies(timeout=0.2):
+                    name, _, position = notify.payload.rpartition(" ")
+                    if name in progress:
+                        progress[name].append((int(position), time.perf_counter()))
+
+    try:
+        member_ids = _set_up_world(service, members)
+        supervisor = ProjectionSupervisor(database_url)
+        follower = AdjudicationFollower(ledger)
+        threads = [threading.Thread(target=listen, daemon=True), threading.Thread(target=follower.run, args=(stop,), daemon=True)]
+        for thread in threads:
+            thread.start()
+        ready.wait(5)
+        supervisor.start()
+        with psycopg.connect(database_url) as conn:
+            setup_head = ledger_head(conn)
+        deadline = time.perf_counter() + 30
+        while any(not p or p[-1][0] < setup_head for p in progress.values()) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        interval = clients / rate
+        end = time.perf_counter() + seconds
+        counter = iter(range(10**9))
+        lock = threading.Lock()
+
+        def client(k: int) -> None:
+            rng = random.Random(k)
+            next_at = time.perf_counter() + rng.random() * interval
+            while next_at < end:
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+                with lock:
+                    n = next(counter)
+                day = date(2026, 1, 1) + timedelta(days=n % 300)
+                receipt = service.submit_claim(
+                    actor=f"provider:{BENCH_NPI}", provider_id=BENCH_NPI, member_id=member_ids[n % len(member_ids)],
+                    payer_id="PAYER-LAG", idempotency_key=f"lag-{n}", diagnosis_codes=["E119"], place_of_service="11",
+                    lines=[{"line_number": 1, "procedure_code": "99213", "modifiers": [], "diagnosis_pointers": [1],
+                            "units": 1, "billed_cents": 12_000, "date_of_service": day}],
+                )
+                writes.append((receipt.receipt.position, time.perf_counter()))
+                next_at += interval
+
+        workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        last = max(position for position, _ in writes)
+        deadline = time.perf_counter() + 30
+        while any(not p or p[-1][0] < last for p in progress.values()) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        supervisor.stop()
+    finally:
+        stop.set()
+        service.close()
+        ledger.close()
+
+    lags: dict[str, list[float]] = {}
+    for name, seen in progress.items():
+        positions = [p for p, _ in seen]
+        for position, acked in writes:
+            i = bisect.bisect_left(positions, position)
+            if i < len(seen):
+                lags.setdefault(name, []).append(max(0.0, seen[i][1] - acked) * 1000)
+    slowest = [max(values) for values in zip(*lags.values(), strict=False)] if lags else []
+    return {
+        "claims": len(writes),
+        "claims_per_s": round(len(writes) / seconds),
+        "projections": {name: {"p50_ms": round(_percentile(v, 0.5), 1), "p99_ms": round(_percentile(v, 0.99), 1)}
+                        for name, v in lags.items()},
+        "all_p50_ms": round(_percentile(slowest, 0.5), 1),
+        "all_p99_ms": round(_percentile(slowest, 0.99), 1),
     }

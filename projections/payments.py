@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections.events import Notification, Topics
-from projections.store import AppendTable, Batch, ReadModel, Row, Table
+from projections.store import AppendTable, Batch, ReadModel, Table
 
 log = logging.getLogger(__name__)
 
