@@ -63,7 +63,7 @@ class Topics:
 class Notification:
     """One ledger row as a projection sees it. ``state`` is None for topics it did not ask for."""
 
-    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload")
+    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload", "memo")
 
     def __init__(
         self,
@@ -85,6 +85,7 @@ class Notification:
         self.prev_hash = prev_hash
         self.stream_prev_hash = stream_prev_hash
         self._payload: dict[str, Any] | None = None
+        self.memo: Any = None  # what a read model's prepare() worked out ahead of apply()
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -108,8 +109,11 @@ def _plain_markers(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_DECODER = json.JSONDecoder(object_hook=_plain_markers)  # one instance: json.loads builds one per call
+
+
 def decode_json(data: bytes | str) -> dict[str, Any]:
-    result = json.loads(data, object_hook=_plain_markers)
+    result = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
     if not isinstance(result, dict):
         raise ValueError("an event payload is a JSON object")
     return result

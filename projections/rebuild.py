@@ -31,7 +31,7 @@ from psycopg import errors
 from projections import catalog
 from projections.errors import RebuildInProgressError
 from projections.events import ledger_head
-from projections.store import REBUILD_SUFFIX, TRACKING_TABLE, ReadModelView, tracking_name
+from projections.store import REBUILD_SUFFIX, TRACKING_TABLE, BatchReader, ReadModelView, tracking_name
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,15 @@ def rebuild(
             started = time.monotonic()
             events = 0
             try:
+                # The bulk: batches read and decoded ahead on a reader thread.
+                reader = BatchReader(view, database_url, view.position(), batch_size)
+                try:
+                    for prefetched in reader:
+                        events += view.process_batch(batch_size, prefetched=prefetched)
+                        if view.last_position != prefetched.notifications[-1].position:
+                            break  # not ours to take (cannot happen under the rebuild lock)
+                finally:
+                    reader.close()
                 while (n := view.process_batch(batch_size)) == batch_size:
                     events += n
                 events += n

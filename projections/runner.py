@@ -21,11 +21,12 @@ from psycopg import sql
 
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
-from projections.store import AfterApply, ReadModel, ReadModelView
+from projections.store import AfterApply, BatchReader, ReadModel, ReadModelView
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 1000
+LINGER_SECONDS = 0.03  # after a wake-up, before reading the batch
 
 
 class ProjectionRunner:
@@ -48,6 +49,7 @@ class ProjectionRunner:
         self.model = catalog.model(model) if isinstance(model, str) else model
         self.batch_size = batch_size
         self.idle_wait = idle_wait
+        self.linger = LINGER_SECONDS
         self.after_apply = after_apply
         self.view = ReadModelView.for_url(database_url, self.model)
 
@@ -77,9 +79,24 @@ class ProjectionRunner:
         with psycopg.connect(self.database_url, autocommit=True, application_name=f"claims-projection-{self.name}") as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
             while not stop.is_set():
-                if self.process_available():
-                    continue
-                self._sleep(conn, stop)
+                processed = self.process_available()
+                if processed == self.batch_size:
+                    self._catch_up(stop)
+                elif not processed:
+                    self._sleep(conn, stop)
+
+    def _catch_up(self, stop: threading.Event) -> None:
+        """A backlog: read and decode batches ahead on a reader thread until it is worked off."""
+        reader = BatchReader(self.view, self.database_url, self.position(), self.batch_size)
+        try:
+            for prefetched in reader:
+                if stop.is_set():
+                    return
+                self.view.process_batch(self.batch_size, after_apply=self.after_apply, prefetched=prefetched)
+                if self.view.last_position != prefetched.notifications[-1].position:
+                    return  # another runner got there first: back to plain batches
+        finally:
+            reader.close()
 
     def _sleep(self, conn: psycopg.Connection[object], stop: threading.Event) -> None:
         """Until a NOTIFY, ``idle_wait`` (a safety net) or ``stop``; in short slices so that stop
@@ -90,6 +107,9 @@ class ProjectionRunner:
             if remaining <= 0:
                 return
             for _ in conn.notifies(timeout=min(remaining, 0.25), stop_after=1):
+                # Let the events of concurrent writers gather for a moment: one batch of many
+                # costs far less than many batches of one, for a few milliseconds of lag.
+                stop.wait(self.linger)
                 return
 
 
@@ -120,6 +140,7 @@ class ProjectionSupervisor:
             catalog.model(name)  # fail fast on a typo
         self.batch_size = batch_size
         self.idle_wait = idle_wait
+        self.linger = LINGER_SECONDS
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.after_apply = after_apply

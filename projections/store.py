@@ -15,6 +15,11 @@ How exactly-once works here (the eventsourcing pattern, batched):
    before it leaves neither; after it, both. A restarted runner reads P again and continues: no
    event is applied twice or skipped.
 
+Reading ahead: while catching up (a rebuild, a backlog), a ``BatchReader`` thread reads and
+decodes the next batches while the current one is written. That is safe because events never
+change and positions are in commit order: a batch read ahead is used only if it starts exactly at
+the position the transaction has locked, otherwise it is read again.
+
 Nothing is remembered between batches: every batch reads the rows it needs from the tables, so a
 projection restarted, swapped to rebuilt tables, or run on another machine behaves the same.
 Tables are named by the migrations; a rebuild writes the same code into ``<table>_rebuild``.
@@ -24,10 +29,14 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor, sql
@@ -63,6 +72,13 @@ class ReadModel(ABC):
     topics: ClassVar[frozenset[str]] = frozenset()
     topic_prefixes: ClassVar[tuple[str, ...]] = ()
     hashes: ClassVar[bool] = False
+
+    def prepare(self, notifications: Sequence[Notification]) -> None:
+        """Decode what ``apply`` will need, ahead of time (called on a reader thread while the
+        previous batch is written). Must not touch the database."""
+        for n in notifications:
+            if n.state is not None and n.topic in self.topics:
+                n.payload  # noqa: B018 - decodes and caches
 
     @abstractmethod
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
@@ -265,6 +281,69 @@ def datastore_for(database_url: str, *, pool_size: int = 1, max_overflow: int = 
 AfterApply = Callable[[Sequence[Notification]], None]
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """A batch read ahead: the notifications after position ``after``."""
+
+    after: int
+    notifications: list[Notification]
+
+
+class BatchReader:
+    """Reads and decodes the next batches on a thread of its own while the current one is being
+    written (the database wait and the JSON decoding overlap). Iterating yields ``Prefetched``
+    batches in order until one comes back empty (caught up) or ``close()``.
+    """
+
+    def __init__(self, view: ReadModelView, database_url: str, after: int, limit: int, *, depth: int = 2) -> None:
+        self.view = view
+        self.database_url = database_url
+        self.after = after
+        self.limit = limit
+        self.batches: queue.Queue[Prefetched | BaseException | None] = queue.Queue(maxsize=depth)
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"reader-{view.model.name}", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Prefetched | BaseException | None) -> bool:
+        while not self.closed.is_set():
+            try:
+                self.batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                after = self.after
+                while not self.closed.is_set():
+                    notifications = self.view.read(conn, after, self.limit)
+                    if not notifications:
+                        break
+                    self.view.model.prepare(notifications)
+                    if not self._put(Prefetched(after, notifications)):
+                        return
+                    after = notifications[-1].position
+            self._put(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            self._put(error)
+
+    def __iter__(self) -> Iterator[Prefetched]:
+        while True:
+            item = self.batches.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join(5)
+
+
 class ReadModelView(PostgresTrackingRecorder):
     """A projection's tables plus its tracking row, in the tracking table the ledger already has.
 
@@ -276,6 +355,7 @@ class ReadModelView(PostgresTrackingRecorder):
         self.model = model
         self.suffix = suffix
         self.application_name = tracking_name(model.name, suffix)
+        self.last_position: int | None = None  # of the last batch this object processed
 
     @classmethod
     def for_url(cls, database_url: str, model: ReadModel, *, suffix: str = "", pool_size: int = 1) -> ReadModelView:
@@ -288,23 +368,31 @@ class ReadModelView(PostgresTrackingRecorder):
         """The last position this view has processed (0 when none)."""
         return self.max_tracking_id(self.application_name) or 0
 
-    def process_batch(self, limit: int, *, after_apply: AfterApply | None = None) -> int:
+    def process_batch(
+        self, limit: int, *, after_apply: AfterApply | None = None, prefetched: Prefetched | None = None
+    ) -> int:
         """Process up to ``limit`` notifications after the tracked position, in one transaction;
-        return how many (0 when caught up)."""
+        return how many (0 when caught up). ``prefetched`` is a batch a ``BatchReader`` read
+        ahead: used only if it starts exactly at the tracked position."""
         with self.datastore.transaction(commit=True) as cur:
-            return self.process_batch_in(cur, limit, after_apply=after_apply)
+            return self.process_batch_in(cur, limit, after_apply=after_apply, prefetched=prefetched)
 
-    def process_batch_in(self, cur: Cursor[Any], limit: int, *, after_apply: AfterApply | None = None) -> int:
+    def process_batch_in(
+        self,
+        cur: Cursor[Any],
+        limit: int,
+        *,
+        after_apply: AfterApply | None = None,
+        prefetched: Prefetched | None = None,
+    ) -> int:
         """The same, inside the caller's transaction (the rebuild's final catch-up and swap)."""
         start = self.lock_position(cur)
-        notifications = read_notifications(
-            cur.connection,
-            start,
-            limit,
-            topics=self.model.topics,
-            prefixes=self.model.topic_prefixes,
-            hashes=self.model.hashes,
-        )
+        if prefetched is not None and prefetched.after == start:
+            # Events never change once committed, and positions are in commit order: the rows
+            # after `start` that were read ahead are exactly the rows this batch would read.
+            notifications = prefetched.notifications
+        else:
+            notifications = self.read(cur.connection, start, limit)
         if not notifications:
             return 0
         with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
@@ -316,7 +404,13 @@ class ReadModelView(PostgresTrackingRecorder):
         last = notifications[-1].position
         self._insert_tracking(cur, Tracking(self.application_name, last))
         cur.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{self.model.name}{self.suffix} {last}"))
+        self.last_position = last
         return len(notifications)
+
+    def read(self, conn: Any, after: int, limit: int) -> list[Notification]:
+        return read_notifications(
+            conn, after, limit, topics=self.model.topics, prefixes=self.model.topic_prefixes, hashes=self.model.hashes
+        )
 
     def lock_position(self, cur: Cursor[Any]) -> int:
         """Lock this view's tracking row for the transaction and return its position."""

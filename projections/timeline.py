@@ -32,6 +32,11 @@ class DisputeTimelineModel(ReadModel):
     topic_prefixes = (Topics.CLAIM_PREFIX, Topics.PAYMENT_PREFIX)
     hashes = True
 
+    def prepare(self, notifications: Sequence[Notification]) -> None:
+        for n in notifications:
+            if n.state is not None:
+                n.memo = _stored_json(n.state)
+
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
         mine = [n for n in notifications if n.state is not None]
         if not mine:
@@ -41,7 +46,7 @@ class DisputeTimelineModel(ReadModel):
         owners = self._payment_owners(batch, {n.stream_id for n in mine if n.topic.startswith(Topics.PAYMENT_PREFIX) and n.topic != Topics.PAYMENT_SCHEDULED})
         for n in mine:
             assert n.state is not None
-            text, recorded_at = _stored_json(n.state)
+            text, recorded_at = n.memo if n.memo is not None else _stored_json(n.state)
             if n.topic.startswith(Topics.CLAIM_PREFIX):
                 claim_ids = [str(n.stream_id)]
             elif n.topic == Topics.PAYMENT_SCHEDULED:
