@@ -41,7 +41,7 @@ from claims.v1 import (
 )
 
 PAYER = "PAYER-DEMO"
-PROVIDERS = ["1234567893", "1245319599", "1386745933", "1477548891", "1568393207"]
+PROVIDERS = ["1234567893", "1234567802", "1234567810", "1234567828", "1234567836"]
 MEMBERS = 400
 CONTRACT = "BENCH-2026"
 FEES = {"99213": 9_000, "99214": 13_000, "80053": 1_500, "36415": 300, "85025": 1_000, "97110": 3_000, "29881": 180_000}
@@ -54,11 +54,33 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def worker_pid(pid: int) -> int:
+    for child in children(pid):
+        with open(f"/proc/{child}/cmdline", "rb") as handle:
+            if b"resource_tracker" not in handle.read():
+                return child
+    return pid
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process, its threads and its child processes (the workers), from /proc."""
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{proc}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 class Server:
@@ -115,11 +137,12 @@ def set_up(channel: grpc.Channel, keys: dict[str, Any]) -> dict[str, str]:
         provider_keys[npi] = admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(
             role=common_pb2.ROLE_PROVIDER, party_id=npi, label="bench"), metadata=meta).api_key
     year = datetime.now(UTC).year
-    futures = [admin.EnrollMember.future(admin_pb2.EnrollMemberRequest(
-        member_id=f"BM{m}", payer_id=PAYER, plan_id="BENCH-GOLD", effective_date=f"{year - 1}-01-01", terms=terms),
-        metadata=meta) for m in range(MEMBERS)]
-    for future in futures:
-        future.result()
+    for start in range(0, MEMBERS, 50):  # in waves: the server bounds concurrent calls
+        futures = [admin.EnrollMember.future(admin_pb2.EnrollMemberRequest(
+            member_id=f"BM{m}", payer_id=PAYER, plan_id="BENCH-GOLD", effective_date=f"{year - 1}-01-01", terms=terms),
+            metadata=meta) for m in range(start, min(start + 50, MEMBERS))]
+        for future in futures:
+            future.result()
     return provider_keys
 
 
@@ -273,6 +296,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict
             stream.start()
             load = Load(channel, provider_keys, in_flight)
             progress.update(task, description=f"service over gRPC: {in_flight} calls in flight for {seconds:.0f} s")
+            if os.environ.get("CLAIMS_BENCH_PROFILE"):
+                subprocess.Popen(["py-spy", "record", "-o", os.environ["CLAIMS_BENCH_PROFILE"], "-f", "raw", "--gil", "-d", str(int(seconds)),
+                                  "-p", str(worker_pid(server.process.pid) if os.environ.get("CLAIMS_BENCH_PROFILE_WORKERS") else server.process.pid), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu_before = cpu_seconds(server.process.pid)
             load_started = time.monotonic()
             elapsed = load.run(seconds, lambda f: progress.update(task, completed=f))

@@ -43,6 +43,7 @@ TRACKING_NAME = "adjudicator"
 # Used when no deployment is in force on a claim's received date (a fresh ledger, or a claim
 # received before the first deployment): the first released rule set.
 DEFAULT_RULESET = "2026.1"
+LINGER_SECONDS = 0.02
 
 SUBMITTED = get_topic(Claim.Submitted)
 VOIDED = get_topic(Claim.Voided)
@@ -122,7 +123,9 @@ class AdjudicationFollower:
                 if self.process_available():
                     continue
                 for _ in conn.notifies(timeout=idle_wait, stop_after=1):
-                    pass
+                    # Let concurrent submissions gather: one batch of many claims costs far less
+                    # than many batches of one, for a few milliseconds of latency.
+                    stop.wait(LINGER_SECONDS)
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -213,12 +216,20 @@ class AdjudicationFollower:
         return version or DEFAULT_RULESET
 
     def _gather_facts(self, work: UnitOfWork, claim: Claim) -> Facts:
+        """What the rules will look at, and no more: the facts are recorded with the decision.
+
+        Trimmed exactly, never approximately: earlier lines only on this claim's dates of service
+        (a duplicate is same-day by definition; benefit limits count from the accumulators),
+        prices and authorisations only for this claim's procedures.
+        """
+        codes = {line["procedure_code"] for line in claim.lines}
+        days = {line["date_of_service"] for line in claim.lines}
         member = work.get(MemberCoverage.create_id(claim.payer_id, claim.member_id))
         coverages = []
         prior_auths: list[dict[str, Any]] = []
         if member is not None:
             coverages = coverage_periods(member)
-            prior_auths = [dict(a) for a in member.prior_auths.values()]
+            prior_auths = [dict(a) for a in member.prior_auths.values() if a["procedure_code"] in codes]
         years = sorted({plan_year(line["date_of_service"]) for line in claim.lines})
         accumulators = []
         earlier: list[dict[str, Any]] = []
@@ -227,7 +238,7 @@ class AdjudicationFollower:
             period = work.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
             if period is not None:
                 accumulators.append(period.accumulators())
-                earlier += period.earlier_lines(excluding=excluding)
+                earlier += [line for line in period.earlier_lines(excluding=excluding) if line["date_of_service"] in days]
         provider = work.get(Provider.create_id(claim.provider_id))
         provider_facts = None
         fee_schedule = None
@@ -248,7 +259,10 @@ class AdjudicationFollower:
                 contract = work.get(Contract.create_id(contract_id))
                 schedule = contract.fee_schedule_on(first_day) if contract is not None else None
                 if schedule is not None:
-                    fee_schedule = {"contract_id": contract_id, **schedule}
+                    # Only the prices of this claim's procedures: the decision cannot depend on the
+                    # others, and a full schedule in every recorded decision would swamp the ledger.
+                    fees = {key: cents for key, cents in schedule["fees"].items() if key.split(":")[0] in codes}
+                    fee_schedule = {"contract_id": contract_id, **schedule, "fees": fees}
                     break
         return Facts.model_validate(
             {

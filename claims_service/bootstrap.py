@@ -1,17 +1,17 @@
-"""Wire the running service: the ledger, its commands, the read side, the background workers
-(adjudicator, Merkle tree + checkpoints, projections) and the gRPC server. Wiring only."""
+"""Wire the running service: the ledger, its commands, the read side and the gRPC server in this
+process, the background workers (adjudicator, projections, Merkle tree + checkpoints) in a child
+process (`workers.py`). Wiring only."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from claims_service.adjudication import AdjudicationFollower
 from claims_service.api.auth import Authenticator
 from claims_service.api.interceptors import ServiceInterceptor
 from claims_service.api.reads import ReadSide
@@ -19,7 +19,7 @@ from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
 from claims_service.config import Config
 from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
-from claims_service.supervisor import Supervisor
+from claims_service.workers import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,17 @@ class Service:
     server: grpc.Server
     port: int
     health: object
-    supervisor: Supervisor = field(default_factory=Supervisor)
+    workers: WorkerProcess
 
     def start(self) -> None:
-        self.supervisor.start("adjudicator", AdjudicationFollower(self.ledger).run)
-        self.supervisor.start("merkle-tree", self.checkpointer.run_forever)
+        self.workers.start()
         self.reads.start()
         self.server.start()
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
         self.server.stop(grace).wait()
-        self.supervisor.stop()
+        self.workers.stop()
         self.reads.close()
         self.commands.close()
         self.ledger.close()
@@ -66,7 +65,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
         interceptors=[ServiceInterceptor(Authenticator(ledger))],
         servicers=servicers(commands, reads, checkpointer),
     )
-    return Service(ledger, commands, reads, checkpointer, server, port, health)
+    return Service(ledger, commands, reads, checkpointer, server, port, health, WorkerProcess(database_url, config.data_dir))
 
 
 def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer) -> list[tuple[object, object]]:

@@ -3,7 +3,7 @@
 Each read waits (up to the call's deadline) for the read model to reach the caller's
 `min_position` — the position in a write's receipt — and otherwise fails with the retryable
 UNAVAILABLE of `ProjectionLagError`. Streams run on the process's one `NotificationHub` and stop
-when the client goes away. The projection runners themselves are started and supervised here.
+when the client goes away. The projection runners that feed the tables run in the worker process.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from claims_service.application import Ledger
 from claims_service.errors import ClaimNotFoundError, PaymentNotFoundError, ValidationError
 from projections import queries
 from projections.feed import Heartbeat, NotificationHub
-from projections.runner import ProjectionSupervisor
 
 DEFAULT_WAIT = 10.0  # seconds, when a call carries no deadline
 DEADLINE_MARGIN = 0.1  # leave time to send the retryable error before the client gives up
@@ -88,15 +87,12 @@ class ReadSide:
         self.pool = ConnectionPool(database_url, min_size=2, max_size=pool_size, open=False,
                                    kwargs={"autocommit": True, "application_name": "claims-reads"})
         self.hub = NotificationHub(database_url)
-        self.projections = ProjectionSupervisor(database_url)
 
     def start(self) -> None:
         self.pool.open(wait=True, timeout=30)
         self.hub.start()
-        self.projections.start()
 
     def close(self) -> None:
-        self.projections.stop(10)
         self.hub.close()
         self.pool.close()
 

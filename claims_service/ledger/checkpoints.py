@@ -560,14 +560,23 @@ class Checkpointer:
 
     def run_forever(self, stop_event: threading.Event, *, timeout: float = 1.0) -> None:
         """Follow the ledger: extend the tree on every insert, sign checkpoints when due."""
+        conn: psycopg.Connection | None = None  # one connection for every tick, not one per tick
 
         def after(_added: int) -> None:
+            nonlocal conn
             try:
-                self.tick()
+                if conn is None or conn.closed or conn.broken:
+                    conn = psycopg.connect(self.database_url, autocommit=True)
+                if self.due(conn):
+                    self.sign(conn)
             except (InconsistentTreeError, tree.TreeError) as error:
                 log.error("checkpoint: %s", error)
 
-        tree.TreeBuilder(self.database_url).run_forever(stop_event, timeout=timeout, after_extend=after)
+        try:
+            tree.TreeBuilder(self.database_url).run_forever(stop_event, timeout=timeout, after_extend=after)
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 # --- checking the live ledger against a kept checkpoint ----------------------------------------------------

@@ -189,8 +189,9 @@ class TreeBuilder:
     """Follows the events table and appends its events to the tree. One per service is enough;
     more are harmless (an advisory lock serialises them)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, coalesce_seconds: float = 0.2) -> None:
         self.database_url = database_url
+        self.coalesce_seconds = coalesce_seconds
         self._conn: psycopg.Connection | None = None
 
     def __enter__(self) -> TreeBuilder:
@@ -266,9 +267,10 @@ class TreeBuilder:
                     log.debug("tree extended by %d leaves", added)
                 if after_extend is not None:
                     after_extend(added)
-                # Sleep until an insert is committed or the timeout passes.
+                # Sleep until an insert is committed or the timeout passes; then let more inserts
+                # gather, since nobody waits on the tree (receipts carry positions).
                 for _ in listener.notifies(timeout=timeout, stop_after=1):
-                    pass
+                    stop_event.wait(self.coalesce_seconds)
             except TreeError as error:
                 log.error("%s", error)
                 stop_event.wait(timeout)

