@@ -32,7 +32,14 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from projections import catalog
-from projections.queries import ClaimStatus, Notice, adjudication_notices, claim_changes, projection_position
+from projections.queries import (
+    MAX_PAGE_SIZE,
+    ClaimStatus,
+    Notice,
+    adjudication_notices,
+    claim_changes,
+    projection_position,
+)
 from projections.store import PROGRESS_CHANNEL, TRACKING_TABLE
 
 log = logging.getLogger(__name__)
@@ -203,6 +210,9 @@ class NotificationHub:
         page_size: int,
     ) -> Iterator[T | Heartbeat]:
         self.start()
+        # The same page size as the query uses: a short page must mean "caught up", or a stream
+        # would skip ahead to the projection's position past rows it has not read.
+        page_size = min(max(1, page_size), MAX_PAGE_SIZE)
         stop = stop or threading.Event()
         next_beat = time.monotonic()  # the first time it catches up
         while not stop.is_set() and not self._closed.is_set():

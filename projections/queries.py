@@ -21,10 +21,12 @@ other filters is INVALID_ARGUMENT), and stable while rows are added.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import inspect
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -51,6 +53,7 @@ CLAIM_STATUSES = ("submitted", "adjudicated", "pended", "voided", "replaced")
 PAYMENT_STATUSES = ("scheduled", "issued", "reversed")
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -321,10 +324,32 @@ def _page_key(query: str, filters: dict[str, Any], token: str | None) -> list[An
     return data["k"]
 
 
+def _checked(function: F) -> F:
+    """Refuse text arguments PostgreSQL cannot hold (NUL) as INVALID_ARGUMENT on that field,
+    rather than letting the driver fail with an internal error."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in signature.bind_partial(*args, **kwargs).arguments.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValidationError.single(name, "must not contain NUL characters")
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
 def _page_size(page_size: int) -> int:
-    if not isinstance(page_size, int) or page_size < 0:
-        raise ValidationError.single("page_size", "must be a non-negative integer")
-    return min(page_size or 50, MAX_PAGE_SIZE)
+    return _limit(page_size, "page_size", default=50)
+
+
+def _limit(value: int | None, field: str = "limit", *, default: int = 100, most: int = MAX_PAGE_SIZE) -> int:
+    """A caller's row limit: 0 or None means the default; negative is INVALID_ARGUMENT; capped."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError.single(field, "must be a non-negative integer")
+    return min(value or default, most)
 
 
 def _claim_id(claim_id: str) -> str:
@@ -348,6 +373,7 @@ def _party_filter(provider_id: str | None, payer_id: str | None, alias: str = ""
 # --- claim status ------------------------------------------------------------------------------
 
 
+@_checked
 def get_claim(
     source: Source,
     claim_id: str,
@@ -370,6 +396,7 @@ def get_claim(
     return _from_row(ClaimStatus, rows[0])
 
 
+@_checked
 def list_claims(
     source: Source,
     provider_id: str,
@@ -418,6 +445,7 @@ def list_claims(
     return ClaimPage(claims, _page_token("claims", filters, [claims[-1].submitted_position]) if more else "")
 
 
+@_checked
 def claim_changes(source: Source, provider_id: str, after_position: int, *, limit: int = 100) -> list[ClaimStatus]:
     """``claim_changes(source, provider_id, after_position, *, limit=100) -> list[ClaimStatus]``:
     the provider's claims whose latest change is after ``after_position``, in the order of that
@@ -425,11 +453,12 @@ def claim_changes(source: Source, provider_id: str, after_position: int, *, limi
     rows = _fetch(
         source,
         "SELECT * FROM claim_status WHERE provider_id = %s AND last_position > %s ORDER BY last_position LIMIT %s",
-        [provider_id, after_position, limit],
+        [provider_id, after_position, _limit(limit)],
     )
     return [_from_row(ClaimStatus, row) for row in rows]
 
 
+@_checked
 def payer_worklist(
     source: Source,
     payer_id: str,
@@ -456,13 +485,14 @@ def payer_worklist(
     return WorklistPage(items, _page_token("worklist", filters, [items[-1].pended_position]) if more else "")
 
 
+@_checked
 def adjudication_notices(source: Source, payer_id: str, after_position: int, *, limit: int = 100) -> list[Notice]:
     """``adjudication_notices(source, payer_id, after_position, *, limit=100) -> list[Notice]``:
     the payer's notices after the position, in ledger order."""
     rows = _fetch(
         source,
         "SELECT * FROM adjudication_notices WHERE payer_id = %s AND position > %s ORDER BY position LIMIT %s",
-        [payer_id, after_position, limit],
+        [payer_id, after_position, _limit(limit)],
     )
     return [_from_row(Notice, row) for row in rows]
 
@@ -470,6 +500,7 @@ def adjudication_notices(source: Source, payer_id: str, after_position: int, *, 
 # --- benefits ----------------------------------------------------------------------------------
 
 
+@_checked
 def member_accumulators(
     source: Source,
     payer_id: str,
@@ -514,6 +545,7 @@ def member_accumulators(
     )
 
 
+@_checked
 def explanation_of_benefits(
     source: Source,
     claim_id: str,
@@ -539,6 +571,7 @@ def explanation_of_benefits(
     return _from_row(Eob, rows[0])
 
 
+@_checked
 def member_eobs(
     source: Source,
     payer_id: str,
@@ -591,6 +624,7 @@ def _payments(source: Source, where: str, params: Sequence[Any], tail: str = "")
     return [_from_row(Payment, {**row, "claims": claims.get(row["payment_id"], [])}) for row in rows]
 
 
+@_checked
 def get_payment(
     source: Source,
     payment_id: str,
@@ -611,6 +645,7 @@ def get_payment(
     return found[0]
 
 
+@_checked
 def payment_by_trace(
     source: Source,
     trace_number: str,
@@ -629,6 +664,7 @@ def payment_by_trace(
     return _payments(source, f"trace_number = %s{where}", [trace_number, *params], " ORDER BY scheduled_position")
 
 
+@_checked
 def payments_for_claim(
     source: Source,
     claim_id: str,
@@ -652,6 +688,7 @@ def payments_for_claim(
     )
 
 
+@_checked
 def list_payments(
     source: Source,
     provider_id: str,
@@ -685,6 +722,7 @@ def list_payments(
     return PaymentPage(page, _page_token("payments", filters, [page[-1].scheduled_position]) if more else "")
 
 
+@_checked
 def scheduled_payments_due(
     source: Source,
     payer_id: str,
@@ -703,12 +741,13 @@ def scheduled_payments_due(
     if provider_id is not None:
         where += " AND provider_id = %s"
         params.append(provider_id)
-    return _payments(source, where, [*params, limit], " ORDER BY scheduled_position LIMIT %s")
+    return _payments(source, where, [*params, _limit(limit, default=500, most=5_000)], " ORDER BY scheduled_position LIMIT %s")
 
 
 # --- dispute timeline --------------------------------------------------------------------------
 
 
+@_checked
 def claim_timeline(
     source: Source,
     claim_id: str,
@@ -721,13 +760,16 @@ def claim_timeline(
 ) -> list[TimelineEntry]:
     """``claim_timeline(source, claim_id, *, after_position=0, limit=None, min_position=None,
     timeout=None, hub=None) -> list[TimelineEntry]``: every event of the claim's stream and its
-    payments' streams, in ledger order (empty for an unknown claim; authorise before calling)."""
+    payments' streams, in ledger order (empty for an unknown claim; authorise before calling);
+    ``limit`` None or 0: all."""
     claim_id = _claim_id(claim_id)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValidationError.single("limit", "must be a non-negative integer")
     wait_for_position(source, catalog.DISPUTE_TIMELINE, min_position, timeout=timeout, hub=hub)
     rows = _fetch(
         source,
         "SELECT * FROM dispute_timeline WHERE claim_id = %s AND position > %s ORDER BY position"
-        + (" LIMIT %s" if limit is not None else ""),
-        [claim_id, after_position] + ([limit] if limit is not None else []),
+        + (" LIMIT %s" if limit else ""),
+        [claim_id, after_position] + ([limit] if limit else []),
     )
     return [_from_row(TimelineEntry, row) for row in rows]

@@ -66,6 +66,10 @@ def test_claim_status_and_its_visibility(flow):
             queries.get_claim(conn, ids["clean"], **kwargs)
     with pytest.raises(ValidationError):
         queries.get_claim(conn, "not-a-uuid")
+    with pytest.raises(ValidationError, match="member_id"):
+        queries.list_claims(conn, world.NPI, member_id="a\x00b")
+    with pytest.raises(ValidationError, match="trace_number"):
+        queries.payment_by_trace(conn, "\x00")
 
 
 def test_a_providers_claims_page_newest_first_with_filters(flow):
@@ -156,7 +160,10 @@ def test_payments_and_remittances(flow):
     assert queries.get_payment(conn, issued.payment_id) == issued
     with pytest.raises(PaymentNotFoundError):
         queries.get_payment(conn, issued.payment_id, provider_id=world.OTHER_NPI)
-    due = queries.scheduled_payments_due(conn, world.PAYER)
+    with pytest.raises(ValidationError, match="limit"):
+        queries.scheduled_payments_due(conn, world.PAYER, limit=-1)
+    assert len(queries.scheduled_payments_due(conn, world.PAYER, limit=1)) == 1
+    due = queries.scheduled_payments_due(conn, world.PAYER, limit=0)
     assert {p.claim_ids[0] for p in due} == {ids["big"], ids["lab"]}
     assert queries.scheduled_payments_due(conn, world.PAYER, provider_id=world.OTHER_NPI) == []
     everything = queries.list_payments(conn, world.NPI)
