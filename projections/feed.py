@@ -68,7 +68,8 @@ class NotificationHub:
         self.database_url = database_url
         self.heartbeat_interval = heartbeat_interval
         self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
-                                   kwargs={"autocommit": True, "application_name": "claims-feed"})
+                                   kwargs={"autocommit": True, "application_name": "claims-feed"},
+                                   check=ConnectionPool.check_connection)
         self._positions: dict[str, int] = {}
         self._changed = threading.Condition()
         self._closed = threading.Event()

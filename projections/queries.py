@@ -33,6 +33,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
+import psycopg
 from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -252,18 +253,27 @@ def connection(source: Source) -> Iterator[Connection[Any]]:
 
 
 def _fetch(source: Source, query: str, params: Sequence[Any] | dict[str, Any]) -> list[dict[str, Any]]:
-    with connection(source) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
+    for attempt in (1, 2):
+        try:
+            with connection(source) as conn, conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        except psycopg.OperationalError:
+            # Pooled connections the server dropped (a restart, a failover) fail on first use:
+            # have the pool test its idle connections and drop the dead ones, then read again
+            # (reads are safe to repeat).
+            if attempt == 2 or not isinstance(source, ConnectionPool):
+                raise
+            source.check()
+    raise AssertionError("unreachable")
 
 
 def projection_position(source: Source, projection: str) -> int:
     """The ledger position the projection has processed (0 when none)."""
-    with connection(source) as conn:
-        row = conn.execute(
-            f"SELECT notification_id FROM {TRACKING_TABLE} WHERE application_name = %s", (tracking_name(projection),)
-        ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    rows = _fetch(
+        source, f"SELECT notification_id FROM {TRACKING_TABLE} WHERE application_name = %s", (tracking_name(projection),)
+    )
+    return int(rows[0]["notification_id"]) if rows and rows[0]["notification_id"] is not None else 0
 
 
 def wait_for_position(

@@ -64,3 +64,14 @@ def test_the_hub_reconnects_and_the_feed_goes_on(database_url):
         wait_until(lambda: beats[-1] == head(database_url))
         stop.set()
         thread.join(5)
+
+
+def test_reads_through_a_pool_survive_the_server_dropping_its_connections(database_url):
+    from psycopg_pool import ConnectionPool
+
+    from projections import queries
+
+    with ConnectionPool(database_url, min_size=3, max_size=3, kwargs={"autocommit": True, "application_name": "claims-test-reads"}) as pool:
+        pool.wait()
+        assert terminate(database_url, "claims-test-reads") == 3  # every idle connection is now dead
+        assert queries.payer_worklist(pool, "PAYER-00").items == []
