@@ -58,17 +58,42 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
     return parse
 
 
+# A status travels in the trailers, and a client refuses trailers over 8 KiB (gRPC's default
+# soft limit; 16 KiB hard), which would leave it with RESOURCE_EXHAUSTED instead of the status. The
+# message (percent-encoded on the wire) and the field violations (base64) are bounded to fit.
+MAX_MESSAGE_WIRE_BYTES = 2000
+MAX_DETAILS_BYTES = 3000
+MAX_VIOLATION_CHARS = 300
+
+
+def _wire_length(text: str) -> int:
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in text.encode())
+
+
+def _bounded(text: str, limit: int) -> str:
+    if _wire_length(text) <= limit:
+        return text
+    kept, size = [], 9  # room for the ellipsis
+    for char in text:
+        size += _wire_length(char)
+        if size > limit:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
 def to_status(error: Exception) -> grpc.Status:
     if isinstance(error, ClaimsError):
         code = getattr(code_pb2, error.status, code_pb2.INTERNAL)
-        status = status_pb2.Status(code=code, message=str(error))
+        status = status_pb2.Status(code=code, message=_bounded(str(error), MAX_MESSAGE_WIRE_BYTES))
         if isinstance(error, ValidationError):
-            detail = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
-                ]
-            )
+            detail = error_details_pb2.BadRequest()
+            for v in error.violations:
+                detail.field_violations.add(field=_bounded(v.field, MAX_VIOLATION_CHARS),
+                                            description=_bounded(v.description, MAX_VIOLATION_CHARS))
+                if detail.ByteSize() > MAX_DETAILS_BYTES:
+                    del detail.field_violations[-1]
+                    break
             status.details.add().Pack(detail)
     elif isinstance(error, UNAVAILABLE_ERRORS):
         status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="the ledger database is unavailable; retry")
