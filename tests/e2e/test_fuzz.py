@@ -120,7 +120,8 @@ def invoke(channel: grpc.Channel, method: Method, payload: bytes, metadata: Any 
            timeout: float | None = None) -> tuple[grpc.StatusCode, str]:
     """Send raw bytes to a method (a stream: read a few messages); the status and message it ends with."""
     if method.streaming:
-        call = channel.unary_stream(method.path, request_serializer=None, response_deserializer=method.response.FromString)
+        call = channel.unary_stream(method.path, request_serializer=None,
+                                    response_deserializer=method.response.FromString)
         stream = call(payload, metadata=metadata, timeout=timeout or STREAM_DEADLINE)
         try:
             for n, _ in enumerate(stream, 1):
@@ -153,7 +154,8 @@ class LedgerWatch:
     def _followers(self) -> tuple[tuple[str, int], ...]:
         return tuple(self.conn.execute(
             "SELECT application_name, notification_id FROM ledger_tracking"
-            " WHERE application_name <> '__migration__' AND application_name NOT LIKE '%.rebuild' ORDER BY 1").fetchall())
+            " WHERE application_name <> '__migration__' AND application_name NOT LIKE '%.rebuild'"
+            " ORDER BY 1").fetchall())
 
     def settle(self, timeout: float = 30.0) -> tuple[int, int]:
         """Wait until nothing is pending (the head and every follower stopped moving, caught up); the head."""
@@ -190,7 +192,8 @@ class Checker:
 
     def check(self, method: Method, payload: bytes, what: str = "", timeout: float | None = None) -> grpc.StatusCode:
         before = self.head
-        code, details = invoke(self.parties.channel, method, payload, getattr(self.parties, method.party).metadata, timeout)
+        metadata = getattr(self.parties, method.party).metadata
+        code, details = invoke(self.parties.channel, method, payload, metadata, timeout)
         self.seen.setdefault(method.path, set()).add(code)
         call = f"{method.path}({what})" if what else method.path
         _note(f"{call} -> {code.name}: {details[:300]!r}")
@@ -198,14 +201,16 @@ class Checker:
         assert code not in WRONG_PARTY, f"{call} refused its own party: {code.name} {details!r}"
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # else the client could not read the status it was sent
             assert len(payload) > MAX_MESSAGE_BYTES, f"{call} ({len(payload)} bytes) answered {code.name}: {details!r}"
-        if code == grpc.StatusCode.OK or (method.streaming and code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)):
+        stream_ended = method.streaming and code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED)
+        if code == grpc.StatusCode.OK or stream_ended:
             if method.writes:
                 self.head = self.ledger.settle()  # a write may set the workers going: wait for them
             return code
         assert details.strip(), f"{call} answered {code.name} without a message"
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             assert not method.writes, f"{call} hung past its {WRITE_DEADLINE} s deadline"
-        assert self.ledger.head() == before, f"{call} failed with {code.name} ({details[:300]!r}) but wrote to the ledger"
+        assert self.ledger.head() == before, \
+            f"{call} failed with {code.name} ({details[:300]!r}) but wrote to the ledger"
         return code
 
 
@@ -248,7 +253,8 @@ DATES = ["0001-01-01", "9999-12-31", "2026-02-30", "2026-13-45", "2026-00-10", "
 NASTY = [
     "", " ", "'; DROP TABLE ledger_events; --", "' OR '1'='1", "1; DELETE FROM ledger_events", "\\", "%", "_",
     "\u202eevil\u202c", "\u200f\u200e", "\x00", "a\x00b", "\U0001F600\U0001F9B7\u200d\U0001F468", "e\u0301\u0301\u0301",
-    "Z\u0338\u0322\u031b\u032a\u0353", "\ufeff", "\ufffd", "\n\r\t", "%s%n%x{0}", "${jndi:ldap://x}", "../../etc/passwd",
+    "Z\u0338\u0322\u031b\u032a\u0353", "\ufeff", "\ufffd", "\n\r\t", "%s%n%x{0}", "${jndi:ldap://x}",
+    "../../etc/passwd",
     "<script>alert(1)</script>", "x" * 20_000, "9" * 400, "null", "NaN", "-1", "１２３", "İı", "SSN-123-45-6789",
 ]
 SHORT_NASTY = ["'; DROP TABLE ledger_events; --", "\x00", "\u202eevil\u202c", "e\u0301\u0301", "x" * 5_000, ""]
@@ -284,7 +290,8 @@ def _assign(message: Message, field: FieldDescriptor, value: Any) -> None:
         setattr(message, field.name, value)
 
 
-def filled(descriptor: Descriptor, choose: Callable[[FieldDescriptor], Any], *, copies: int = 2, depth: int = 0) -> Message:
+def filled(descriptor: Descriptor, choose: Callable[[FieldDescriptor], Any], *, copies: int = 2,
+           depth: int = 0) -> Message:
     """A message with each scalar field set by `choose` (None: left unset), nested messages filled
     the same way, repeated fields `copies` times."""
     message = message_factory.GetMessageClass(descriptor)()
@@ -295,7 +302,8 @@ def filled(descriptor: Descriptor, choose: Callable[[FieldDescriptor], Any], *, 
             if _is_map(field):
                 key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
                 k = choose(key)
-                v = filled(value.message_type, choose, copies=copies, depth=depth + 1) if value.message_type else choose(value)
+                v = (filled(value.message_type, choose, copies=copies, depth=depth + 1) if value.message_type
+                     else choose(value))
                 if k is not None and v is not None:
                     _assign(message, field, {k: v})
                 continue
@@ -334,14 +342,18 @@ def _nth(values: list[Any], i: int) -> Any:
     return values[i % len(values)]
 
 
-def plausible(claim_id: str) -> Callable[[FieldDescriptor], Any]:
-    """A value this world accepts for a field (by its name), or None (unset)."""
+def plausible(claim_id: str, salt: str = "") -> Callable[[FieldDescriptor], Any]:
+    """A value this world accepts for a field (by its name), or None (unset); `salt` keeps the
+    idempotency keys of different methods apart."""
     by_name = {
         "member_id": world.MEMBER, "payer_id": world.PAYER, "npi": world.NPI, "provider_id": world.NPI,
         "claim_id": claim_id, "plan_id": world.PLAN, "contract_id": world.CONTRACT, "version": "2026.1",
         "ruleset_version": "2026.1", "procedure_code": "99213", "place_of_service": "11", "diagnosis_codes": "E119",
-        "idempotency_key": "fuzz-plausible", "plan_year": 2026, "units": 1, "line_number": 1, "diagnosis_pointers": 1,
-        "billed_cents": 12_000, "reason": "checking", "note": "checked",
+        "idempotency_key": f"fuzz-plausible-{salt}", "plan_year": 2026, "units": 1, "line_number": 1,
+        "diagnosis_pointers": 1,
+        "billed_cents": 12_000, "reason": "checking", "note": "checked", "visit_id": "fuzz-visit",
+        "dispute_id": f"D-{claim_id[:8]}-1", "resolution": 1, "role": 1, "party_id": world.OTHER_NPI, "label": "fuzz",
+        "allowed_cents": 9_000, "paid_cents": 1_500, "group": "CO", "carc": "50",
     }
 
     def choose(field: FieldDescriptor) -> Any:
@@ -397,7 +409,8 @@ def _values(field: FieldDescriptor, known: list[str], depth: int) -> st.SearchSt
     return one(field)
 
 
-def messages(descriptor: Descriptor, known: list[str], depth: int = 0, base: Message | None = None) -> st.SearchStrategy[Message]:
+def messages(descriptor: Descriptor, known: list[str], depth: int = 0,
+             base: Message | None = None) -> st.SearchStrategy[Message]:
     """Messages of this type: each field left alone (unset, or as in `base`) or set to random values."""
     cls = message_factory.GetMessageClass(descriptor)
     if depth > 3:
@@ -418,7 +431,7 @@ def messages(descriptor: Descriptor, known: list[str], depth: int = 0, base: Mes
 
 
 FUZZ = settings(
-    max_examples=16, deadline=None, derandomize=True, database=None, print_blob=False,
+    max_examples=24, deadline=None, derandomize=True, database=None, print_blob=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much, HealthCheck.large_base_example],
 )
@@ -428,13 +441,16 @@ FUZZ = settings(
 
 
 def test_every_odd_value_in_every_field_of_every_method(fuzzing):
-    """One field at a time, every odd value of its type (SQL, unicode oddities, very long, NUL,
-    int64 extremes, year 1 and 9999, February 30th, enum 99, nested messages full of them): on an
-    otherwise empty request for a write (so nothing but that value could make it succeed), on a
-    plausible one for a read (so that the value reaches the query)."""
+    """First a plausible request (most succeed: the success paths are checked too), then one field
+    at a time, every odd value of its type (SQL, unicode oddities, very long, NUL, int64 extremes,
+    year 1 and 9999, February 30th, enum 99, nested messages full of them): on an otherwise empty
+    request for a write (so nothing but that value could make it succeed), on the plausible one for
+    a read (so that the value reaches the query)."""
     checker, calls, failures = fuzzing.checker, 0, []
     for method in METHODS:
-        base = method.request() if method.writes else filled(method.request.DESCRIPTOR, plausible(fuzzing.claim_id), copies=1)
+        likely = filled(method.request.DESCRIPTOR, plausible(fuzzing.claim_id, method.name), copies=1)
+        checker.check(method, likely.SerializeToString(), what="a plausible request")
+        base = method.request() if method.writes else likely
         checker.check(method, base.SerializeToString(), what="the base request")
         for field in method.request.DESCRIPTOR.fields:
             waited = False
@@ -455,10 +471,12 @@ def test_every_odd_value_in_every_field_of_every_method(fuzzing):
                 waited = waited or (code in WAITED and isinstance(value, int))
     assert not failures, f"{len(failures)} of {calls} calls went wrong:\n" + "\n".join(failures[:40])
     assert calls > 1000
+    succeeded = {m.name for m in METHODS if grpc.StatusCode.OK in checker.seen[m.path] and m.writes}
+    assert {"RecordVisit", "SubmitClaim", "CorrectClaim", "OpenDispute", "CreateApiKey"} <= succeeded, succeeded
 
 
 def _fuzz_fields(fuzzing: Fuzzing, method: Method) -> None:
-    plausible_request = filled(method.request.DESCRIPTOR, plausible(fuzzing.claim_id), copies=1)
+    plausible_request = filled(method.request.DESCRIPTOR, plausible(fuzzing.claim_id, method.name), copies=1)
     requests = st.one_of(messages(method.request.DESCRIPTOR, fuzzing.known),
                          messages(method.request.DESCRIPTOR, fuzzing.known, base=plausible_request))
 
@@ -524,8 +542,8 @@ def crafted(method: Method, other: Method, claim_id: str) -> list[tuple[str, byt
         for cut in sorted({1, len(data) // 3, len(data) // 2, len(data) - 1}):
             if 0 < cut < len(data):
                 payloads.append((f"{name} request cut at {cut} of {len(data)}", data[:cut]))
-    payloads.append((f"a {other.request.DESCRIPTOR.name}", filled(other.request.DESCRIPTOR, plausible(claim_id), copies=1).SerializeToString()))
-    payloads.append((f"a {method.response.DESCRIPTOR.name}", filled(method.response.DESCRIPTOR, plausible(claim_id)).SerializeToString()))
+    for message in (other.request.DESCRIPTOR, method.response.DESCRIPTOR):
+        payloads.append((f"a {message.name}", filled(message, plausible(claim_id), copies=1).SerializeToString()))
     return payloads
 
 
@@ -605,7 +623,8 @@ def test_oversized_requests_are_refused_and_write_nothing(fuzzing):
     # A long value echoed back in a message does not make the status unreadable either.
     for method, request in (
         (next(m for m in METHODS if m.name == "GetRemittance"), {"trace_number": "x" * 50_000}),
-        (next(m for m in METHODS if m.name == "DeployRuleSet"), {"version": "\U0001F600" * 20_000, "effective_date": "2026-01-01"}),
+        (next(m for m in METHODS if m.name == "DeployRuleSet"),
+         {"version": "\U0001F600" * 20_000, "effective_date": "2026-01-01"}),
     ):
         code = checker.check(method, method.request(**request).SerializeToString(), what="a long value")
         assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), (method.path, code)

@@ -55,8 +55,9 @@ def test_no_call_succeeds_without_a_valid_credential_and_health_and_reflection_n
     unknown_key = "ck_000000000000_" + "A" * 52
     known_id_wrong_secret = parties.admin.key.rsplit("_", 1)[0] + "_" + "B" * 52
     credentials = [(), (("authorization", "Bearer"),), (("authorization", f"Bearer {unknown_key}"),),
-                   (("authorization", f"Bearer {known_id_wrong_secret}"),), (("authorization", f"Basic {parties.admin.key}"),),
-                   (("authorization", parties.admin.key),), (("x-api-key", parties.admin.key),)]
+                   (("authorization", f"Bearer {known_id_wrong_secret}"),),
+                   (("authorization", f"Basic {parties.admin.key}"),), (("authorization", parties.admin.key),),
+                   (("x-api-key", parties.admin.key),)]
     for method in METHODS:
         valid = filled(method.request.DESCRIPTOR, plausible(mine.claim_id), copies=1).SerializeToString()
         for payload in (valid, b"\xff\xff\xff\x0f garbage"):
@@ -70,7 +71,8 @@ def test_no_call_succeeds_without_a_valid_credential_and_health_and_reflection_n
     health = health_pb2_grpc.HealthStub(parties.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(parties.channel)
-    answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    asked = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    answers = list(reflection.ServerReflectionInfo(asked, timeout=5))
     listed = {s.name for s in answers[0].list_services_response.service}
     assert {m.service for m in METHODS} <= listed
 
@@ -80,7 +82,8 @@ def test_no_call_succeeds_without_a_valid_credential_and_health_and_reflection_n
 
 def _user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
     return conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2").fetchall()
 
@@ -100,13 +103,14 @@ def test_api_keys_are_stored_only_as_hashes(parties):
         assert ("public", "ledger_events") in tables and len(tables) > 10
         scanned = 0
         for schema, table in tables:
-            rows = conn.execute(sql.SQL("SELECT t::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table)))
+            query = sql.SQL("SELECT t::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table))
+            rows = conn.execute(query)
             for (row,) in rows:
                 scanned += 1
                 for key in keys:
                     for needle in (_secret(key), key):
-                        # bytea columns show as hex in a row's text
-                        assert needle not in row and needle.encode().hex() not in row, f"{needle[:8]}… found in {table}"
+                        found = needle in row or needle.encode().hex() in row  # bytea shows as hex
+                        assert not found, f"{needle[:8]}… found in {table}"
         # What is stored instead: the SHA-256 of the secret, in the key's Issued event.
         states = b"".join(bytes(s) for (s,) in conn.execute("SELECT state FROM ledger_events WHERE topic LIKE %s",
                                                             ("%ApiKey.Issued%",)))
@@ -187,9 +191,10 @@ def test_a_provider_can_neither_read_nor_write_as_another(parties):
 
     attempts = {
         "GetClaim": lambda cid: other.provider.GetClaim(provider_pb2.GetClaimRequest(claim_id=cid)),
-        "VoidClaim": lambda cid: other.provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=cid, reason="mine now")),
+        "VoidClaim": lambda cid: other.provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=cid, reason="mine")),
         "CorrectClaim": lambda cid: other.provider.CorrectClaim(correction(cid)),
-        "ExportClaimBundle": lambda cid: other.ledger.ExportClaimBundle(ledger_pb2.ExportClaimBundleRequest(claim_id=cid)),
+        "ExportClaimBundle": lambda cid: other.ledger.ExportClaimBundle(
+            ledger_pb2.ExportClaimBundleRequest(claim_id=cid)),
     }
     for name, attempt in attempts.items():
         answers = []
@@ -224,7 +229,8 @@ def test_a_provider_can_neither_read_nor_write_as_another(parties):
     # smuggled unknown field ("provider_id" = the other NPI, as field 99) changes nothing.
     fields = set(provider_pb2.SubmitClaimRequest.DESCRIPTOR.fields_by_name)
     assert not fields & {"provider_id", "npi", "billing_provider", "provider"}
-    smuggled = claim_request("smuggled").SerializeToString() + b"\x9a\x06" + bytes([len(world.OTHER_NPI)]) + world.OTHER_NPI.encode()
+    smuggled = (claim_request("smuggled").SerializeToString()
+                + b"\x9a\x06" + bytes([len(world.OTHER_NPI)]) + world.OTHER_NPI.encode())  # field 99, length-delimited
     submit = parties.channel.unary_unary("/claims.v1.ProviderService/SubmitClaim", request_serializer=None,
                                          response_deserializer=provider_pb2.SubmitClaimResponse.FromString)
     submitted = submit(smuggled, metadata=parties.provider.metadata, timeout=20)
@@ -233,7 +239,8 @@ def test_a_provider_can_neither_read_nor_write_as_another(parties):
     assert parties.provider.provider.GetClaim(provider_pb2.GetClaimRequest(
         claim_id=submitted.claim_id, min_position=submitted.receipt.position)).claim.provider_id == world.NPI
     with pytest.raises(grpc.RpcError) as refused:
-        other.provider.GetClaim(provider_pb2.GetClaimRequest(claim_id=submitted.claim_id, min_position=submitted.receipt.position))
+        other.provider.GetClaim(provider_pb2.GetClaimRequest(claim_id=submitted.claim_id,
+                                                             min_position=submitted.receipt.position))
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -342,7 +349,8 @@ def test_secrets_and_phi_never_reach_the_logs_or_messages(every_log, parties):
     long_member.member_id = PHI * 10  # too long: member_id is refused
     bad_code = claim_request("phi-3", code="NOT-A-CODE")
     bad_code.member_id = PHI  # a valid id, in a claim refused for its procedure code
-    for request, field in ((bad_member, "member_id"), (long_member, "member_id"), (bad_code, "lines[0].procedure_code")):
+    refused_for = ((bad_member, "member_id"), (long_member, "member_id"), (bad_code, "lines[0].procedure_code"))
+    for request, field in refused_for:
         with pytest.raises(grpc.RpcError) as refused:
             parties.provider.provider.SubmitClaim(request)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -353,7 +361,8 @@ def test_secrets_and_phi_never_reach_the_logs_or_messages(every_log, parties):
     time.sleep(1.0)  # let the workers log whatever they log about all this
 
     secrets = [created.api_key, _secret(created.api_key), unknown, wrong.rsplit("_", 1)[1]]
-    secrets += [getattr(parties, p).key for p in ("admin", "provider", "other_provider", "payer", "other_payer", "dispute")]
+    secrets += [getattr(parties, p).key
+                for p in ("admin", "provider", "other_provider", "payer", "other_payer", "dispute")]
     secrets += [_secret(s) for s in secrets if s.startswith("ck_")]
     texts = []
     for record in every_log.records:
