@@ -55,11 +55,19 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def children(pid: int) -> list[int]:
+    """The child processes of `pid`, whichever of its threads started them (Linux /proc)."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(p) for p in handle.read().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(p) for p in handle.read().split()]
+        except OSError:
+            continue
+    return found
 
 
 def worker_pid(pid: int) -> int:

