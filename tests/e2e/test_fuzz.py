@@ -168,7 +168,7 @@ class LedgerWatch:
             (_, position), followers = now
             caught_up = bool(followers) and all(p >= position for _, p in followers)
             quiet = time.monotonic() - stable_since
-            if (caught_up and quiet >= 0.2) or quiet >= 1.0:
+            if (caught_up and quiet >= 0.2) or quiet >= 5.0:
                 return now[0]
             assert time.monotonic() < deadline, f"the workers never settled: {now}"
             time.sleep(0.05)
