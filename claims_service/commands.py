@@ -116,14 +116,14 @@ class ClaimsLedger:
     def terminate_coverage(self, *, actor: str, payer_id: str, member_id: str, termination_date: date) -> Receipt:
         return self._change(
             MemberCoverage.create_id(payer_id, member_id),
-            MemberNotFoundError(f"member {member_id} is not enrolled with payer {payer_id}"),
+            MemberNotFoundError(f"member_id: no such member enrolled with payer {payer_id}"),
             lambda m: m.terminate(actor=actor, termination_date=termination_date),
         )
 
     def authorize_prior(self, *, actor: str, payer_id: str, member_id: str, **fields: Any) -> Receipt:
         return self._change(
             MemberCoverage.create_id(payer_id, member_id),
-            MemberNotFoundError(f"member {member_id} is not enrolled with payer {payer_id}"),
+            MemberNotFoundError(f"member_id: no such member enrolled with payer {payer_id}"),
             lambda m: m.authorize(actor=actor, **fields),
         )
 
@@ -204,7 +204,7 @@ class ClaimsLedger:
         request = SubmitClaim.checked(actor=actor, received_on=self.today(), **fields)
         if request.visit_id is not None:
             self._get(Visit.create_id(request.provider_id, request.visit_id),
-                      VisitNotFoundError(f"visit {request.visit_id} is not recorded"))
+                      VisitNotFoundError("visit_id: no such visit is recorded for this provider"))
         claim = Claim.submit_request(request)
         try:
             return ClaimReceipt(claim.claim_id, self._save(claim))
