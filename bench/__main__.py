@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--tree-leaves", type=int, default=1_000_000)
     parser.add_argument("--rebuild-events", type=int, default=200_000)
     parser.add_argument("--claims", type=int, default=3_000, help="claims in the follower backlog")
+    parser.add_argument("--growth", type=int, default=0, metavar="EVENTS",
+                        help="also run the service load on a ledger prefilled with EVENTS events and compare")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.tree_leaves, args.rebuild_events, args.claims = 2.0, 20_000, 5_000, 300
@@ -70,6 +72,10 @@ def main() -> None:
         with Progress(console=console, transient=True) as progress:
             for part in parts:
                 results[part] = RUNNERS[part](create_database, args, progress)
+            if args.growth:
+                from bench import load
+
+                results["growth"] = load.growth(create_database, args, progress, results.get("service"))
 
         with psycopg.connect(admin_url, autocommit=True) as conn:
             for name in created:
@@ -162,6 +168,25 @@ def figures_table(results: dict[str, Any]) -> Table:
     if "service" in results:
         for label, value, target in results["service"].get("table", []):
             row(label, value, target)
+    if "ledger" in results:
+        # Absolute rates drift with whatever else runs on a shared machine; ratios to baselines
+        # measured in the same run drift much less.
+        raw, plain = results["ledger"]["raw_commits_per_s"], results["ledger"]["plain_events_per_s"]
+        ratios = []
+        if "service" in results:
+            ratios.append(("gRPC calls/s, saturated", results["service"]["saturated"]["calls_per_s"]))
+            ratios.append(("claims adjudicated end to end/s", results["service"]["saturated"]["adjudicated_end_to_end_per_s"]))
+        if "adjudication" in results:
+            ratios.append(("follower claims/s", results["adjudication"]["follower_claims_per_s"]))
+        for label, value in ratios:
+            row(f"{label} ÷ raw commits/s  |  ÷ plain eventsourcing events/s",
+                f"{value / raw:.2f}  |  {value / plain:.2f}")
+        results["ratios"] = {label: {"per_raw_commit": value / raw, "per_plain_event": value / plain} for label, value in ratios}
+    if "growth" in results:
+        growth = results["growth"]
+        row(f"growth: ledger prefilled to {growth['prefilled_events']:,} events; calls/s ratio (big / empty)",
+            f"{growth['calls_ratio']:.2f}", "≥ 0.85")
+        row("growth: paced submit p99 ratio (big / empty)", f"{growth['p99_ratio']:.2f}", "≤ 1.15")
     return table
 
 

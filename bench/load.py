@@ -301,10 +301,39 @@ class PayerStream(threading.Thread):
             self.call.cancel()
 
 
-def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
+def growth(create_database: Callable[[str], str], args: Any, progress: Any, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """The same load on a ledger that already holds `args.growth` events: nothing on the write or
+    read path may scan history, so throughput and latency should stay within 15 %."""
+    from claims_service.migrate import migrate
+    from projections.bench import generate_history
+    from projections.runner import ProjectionRunner
+    from projections import catalog
+
+    if baseline is None:
+        baseline = run(create_database, args, progress)
+    url = create_database("bench_growth")
+    migrate(url)
+    task = progress.add_task(f"growth: writing a history of {args.growth:,} events", total=None)
+    generate_history(url, args.growth)
+    for name in catalog.NAMES:  # the read models start caught up, as in a service that has run for long
+        runner = ProjectionRunner(url, name)
+        runner.drain()
+        runner.close()
+    progress.remove_task(task)
+    big = run(create_database, args, progress, database_url=url)
+    return {
+        "prefilled_events": args.growth,
+        "baseline": {"calls_per_s": baseline["saturated"]["calls_per_s"], "paced_p99_ms": baseline["paced"]["submit_ms"]["p99"]},
+        "big": {"calls_per_s": big["saturated"]["calls_per_s"], "paced_p99_ms": big["paced"]["submit_ms"]["p99"]},
+        "calls_ratio": big["saturated"]["calls_per_s"] / baseline["saturated"]["calls_per_s"],
+        "p99_ratio": big["paced"]["submit_ms"]["p99"] / baseline["paced"]["submit_ms"]["p99"],
+    }
+
+
+def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None) -> dict[str, Any]:
     from claims_service.migrate import migrate
 
-    url = create_database("bench_service")
+    url = database_url or create_database("bench_service")
     migrate(url)
     seconds = max(args.seconds * 3, 10.0)
     in_flight = 32
