@@ -23,7 +23,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest -q
 
 bench: $(INSTALLED)
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
 
 demo: $(INSTALLED)
 	$(VENV)/bin/claimsctl demo
