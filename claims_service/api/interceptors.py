@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from claims_service.api.auth import PUBLIC_SERVICES, Authenticator, Principal, authorize
-from claims_service.errors import ClaimsError, UnavailableError, ValidationError
+from claims_service.errors import ClaimsError, ValidationError
 
 log = logging.getLogger("claims_service.api")
 
@@ -117,63 +118,46 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         metadata = {k: v for k, v in (details.invocation_metadata or ())}
         authorization = metadata.get("authorization")
 
-        def begin(request: Any) -> Principal:
-            found = self._authenticator.authenticate(authorization if isinstance(authorization, str) else None)
-            authorize(found, service)
-            if isinstance(request, _Undecodable):
-                raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
-            return found
+        @contextmanager
+        def call(request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+            """Authenticate, authorise, run the handler as the principal; log; map every failure."""
+            started, who, outcome = time.perf_counter(), "-", "OK"
+            try:
+                principal_ = self._authenticator.authenticate(authorization if isinstance(authorization, str) else None)
+                authorize(principal_, service)
+                if isinstance(request, _Undecodable):
+                    raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
+                who = principal_.actor
+                token = current_principal.set(principal_)
+                try:
+                    yield
+                finally:
+                    current_principal.reset(token)
+            except Exception as error:  # every failure leaves as a status, never a traceback
+                status = self._status_for(context, error, method)
+                outcome = status.code.name
+                context.abort_with_status(status)
+            finally:
+                _log_call(method, who, outcome, started)
 
+        wrap = {"request_deserializer": _safe_deserializer(handler.request_deserializer),
+                "response_serializer": handler.response_serializer}
         if handler.unary_unary:
             inner = handler.unary_unary
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                started, who, outcome = time.perf_counter(), "-", "OK"
-                try:
-                    who_p = begin(request)
-                    who = who_p.actor
-                    token = current_principal.set(who_p)
-                    try:
-                        return inner(request, context)
-                    finally:
-                        current_principal.reset(token)
-                except Exception as error:  # every failure leaves as a status, never a traceback
-                    status = self._status_for(context, error, method)
-                    outcome = status.code.name
-                    context.abort_with_status(status)
-                finally:
-                    _log_call(method, who, outcome, started)
+                with call(request, context):
+                    return inner(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=_safe_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_unary_rpc_method_handler(unary, **wrap)
         if handler.unary_stream:
             inner_stream = handler.unary_stream
 
             def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                started, who, outcome = time.perf_counter(), "-", "OK"
-                try:
-                    who_p = begin(request)
-                    who = who_p.actor
-                    token = current_principal.set(who_p)
-                    try:
-                        yield from inner_stream(request, context)
-                    finally:
-                        current_principal.reset(token)
-                except Exception as error:
-                    status = self._status_for(context, error, method)
-                    outcome = status.code.name
-                    context.abort_with_status(status)
-                finally:
-                    _log_call(method, who, outcome, started)
+                with call(request, context):
+                    yield from inner_stream(request, context)
 
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=_safe_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_stream_rpc_method_handler(stream, **wrap)
         return handler
 
     @staticmethod

@@ -21,6 +21,13 @@ def checkpoint_pb(stored: Any) -> common_pb2.SignedCheckpoint:
     return common_pb2.SignedCheckpoint(note=stored.note, tree_size=stored.tree_size, root_hash=stored.root_hash)
 
 
+def require_tree_size(conn: psycopg.Connection, size: int) -> None:
+    """A proof against a tree the builder has not reached yet is retryable, not an error."""
+    built = tree.tree_size(conn)
+    if size > built:
+        raise UnavailableError(f"the tree has {built} leaves so far; retry once it reaches {size}")
+
+
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     def __init__(self, service: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer) -> None:
         self.service = service
@@ -44,9 +51,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     def GetInclusionProof(self, request: Any, context: Any) -> Any:
         with self._connect() as conn:
-            size = tree.tree_size(conn)
-            if request.tree_size > size:
-                raise UnavailableError(f"the tree has {size} leaves so far; retry once it reaches {request.tree_size}")
+            require_tree_size(conn, request.tree_size)
             proof = tree.inclusion_proof(conn, request.leaf_index, request.tree_size)
             leaf = tree.leaf_at(conn, request.leaf_index)
         return ledger_pb2.GetInclusionProofResponse(
@@ -54,9 +59,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     def GetConsistencyProof(self, request: Any, context: Any) -> Any:
         with self._connect() as conn:
-            size = tree.tree_size(conn)
-            if request.new_size > size:
-                raise UnavailableError(f"the tree has {size} leaves so far; retry once it reaches {request.new_size}")
+            require_tree_size(conn, request.new_size)
             proof = tree.consistency_proof(conn, request.old_size, request.new_size)
         return ledger_pb2.GetConsistencyProofResponse(old_size=request.old_size, new_size=request.new_size, proof=proof)
 
