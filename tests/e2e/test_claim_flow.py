@@ -152,3 +152,28 @@ def test_a_void_is_recorded_and_cannot_be_repeated(parties):
     with pytest.raises(grpc.RpcError) as refused:
         parties.provider.provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=submitted.claim_id, reason="again"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_payer_stream_interrupted_and_resumed_misses_nothing_and_repeats_nothing(parties):
+    set_up(parties)
+    claim_ids = [parties.provider.provider.SubmitClaim(claim_request(f"resume-{n}", billed=12_000 + n)).claim_id
+                 for n in range(12)]
+    wanted = set(claim_ids)
+
+    def read(after: int, stop_after: int | None, seen: frozenset[str] = frozenset()) -> list[common_pb2.AdjudicationNotice]:
+        stream = parties.payer.payer.SubscribeAdjudications(payer_pb2.SubscribeAdjudicationsRequest(after_position=after), timeout=30)
+        got: list[common_pb2.AdjudicationNotice] = []
+        for item in stream:
+            if item.WhichOneof("kind") == "notice":
+                got.append(item.notice)
+            if (stop_after is not None and len(got) >= stop_after) or wanted <= seen | {n.claim_id for n in got}:
+                break
+        stream.cancel()  # the client goes away mid-stream
+        return got
+
+    first = read(0, stop_after=5)
+    seen = frozenset(n.claim_id for n in first)
+    rest = read(first[-1].position, stop_after=None, seen=seen) if seen != wanted else []
+    positions = [n.position for n in first + rest]
+    assert positions == sorted(positions) and len(positions) == len(set(positions))
+    assert {n.claim_id for n in first + rest} == wanted
