@@ -6,6 +6,8 @@ What lives here:
   row changes: ``claims`` (claim_status, payer_worklist, adjudication_notices), ``benefits``
   (member coverage, accumulators, explanation of benefits), ``payments`` (payments and
   remittances), ``timeline`` (every event of a claim and its payments, with hashes);
+* ``events``: the ledger read as a projection reads it (notifications in position order, payloads
+  decoded from the stored JSON, the domain's event topics); ``catalog``: every projection by name;
 * ``store``: the PostgreSQL side — a view that is an eventsourcing ``PostgresTrackingRecorder``
   and writes a whole batch of row changes together with its tracking position in ONE
   transaction (exactly once), over tables created by ``migrations/`` only;
@@ -14,7 +16,8 @@ What lives here:
 * ``rebuild``: rebuild from position 0 into ``<table>_rebuild`` and swap in atomically, status;
 * ``queries``: the read functions the gRPC layer calls (plain dataclasses out, read-your-writes);
 * ``feed``: the ``NotificationHub`` (one LISTEN per process) behind the payer and provider streams;
-* ``bench``: the rebuild-rate benchmark.
+* ``bench``: the rebuild-rate and lag benchmarks;
+* ``errors``: ``ProjectionLagError`` (UNAVAILABLE, retryable) and friends.
 
 Projections read events and never write them. May import: the standard library, psycopg,
 psycopg_pool, ``eventsourcing`` (persistence and the PostgreSQL tracking recorder),
