@@ -79,6 +79,9 @@ class Receipt:
 
     position: int
     event_hash: bytes
+    # The event's leaf in the Merkle tree: once a checkpoint's tree_size exceeds it, its inclusion
+    # proof can be fetched (LedgerService GetCheckpoint + GetInclusionProof).
+    leaf_index: int
 
 
 class Ledger(Application):
@@ -128,10 +131,11 @@ class Ledger(Application):
             return {}
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "SELECT notification_id, hash FROM ledger_events WHERE notification_id = ANY(%s)",
+                "SELECT notification_id, hash, leaf_index FROM ledger_events WHERE notification_id = ANY(%s)",
                 (positions,),
             )
-            return {row["notification_id"]: Receipt(row["notification_id"], bytes(row["hash"])) for row in curs.fetchall()}
+            return {row["notification_id"]: Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"])
+                    for row in curs.fetchall()}
 
     def load_many(self, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
         """Reconstruct many aggregates with one query (absent ids are left out)."""
@@ -154,6 +158,6 @@ class Ledger(Application):
 
     def head(self) -> Receipt | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT notification_id, hash FROM ledger_events ORDER BY notification_id DESC LIMIT 1")
+            curs.execute("SELECT notification_id, hash, leaf_index FROM ledger_events ORDER BY notification_id DESC LIMIT 1")
             row = curs.fetchone()
-        return Receipt(row["notification_id"], bytes(row["hash"])) if row else None
+        return Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"]) if row else None

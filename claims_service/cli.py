@@ -83,6 +83,16 @@ def _parse_head(text: str) -> tuple[int, bytes]:
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from claims_service.ledger.store import verify_ledger
 
+    if args.checkpoint:
+        # Against a checkpoint kept earlier: signature, chain, tree and consistency proof.
+        from claims_service.ledger.commands import cmd_verify_checkpoint
+
+        if not args.public_key:
+            print("claimsctl: --checkpoint needs --public-key KEY (the ledger's verifier key)", file=sys.stderr)
+            return 2
+        args.file = args.checkpoint
+        return cmd_verify_checkpoint(config, args)
+
     with database_url(config) as url:
         report = verify_ledger(url, expect_head=args.expect_head)
     rate = report.events / report.seconds if report.seconds else 0.0
@@ -218,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.add_argument("--expect-head", type=_parse_head, metavar="POSITION:HASH",
                         help="also require this earlier head to be in the chain (catches a cut-off end)")
+    verify.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="check the ledger against a signed checkpoint kept earlier (same as verify-checkpoint)")
+    verify.add_argument("--public-key", action="append", metavar="KEY",
+                        help="with --checkpoint: the verifier key <name>+<key id>+<base64 key>, or a file holding it")
     verify.set_defaults(func=cmd_verify)
 
     bundle = commands.add_parser("verify-bundle", help="check an exported claim bundle offline (no database)")

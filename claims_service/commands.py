@@ -101,11 +101,11 @@ class ClaimsLedger:
     def receipt_of(self, stream_id: UUID, version: int) -> Receipt:
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "SELECT notification_id, hash FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
+                "SELECT notification_id, hash, leaf_index FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
                 (stream_id, version),
             )
             row = curs.fetchone()
-        return Receipt(row["notification_id"], bytes(row["hash"]))
+        return Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"])
 
     # --- administration ------------------------------------------------------------------
 

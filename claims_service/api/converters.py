@@ -61,7 +61,7 @@ def lines_from_pb(lines: Any, field: str = "lines") -> list[dict[str, Any]]:
 def receipt_pb(receipt: Receipt | None) -> common_pb2.Receipt | None:
     if receipt is None:
         return None
-    return common_pb2.Receipt(position=receipt.position, event_hash=receipt.event_hash)
+    return common_pb2.Receipt(position=receipt.position, event_hash=receipt.event_hash, leaf_index=receipt.leaf_index)
 
 
 def decision_pb(decision: dict[str, Any] | None) -> common_pb2.Decision | None:

@@ -11,7 +11,9 @@ import grpc
 import pytest
 
 from claims.v1 import admin_pb2, common_pb2, dispute_pb2, ledger_pb2, payer_pb2, provider_pb2
+from claims_service.ledger import merkle
 from claims_service.ledger.bundle import verify_bundle
+from claims_service.ledger.checkpoints import parse_and_verify
 from tests import world
 
 DAY = "2026-10-15"
@@ -118,6 +120,15 @@ def test_a_claim_goes_from_submission_to_payment_and_its_history_verifies(partie
     verified = parties.dispute.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest())
     assert verified.intact and verified.events > 10
     key = parties.dispute.ledger.GetPublicKey(ledger_pb2.GetPublicKeyRequest())
+
+    # 9. The provider's receipt names a leaf: a signed checkpoint covering it, and the proof.
+    leaf = submitted.receipt.leaf_index
+    checkpoint = parties.provider.ledger.GetCheckpoint(ledger_pb2.GetCheckpointRequest(min_tree_size=leaf + 1)).checkpoint
+    signed = parse_and_verify(checkpoint.note, key.verifier_key)
+    proof = parties.provider.ledger.GetInclusionProof(ledger_pb2.GetInclusionProofRequest(leaf_index=leaf, tree_size=signed.size))
+    assert proof.event_hash == submitted.receipt.event_hash
+    assert merkle.verify_inclusion(merkle.leaf_hash(submitted.receipt.event_hash), leaf, signed.size,
+                                   list(proof.audit_path), signed.root_hash)
     bundle = parties.dispute.ledger.ExportClaimBundle(ledger_pb2.ExportClaimBundleRequest(claim_id=submitted.claim_id)).bundle
     report = verify_bundle(bundle, key.verifier_key)
     assert report.ok, report.failures

@@ -178,9 +178,10 @@ def test_verify_names_a_forged_row_even_when_its_own_hash_is_right(ledger, datab
         # The unique index on prev_hash refuses a second row naming the same predecessor;
         # a superuser drops it first.
         conn.execute("DROP INDEX ledger_events_prev_hash_idx")
+        conn.execute("DROP INDEX ledger_events_leaf_index_idx")
         conn.execute(
             "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state,"
-            " prev_hash, stream_prev_hash, hash) VALUES (5, %s, 1, %s, %s, %s, %s, %s)",
+            " prev_hash, stream_prev_hash, hash, leaf_index) VALUES (5, %s, 1, %s, %s, %s, %s, %s, 4)",
             (forged_id, topic, state, fourth[7], GENESIS, digest),
         )
     code, report = verify(database_url, monkeypatch, capsys)
