@@ -380,9 +380,34 @@ class AdjudicationFollower:
                 provider_id=claim.provider_id,
                 claim_ids=[claim.claim_id],
                 amount_cents=due,
-                lines={claim.claim_id: [{"line_number": line.line_number, "paid_cents": line.paid_cents} for line in decision.lines]},
+                lines={claim.claim_id: payment_lines(claim.claim_id, decision, payments, due)},
             )
         )
+
+
+def payment_lines(claim_id: str, decision: Decision, earlier: list[Payment], due: int) -> list[dict[str, int]]:
+    """What this payment pays per line: the decision's paid amount less what earlier payments paid
+    on that line, so that the lines add up to `due` exactly (a payment's invariant).
+
+    Earlier payments' reversals are not itemised by line; when they make the per-line differences
+    disagree with `due`, the difference is taken from (or added to) the lines in order.
+    """
+    before: dict[int, int] = {}
+    for payment in earlier:
+        for line in payment.lines.get(claim_id, []):
+            before[line["line_number"]] = before.get(line["line_number"], 0) + line["paid_cents"]
+    lines = [{"line_number": line.line_number, "paid_cents": max(0, line.paid_cents - before.get(line.line_number, 0))}
+             for line in decision.lines]
+    excess = sum(line["paid_cents"] for line in lines) - due
+    for line in reversed(lines) if excess > 0 else lines[:1]:
+        if excess > 0:
+            take = min(excess, line["paid_cents"])
+            line["paid_cents"] -= take
+            excess -= take
+        else:
+            line["paid_cents"] -= excess  # excess <= 0: add the shortfall to the first line
+            excess = 0
+    return [line for line in lines if line["paid_cents"]] or [{"line_number": decision.lines[0].line_number, "paid_cents": due}]
 
 
 def payment_id_for(claim_id: str, n: int = 0) -> str:

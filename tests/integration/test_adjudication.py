@@ -179,3 +179,21 @@ def test_every_decision_in_a_large_random_history_replays_identically(service):
         assert replay.identical, (claim_id, replay.differences)
         outcomes.add(replay.recorded["outcome"])
     assert {"PAID", "DENIED", "PENDED"} <= outcomes
+
+
+def test_an_overturned_dispute_pays_only_the_difference_line_by_line(service):
+    follower = AdjudicationFollower(service.ledger)
+    body = world.claim_body("therapy", lines=[world.line(1, "97110", 18_000, units=6)], diagnosis_codes=["M5450"])
+    submitted = service.submit_claim(actor=PROVIDER, **body)
+    drain(follower)
+    first = service.own_claim(submitted.claim_id).decision
+    assert first["lines"][0]["adjustments"][0]["carc"] == "151"  # two units over the daily limit of 4
+    dispute_id, _ = service.open_dispute(actor="dispute:team", claim_id=submitted.claim_id, reason="six were needed")
+    _, decision = service.resolve_dispute(actor="dispute:team", claim_id=submitted.claim_id, dispute_id=dispute_id,
+                                          resolution="overturned", note="2026.2 allows six", ruleset_version="2026.2")
+    drain(follower)
+    second = service.ledger.repository.get(Payment.create_id(f"{submitted.claim_id}/1"))
+    difference = decision["total_paid_cents"] - first["total_paid_cents"]
+    assert difference > 0 and second.amount_cents == difference
+    assert sum(line["paid_cents"] for line in second.lines[submitted.claim_id]) == difference
+    assert service.ledger.recorder.max_tracking_id(TRACKING_NAME) == service.ledger.head().position  # not stuck
