@@ -37,12 +37,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures to quote")
     parser.add_argument("--tree-leaves", type=int, default=1_000_000)
     parser.add_argument("--rebuild-events", type=int, default=200_000)
+    parser.add_argument("--verify-events", type=int, default=1_000_000, help="ledger size for the verification rate")
     parser.add_argument("--claims", type=int, default=3_000, help="claims in the follower backlog")
     parser.add_argument("--growth", type=int, default=0, metavar="EVENTS",
                         help="also run the service load on a ledger prefilled with EVENTS events and compare")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.tree_leaves, args.rebuild_events, args.claims = 2.0, 20_000, 5_000, 300
+        args.verify_events = 20_000
     parts = args.only or list(PARTS)
     console = Console()
 
@@ -89,7 +91,9 @@ def main() -> None:
 def run_ledger(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     from bench import ledger
 
-    return ledger.run(create_database, args.seconds, progress)
+    results = ledger.run(create_database, args.seconds, progress)
+    results["verify"] = ledger.verify_rates(create_database, args.verify_events, progress)
+    return results
 
 
 def run_adjudication(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
@@ -150,6 +154,9 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("plain eventsourcing events/s (4 threads, 5/save)", led["plain_events_per_s"])
         row("hash-linked events/s (same load)", led["chained_events_per_s"])
         row("hash-linking ratio (chained / plain)", led["chain_ratio"], "≥ 0.90", "{:.2f}")
+        verify = led["verify"]
+        row(f"full verification events/s, {verify['events']:,} events (1 process / all cores)",
+            f"{verify['single_process_per_s']:,.0f} / {verify['all_cores_per_s']:,.0f}", "≥ 100,000")
     if "adjudication" in results:
         adj = results["adjudication"]
         row("engine claim lines/s (pure, one core)", adj["engine_lines_per_s"], "≥ 5,000")

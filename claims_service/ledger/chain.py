@@ -89,17 +89,30 @@ class ChainVerifier:
     Keeps O(number of streams) state: each stream's last version and hash, for the stream links.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, start_hash: bytes | None = GENESIS, defer_unknown_streams: bool = False) -> None:
+        """`start_hash`: what the first row must link to (None: a slice of the ledger whose start
+        is checked by whoever joins the slices). `defer_unknown_streams`: a stream first seen at a
+        version above 1 is noted in `stream_firsts` instead of failing (its start is in an earlier slice)."""
         self.report = VerifyReport()
+        self._start_hash = start_hash
         self._prev: LedgerRow | None = None
         self._prev_prev_hash: bytes = GENESIS  # the hash before _prev, to tell "inserted" from "missing"
         self._streams: dict[uuid.UUID, tuple[int, bytes]] = {}
+        self._defer = defer_unknown_streams
+        self.first_row: LedgerRow | None = None
+        self.stream_firsts: dict[uuid.UUID, tuple[int, bytes, int]] = {}  # version, stream_prev_hash, position
+
+    @property
+    def stream_lasts(self) -> dict[uuid.UUID, tuple[int, bytes]]:
+        return self._streams
 
     def feed(self, row: LedgerRow) -> bool:
         """Check one row; return False (and set report.problem) at the first fault."""
-        expected_prev = self._prev.hash if self._prev else GENESIS
+        if self._prev is None:
+            self.first_row = row
+        expected_prev = self._prev.hash if self._prev else self._start_hash
         recomputed = row_hash(row.prev_hash, row.position, row.stream_id, row.version, row.topic, row.state)
-        link_ok = row.prev_hash == expected_prev
+        link_ok = expected_prev is None or row.prev_hash == expected_prev
         if recomputed != row.hash:
             if not link_ok:
                 # Neither its bytes at this position nor its link fit: the row was moved here.
@@ -117,7 +130,7 @@ class ChainVerifier:
                               f"links to {row.prev_hash.hex()[:16]}…, which is no longer in the chain ({before})")
         if not self._check_stream(row):
             return False
-        self._prev_prev_hash = expected_prev
+        self._prev_prev_hash = row.prev_hash
         self._prev = row
         self.report.events += 1
         self.report.head_position = row.position
@@ -126,7 +139,9 @@ class ChainVerifier:
 
     def _check_stream(self, row: LedgerRow) -> bool:
         last = self._streams.get(row.stream_id)
-        if last is None:
+        if last is None and self._defer and row.version > 1:
+            self.stream_firsts[row.stream_id] = (row.version, row.stream_prev_hash, row.position)
+        elif last is None:
             if row.version != 1 or row.stream_prev_hash != GENESIS:
                 return self._fail(row.position, Fault.STREAM_LINK_BROKEN,
                                   f"stream {row.stream_id} starts at version {row.version}, not 1")
@@ -150,6 +165,21 @@ class ChainVerifier:
         return self.report
 
 
+def walk(verifier: ChainVerifier, rows: Iterable[LedgerRow], expect_head: tuple[int, bytes] | None) -> bool:
+    """Feed every row until the first fault; return whether `expect_head`'s position was seen."""
+    found_head = False
+    for row in rows:
+        if not verifier.feed(row):
+            return found_head
+        if expect_head and row.position == expect_head[0]:
+            found_head = True
+            if row.hash != expect_head[1]:
+                verifier._fail(row.position, Fault.HEAD_MISMATCH,
+                               f"expected hash {expect_head[1].hex()[:16]}…, the ledger has {row.hash.hex()[:16]}…")
+                return found_head
+    return found_head
+
+
 def verify_rows(rows: Iterable[LedgerRow], expect_head: tuple[int, bytes] | None = None) -> VerifyReport:
     """Walk the rows; with `expect_head`, also require that (position, hash) is still in the chain.
 
@@ -157,17 +187,10 @@ def verify_rows(rows: Iterable[LedgerRow], expect_head: tuple[int, bytes] | None
     someone kept earlier (from a receipt or a previous verify) can.
     """
     verifier = ChainVerifier()
-    found_head = False
-    for row in rows:
-        if not verifier.feed(row):
-            return verifier.finish()
-        if expect_head and row.position == expect_head[0]:
-            found_head = True
-            if row.hash != expect_head[1]:
-                verifier._fail(row.position, Fault.HEAD_MISMATCH,
-                               f"expected hash {expect_head[1].hex()[:16]}…, the ledger has {row.hash.hex()[:16]}…")
-                return verifier.finish()
+    found_head = walk(verifier, rows, expect_head)
     report = verifier.finish()
+    if report.problem is not None:
+        return report
     if expect_head and not found_head:
         head = report.head_position
         report.problem = Problem(expect_head[0], Fault.HEAD_MISMATCH,

@@ -14,7 +14,7 @@ from eventsourcing.domain import Aggregate, event
 from claims_service.application import Ledger
 from claims_service.cli import main as claimsctl
 from claims_service.errors import ConflictError
-from claims_service.ledger.chain import GENESIS, row_hash
+from claims_service.ledger.chain import GENESIS, Fault, row_hash
 
 
 class Tally(Aggregate):
@@ -220,3 +220,28 @@ def test_verify_names_a_broken_stream_link(ledger, database_url, monkeypatch, ca
     code, report = verify(database_url, monkeypatch, capsys)
     assert code == 1
     assert report["problem"]["position"] == 4 and report["problem"]["fault"] == "stream link broken"
+
+
+@pytest.mark.parametrize("tampering", [
+    (),
+    ("UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3) WHERE notification_id = 31",),
+    ("DELETE FROM ledger_events WHERE notification_id = 21",),
+    ("DELETE FROM ledger_events WHERE notification_id = 22",),
+    ("UPDATE ledger_events SET stream_prev_hash = sha256(stream_prev_hash) WHERE notification_id = 24",),
+    ("UPDATE ledger_events SET notification_id = -1 WHERE notification_id = 9",
+     "UPDATE ledger_events SET notification_id = 9 WHERE notification_id = 30",
+     "UPDATE ledger_events SET notification_id = 30 WHERE notification_id = -1"),
+])
+def test_verifying_in_parallel_slices_names_the_same_first_fault(ledger, database_url, monkeypatch, tampering):
+    from claims_service.ledger import store
+
+    append_tallies(ledger, 20)  # 40 rows: slices of two processes meet at position 20
+    tamper(database_url, *tampering)
+    single = store.verify_ledger(database_url, processes=1)
+    monkeypatch.setattr(store, "PARALLEL_FROM_EVENTS", 0)
+    parallel = store.verify_ledger(database_url, processes=2)
+    assert (parallel.intact, parallel.problem and parallel.problem.position) == (single.intact, single.problem and single.problem.position)
+    if single.problem:
+        assert parallel.problem.fault in (single.problem.fault, Fault.ROW_MISSING, Fault.STREAM_LINK_BROKEN)
+    else:
+        assert (parallel.events, parallel.streams, parallel.head_hash) == (single.events, single.streams, single.head_hash)
