@@ -100,7 +100,7 @@ def run(create_database, seconds: float, progress) -> dict[str, float]:
     return results
 
 
-def fill(url: str, events: int, batch: int = 10_000) -> None:
+def fill(url: str, events: int, batch: int = 50_000) -> None:
     """Append `events` hash-linked events with plain SQL (the trigger links them as usual): a big
     ledger for the verification rate, faster than going through the application."""
     with psycopg.connect(url) as conn:

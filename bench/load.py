@@ -281,7 +281,7 @@ class PayerStream(threading.Thread):
         self.arrived: dict[str, float] = {}
         self.positions: list[int] = []
         self.call: Any = None
-        self.on_notice: Callable[[str], object] = lambda claim_id: None
+        self.on_notice: Callable[[str, int], object] = lambda claim_id, status: None
 
     def run(self) -> None:
         self.call = self.stub.SubscribeAdjudications(payer_pb2.SubscribeAdjudicationsRequest(after_position=self.after),
@@ -292,7 +292,7 @@ class PayerStream(threading.Thread):
                     self.positions.append(item.notice.position)
                     if item.notice.claim_id not in self.arrived:
                         self.arrived[item.notice.claim_id] = time.monotonic()
-                        self.on_notice(item.notice.claim_id)
+                        self.on_notice(item.notice.claim_id, item.notice.status)
         except grpc.RpcError:
             pass
 
@@ -335,7 +335,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
 
     url = database_url or create_database("bench_service")
     migrate(url)
-    seconds = max(args.seconds * 3, 10.0)
+    seconds = max(args.seconds * 2, 8.0)
     in_flight = 32
     task = progress.add_task("service over gRPC: starting", total=1.0)
     with tempfile.TemporaryDirectory(prefix="claims-bench-service-") as tmp:
@@ -347,7 +347,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                 head = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()[0]
             stream = PayerStream(channel, server.keys["payer"]["api_key"], head)
             load = Load(channel, provider_keys, in_flight)
-            stream.on_notice = lambda claim_id: load.decided.append((load.providers[claim_id], claim_id)) if claim_id in load.providers else None
+            # Only claims decided automatically (not pended, whose review comes first) may be voided or corrected.
+            stream.on_notice = lambda claim_id, status: (load.decided.append((load.providers[claim_id], claim_id))
+                                                         if claim_id in load.providers and status == common_pb2.CLAIM_STATUS_ADJUDICATED else None)
             stream.start()
             cpu_before = cpu_seconds(server.process.pid)
             # Phase 1: as fast as 32 calls in flight go: the throughput.
