@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from datetime import date
-from uuid import UUID
 
 import pytest
 
