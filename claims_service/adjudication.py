@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from eventsourcing.utils import get_topic
 
 import adjudicator
-from adjudicator.models import ClaimInput, Decision, Facts, Outcome
+from adjudicator.models import Adjustment, ClaimInput, Decision, Facts, LineResult, Outcome
 from claims_service.application import Ledger
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
@@ -189,9 +189,13 @@ class AdjudicationFollower:
                 self._reverse(work, original, reason=f"replaced by {claim.claim_id}")
         version = self._ruleset_version(work, claim.received_on)
         ruleset = adjudicator.get_ruleset(version)
-        claim_input = claim_input_of(claim)
         facts = self._gather_facts(work, claim)
-        decision = adjudicator.adjudicate(claim_input, facts, ruleset)
+        try:
+            decision = adjudicator.adjudicate(claim_input_of(claim), facts, ruleset)
+        except Exception as error:  # a claim the rule set cannot decide must not stall every claim after it
+            log.error("rule set %s could not decide claim %s (%s); pending it for manual review",
+                      ruleset.version, claim.claim_id, type(error).__name__, exc_info=error)
+            decision = manual_review(claim, ruleset)
         decision_data = decision.model_dump(mode="json")
         facts_data = facts.model_dump(mode="json")
         record = claim.pend if decision.outcome == Outcome.PENDED else claim.adjudicate
@@ -407,6 +411,21 @@ def payment_lines(claim_id: str, decision: Decision, earlier: list[Payment], due
             line["paid_cents"] -= excess  # excess <= 0: add the shortfall to the first line
             excess = 0
     return [line for line in lines if line["paid_cents"]] or [{"line_number": decision.lines[0].line_number, "paid_cents": due}]
+
+
+def manual_review(claim: Claim, ruleset: adjudicator.RuleSet) -> Decision:
+    """Every line held for review (OA-133, nothing paid, no accumulators moved): what a payer's
+    reviewer sees when the rule set itself failed on a claim."""
+    lines = [
+        LineResult(line_number=line["line_number"], billed_cents=line["billed_cents"], allowed_cents=0, paid_cents=0,
+                   patient_responsibility_cents=0, remarks=[], status="pended",
+                   adjustments=[Adjustment(group="OA", carc="133", amount_cents=line["billed_cents"])] if line["billed_cents"] else [])
+        for line in claim.lines
+    ]
+    billed = sum(line.billed_cents for line in lines)
+    return Decision(claim_id=claim.claim_id, outcome=Outcome.PENDED, lines=lines, total_billed_cents=billed,
+                    total_allowed_cents=0, total_paid_cents=0, total_patient_responsibility_cents=0,
+                    accumulator_changes=[], ruleset_version=ruleset.version, ruleset_hash=ruleset.content_hash)
 
 
 def payment_id_for(claim_id: str, n: int = 0) -> str:

@@ -307,8 +307,13 @@ class ClaimsLedger:
             raise ValidationError.single("ruleset_version", f"unknown rule set {version!r}") from None
         from claims_service.adjudication import claim_input_of
 
-        replayed = adjudicator.adjudicate(claim_input_of(claim), adjudicator.Facts.model_validate(claim.facts), ruleset)
         recorded = adjudicator.Decision.model_validate(claim.run_decision)
+        try:
+            replayed = adjudicator.adjudicate(claim_input_of(claim), adjudicator.Facts.model_validate(claim.facts), ruleset)
+        except Exception as error:  # the rule set cannot decide these facts (the run was pended for review)
+            return Replay(recorded=recorded.model_dump(mode="json"), replayed=recorded.model_dump(mode="json"),
+                          differences=[f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__})"],
+                          recorded_position=self.decision_position(claim))
         differences = compare(recorded, replayed)
         position = self.decision_position(claim)
         return Replay(recorded=recorded.model_dump(mode="json"), replayed=replayed.model_dump(mode="json"),

@@ -196,3 +196,25 @@ def test_an_overturned_dispute_pays_only_the_difference_line_by_line(service):
     assert difference > 0 and second.amount_cents == difference
     assert sum(line["paid_cents"] for line in second.lines[submitted.claim_id]) == difference
     assert service.ledger.recorder.max_tracking_id(TRACKING_NAME) == service.ledger.head().position  # not stuck
+
+
+def test_a_claim_the_rule_set_cannot_decide_is_pended_and_does_not_stall_the_others(service, monkeypatch):
+    import claims_service.adjudication as adjudication
+
+    real = adjudicator.adjudicate
+
+    def failing_on_one(claim, facts, ruleset):
+        if claim.lines[0].billed_cents == 13_131:
+            raise RuntimeError("a rule-set defect")
+        return real(claim, facts, ruleset)
+
+    monkeypatch.setattr(adjudication.adjudicator, "adjudicate", failing_on_one)
+    bad = service.submit_claim(actor=PROVIDER, **world.claim_body("bad", lines=[world.line(1, "99213", 13_131)]))
+    good = service.submit_claim(actor=PROVIDER, **world.claim_body("good", lines=[world.line(1, "80053", 2_000)]))
+    drain(AdjudicationFollower(service.ledger))
+    stuck = service.own_claim(bad.claim_id)
+    assert stuck.status == "pended"
+    assert stuck.decision["lines"][0]["adjustments"] == [{"group": "OA", "carc": "133", "amount_cents": 13_131}]
+    assert service.own_claim(good.claim_id).status == "adjudicated"
+    replay = service.replay(bad.claim_id)
+    assert not replay.identical and "cannot decide" in replay.differences[0]
