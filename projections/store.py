@@ -27,7 +27,6 @@ Tables are named by the migrations; a rebuild writes the same code into ``<table
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
 import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -228,7 +228,8 @@ class AppendTable:
 
 
 def _dumps(rows: list[Row]) -> str:
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+    # orjson: several times faster than json.dumps on a batch's rows, which every batch writes.
+    return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class Batch:
