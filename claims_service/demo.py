@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -87,7 +88,7 @@ def run_demo(config: Config) -> int:
         print(f"claimsctl demo: no service at {config.grpc_addr}; is `make run` running?", file=sys.stderr)
         return 2
     try:
-        return _story(channel, keys)
+        return _story(channel, keys, config.data_dir)
     except grpc.RpcError as error:
         print(f"claimsctl demo: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
@@ -95,7 +96,7 @@ def run_demo(config: Config) -> int:
         channel.close()
 
 
-def _story(channel: grpc.Channel, keys: dict[str, Any]) -> int:
+def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
     admin, provider, payer, dispute = (Party(channel, keys[r]["api_key"]) for r in ("admin", "provider", "payer", "dispute"))
     admin_api, provider_api = admin_pb2_grpc.AdminServiceStub(channel), provider_pb2_grpc.ProviderServiceStub(channel)
     payer_api, dispute_api = payer_pb2_grpc.PayerServiceStub(channel), dispute_pb2_grpc.DisputeServiceStub(channel)
@@ -233,7 +234,7 @@ def _story(channel: grpc.Channel, keys: dict[str, Any]) -> int:
     bundle = dispute.call(ledger_api.ExportClaimBundle, ledger_pb2.ExportClaimBundleRequest(claim_id=therapy))
     from claims_service.ledger.bundle import bundle_to_json
 
-    path = f"bundle-{therapy[:8]}.json"
+    path = data_dir / f"bundle-{therapy[:8]}.json"  # beside the demo keys, not in the working tree
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(bundle_to_json(bundle.bundle))
     say(f"   claim bundle written to {path} ({len(bundle.bundle.events)} events, checkpoint of "
