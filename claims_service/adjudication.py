@@ -242,6 +242,8 @@ class AdjudicationFollower:
             if period is not None:
                 accumulators.append(period.accumulators())
                 earlier += [line for line in period.earlier_lines(excluding=excluding) if line["date_of_service"] in days]
+        if prior_auths:
+            self._count_authorised_units(work, claim, prior_auths, excluding)
         provider = work.get(Provider.create_id(claim.provider_id))
         provider_facts = None
         fee_schedule = None
@@ -276,7 +278,7 @@ class AdjudicationFollower:
                 "provider": provider_facts,
                 "fee_schedule": fee_schedule,
                 "prior_authorizations": [
-                    {k: a[k] for k in ("auth_id", "procedure_code", "units", "valid_from", "valid_to")}
+                    {k: a[k] for k in ("auth_id", "procedure_code", "units", "valid_from", "valid_to", "units_used")}
                     for a in prior_auths
                 ],
                 "earlier_claim_lines": [
@@ -285,6 +287,29 @@ class AdjudicationFollower:
                 ],
             }
         )
+
+    def _count_authorised_units(self, work: UnitOfWork, claim: Claim, auths: list[dict[str, Any]],
+                                excluding: set[str]) -> None:
+        """Set each authorisation's `units_used`: the units of the member's earlier services that
+        it covered (same procedure, in its window, not voided or denied), earliest authorisation
+        first — the same order in which the rule spends them."""
+        for auth in auths:
+            auth["units_used"] = 0
+        years = {y for a in auths for y in range(a["valid_from"].year, a["valid_to"].year + 1)}
+        lines = []
+        for year in sorted(years):
+            period = work.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
+            if period is not None:
+                lines += [line for line in period.earlier_lines(excluding=excluding) if not line["voided"]]
+        ordered = sorted(auths, key=lambda a: (a["valid_from"], a["auth_id"]))
+        for line in sorted(lines, key=lambda line: line["date_of_service"]):
+            units = line["units"]
+            for auth in ordered:
+                if units and auth["procedure_code"] == line["procedure_code"] \
+                        and auth["valid_from"] <= line["date_of_service"] <= auth["valid_to"]:
+                    taken = min(units, auth["units"] - auth["units_used"])
+                    auth["units_used"] += taken
+                    units -= taken
 
     # --- effects ----------------------------------------------------------------------
 

@@ -218,3 +218,19 @@ def test_a_claim_the_rule_set_cannot_decide_is_pended_and_does_not_stall_the_oth
     assert service.own_claim(good.claim_id).status == "adjudicated"
     replay = service.replay(bad.claim_id)
     assert not replay.identical and "cannot decide" in replay.differences[0]
+
+
+def test_authorised_units_are_spent_across_claims(service):
+    service.authorize_prior(actor="admin:test", payer_id=world.PAYER, member_id=world.MEMBER, auth_id="PA-1",
+                            procedure_code="73721", units=2, valid_from=date(2026, 3, 1), valid_to=date(2026, 6, 30))
+    follower = AdjudicationFollower(service.ledger)
+    scan = {"diagnosis_codes": ["M1711"]}
+    first = service.submit_claim(actor=PROVIDER, **world.claim_body("scan-1", lines=[world.line(1, "73721", 50_000, day=date(2026, 3, 10))], **scan))
+    second = service.submit_claim(actor=PROVIDER, **world.claim_body("scan-2", lines=[world.line(1, "73721", 50_000, day=date(2026, 4, 10))], **scan))
+    third = service.submit_claim(actor=PROVIDER, **world.claim_body("scan-3", lines=[world.line(1, "73721", 50_000, day=date(2026, 5, 10))], **scan))
+    drain(follower)
+    carcs = [[a["carc"] for a in service.own_claim(c.claim_id).decision["lines"][0]["adjustments"]] for c in (first, second, third)]
+    assert "198" not in carcs[0] and "198" not in carcs[1]
+    assert "198" in carcs[2]  # the authorisation's two units were spent by the first two scans
+    facts = service.own_claim(third.claim_id).facts
+    assert facts["prior_authorizations"][0]["units_used"] == 2
