@@ -3,6 +3,7 @@ public key — what anyone holding a receipt needs to check the ledger without t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
@@ -14,7 +15,13 @@ from claims_service.commands import ClaimsLedger
 from claims_service.errors import NotFoundError, UnavailableError
 from claims_service.ledger import tree
 from claims_service.ledger.bundle import export_bundle
-from claims_service.ledger.checkpoints import Checkpointer, key_id, latest_checkpoint, public_key_bytes
+from claims_service.ledger.checkpoints import (
+    Checkpointer,
+    VerifierKey,
+    key_id,
+    latest_checkpoint,
+    public_key_bytes,
+)
 
 
 def checkpoint_pb(stored: Any) -> common_pb2.SignedCheckpoint:
@@ -78,4 +85,15 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             key_id=key_id(name, self.checkpointer.key).hex(),
             public_key=public_key_bytes(self.checkpointer.key),
             verifier_key=self.checkpointer.verifier_key,
+            previous_verifier_keys=previous_verifier_keys(),
         )
+
+
+def previous_verifier_keys(environ: dict[str, str] | None = None) -> list[str]:
+    """Retired keys that still verify old checkpoints (key rotation, docs/LEDGER.md): the
+    comma-separated verifier keys in CLAIMS_PREVIOUS_VERIFIER_KEYS, each checked for its format."""
+    text = (os.environ if environ is None else environ).get("CLAIMS_PREVIOUS_VERIFIER_KEYS", "")
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    for key in keys:
+        VerifierKey.parse(key)  # a malformed key is a configuration error, found at the first call
+    return keys
