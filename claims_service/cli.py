@@ -141,27 +141,30 @@ def cmd_verify_bundle(config: Config, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_export_bundle(config: Config, args: argparse.Namespace) -> int:
-    from uuid import UUID
+@contextmanager
+def claims_ledger(url: str) -> Iterator[object]:
+    """The ledger's commands over a small pool, for one CLI command."""
+    from claims_service.application import Ledger
+    from claims_service.commands import ClaimsLedger
 
+    ledger = Ledger(url, pool_size=2)
+    service = ClaimsLedger(ledger)
+    try:
+        yield service
+    finally:
+        service.close()
+        ledger.close()
+
+
+def cmd_export_bundle(config: Config, args: argparse.Namespace) -> int:
     from claims_service.ledger.bundle import bundle_to_json, export_bundle
     from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
 
-    try:
-        claim_stream = UUID(args.claim_id)
-    except ValueError:
-        print("claimsctl: CLAIM_ID must be a claim id (UUID)", file=sys.stderr)
-        return 2
     with database_url(config) as url:
         checkpointer = Checkpointer.from_settings(url, resolve_signing_key(config.data_dir), SigningSettings.from_env())
-        from claims_service.application import Ledger
-
-        ledger = Ledger(url, pool_size=2)
-        try:
-            _require_claim(ledger, args.claim_id)
-            text = bundle_to_json(export_bundle(url, claim_stream, checkpointer))
-        finally:
-            ledger.close()
+        with claims_ledger(url) as service:
+            claim = service.own_claim(args.claim_id)  # type: ignore[attr-defined]
+        text = bundle_to_json(export_bundle(url, claim.id, checkpointer))
     if args.output:
         args.output.write_text(text, encoding="utf-8")
         print(f"bundle for claim {args.claim_id} written to {args.output}; verifier key: {checkpointer.verifier_key}")
@@ -170,35 +173,10 @@ def cmd_export_bundle(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_claim(ledger: object, claim_id: str) -> None:
-    from uuid import UUID
-
-    from eventsourcing.application import AggregateNotFoundError
-
-    from claims_service.domain.claim import Claim
-    from claims_service.errors import ClaimNotFoundError
-
-    try:
-        claim = ledger.repository.get(UUID(claim_id))  # type: ignore[attr-defined]
-    except AggregateNotFoundError:
-        raise ClaimNotFoundError(f"claim {claim_id} not found") from None
-    if not isinstance(claim, Claim):
-        raise ClaimNotFoundError(f"claim {claim_id} not found")
-
-
 def cmd_readjudicate(config: Config, args: argparse.Namespace) -> int:
     """Re-run the recorded rule set (or --ruleset) on the recorded facts; writes nothing."""
-    from claims_service.application import Ledger
-    from claims_service.commands import ClaimsLedger
-
-    with database_url(config) as url:
-        ledger = Ledger(url, pool_size=2)
-        service = ClaimsLedger(ledger)
-        try:
-            replay = service.replay(args.claim_id, args.ruleset)
-        finally:
-            service.close()
-            ledger.close()
+    with database_url(config) as url, claims_ledger(url) as service:
+        replay = service.replay(args.claim_id, args.ruleset)  # type: ignore[attr-defined]
     what = f"rule set {args.ruleset}" if args.ruleset else "the recorded rule set"
     if replay.identical:
         print(f"identical: re-running {what} on the recorded facts gives the recorded decision "
