@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.utils import get_topic
 
 import adjudicator
@@ -50,31 +51,74 @@ REVIEW_RESOLVED = get_topic(Claim.ReviewResolved)
 DISPUTE_RESOLVED = get_topic(Claim.DisputeResolved)
 
 
-@dataclass
+class AggregateCache:
+    """The aggregates the adjudicator read or wrote, kept between batches (least recently used
+    dropped first), so that a member's benefit period, a provider or a contract is not rebuilt
+    from all of its events for every claim.
+
+    It stays true to the ledger because the adjudicator reads every notification in order: before
+    a batch is worked, ``forget_changed`` drops every aggregate that an event of the batch has moved
+    past the cached version (another writer's change; the adjudicator's own events carry versions
+    it already has). An absent aggregate is cached as None and dropped by any event of it. After a
+    batch that did not commit, the cache holds changes the ledger never got: ``clear`` it.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[UUID, Any] = OrderedDict()
+
+    def __contains__(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        self._items.move_to_end(aggregate_id)
+        return self._items[aggregate_id]
+
+    def put(self, aggregate_id: UUID, aggregate: Any | None) -> None:
+        self._items[aggregate_id] = aggregate
+        self._items.move_to_end(aggregate_id)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def forget_changed(self, notifications: Sequence[Header]) -> None:
+        for notification in notifications:
+            if notification.originator_id in self._items:
+                cached = self._items[notification.originator_id]
+                if cached is None or cached.version < notification.originator_version:
+                    del self._items[notification.originator_id]
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 class UnitOfWork:
     """The aggregates one batch reads and changes; everything it changed is saved together."""
 
-    ledger: Ledger
-    loaded: dict[UUID, Any] = field(default_factory=dict)
-    changed: dict[UUID, Any] = field(default_factory=dict)
+    def __init__(self, ledger: Ledger, cache: AggregateCache | None = None) -> None:
+        self.ledger = ledger
+        self.cache = cache if cache is not None else AggregateCache()
+        self.changed: dict[UUID, Any] = {}
 
     def get(self, aggregate_id: UUID) -> Any | None:
-        if aggregate_id not in self.loaded:
+        if aggregate_id not in self.cache:
             try:
-                self.loaded[aggregate_id] = self.ledger.repository.get(aggregate_id)
+                self.cache.put(aggregate_id, self.ledger.repository.get(aggregate_id))
             except AggregateNotFoundError:
-                self.loaded[aggregate_id] = None
-        return self.loaded[aggregate_id]
+                self.cache.put(aggregate_id, None)
+        return self.cache.get(aggregate_id)
 
     def prefetch(self, aggregate_ids: list[UUID]) -> None:
         """Load the aggregates a batch will read in one query instead of one each."""
-        wanted = [i for i in aggregate_ids if i not in self.loaded]
+        wanted = [i for i in dict.fromkeys(aggregate_ids) if i not in self.cache]
         found = self.ledger.load_many(wanted)
         for aggregate_id in wanted:
-            self.loaded[aggregate_id] = found.get(aggregate_id)
+            self.cache.put(aggregate_id, found.get(aggregate_id))
 
     def add(self, aggregate: Any) -> Any:
-        self.loaded[aggregate.id] = aggregate
+        self.cache.put(aggregate.id, aggregate)
         self.changed[aggregate.id] = aggregate
         return aggregate
 
@@ -83,14 +127,24 @@ class UnitOfWork:
         return aggregate
 
 
+class Header(NamedTuple):
+    """A notification without its payload: all the loop needs (payloads come from the aggregates)."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+
+
 def plan_year(day: date) -> int:
     return day.year
 
 
 class AdjudicationFollower:
-    def __init__(self, ledger: Ledger, *, batch_size: int = 500) -> None:
+    def __init__(self, ledger: Ledger, *, batch_size: int = 500, cache_size: int = 50_000) -> None:
         self.ledger = ledger
         self.batch_size = batch_size
+        self.cache = AggregateCache(cache_size)
 
     # --- the loop --------------------------------------------------------------------
 
@@ -100,9 +154,7 @@ class AdjudicationFollower:
     def process_available(self) -> int:
         """Process one batch after the tracked position; return how many notifications it covered."""
         for attempt in range(5):
-            notifications = self.ledger.recorder.select_notifications(
-                start=self.position(), limit=self.batch_size, inclusive_of_start=False
-            )
+            notifications = self._read(self.position())
             if not notifications:
                 return 0
             try:
@@ -113,6 +165,17 @@ class AdjudicationFollower:
                 # read and our write: nothing of ours was written; read again and redo the batch.
                 log.info("adjudication batch conflicted (attempt %d); retrying", attempt + 1)
         raise ConflictError("adjudication batch kept conflicting")
+
+    def _read(self, after: int) -> list[Header]:
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT notification_id, originator_id, originator_version, topic FROM ledger_events"
+                " WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+                (after, self.batch_size),
+                prepare=True,
+            )
+            return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"])
+                    for r in curs.fetchall()]
 
     def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
         """Follow the ledger until `stop` is set, waking on the events table's NOTIFY."""
@@ -128,8 +191,16 @@ class AdjudicationFollower:
 
     # --- one batch ----------------------------------------------------------------------
 
-    def _process(self, notifications: list[Notification]) -> None:
-        work = UnitOfWork(self.ledger)
+    def _process(self, notifications: list[Header]) -> None:
+        self.cache.forget_changed(notifications)
+        try:
+            self._decide_batch(notifications)
+        except BaseException:
+            self.cache.clear()  # it may hold changes of a batch that did not commit
+            raise
+
+    def _decide_batch(self, notifications: list[Header]) -> None:
+        work = UnitOfWork(self.ledger, self.cache)
         self._prefetch(work, notifications)
         for notification in notifications:
             if notification.topic == SUBMITTED:
@@ -139,9 +210,6 @@ class AdjudicationFollower:
                 self._reverse(work, claim, reason="voided")
             elif notification.topic in (REVIEW_RESOLVED, DISPUTE_RESOLVED):
                 self._apply_resolution(work, notification)
-            elif notification.originator_id in work.loaded and notification.originator_id not in work.changed:
-                # Changed by someone else after we loaded it: read it again when next needed.
-                del work.loaded[notification.originator_id]
         tracking = Tracking(TRACKING_NAME, notifications[-1].id)
         if work.changed:
             self.ledger.record(*work.changed.values(), tracking=tracking)
@@ -151,7 +219,7 @@ class AdjudicationFollower:
             except IntegrityError:
                 raise ConflictError("another adjudicator advanced past this batch") from None
 
-    def _prefetch(self, work: UnitOfWork, notifications: list[Notification]) -> None:
+    def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
         """Everything the batch's claims will need, in two queries (claims and what they name, then
         the contracts their providers name)."""
         claim_ids = [n.originator_id for n in notifications if n.topic in (SUBMITTED, VOIDED, REVIEW_RESOLVED, DISPUTE_RESOLVED)]
@@ -160,7 +228,7 @@ class AdjudicationFollower:
         work.prefetch(claim_ids + [RuleSetSchedule.create_id()])
         related: list[UUID] = []
         for claim_id in claim_ids:
-            claim = work.loaded.get(claim_id)
+            claim = work.get(claim_id)
             if not isinstance(claim, Claim):
                 continue
             related.append(MemberCoverage.create_id(claim.payer_id, claim.member_id))
@@ -173,8 +241,8 @@ class AdjudicationFollower:
         work.prefetch(related)
         contracts = []
         for claim_id in claim_ids:
-            claim = work.loaded.get(claim_id)
-            provider = work.loaded.get(Provider.create_id(claim.provider_id)) if isinstance(claim, Claim) else None
+            claim = work.get(claim_id)
+            provider = work.get(Provider.create_id(claim.provider_id)) if isinstance(claim, Claim) else None
             if provider is not None:
                 contracts += [Contract.create_id(n["contract_id"]) for n in provider.networks if n["payer_id"] == claim.payer_id]
         work.prefetch(contracts)
@@ -364,7 +432,7 @@ class AdjudicationFollower:
             payment.reverse(actor=ACTOR, reason=reason, amount_cents=payment.amount_cents - payment.reversed_cents)
             work.changing(payment)
 
-    def _apply_resolution(self, work: UnitOfWork, notification: Notification) -> None:
+    def _apply_resolution(self, work: UnitOfWork, notification: Header) -> None:
         """A review or dispute that settled a decision: move the accumulators and pay the difference."""
         claim = work.get(notification.originator_id)
         if claim is None or claim.decision is None:

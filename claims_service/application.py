@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Composed, Identifier
 
 from claims_service.errors import ConflictError
 
@@ -73,6 +75,36 @@ class LedgerRecorder(PostgresProcessRecorder):
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
+        """The library's table lock and NOTIFY, then the rows as four arrays sent in binary.
+
+        The library sends one array of a composite type as text, which escapes every payload byte
+        by byte in Python (about a tenth of a claim's CPU); binary arrays are copied as they are.
+        The rows are inserted, and so numbered, in the order given.
+        """
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_arrays_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            binary=True,
+        )
+
+    @cached_property
+    def _insert_arrays_statement(self) -> Composed:
+        return SQL(
+            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)"
+            " SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+            " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, n)"
+            " ORDER BY e.n RETURNING notification_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
 
 class LedgerTranscoder(JSONTranscoder):

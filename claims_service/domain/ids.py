@@ -8,6 +8,7 @@ collides instead of forking. The namespace must never change once events exist.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 
@@ -15,6 +16,9 @@ NAMESPACE = uuid.UUID("e290a70c-ef41-557c-85b3-9b66b265524b")
 """Project namespace for every aggregate id (uuid5 of a fixed project URL)."""
 
 
+# Ids are asked for far more often than there are aggregates (every claim names its member,
+# provider, contract and benefit period): remember the recent ones.
+@functools.lru_cache(maxsize=65_536)
 def make_id(kind: str, *parts: str) -> uuid.UUID:
     """uuid5 of ``kind`` and the key parts.
 

@@ -70,6 +70,8 @@ def plain_violations(value: Any, path: str) -> list[FieldViolation]:
     so is a dict shaped like the transcoder's own ``{"_type_", "_data_"}``
     envelope (it would be decoded as something else).
     """
+    if _is_plain(value):
+        return []  # the common case, without building a path for every element
     found: list[FieldViolation] = []
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
@@ -96,6 +98,23 @@ def plain_violations(value: Any, path: str) -> list[FieldViolation]:
                 )
             )
     return found
+
+
+_PLAIN_SCALARS = frozenset({str, int, bool, date, type(None)})
+
+
+def _is_plain(value: Any) -> bool:
+    """``plain_violations(value, ...) == []``, checked without the paths."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is list:
+        return all(_is_plain(v) for v in value)
+    if kind is dict:
+        if len(value) == 2 and set(value) == _RESERVED_KEYS:
+            return False
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return False
 
 
 def copy_plain(value: Any) -> Any:

@@ -234,3 +234,43 @@ def test_authorised_units_are_spent_across_claims(service):
     assert "198" in carcs[2]  # the authorisation's two units were spent by the first two scans
     facts = service.own_claim(third.claim_id).facts
     assert facts["prior_authorizations"][0]["units_used"] == 2
+
+
+def test_a_long_running_follower_sees_what_others_changed_between_its_batches(service):
+    """The follower keeps aggregates between batches; another writer's change must still count."""
+    follower = AdjudicationFollower(service.ledger)
+    first = service.submit_claim(actor=PROVIDER, **world.claim_body("before", lines=[world.line(1, "99213", 12_000, day=date(2026, 9, 1))]))
+    drain(follower)  # the member, provider, period and payment are now held by the follower
+    payment_id = f"{first.claim_id}/0"
+    service.issue_payments(actor="payer:" + world.PAYER, payer_id=world.PAYER, payment_ids=[payment_id])
+    service.terminate_coverage(actor=world.ADMIN, payer_id=world.PAYER, member_id=world.MEMBER, termination_date=date(2026, 9, 30))
+    service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=first.claim_id, reason="billed in error")
+    after = service.submit_claim(actor=PROVIDER, **world.claim_body("after", lines=[world.line(1, "80053", 2_000, day=date(2026, 10, 15))],
+                                                                    diagnosis_codes=["E119"]))
+    drain(follower)
+    # The payment issued by the payer (not the scheduled one the follower wrote) is reversed ...
+    payment = service.ledger.repository.get(Payment.create_id(payment_id))
+    assert payment.status == "reversed" and payment.reversed_cents == payment.amount_cents == 1_500
+    # ... and the terminated coverage denies a service after its end.
+    decision = service.own_claim(after.claim_id).decision
+    assert decision["total_paid_cents"] == 0
+    assert "27" in [a["carc"] for a in decision["lines"][0]["adjustments"]]
+
+
+def test_a_batch_that_fails_to_commit_leaves_nothing_of_itself_in_the_follower(service, monkeypatch):
+    follower = AdjudicationFollower(service.ledger)
+    drain(follower)
+    service.submit_claim(actor=PROVIDER, **world.claim_body("lab", lines=[world.line(1, "80053", 20_000)], diagnosis_codes=["E119"]))
+    real_record = service.ledger.record
+
+    def failing_once(*aggregates, **kwargs):
+        monkeypatch.setattr(service.ledger, "record", real_record)
+        raise ConnectionError("the database went away mid-commit")
+
+    monkeypatch.setattr(service.ledger, "record", failing_once)
+    with pytest.raises(ConnectionError):
+        follower.process_available()
+    drain(follower)
+    # Applied once: the failed attempt's change to the benefit period was not kept.
+    assert period(service).deductible_met_cents == 1_500
+    assert len(period(service).earlier_lines(excluding=set())) == 1
