@@ -36,6 +36,7 @@ def database_url(config: Config) -> Iterator[str]:
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
     from claims_service.bootstrap import build_service, ensure_demo_keys
     from claims_service.migrate import migrate
+    from claims_service.runtime import tune_garbage_collector
     from claims_service.server import GRACE_SECONDS, wait_for_signal
 
     with database_url(config) as url:
@@ -49,6 +50,7 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
             if ensure_demo_keys(service.commands, keys_path):
                 log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
         service.start()
+        tune_garbage_collector()
         host = config.grpc_addr.rsplit(":", 1)[0]
         log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
                  "embedded, data in " + str(config.data_dir) if not config.database_url else "CLAIMS_DATABASE_URL")

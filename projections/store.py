@@ -42,6 +42,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
 
 from projections.events import Notification, read_notifications
 
@@ -397,6 +398,7 @@ class ReadModelView(PostgresTrackingRecorder):
         if not notifications:
             return 0
         with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
+            set_json_loads(orjson.loads, rows_cur)  # the rows are our own plain JSON: the fast parser
             batch = Batch(rows_cur, self.suffix)
             self.model.apply(batch, notifications)
             batch.flush()

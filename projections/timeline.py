@@ -11,7 +11,6 @@ or compressed payload is kept as base64 of the stored bytes (its timestamp then 
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ class DisputeTimelineModel(ReadModel):
     def prepare(self, notifications: Sequence[Notification]) -> None:
         for n in notifications:
             if n.state is not None:
-                n.memo = _stored_json(n.state)
+                _stored_json(n)
 
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
         mine = [n for n in notifications if n.state is not None]
@@ -46,7 +45,7 @@ class DisputeTimelineModel(ReadModel):
         owners = self._payment_owners(batch, {n.stream_id for n in mine if n.topic.startswith(Topics.PAYMENT_PREFIX) and n.topic != Topics.PAYMENT_SCHEDULED})
         for n in mine:
             assert n.state is not None
-            text, recorded_at = n.memo if n.memo is not None else _stored_json(n.state)
+            text, recorded_at = _stored_json(n)
             if n.topic.startswith(Topics.CLAIM_PREFIX):
                 claim_ids = [str(n.stream_id)]
             elif n.topic == Topics.PAYMENT_SCHEDULED:
@@ -99,17 +98,12 @@ def _bytea(value: bytes | None) -> str | None:
     return None if value is None else "\\x" + value.hex()
 
 
-def _stored_json(state: bytes) -> tuple[str | None, str | None]:
+def _stored_json(n: Notification) -> tuple[str | None, str | None]:
     """The stored payload as JSON text and the event's timestamp; (None, None) when the bytes are
     not JSON (encrypted or compressed)."""
-    if state[:1] != b"{":
+    stored = n.stored_json()
+    if stored is None:
         return None, None
-    try:
-        text = state.decode("utf-8")
-        data = json.loads(text)
-    except ValueError:  # UnicodeDecodeError is a ValueError: ciphertext that began with "{"
-        return None, None
-    stamp = data.get("timestamp") if isinstance(data, dict) else None
-    if isinstance(stamp, dict):
-        stamp = stamp.get("_data_")
+    text, payload = stored
+    stamp = payload.get("timestamp")
     return text, stamp if isinstance(stamp, str) else None
