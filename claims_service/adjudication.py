@@ -35,6 +35,7 @@ from claims_service.domain.payment import Payment
 from claims_service.domain.provider import Provider
 from claims_service.domain.rulesets import RuleSetSchedule
 from claims_service.errors import ConflictError
+from claims_service.notifications import wait_for_notification
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class AdjudicationFollower:
             while not stop.is_set():
                 if self.process_available():
                     continue
-                for _ in conn.notifies(timeout=idle_wait, stop_after=1):
+                if wait_for_notification(conn, idle_wait):
                     # Let concurrent submissions gather: one batch of many claims costs far less
                     # than many batches of one, for a few milliseconds of latency.
                     stop.wait(LINGER_SECONDS)

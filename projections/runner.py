@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 import psycopg
 from psycopg import sql
 
+from claims_service.notifications import wait_for_notification
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
 from projections.store import AfterApply, BatchReader, ReadModel, ReadModelView
@@ -106,7 +107,7 @@ class ProjectionRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            for _ in conn.notifies(timeout=min(remaining, 0.25), stop_after=1):
+            if wait_for_notification(conn, min(remaining, 0.25)):
                 # Let the events of concurrent writers gather for a moment: one batch of many
                 # costs far less than many batches of one, for a few milliseconds of lag.
                 stop.wait(self.linger)

@@ -21,6 +21,7 @@ from claims_service.errors import ClaimsError
 from claims_service.ledger import merkle
 from claims_service.ledger.chain import GENESIS
 from claims_service.ledger.merkle import Node, Plan
+from claims_service.notifications import wait_for_notification
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class TreeBuilder:
                     after_extend(added)
                 # Sleep until an insert is committed or the timeout passes; then let more inserts
                 # gather, since nobody waits on the tree (receipts carry positions).
-                for _ in listener.notifies(timeout=timeout, stop_after=1):
+                if wait_for_notification(listener, timeout):
                     stop_event.wait(self.coalesce_seconds)
             except TreeError as error:
                 log.error("%s", error)
