@@ -9,6 +9,8 @@ never enabled (it takes no table lock, see FIELD-NOTES).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +23,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     JSONTranscoder,
     OperationalError,
+    ProgrammingError,
     Recording,
     StoredEvent,
     Tracking,
@@ -67,6 +70,20 @@ class LedgerRecorder(PostgresProcessRecorder):
     transaction.
     """
 
+    RECENT_RECEIPTS = 65_536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Hash and leaf index of the rows this recorder inserted lately, as the INSERT returned
+        # them: a write's receipt needs no second query.
+        self._recent: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def recent_receipts(self, positions: Sequence[int]) -> dict[int, tuple[bytes, int]]:
+        """(hash, leaf index) of those of ``positions`` this recorder inserted lately."""
+        with self._recent_lock:
+            return {p: self._recent[p] for p in positions if p in self._recent}
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
@@ -96,6 +113,17 @@ class LedgerRecorder(PostgresProcessRecorder):
             binary=True,
         )
 
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
+        rows = curs.fetchall()
+        if len(rows) != len(stored_events):
+            raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(rows)} positions back")
+        with self._recent_lock:
+            for row in rows:
+                self._recent[row["notification_id"]] = (bytes(row["hash"]), row["leaf_index"])
+            while len(self._recent) > self.RECENT_RECEIPTS:
+                self._recent.popitem(last=False)
+        return [row["notification_id"] for row in rows]
+
     @cached_property
     def _insert_arrays_statement(self) -> Composed:
         return SQL(
@@ -103,7 +131,7 @@ class LedgerRecorder(PostgresProcessRecorder):
             " SELECT e.originator_id, e.originator_version, e.topic, e.state"
             " FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
             " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, n)"
-            " ORDER BY e.n RETURNING notification_id"
+            " ORDER BY e.n RETURNING notification_id, hash, leaf_index"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
 
@@ -178,10 +206,13 @@ class Ledger(Application):
             raise ConflictError("another write changed the same record first; retry") from error
 
     def receipts(self, recordings: Sequence[Recording[Any]]) -> dict[int, Receipt]:
-        """The hash of each recorded event, by position (read after the commit)."""
+        """The hash of each recorded event, by position: as its INSERT returned it, or read."""
         positions = [r.notification.id for r in recordings]
         if not positions:
             return {}
+        recent = self.recorder.recent_receipts(positions)  # type: ignore[attr-defined]
+        if len(recent) == len(positions):
+            return {p: Receipt(p, event_hash, leaf) for p, (event_hash, leaf) in recent.items()}
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 "SELECT notification_id, hash, leaf_index FROM ledger_events WHERE notification_id = ANY(%s)",

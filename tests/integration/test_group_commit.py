@@ -40,12 +40,12 @@ def test_concurrent_writes_share_commits_and_get_their_own_receipts(committer, d
         thread.join()
     assert len(receipts) == 16 * 20
     with psycopg.connect(database_url) as conn:
-        stored = dict(conn.execute("SELECT notification_id, hash FROM ledger_events").fetchall())
+        stored = {row[0]: (row[1], row[2]) for row in conn.execute("SELECT notification_id, hash, leaf_index FROM ledger_events")}
     assert len(stored) == 16 * 20 * 2
     for pair in receipts.values():
         assert len(pair) == 2 and pair[0].position < pair[1].position
         for receipt in pair:
-            assert stored[receipt.position] == receipt.event_hash
+            assert stored[receipt.position] == (receipt.event_hash, receipt.leaf_index)
 
 
 def test_a_conflicting_write_fails_alone_and_the_rest_of_its_batch_commits(committer):
