@@ -25,7 +25,14 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.utils import get_topic
 
 import adjudicator
-from adjudicator.models import Adjustment, ClaimInput, Decision, Facts, LineResult, Outcome
+from adjudicator.models import (
+    Adjustment,
+    ClaimInput,
+    Decision,
+    Facts,
+    LineResult,
+    Outcome,
+)
 from claims_service.application import Ledger
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim

@@ -65,7 +65,7 @@ class Topics:
 class Notification:
     """One ledger row as a projection sees it. ``state`` is None for topics it did not ask for."""
 
-    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload")
+    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload", "_bare")
 
     def __init__(
         self,
@@ -87,6 +87,7 @@ class Notification:
         self.prev_hash = prev_hash
         self.stream_prev_hash = stream_prev_hash
         self._payload: dict[str, Any] | None = None
+        self._bare: Notification | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -96,6 +97,13 @@ class Notification:
                 raise ValueError(f"position {self.position}: payload of {self.topic} was not read")
             self._payload = decode_state(self.state)
         return self._payload
+
+    def without_payload(self) -> Notification:
+        """This notification as a reader that did not ask for its topic sees it (``state`` None)."""
+        if self._bare is None:
+            self._bare = Notification(self.position, self.stream_id, self.version, self.topic, None,
+                                      self.hash, self.prev_hash, self.stream_prev_hash)
+        return self._bare
 
     def stored_json(self) -> tuple[str, dict[str, Any]] | None:
         """The payload's stored JSON text and its decoding (cached like ``payload``); None when

@@ -1,12 +1,15 @@
-"""Running projections: one runner per projection, supervised.
+"""Running projections: all of them together in one thread, supervised.
 
-A ``ProjectionRunner`` follows the ledger for one read model: it processes batches after its
-tracked position (each batch one transaction with its tracking row, see ``store``) until it is
-caught up, then sleeps on ``LISTEN ledger_events`` (the recorder NOTIFYs on every insert) with a
-timeout as a safety net. It stops with an error when its LISTEN connection or the database goes
-away; the ``ProjectionSupervisor`` runs every runner in its own thread and restarts a dead one with
-exponential backoff, logging why. Because progress lives only in the tracking row, a restarted
-runner (or one in another process) simply continues from the last committed batch.
+A ``GroupRunner`` follows the ledger for several read models at once (``group.ViewGroup``: one
+transaction, one read and one decoding of each batch for all of them): it processes batches after
+the tracked positions until caught up, then sleeps on ``LISTEN ledger_events`` (the recorder
+NOTIFYs on every insert) with a timeout as a safety net. A ``ProjectionRunner`` does the same for
+one read model alone. Either stops with an error when its LISTEN connection or the database goes
+away; the ``ProjectionSupervisor`` runs the group in a thread and restarts it with exponential
+backoff, logging why. A read model whose own code fails in the group is taken out of it and run
+by a ``ProjectionRunner`` of its own (with its own backoff), so that it cannot hold the others up.
+Because progress lives only in the tracking rows, a restarted runner (or one in another process)
+simply continues from the last committed batch.
 """
 
 from __future__ import annotations
@@ -22,12 +25,20 @@ from psycopg import sql
 from claims_service.notifications import wait_for_notification
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
-from projections.store import AfterApply, BatchReader, ReadModel, ReadModelView
+from projections.group import GroupAfterApply, MemberFailed, ViewGroup
+from projections.store import (
+    AfterApply,
+    BatchReader,
+    ReadModel,
+    ReadModelView,
+    datastore_for,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 1000
 LINGER_SECONDS = 0.03  # after a wake-up, before reading the batch
+GROUP_LISTENER_NAME = "claims-projections"
 
 
 class ProjectionRunner:
@@ -84,7 +95,7 @@ class ProjectionRunner:
                 if processed == self.batch_size:
                     self._catch_up(stop)
                 elif not processed:
-                    self._sleep(conn, stop)
+                    _sleep(conn, stop, self.idle_wait, self.linger)
 
     def _catch_up(self, stop: threading.Event) -> None:
         """A backlog: read and decode batches ahead on a reader thread until it is worked off."""
@@ -99,29 +110,91 @@ class ProjectionRunner:
         finally:
             reader.close()
 
-    def _sleep(self, conn: psycopg.Connection[object], stop: threading.Event) -> None:
-        """Until a NOTIFY, ``idle_wait`` (a safety net) or ``stop``; in short slices so that stop
-        is seen promptly. Raises if the LISTEN connection is gone."""
-        deadline = time.monotonic() + self.idle_wait
-        while not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if wait_for_notification(conn, min(remaining, 0.25)):
-                # Let the events of concurrent writers gather for a moment: one batch of many
-                # costs far less than many batches of one, for a few milliseconds of lag.
-                stop.wait(self.linger)
-                return
+
+class GroupRunner:
+    """Follows the ledger for several read models in one thread (see ``group.ViewGroup``).
+
+    ``on_member_failed(name)`` is called (before the batch is retried without it) when a member's
+    own code failed; the member is no longer in the group.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        names: Iterable[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        idle_wait: float = 1.0,
+        after_apply: GroupAfterApply | None = None,
+        on_member_failed: Callable[[str], None] = lambda name: None,
+    ) -> None:
+        self.database_url = database_url
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.linger = LINGER_SECONDS
+        self.on_member_failed = on_member_failed
+        self.datastore = datastore_for(database_url, pre_ping=False)
+        self.group = ViewGroup(self.datastore, [catalog.model(name) for name in names], after_apply=after_apply)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.group.names
+
+    def close(self) -> None:
+        self.datastore.pool.close()
+
+    def process_available(self) -> int:
+        """Process one batch for every member; return how many notifications it covered."""
+        while True:
+            try:
+                return self.group.process_batch(self.batch_size)
+            except MemberFailed as failed:
+                log.error("projection %s failed in the group; it goes on alone", failed.name, exc_info=failed.__cause__)
+                self.group.remove(failed.name)
+                self.on_member_failed(failed.name)
+
+    def drain(self) -> int:
+        total = 0
+        while n := self.process_available():
+            total += n
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
+        with psycopg.connect(self.database_url, autocommit=True, application_name=GROUP_LISTENER_NAME) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
+            while not stop.is_set() and self.group.names:
+                processed = self.process_available()
+                if processed < self.batch_size:
+                    _sleep(conn, stop, self.idle_wait, self.linger)
+
+
+def _sleep(conn: psycopg.Connection[object], stop: threading.Event, idle_wait: float, linger: float) -> None:
+    """Until a NOTIFY (then ``linger``), ``idle_wait`` (a safety net) or ``stop``; in short slices
+    so that stop is seen promptly. Raises if the LISTEN connection is gone."""
+    deadline = time.monotonic() + idle_wait
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        if wait_for_notification(conn, min(remaining, 0.25)):
+            # Let the events of concurrent writers gather for a moment: one batch of many costs
+            # far less than many batches of one, for a few milliseconds of lag.
+            stop.wait(linger)
+            return
 
 
 class ProjectionSupervisor:
-    """Runs one ``ProjectionRunner`` per projection, each in its own thread, restarting any that dies.
+    """Runs the projections as one ``GroupRunner`` in a thread, restarting it whenever it dies; a
+    projection whose own code fails in the group goes on in a ``ProjectionRunner`` and thread of
+    its own, restarted the same way.
 
     ``ProjectionSupervisor(database_url, names=None, *, batch_size=1000, idle_wait=1.0,
     initial_backoff=0.2, max_backoff=30.0, after_apply=None)``; ``start()``, ``stop(timeout)``,
-    ``restarts`` (name -> how many times its runner was restarted), ``wait_for(position, timeout)``.
-    ``after_apply(name, notifications)`` is called inside each batch's transaction, after its rows
-    are written and before its commit (instrumentation, tests).
+    ``restarts`` (name -> how many times the runner that ran it was restarted),
+    ``wait_for(position, timeout)``. ``after_apply(name, notifications)`` is called inside each
+    batch's transaction, after the projection's rows are written and before the commit
+    (instrumentation, tests).
     """
 
     def __init__(
@@ -141,30 +214,35 @@ class ProjectionSupervisor:
             catalog.model(name)  # fail fast on a typo
         self.batch_size = batch_size
         self.idle_wait = idle_wait
-        self.linger = LINGER_SECONDS
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.after_apply = after_apply
         self.restarts: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.alone: set[str] = set()  # projections taken out of the group after a failure
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._runners: dict[str, ProjectionRunner] = {}
+        self._threads_lock = threading.Lock()
 
     def start(self) -> None:
         if self._threads:
             raise RuntimeError("the supervisor is already running")
         self._stop.clear()
-        for name in self.names:
-            thread = threading.Thread(target=self._supervise, args=(name,), name=f"projection-{name}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        self.alone.clear()
+        self._start_thread("projections", self._supervise_group)
         log.info("projections running: %s", ", ".join(self.names))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        joined: set[threading.Thread] = set()
+        while True:  # a thread may start another one (a failed projection) until it sees stop
+            with self._threads_lock:
+                pending = [t for t in self._threads if t not in joined]
+            if not pending:
+                break
+            for thread in pending:
+                thread.join(max(0.0, deadline - time.monotonic()))
+                joined.add(thread)
         self._threads = []
 
     def __enter__(self) -> ProjectionSupervisor:
@@ -190,33 +268,51 @@ class ProjectionSupervisor:
                 return False
             time.sleep(0.02)
 
+    def _start_thread(self, name: str, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._threads_lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _member_failed(self, name: str) -> None:
+        self.alone.add(name)
+        self.restarts[name] += 1
+        self._start_thread(f"projection-{name}", self._supervise, name)
+
+    def _supervise_group(self) -> None:
+        self._keep_running("the projection group", lambda: [n for n in self.names if n not in self.alone],
+                           lambda members: GroupRunner(self.database_url, members, batch_size=self.batch_size,
+                                                       idle_wait=self.idle_wait, after_apply=self.after_apply,
+                                                       on_member_failed=self._member_failed))
+
     def _supervise(self, name: str) -> None:
+        hook = self.after_apply
+        self._keep_running(f"projection {name}", lambda: [name],
+                           lambda members: ProjectionRunner(self.database_url, name, batch_size=self.batch_size,
+                                                            idle_wait=self.idle_wait,
+                                                            after_apply=(lambda ns: hook(name, ns)) if hook else None))
+
+    def _keep_running(self, what: str, members: Callable[[], list[str]],
+                      make: Callable[[list[str]], GroupRunner | ProjectionRunner]) -> None:
         backoff = self.initial_backoff
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (names := members()):
             started = time.monotonic()
-            runner: ProjectionRunner | None = None
+            runner: GroupRunner | ProjectionRunner | None = None
             try:
-                hook = self.after_apply
-                runner = ProjectionRunner(
-                    self.database_url,
-                    name,
-                    batch_size=self.batch_size,
-                    idle_wait=self.idle_wait,
-                    after_apply=(lambda ns, _name=name: hook(_name, ns)) if hook else None,
-                )
-                self._runners[name] = runner
+                runner = make(names)
                 runner.run(self._stop)
             except Exception:
                 if self._stop.is_set():
                     break
-                self.restarts[name] += 1
-                log.exception("projection %s: runner died; restarting in %.1f s", name, backoff)
+                for name in members():
+                    self.restarts[name] += 1
+                log.exception("%s: runner died; restarting in %.1f s", what, backoff)
             finally:
                 if runner is not None:
                     try:
                         runner.close()
                     except Exception:  # noqa: BLE001 - closing a broken pool must not kill the supervisor
-                        log.debug("projection %s: closing the runner failed", name, exc_info=True)
+                        log.debug("%s: closing the runner failed", what, exc_info=True)
             if self._stop.is_set():
                 break
             if time.monotonic() - started > 60:

@@ -85,7 +85,8 @@ class ReadModel(ABC):
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
         """Turn the notifications (every one after the tracked position, in order; payloads only
         for ``topics``) into row changes through ``batch``. Must be deterministic: the same
-        events always give the same rows, whatever the batch boundaries."""
+        events always give the same rows, whatever the batch boundaries. Payloads are shared
+        with the other read models of a ``ViewGroup``: never change them in place."""
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -263,8 +264,9 @@ class Batch:
 # --- the view --------------------------------------------------------------------------------
 
 
-def datastore_for(database_url: str, *, pool_size: int = 1, max_overflow: int = 1) -> PostgresDatastore:
-    """A library datastore (connection pool) for a libpq URL (the host may be a socket directory)."""
+def datastore_for(database_url: str, *, pool_size: int = 1, max_overflow: int = 1, pre_ping: bool = True) -> PostgresDatastore:
+    """A library datastore (connection pool) for a libpq URL (the host may be a socket directory).
+    ``pre_ping`` checks each connection when it is taken (a round trip)."""
     params = conninfo_to_dict(database_url)
     return PostgresDatastore(
         dbname=str(params.get("dbname", "postgres")),
@@ -274,7 +276,7 @@ def datastore_for(database_url: str, *, pool_size: int = 1, max_overflow: int = 
         password=str(params.get("password", "")),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pre_ping=True,
+        pre_ping=pre_ping,
         connect_timeout=5,
         single_row_tracking=True,
     )

@@ -10,8 +10,8 @@ import psycopg
 
 from projections.bench import generate_history
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
-from projections.runner import ProjectionSupervisor
-from tests.integration.projections.helpers import head
+from projections.runner import GROUP_LISTENER_NAME, ProjectionSupervisor
+from tests.integration.projections.helpers import assert_equals_from_scratch, head
 
 
 def terminate(database_url: str, application_name: str) -> int:
@@ -33,13 +33,34 @@ def test_a_runner_whose_listen_connection_drops_is_restarted_and_carries_on(data
     generate_history(database_url, 200, seed=51, members=5)
     with ProjectionSupervisor(database_url, names=["claim_status", "payments"], initial_backoff=0.05) as supervisor:
         assert supervisor.wait_for(head(database_url), timeout=10)
-        # 1. The database drops the claim_status runner's LISTEN connection.
-        wait_until(lambda: terminate(database_url, "claims-projection-claim_status") == 1)
+        # 1. The database drops the projections' LISTEN connection.
+        wait_until(lambda: terminate(database_url, GROUP_LISTENER_NAME) == 1)
         wait_until(lambda: supervisor.restarts["claim_status"] >= 1)
-        # 2. It is restarted and follows new events, like the runner that never died.
+        # 2. They are restarted and follow new events, like runners that never died.
         generate_history(database_url, 200, seed=52, members=5)
         assert supervisor.wait_for(head(database_url), timeout=10)
-        assert supervisor.restarts == {"claim_status": 1, "payments": 0}
+        assert supervisor.restarts == {"claim_status": 1, "payments": 1}
+
+
+def test_a_projection_that_fails_goes_on_alone_and_holds_up_no_other(database_url):
+    generate_history(database_url, 300, seed=53, members=5)
+    failures: list[int] = []
+
+    def payments_fail_three_times(name: str, notifications: object) -> None:
+        if name == "payments" and len(failures) < 3:
+            failures.append(1)
+            raise RuntimeError("a defect in the payments projection")
+
+    with ProjectionSupervisor(database_url, names=["claim_status", "payments", "benefits"], initial_backoff=0.05,
+                              after_apply=payments_fail_three_times) as supervisor:
+        # The others are not held up, and payments catches up on its own once its defect stops.
+        assert supervisor.wait_for(head(database_url), timeout=20)
+        assert supervisor.alone == {"payments"}
+        assert supervisor.restarts["claim_status"] == supervisor.restarts["benefits"] == 0
+        assert supervisor.restarts["payments"] == 3  # taken out of the group, then two restarts alone
+        generate_history(database_url, 100, seed=54, members=5)
+        assert supervisor.wait_for(head(database_url), timeout=20)
+    assert_equals_from_scratch(database_url, names=("claim_status", "payments", "benefits"))
 
 
 def test_the_hub_reconnects_and_the_feed_goes_on(database_url):

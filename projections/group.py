@@ -1,0 +1,147 @@
+"""Several read models advanced together: ONE transaction per batch for all of them.
+
+Run apart, every projection pays for its own transaction, its own read of the same events, its own
+decoding of the same payloads and its own commit: per claim, four times over. A ``ViewGroup``
+locks every member's tracking row at once, reads the notifications after the lowest of their
+positions once (each payload decoded once, shared), lets each member apply those after its own
+position, and writes every member's rows and new position in the same transaction. The
+exactly-once argument of ``store`` holds for each member unchanged: its rows and its position still
+commit together, under the lock of its tracking row.
+
+A member whose code fails must not stop the others: the batch is rolled back and ``MemberFailed``
+names the member, so that the runner can drop it from the group (and run it on its own, with its
+own retries) and go on with the rest. Connection errors concern everyone and are raised as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import Cursor, sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
+
+from projections.events import Notification, read_notifications
+from projections.store import (
+    PROGRESS_CHANNEL,
+    TRACKING_TABLE,
+    Batch,
+    ReadModel,
+    tracking_name,
+)
+
+GroupAfterApply = Callable[[str, Sequence[Notification]], None]
+
+
+class MemberFailed(Exception):
+    """A member's code failed on a batch; nothing of the batch was committed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"projection {name} failed on a batch")
+        self.name = name
+
+
+class ViewGroup:
+    """The live views of ``models`` (distinct names), advanced one batch at a time together.
+
+    ``after_apply(name, notifications)`` is called inside the batch's transaction after a member's
+    rows are written (instrumentation, tests); when it raises, that member has failed.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, models: Sequence[ReadModel], *,
+                 after_apply: GroupAfterApply | None = None) -> None:
+        self.datastore = datastore
+        self.models = {model.name: model for model in models}
+        self.after_apply = after_apply
+        self._wants: dict[str, dict[str, bool]] = {name: {} for name in self.models}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    def remove(self, name: str) -> None:
+        del self.models[name]
+        del self._wants[name]
+
+    def process_batch(self, limit: int) -> int:
+        """Process up to ``limit`` notifications after the lowest member's position, in one
+        transaction; return how many (0 when every member is caught up)."""
+        if not self.models:
+            return 0
+        with self.datastore.transaction(commit=True) as cur:
+            return self._process_in(cur, limit)
+
+    def _process_in(self, cur: Cursor[Any], limit: int) -> int:
+        positions = self._lock_positions(cur)
+        start = min(positions.values())
+        models = list(self.models.values())
+        notifications = read_notifications(
+            cur.connection, start, limit,
+            topics=set().union(*(m.topics for m in models)),
+            prefixes=tuple(p for m in models for p in m.topic_prefixes),
+            hashes=any(m.hashes for m in models),
+        )
+        if not notifications:
+            return 0
+        last = notifications[-1].position
+        advanced = []
+        with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
+            set_json_loads(orjson.loads, rows_cur)  # the rows are our own plain JSON: the fast parser
+            for model in models:
+                if positions[model.name] >= last:
+                    continue
+                mine = [self._as_seen_by(model, n) for n in notifications if n.position > positions[model.name]]
+                try:
+                    batch = Batch(rows_cur)
+                    model.apply(batch, mine)
+                    batch.flush()
+                    if self.after_apply is not None:
+                        self.after_apply(model.name, mine)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the connection: nobody's fault
+                except Exception as error:
+                    raise MemberFailed(model.name) from error
+                advanced.append(tracking_name(model.name))
+        updated = cur.execute(
+            sql.SQL("UPDATE {} SET notification_id = %s WHERE application_name = ANY(%s) AND notification_id < %s").format(
+                sql.Identifier(TRACKING_TABLE)),
+            (last, advanced, last), prepare=True,
+        ).rowcount
+        if updated != len(advanced):  # impossible under the row locks; refuse rather than guess
+            raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
+        cur.execute("SELECT pg_notify(%s, name || ' ' || %s) FROM unnest(%s::text[]) AS name",
+                    (PROGRESS_CHANNEL, str(last), [n.removeprefix("projection.") for n in advanced]), prepare=True)
+        return len(notifications)
+
+    def _lock_positions(self, cur: Cursor[Any]) -> dict[str, int]:
+        """Lock every member's tracking row (in name order: no deadlock with another locker) and
+        return the members' positions."""
+        names = sorted(tracking_name(name) for name in self.models)
+        query = sql.SQL(
+            "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
+            " ORDER BY application_name FOR UPDATE"
+        ).format(sql.Identifier(TRACKING_TABLE))
+        with cur.connection.cursor(row_factory=tuple_row) as c:
+            rows = c.execute(query, (names,), prepare=True).fetchall()
+            if len(rows) < len(names):
+                c.execute(
+                    sql.SQL("INSERT INTO {} (application_name, notification_id) SELECT n, 0 FROM unnest(%s::text[]) AS n"
+                            " ON CONFLICT DO NOTHING").format(sql.Identifier(TRACKING_TABLE)),
+                    (names,),
+                )
+                rows = c.execute(query, (names,)).fetchall()
+        by_tracking = {name: int(position or 0) for name, position in rows}
+        return {name: by_tracking[tracking_name(name)] for name in self.models}
+
+    def _as_seen_by(self, model: ReadModel, n: Notification) -> Notification:
+        """``n`` as a view of ``model`` alone would have read it: without a payload for topics
+        the model did not ask for."""
+        wants = self._wants[model.name]
+        wanted = wants.get(n.topic)
+        if wanted is None:
+            wanted = wants[n.topic] = n.topic in model.topics or n.topic.startswith(tuple(model.topic_prefixes))
+        return n if wanted else n.without_payload()
