@@ -11,8 +11,10 @@ What lives here:
 * ``store``: the PostgreSQL side — a view that is an eventsourcing ``PostgresTrackingRecorder``
   and writes a whole batch of row changes together with its tracking position in ONE
   transaction (exactly once), over tables created by ``migrations/`` only;
-* ``runner``: one runner per projection (batches after the tracked position, woken by
-  ``LISTEN ledger_events``) and the ``ProjectionSupervisor`` that restarts a runner that dies;
+* ``group``: several read models advanced in one transaction per batch (one read, one decoding);
+* ``runner``: the runners (all projections as one group, or one alone; batches after the tracked
+  positions, woken by ``LISTEN ledger_events``) and the ``ProjectionSupervisor`` that restarts a
+  runner that dies and runs a projection that fails in the group on its own;
 * ``rebuild``: rebuild from position 0 into ``<table>_rebuild`` and swap in atomically, status;
 * ``queries``: the read functions the gRPC layer calls (plain dataclasses out, read-your-writes);
 * ``feed``: the ``NotificationHub`` (one LISTEN per process) behind the payer and provider streams;
@@ -21,8 +23,8 @@ What lives here:
 
 Projections read events and never write them. May import: the standard library, psycopg,
 psycopg_pool, ``eventsourcing`` (persistence and the PostgreSQL tracking recorder),
-``claims_service.errors`` and the domain's event classes (``claims_service.domain``) for their
-topics. Must not import the gRPC layer (``grpc``, ``claims_service.api``, ``claims_service.server``),
+``claims_service.errors``, ``claims_service.notifications`` (waiting on LISTEN) and the domain's
+event classes (``claims_service.domain``) for their topics. Must not import the gRPC layer (``grpc``, ``claims_service.api``, ``claims_service.server``),
 the ledger application or the adjudicator; ``bench`` alone may drive the write side to make a
 history to measure.
 """

@@ -138,6 +138,10 @@ class ReadSide:
             payments = [queries.get_payment(self.pool, request.payment_id, provider_id=provider_id, **waits)]
         elif selector == "claim_id":
             payments = queries.payments_for_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
+            if not payments:
+                # None yet for one of this provider's claims; a missing or another provider's claim
+                # is NOT_FOUND, as everywhere else.
+                queries.get_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
         elif selector == "trace_number":
             payments = queries.payment_by_trace(self.pool, request.trace_number, provider_id=provider_id, **waits)
             if not payments:

@@ -490,7 +490,9 @@ class GetRemittanceRequest(_message.Message):
     payment_id: _builtins.str
     """One payment, by its id."""
     claim_id: _builtins.str
-    """Every payment, scheduled or issued, that touches this claim (a lower-case UUID string)."""
+    """Every payment, scheduled or issued, that touches this claim (a lower-case UUID string);
+    none yet is an empty list, a claim that is not this provider's is NOT_FOUND.
+    """
     trace_number: _builtins.str
     """One issued payment, by its trace number."""
     min_position: _builtins.int
