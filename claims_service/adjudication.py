@@ -21,7 +21,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
 from eventsourcing.utils import get_topic
 
 import adjudicator
@@ -153,6 +153,7 @@ class AdjudicationFollower:
         self.ledger = ledger
         self.batch_size = batch_size
         self.cache = AggregateCache(cache_size)
+        self._careful_until = 0  # the last position of a batch that failed
 
     # --- the loop --------------------------------------------------------------------
 
@@ -162,7 +163,9 @@ class AdjudicationFollower:
     def process_available(self) -> int:
         """Process one batch after the tracked position; return how many notifications it covered."""
         for attempt in range(5):
-            notifications = self._read(self.position())
+            position = self.position()
+            # After a batch failed, its notifications one at a time, to find the one that fails.
+            notifications = self._read(position, 1 if position < self._careful_until else self.batch_size)
             if not notifications:
                 return 0
             try:
@@ -172,14 +175,45 @@ class AdjudicationFollower:
                 # Someone changed an aggregate we read (a provider voiding a claim, say) between our
                 # read and our write: nothing of ours was written; read again and redo the batch.
                 log.info("adjudication batch conflicted (attempt %d); retrying", attempt + 1)
+            except (PersistenceError, psycopg.Error):
+                raise  # the database: the supervisor restarts us, and we go on where we stopped
+            except Exception as error:
+                if len(notifications) > 1:
+                    self._careful_until = notifications[-1].id
+                    log.error("the adjudication batch after position %d failed (%s); going through it one "
+                              "notification at a time", position, type(error).__name__)
+                    continue
+                self._set_aside(notifications[0], error)
+                return 1
         raise ConflictError("adjudication batch kept conflicting")
 
-    def _read(self, after: int) -> list[Header]:
+    def _set_aside(self, notification: Header, error: Exception) -> None:
+        """A submitted claim that cannot be adjudicated (a defect outside the rule set, or data it
+        trips on) is pended for manual review, like a claim the rule set cannot decide, so that it
+        does not stall every claim after it. Anything else that fails (a void, a resolution) is
+        raised: stopping is better than accumulators or payments that are silently wrong."""
+        if notification.topic != SUBMITTED:
+            raise error
+        self.cache.clear()
+        work = UnitOfWork(self.ledger, self.cache)
+        claim = work.get(notification.originator_id)
+        tracking = Tracking(TRACKING_NAME, notification.id)
+        if claim is None or claim.status != "submitted":
+            self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
+            return
+        ruleset = adjudicator.get_ruleset(self._ruleset_version(work, claim.received_on))
+        log.error("claim %s could not be adjudicated (%s); pending it for manual review",
+                  claim.claim_id, type(error).__name__, exc_info=error)
+        claim.pend(actor=ACTOR, decision=manual_review(claim, ruleset).model_dump(mode="json"), facts={},
+                   ruleset_version=ruleset.version, ruleset_hash=ruleset.content_hash)
+        self.ledger.record(claim, tracking=tracking)
+
+    def _read(self, after: int, limit: int) -> list[Header]:
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute(
                 "SELECT notification_id, originator_id, originator_version, topic FROM ledger_events"
                 " WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
-                (after, self.batch_size),
+                (after, limit),
                 prepare=True,
             )
             return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"])

@@ -173,7 +173,17 @@ def _check_replay(bundle: ledger_pb2.ClaimBundle, report: BundleReport) -> None:
     from claims_service.adjudication import claim_input_from
 
     claim_input = claim_input_from(claim)
-    replayed = adjudicator.adjudicate(claim_input, adjudicator.Facts.model_validate(run["facts"]), ruleset)
+    try:
+        replayed = adjudicator.adjudicate(claim_input, adjudicator.Facts.model_validate(run["facts"]), ruleset)
+    except Exception as error:  # noqa: BLE001 - what the adjudicator did too: it pended the claim for review
+        if decided.topic.endswith("Claim.Pended"):
+            report.replay = (f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__}); "
+                             "it was pended for manual review")
+        else:
+            report.failures.append(f"the decision does not replay: rule set {ruleset.version} cannot decide "
+                                   f"the recorded facts ({type(error).__name__})")
+            report.replay = "different"
+        return
     differences = compare(adjudicator.Decision.model_validate(run["decision"]), replayed)
     if differences:
         report.failures.append("the decision does not replay: " + "; ".join(differences))

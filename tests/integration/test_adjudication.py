@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import threading
 from datetime import date
+from uuid import UUID
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.persistence import OperationalError
 
 import adjudicator
 from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower, claim_input_of
@@ -14,6 +17,8 @@ from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.payment import Payment
+from claims_service.ledger.bundle import export_bundle, verify_bundle
+from claims_service.ledger.checkpoints import Checkpointer
 from claims_service.ledger.store import verify_ledger
 from tests import world
 
@@ -265,12 +270,45 @@ def test_a_batch_that_fails_to_commit_leaves_nothing_of_itself_in_the_follower(s
 
     def failing_once(*aggregates, **kwargs):
         monkeypatch.setattr(service.ledger, "record", real_record)
-        raise ConnectionError("the database went away mid-commit")
+        raise OperationalError("the database went away mid-commit")
 
     monkeypatch.setattr(service.ledger, "record", failing_once)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(OperationalError):
         follower.process_available()
     drain(follower)
     # Applied once: the failed attempt's change to the benefit period was not kept.
     assert period(service).deductible_met_cents == 1_500
     assert len(period(service).earlier_lines(excluding=set())) == 1
+
+
+def test_a_claim_that_trips_the_follower_itself_is_pended_and_the_others_go_on(service, monkeypatch):
+    """A defect outside the rule set (here: applying a claim to the accumulators) must neither stall
+    the claims after it nor leave half of its effects behind."""
+    real = AdjudicationFollower._apply_to_periods
+
+    def failing_on_one(self, work, claim, decision):
+        if claim.lines[0]["billed_cents"] == 13_131:
+            raise KeyError("a defect in the follower")
+        return real(self, work, claim, decision)
+
+    monkeypatch.setattr(AdjudicationFollower, "_apply_to_periods", failing_on_one)
+    lab = {"diagnosis_codes": ["E119"]}
+    before = service.submit_claim(actor=PROVIDER, **world.claim_body("before", lines=[world.line(1, "80053", 2_000)], **lab))
+    bad = service.submit_claim(actor=PROVIDER, **world.claim_body("bad", lines=[world.line(1, "80053", 13_131)], **lab))
+    after = service.submit_claim(actor=PROVIDER, **world.claim_body("after", lines=[world.line(1, "80053", 2_000, day=date(2026, 10, 16))], **lab))
+    follower = AdjudicationFollower(service.ledger)
+    drain(follower)
+    stuck = service.own_claim(bad.claim_id)
+    assert stuck.status == "pended" and stuck.facts == {}
+    assert stuck.decision["lines"][0]["adjustments"] == [{"group": "OA", "carc": "133", "amount_cents": 13_131}]
+    assert [service.own_claim(c.claim_id).status for c in (before, after)] == ["adjudicated", "adjudicated"]
+    # Only the two good claims moved the deductible (15.00 allowed each).
+    assert period(service).deductible_met_cents == 3_000
+    assert {line["claim_id"] for line in period(service).earlier_lines(excluding=set())} == {before.claim_id, after.claim_id}
+    assert "cannot decide" in service.replay(bad.claim_id).differences[0]
+    assert verify_ledger(service.ledger.database_url).intact
+    # Its bundle verifies offline, and says why its decision cannot be replayed.
+    signer = Checkpointer(service.ledger.database_url, Ed25519PrivateKey.generate(), origin="claims.test/log")
+    signer.checkpoint_now()
+    report = verify_bundle(export_bundle(service.ledger.database_url, UUID(bad.claim_id), signer), signer.verifier_key)
+    assert report.ok and "pended for manual review" in report.replay
