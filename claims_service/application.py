@@ -71,6 +71,7 @@ class LedgerRecorder(PostgresProcessRecorder):
     """
 
     RECENT_RECEIPTS = 65_536
+    RETURNING = "notification_id, hash, leaf_index"  # the hash chain's columns (migrations 0002, 0012)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,7 +120,8 @@ class LedgerRecorder(PostgresProcessRecorder):
             raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(rows)} positions back")
         with self._recent_lock:
             for row in rows:
-                self._recent[row["notification_id"]] = (bytes(row["hash"]), row["leaf_index"])
+                if "hash" in row:
+                    self._recent[row["notification_id"]] = (bytes(row["hash"]), row["leaf_index"])
             while len(self._recent) > self.RECENT_RECEIPTS:
                 self._recent.popitem(last=False)
         return [row["notification_id"] for row in rows]
@@ -131,8 +133,9 @@ class LedgerRecorder(PostgresProcessRecorder):
             " SELECT e.originator_id, e.originator_version, e.topic, e.state"
             " FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
             " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, n)"
-            " ORDER BY e.n RETURNING notification_id, hash, leaf_index"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            " ORDER BY e.n RETURNING {returning}"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
+                 returning=SQL(self.RETURNING))
 
 
 class LedgerTranscoder(JSONTranscoder):
