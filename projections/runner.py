@@ -163,10 +163,14 @@ class GroupRunner:
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
         with psycopg.connect(self.database_url, autocommit=True, application_name=GROUP_LISTENER_NAME) as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
+            busy = False
             while not stop.is_set() and self.group.names:
                 processed = self.process_available()
                 if processed < self.batch_size:
-                    _sleep(conn, stop, self.idle_wait, self.linger)
+                    # Linger only after a pause: under steady load the time a batch takes is
+                    # what gathers the next one, and lingering on top only delays notices.
+                    _sleep(conn, stop, self.idle_wait, 0.0 if busy and processed else self.linger)
+                busy = bool(processed)
 
 
 def _sleep(conn: psycopg.Connection[object], stop: threading.Event, idle_wait: float, linger: float) -> None:
