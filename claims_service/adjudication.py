@@ -154,6 +154,7 @@ class AdjudicationFollower:
         self.batch_size = batch_size
         self.cache = AggregateCache(cache_size)
         self._careful_until = 0  # the last position of a batch that failed
+        self._position: int | None = None  # as committed by this follower
 
     # --- the loop --------------------------------------------------------------------
 
@@ -163,13 +164,18 @@ class AdjudicationFollower:
     def process_available(self) -> int:
         """Process one batch after the tracked position; return how many notifications it covered."""
         for attempt in range(5):
-            position = self.position()
+            # The position this follower committed last, or the recorded one after anything failed
+            # (the tracking row refuses a batch that another adjudicator took: a conflict).
+            position = self._position if self._position is not None else self.position()
+            self._position = None
             # After a batch failed, its notifications one at a time, to find the one that fails.
             notifications = self._read(position, 1 if position < self._careful_until else self.batch_size)
             if not notifications:
+                self._position = position
                 return 0
             try:
                 self._process(notifications)
+                self._position = notifications[-1].id
                 return len(notifications)
             except ConflictError:
                 # Someone changed an aggregate we read (a provider voiding a claim, say) between our
@@ -184,6 +190,7 @@ class AdjudicationFollower:
                               "notification at a time", position, type(error).__name__)
                     continue
                 self._set_aside(notifications[0], error)
+                self._position = notifications[0].id
                 return 1
         raise ConflictError("adjudication batch kept conflicting")
 
@@ -275,7 +282,11 @@ class AdjudicationFollower:
                 continue
             related.append(MemberCoverage.create_id(claim.payer_id, claim.member_id))
             related.append(Provider.create_id(claim.provider_id))
-            related.append(Payment.create_id(payment_id_for(claim.claim_id)))
+            payment_id = Payment.create_id(payment_id_for(claim.claim_id))
+            if claim.status == "submitted" and payment_id not in work.cache:
+                # Never decided, so never paid: payments follow decisions (the query would find nothing).
+                work.cache.put(payment_id, None)
+            related.append(payment_id)
             if claim.replaces_claim_id:
                 related.append(UUID(claim.replaces_claim_id))
             for year in {plan_year(line["date_of_service"]) for line in claim.lines}:
