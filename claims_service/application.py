@@ -239,6 +239,7 @@ class Ledger(Application):
                 "SELECT originator_id, originator_version, topic, state FROM ledger_events"
                 " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
                 (ids,),
+                binary=True,  # the ids and the payloads as they are, without text escaping
             )
             rows = curs.fetchall()
         aggregates: dict[Any, Any] = {}

@@ -18,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 from psycopg.rows import tuple_row
-from psycopg.types.json import set_json_loads
 
 from projections.events import Notification, read_notifications
 from projections.store import (
@@ -31,6 +29,7 @@ from projections.store import (
     TRACKING_TABLE,
     Batch,
     ReadModel,
+    fast_json,
     tracking_name,
 )
 
@@ -89,8 +88,7 @@ class ViewGroup:
             return 0
         last = notifications[-1].position
         advanced = []
-        with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
-            set_json_loads(orjson.loads, rows_cur)  # the rows are our own plain JSON: the fast parser
+        with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
             for model in models:
                 if positions[model.name] >= last:
                     continue

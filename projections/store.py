@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import orjson
 import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import Cursor, sql
+from psycopg import Connection, Cursor, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_loads
@@ -140,7 +141,7 @@ class Table:
         query = sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%s::{}[])").format(
             sql.Identifier(self.relation), sql.Identifier(column), sql.SQL(self.columns[column])
         )
-        self.cur.execute(query, (list(wanted),), prepare=True)
+        self.cur.execute(query, (list(wanted),), prepare=True, binary=True)  # arrays without text escaping
         for (row,) in self.cur.fetchall():
             self.rows.setdefault(self._key_of(row), row)
         known.update(wanted)
@@ -232,6 +233,19 @@ class AppendTable:
 def _dumps(rows: list[Row]) -> str:
     # orjson: several times faster than json.dumps on a batch's rows, which every batch writes.
     return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_FAST_JSON: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
+
+
+def fast_json(conn: Connection[Any]) -> Connection[Any]:
+    """``conn``, reading JSON with orjson from now on: the rows are our own plain JSON (no
+    number beyond 64 bits), and the projections read many. Set once per connection (each call
+    of ``set_json_loads`` makes new loader classes)."""
+    if conn not in _FAST_JSON:
+        set_json_loads(orjson.loads, conn)
+        _FAST_JSON.add(conn)
+    return conn
 
 
 class Batch:
@@ -399,8 +413,7 @@ class ReadModelView(PostgresTrackingRecorder):
             notifications = self.read(cur.connection, start, limit)
         if not notifications:
             return 0
-        with cur.connection.cursor(row_factory=tuple_row) as rows_cur:
-            set_json_loads(orjson.loads, rows_cur)  # the rows are our own plain JSON: the fast parser
+        with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
             batch = Batch(rows_cur, self.suffix)
             self.model.apply(batch, notifications)
             batch.flush()
