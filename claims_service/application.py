@@ -136,7 +136,7 @@ class LedgerRecorder(PostgresProcessRecorder):
         return SQL(
             "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)"
             " SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+            " FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
             " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, n)"
             " ORDER BY e.n RETURNING {returning}"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
@@ -237,9 +237,9 @@ class Ledger(Application):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 "SELECT originator_id, originator_version, topic, state FROM ledger_events"
-                " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+                " WHERE originator_id = ANY(%b) ORDER BY originator_id, originator_version",
                 (ids,),
-                binary=True,  # the ids and the payloads as they are, without text escaping
+                binary=True,  # ids and payloads both ways as they are, without text escaping
             )
             rows = curs.fetchall()
         aggregates: dict[Any, Any] = {}

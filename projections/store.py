@@ -138,10 +138,10 @@ class Table:
         wanted = {v for v in values if v not in known}
         if not wanted:
             return
-        query = sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%s::{}[])").format(
+        query = sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%b::{}[])").format(
             sql.Identifier(self.relation), sql.Identifier(column), sql.SQL(self.columns[column])
         )
-        self.cur.execute(query, (list(wanted),), prepare=True, binary=True)  # arrays without text escaping
+        self.cur.execute(query, (list(wanted),), prepare=True, binary=True)  # both ways without text escaping
         for (row,) in self.cur.fetchall():
             self.rows.setdefault(self._key_of(row), row)
         known.update(wanted)
