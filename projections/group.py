@@ -29,6 +29,7 @@ from projections.store import (
     TRACKING_TABLE,
     Batch,
     ReadModel,
+    ReadModelView,
     fast_json,
     tracking_name,
 )
@@ -57,6 +58,7 @@ class ViewGroup:
         self.models = {model.name: model for model in models}
         self.after_apply = after_apply
         self._wants: dict[str, dict[str, bool]] = {name: {} for name in self.models}
+        self._views: dict[str, ReadModelView] = {}  # for members that catch up on their own
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -65,19 +67,41 @@ class ViewGroup:
     def remove(self, name: str) -> None:
         del self.models[name]
         del self._wants[name]
+        self._views.pop(name, None)
 
     def process_batch(self, limit: int) -> int:
         """Process up to ``limit`` notifications after the lowest member's position, in one
-        transaction; return how many (0 when every member is caught up)."""
+        transaction; return how many (0 when every member is caught up).
+
+        A member more than ``limit`` behind the foremost (a projection added to a running
+        service, say) gets a batch of its own instead, in a transaction of its own, so that its
+        catching up does not hold the others back; it joins the shared batches once it is near."""
         if not self.models:
             return 0
         with self.datastore.transaction(commit=True) as cur:
-            return self._process_in(cur, limit)
+            processed, behind = self._process_in(cur, limit)
+        for name in behind:
+            processed += self._catch_up(name, limit)
+        return processed
 
-    def _process_in(self, cur: Cursor[Any], limit: int) -> int:
+    def _catch_up(self, name: str, limit: int) -> int:
+        if name not in self._views:
+            self._views[name] = ReadModelView(self.datastore, self.models[name])
+        hook = self.after_apply
+        try:
+            return self._views[name].process_batch(limit, after_apply=(lambda ns: hook(name, ns)) if hook else None)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except Exception as error:
+            raise MemberFailed(name) from error
+
+    def _process_in(self, cur: Cursor[Any], limit: int) -> tuple[int, list[str]]:
         positions = self._lock_positions(cur)
+        front = max(positions.values())
+        behind = [name for name, position in positions.items() if front - position > limit]
+        positions = {name: position for name, position in positions.items() if name not in behind}
         start = min(positions.values())
-        models = list(self.models.values())
+        models = [self.models[name] for name in positions]
         notifications = read_notifications(
             cur.connection, start, limit,
             topics=set().union(*(m.topics for m in models)),
@@ -85,7 +109,7 @@ class ViewGroup:
             hashes=any(m.hashes for m in models),
         )
         if not notifications:
-            return 0
+            return 0, behind
         last = notifications[-1].position
         advanced = []
         with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
@@ -113,7 +137,7 @@ class ViewGroup:
             raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
         cur.execute("SELECT pg_notify(%s, name || ' ' || %s) FROM unnest(%s::text[]) AS name",
                     (PROGRESS_CHANNEL, str(last), [n.removeprefix("projection.") for n in advanced]), prepare=True)
-        return len(notifications)
+        return len(notifications), behind
 
     def _lock_positions(self, cur: Cursor[Any]) -> dict[str, int]:
         """Lock every member's tracking row (in name order: no deadlock with another locker) and

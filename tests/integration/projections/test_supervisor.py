@@ -96,3 +96,27 @@ def test_reads_through_a_pool_survive_the_server_dropping_its_connections(databa
         pool.wait()
         assert terminate(database_url, "claims-test-reads") == 3  # every idle connection is now dead
         assert queries.payer_worklist(pool, "PAYER-00").items == []
+
+
+def test_a_projection_far_behind_catches_up_without_holding_the_others_back(database_url):
+    from projections.runner import GroupRunner, ProjectionRunner
+
+    generate_history(database_url, 600, seed=55, members=5)
+    ahead = ProjectionRunner(database_url, "claim_status")
+    ahead.drain()  # claim_status at the head; payments (a projection new to this service) at 0
+    ahead.close()
+    caught_up = head(database_url)
+    group = GroupRunner(database_url, ["claim_status", "payments"], batch_size=100)
+    try:
+        generate_history(database_url, 100, seed=56, members=5)
+        group.process_available()
+        group.process_available()
+        positions = ProjectionSupervisor(database_url, names=["claim_status", "payments"]).positions()
+        # claim_status follows the new events batch by batch, not waiting for payments to catch up ...
+        assert positions["claim_status"] >= caught_up + 200
+        # ... which it does meanwhile, batch by batch on its own.
+        assert positions["payments"] == 200
+        group.drain()
+    finally:
+        group.close()
+    assert_equals_from_scratch(database_url, names=("claim_status", "payments"))
