@@ -1,7 +1,8 @@
 """claimsctl projections: status and rebuild of the read models.
 
-``register(subparsers)`` adds ``claimsctl projections status [--json]`` and
-``claimsctl projections rebuild NAME [--keep-previous] [--batch-size N]``; the CLI wires it in.
+``register(subparsers)`` adds ``claimsctl projections status [--json]``,
+``claimsctl projections rebuild NAME [--keep-previous] [--batch-size N]`` and
+``claimsctl projections drop-previous NAME``; the CLI wires it in.
 A rebuild runs while the service keeps serving: readers answer from the live tables until the
 rebuilt ones are swapped in atomically.
 """
@@ -44,12 +45,22 @@ def cmd_rebuild(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drop_previous(config: Config, args: argparse.Namespace) -> int:
+    from claims_service.cli import database_url
+    from projections.rebuild import drop_previous
+
+    with database_url(config) as url:
+        dropped = drop_previous(url, args.name)
+    print(f"dropped {', '.join(dropped)}" if dropped else f"{args.name}: no <table>_previous tables to drop")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``projections status`` and ``projections rebuild NAME`` to claimsctl's subcommands."""
     from projections.catalog import NAMES
     from projections.rebuild import REBUILD_BATCH_SIZE
 
-    projections = subparsers.add_parser("projections", help="read models: status, rebuild")
+    projections = subparsers.add_parser("projections", help="read models: status, rebuild, drop-previous")
     commands = projections.add_subparsers(dest="projections_command", required=True)
     status = commands.add_parser("status", help="each projection's position, the ledger head and the lag")
     status.add_argument("--json", action="store_true", help="print one JSON array")
@@ -59,3 +70,6 @@ def register(subparsers: Any) -> None:
     rebuild.add_argument("--batch-size", type=int, default=REBUILD_BATCH_SIZE, help="events per transaction")
     rebuild.add_argument("--keep-previous", action="store_true", help="keep the replaced tables as <table>_previous")
     rebuild.set_defaults(func=cmd_rebuild)
+    drop = commands.add_parser("drop-previous", help="drop the <table>_previous copies a --keep-previous rebuild left")
+    drop.add_argument("name", choices=NAMES, help="the projection whose previous tables to drop")
+    drop.set_defaults(func=cmd_drop_previous)

@@ -16,6 +16,9 @@ the status of every projection.
    rename the rebuilt ones in, move the rebuild's position to the live tracking row. Readers
    answer from the old tables until the commit and from the new ones after; the live runner
    continues from the moved position on the new tables.
+
+``drop_previous(database_url, name)`` drops the ``<table>_previous`` copies that a rebuild with
+``keep_previous`` left for comparison.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from projections import catalog
 from projections.errors import RebuildInProgressError
@@ -162,6 +165,21 @@ def discard_rebuild(database_url: str, name: str) -> None:
     catalog.model(name)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT read_model_discard_rebuild(%s)", (name,))
+
+
+def drop_previous(database_url: str, name: str) -> list[str]:
+    """Drop the ``<table>_previous`` copies a ``keep_previous`` rebuild of projection ``name`` left
+    (once nobody needs to compare against them); return the tables dropped."""
+    model = catalog.model(name)
+    dropped = []
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        for table in model.tables:
+            previous = table + "_previous"
+            found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (previous,)).fetchone()
+            if found and found[0]:
+                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(previous)))
+                dropped.append(previous)
+    return dropped
 
 
 def status(database_url: str) -> list[ProjectionStatus]:

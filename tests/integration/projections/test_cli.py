@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+import psycopg
+
 from claims_service import projection_commands
 from claims_service.config import Config
 from projections.bench import generate_history
-from tests.integration.projections.helpers import drain, head
+from tests.integration.projections.helpers import drain, head, row_count
 
 
 def run(database_url: str, tmp_path: Path, *argv: str) -> int:
@@ -32,3 +34,16 @@ def test_status_shows_positions_head_and_lag_and_rebuild_swaps_in(database_url, 
     assert run(database_url, tmp_path, "projections", "status") == 0
     table = capsys.readouterr().out
     assert "payments" in table and "lag" in table
+
+
+def test_drop_previous_removes_what_a_kept_rebuild_left(database_url, tmp_path, capsys):
+    generate_history(database_url, 100, seed=72, members=3)
+    drain(database_url, ("payments",))
+    assert run(database_url, tmp_path, "projections", "rebuild", "payments", "--keep-previous") == 0
+    assert row_count(database_url, "payments_previous") > 0
+    assert run(database_url, tmp_path, "projections", "drop-previous", "payments") == 0
+    assert "payments_previous" in capsys.readouterr().out.splitlines()[-1]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('payments_previous')").fetchone()[0] is None
+    assert run(database_url, tmp_path, "projections", "drop-previous", "payments") == 0
+    assert "no <table>_previous tables" in capsys.readouterr().out
