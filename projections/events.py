@@ -179,6 +179,19 @@ def decode_state(state: bytes) -> dict[str, Any]:
     return decode_json(_opener().open(state))
 
 
+def open_payload(state: bytes) -> bytes:
+    """A stored payload as JSON bytes: as it is when it is JSON, otherwise decrypted and
+    decompressed with the cipher and compressor the environment configures for the ledger
+    (``UndecodablePayloadError`` when none is)."""
+    if state[:1] == b"{":
+        try:
+            orjson.loads(state)
+            return state
+        except orjson.JSONDecodeError:
+            pass
+    return _opener().open(state)
+
+
 class _Opener:
     """Decrypts and decompresses payloads with the ledger application's configured cipher."""
 

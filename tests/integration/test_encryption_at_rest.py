@@ -1,0 +1,76 @@
+"""Payloads encrypted at rest (AES-GCM, the library's cipher configured by CIPHER_TOPIC and
+CIPHER_KEY): no patient identifier in the stored bytes, yet the chain verifies, claims are
+adjudicated, the read models fill, decisions replay, and a claim bundle verifies offline, with the
+key or, short of the replay, without it."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.cryptography import AESCipher
+
+import projections.events
+from claims_service.adjudication import AdjudicationFollower
+from claims_service.application import Ledger
+from claims_service.commands import ClaimsLedger
+from claims_service.ledger.bundle import export_bundle, verify_bundle
+from claims_service.ledger.checkpoints import Checkpointer
+from claims_service.ledger.store import verify_ledger
+from projections import catalog, queries
+from projections.runner import GroupRunner
+from tests import world
+
+PROVIDER = "provider:" + world.NPI
+
+
+@pytest.fixture
+def encrypted(monkeypatch):
+    monkeypatch.setenv("CIPHER_TOPIC", "eventsourcing.cryptography:AESCipher")
+    monkeypatch.setenv("CIPHER_KEY", AESCipher.create_key(32))
+    monkeypatch.setattr(projections.events, "_opener_instance", None)  # built from the environment on first need
+    return monkeypatch
+
+
+def test_an_encrypted_ledger_keeps_every_guarantee(database_url, encrypted):
+    ledger = Ledger(database_url)
+    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    try:
+        world.set_up(service)
+        submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("k1"))
+        follower = AdjudicationFollower(ledger)
+        while follower.process_available():
+            pass
+        group = GroupRunner(database_url, catalog.NAMES)
+        group.drain()
+        group.close()
+
+        with psycopg.connect(database_url) as conn:
+            states = [bytes(s) for (s,) in conn.execute("SELECT state FROM ledger_events")]
+        assert states and not any(world.MEMBER.encode() in s or s.startswith(b"{") for s in states)
+        assert verify_ledger(database_url).intact
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            claim = queries.get_claim(conn, submitted.claim_id)
+            timeline = queries.claim_timeline(conn, submitted.claim_id)
+        assert (claim.status, claim.member_id, claim.total_paid_cents) == ("adjudicated", world.MEMBER, 1_500)
+        assert {entry.payload_encoding for entry in timeline} == {"base64"}  # kept as stored
+        assert service.replay(submitted.claim_id).identical
+
+        signer = Checkpointer(database_url, Ed25519PrivateKey.generate(), origin="claims.test/log")
+        signer.checkpoint_now()
+        bundle = export_bundle(database_url, UUID(submitted.claim_id), signer)
+        with_key = verify_bundle(bundle, signer.verifier_key)
+        assert with_key.ok and with_key.replay.startswith("identical")
+        # Without the key: the bytes are still proven to be the ledger's; only the replay waits.
+        encrypted.delenv("CIPHER_TOPIC")
+        encrypted.delenv("CIPHER_KEY")
+        encrypted.setattr(projections.events, "_opener_instance", None)
+        without_key = verify_bundle(bundle, signer.verifier_key)
+        assert without_key.ok and without_key.replay.startswith("not checked: the payloads are encrypted")
+    finally:
+        service.close()
+        ledger.close()
