@@ -98,6 +98,12 @@ class AggregateCache:
                 if cached is None or cached.version < notification.originator_version:
                     del self._items[notification.originator_id]
 
+    def aggregates(self) -> list[Any]:
+        return list(self._items.values())
+
+    def discard(self, aggregate_id: UUID) -> None:
+        self._items.pop(aggregate_id, None)
+
     def clear(self) -> None:
         self._items.clear()
 
@@ -105,17 +111,23 @@ class AggregateCache:
 class UnitOfWork:
     """The aggregates one batch reads and changes; everything it changed is saved together."""
 
+    # Claims and payments are read once or twice in their lives (decided, perhaps voided later),
+    # and a claim with its recorded facts is large: they leave the cache with their batch, as do
+    # answers of "absent". Members, providers, contracts and benefit periods stay.
+    TRANSIENT = (Claim, Payment, type(None))
+
     def __init__(self, ledger: Ledger, cache: AggregateCache | None = None) -> None:
         self.ledger = ledger
         self.cache = cache if cache is not None else AggregateCache()
         self.changed: dict[UUID, Any] = {}
+        self.transient: set[UUID] = set()
 
     def get(self, aggregate_id: UUID) -> Any | None:
         if aggregate_id not in self.cache:
             try:
-                self.cache.put(aggregate_id, self.ledger.repository.get(aggregate_id))
+                self.keep(aggregate_id, self.ledger.repository.get(aggregate_id))
             except AggregateNotFoundError:
-                self.cache.put(aggregate_id, None)
+                self.keep(aggregate_id, None)
         return self.cache.get(aggregate_id)
 
     def prefetch(self, aggregate_ids: list[UUID]) -> None:
@@ -123,12 +135,23 @@ class UnitOfWork:
         wanted = [i for i in dict.fromkeys(aggregate_ids) if i not in self.cache]
         found = self.ledger.load_many(wanted)
         for aggregate_id in wanted:
-            self.cache.put(aggregate_id, found.get(aggregate_id))
+            self.keep(aggregate_id, found.get(aggregate_id))
 
     def add(self, aggregate: Any) -> Any:
-        self.cache.put(aggregate.id, aggregate)
+        self.keep(aggregate.id, aggregate)
         self.changed[aggregate.id] = aggregate
         return aggregate
+
+    def forget_transient(self) -> None:
+        """Drop this batch's claims, payments and absences from the cache (the batch is done)."""
+        for aggregate_id in self.transient:
+            self.cache.discard(aggregate_id)
+
+    def keep(self, aggregate_id: UUID, aggregate: Any | None) -> None:
+        """Put an aggregate (None: known to be absent) in the cache for this batch."""
+        self.cache.put(aggregate_id, aggregate)
+        if isinstance(aggregate, self.TRANSIENT):
+            self.transient.add(aggregate_id)
 
     def changing(self, aggregate: Any) -> Any:
         self.changed[aggregate.id] = aggregate
@@ -267,6 +290,7 @@ class AdjudicationFollower:
                 self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
             except IntegrityError:
                 raise ConflictError("another adjudicator advanced past this batch") from None
+        work.forget_transient()
 
     def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
         """Everything the batch's claims will need, in two queries (claims and what they name, then
@@ -285,7 +309,7 @@ class AdjudicationFollower:
             payment_id = Payment.create_id(payment_id_for(claim.claim_id))
             if claim.status == "submitted" and payment_id not in work.cache:
                 # Never decided, so never paid: payments follow decisions (the query would find nothing).
-                work.cache.put(payment_id, None)
+                work.keep(payment_id, None)
             related.append(payment_id)
             if claim.replaces_claim_id:
                 related.append(UUID(claim.replaces_claim_id))

@@ -16,6 +16,7 @@ from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower, cla
 from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
 from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
 from claims_service.ledger.bundle import export_bundle, verify_bundle
 from claims_service.ledger.checkpoints import Checkpointer
@@ -260,6 +261,9 @@ def test_a_long_running_follower_sees_what_others_changed_between_its_batches(se
     decision = service.own_claim(after.claim_id).decision
     assert decision["total_paid_cents"] == 0
     assert "27" in [a["carc"] for a in decision["lines"][0]["adjustments"]]
+    # What it keeps between batches is reference data and benefit periods, not claims or payments.
+    held = follower.cache.aggregates()
+    assert held and not any(a is None or isinstance(a, (Claim, Payment)) for a in held)
 
 
 def test_a_batch_that_fails_to_commit_leaves_nothing_of_itself_in_the_follower(service, monkeypatch):
