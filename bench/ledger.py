@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from eventsourcing.domain import Aggregate, event
@@ -48,9 +47,7 @@ class PlainRecorder(LedgerRecorder):
 class PlainLedger(Ledger):
     """The ledger's own write path on the library's plain table: the baseline."""
 
-    def construct_recorder(self) -> Any:
-        return PlainRecorder(datastore=self.factory.datastore, events_table_name="ledger_events",  # type: ignore[attr-defined]
-                             tracking_table_name="ledger_tracking")
+    recorder_class = PlainRecorder
 
 
 def append_rate(url: str, seconds: float, threads: int = 4, events_per_save: int = 1, *, plain: bool = False) -> float:

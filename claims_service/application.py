@@ -177,9 +177,11 @@ class Ledger(Application):
         settings.update(env or {})
         super().__init__(env=settings)
 
+    recorder_class: type[LedgerRecorder] = LedgerRecorder
+
     def construct_recorder(self) -> Any:
         factory = self.factory
-        return LedgerRecorder(
+        return self.recorder_class(
             datastore=factory.datastore,  # type: ignore[attr-defined]
             events_table_name="ledger_events",
             tracking_table_name="ledger_tracking",

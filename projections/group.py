@@ -15,7 +15,8 @@ own retries) and go on with the rest. Connection errors concern everyone and are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -31,6 +32,7 @@ from projections.store import (
     ReadModel,
     ReadModelView,
     fast_json,
+    lock_tracking_rows,
     tracking_name,
 )
 
@@ -43,6 +45,18 @@ class MemberFailed(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(f"projection {name} failed on a batch")
         self.name = name
+
+
+@contextmanager
+def _blamed_on(name: str) -> Iterator[None]:
+    """A failure inside is member ``name``'s (``MemberFailed``), unless it is the connection's,
+    which is nobody's fault and raised as it is."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise
+    except Exception as error:
+        raise MemberFailed(name) from error
 
 
 class ViewGroup:
@@ -88,12 +102,8 @@ class ViewGroup:
         if name not in self._views:
             self._views[name] = ReadModelView(self.datastore, self.models[name])
         hook = self.after_apply
-        try:
+        with _blamed_on(name):
             return self._views[name].process_batch(limit, after_apply=(lambda ns: hook(name, ns)) if hook else None)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            raise
-        except Exception as error:
-            raise MemberFailed(name) from error
 
     def _process_in(self, cur: Cursor[Any], limit: int) -> tuple[int, list[str]]:
         positions = self._lock_positions(cur)
@@ -117,16 +127,12 @@ class ViewGroup:
                 if positions[model.name] >= last:
                     continue
                 mine = [self._as_seen_by(model, n) for n in notifications if n.position > positions[model.name]]
-                try:
+                with _blamed_on(model.name):
                     batch = Batch(rows_cur)
                     model.apply(batch, mine)
                     batch.flush()
                     if self.after_apply is not None:
                         self.after_apply(model.name, mine)
-                except (psycopg.OperationalError, psycopg.InterfaceError):
-                    raise  # the connection: nobody's fault
-                except Exception as error:
-                    raise MemberFailed(model.name) from error
                 advanced.append(tracking_name(model.name))
         updated = cur.execute(
             sql.SQL("UPDATE {} SET notification_id = %s WHERE application_name = ANY(%s) AND notification_id < %s").format(
@@ -140,23 +146,8 @@ class ViewGroup:
         return len(notifications), behind
 
     def _lock_positions(self, cur: Cursor[Any]) -> dict[str, int]:
-        """Lock every member's tracking row (in name order: no deadlock with another locker) and
-        return the members' positions."""
-        names = sorted(tracking_name(name) for name in self.models)
-        query = sql.SQL(
-            "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
-            " ORDER BY application_name FOR UPDATE"
-        ).format(sql.Identifier(TRACKING_TABLE))
-        with cur.connection.cursor(row_factory=tuple_row) as c:
-            rows = c.execute(query, (names,), prepare=True).fetchall()
-            if len(rows) < len(names):
-                c.execute(
-                    sql.SQL("INSERT INTO {} (application_name, notification_id) SELECT n, 0 FROM unnest(%s::text[]) AS n"
-                            " ON CONFLICT DO NOTHING").format(sql.Identifier(TRACKING_TABLE)),
-                    (names,),
-                )
-                rows = c.execute(query, (names,)).fetchall()
-        by_tracking = {name: int(position or 0) for name, position in rows}
+        """Lock every member's tracking row and return the members' positions."""
+        by_tracking = lock_tracking_rows(cur, [tracking_name(name) for name in self.models])
         return {name: by_tracking[tracking_name(name)] for name in self.models}
 
     def _as_seen_by(self, model: ReadModel, n: Notification) -> Notification:

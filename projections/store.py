@@ -235,6 +235,26 @@ def _dumps(rows: list[Row]) -> str:
     return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def lock_tracking_rows(cur: Cursor[Any], application_names: Sequence[str]) -> dict[str, int]:
+    """Lock these tracking rows for the transaction (in name order, so that two lockers of
+    overlapping sets cannot deadlock), creating missing ones at 0; return their positions."""
+    names = sorted(application_names)
+    query = sql.SQL(
+        "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
+        " ORDER BY application_name FOR UPDATE"
+    ).format(sql.Identifier(TRACKING_TABLE))
+    with cur.connection.cursor(row_factory=tuple_row) as c:
+        rows = c.execute(query, (names,), prepare=True).fetchall()
+        if len(rows) < len(names):
+            c.execute(
+                sql.SQL("INSERT INTO {} (application_name, notification_id) SELECT n, 0 FROM unnest(%s::text[]) AS n"
+                        " ON CONFLICT DO NOTHING").format(sql.Identifier(TRACKING_TABLE)),
+                (names,),
+            )
+            rows = c.execute(query, (names,)).fetchall()
+    return {name: int(position or 0) for name, position in rows}
+
+
 _FAST_JSON: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
 
 
@@ -432,20 +452,4 @@ class ReadModelView(PostgresTrackingRecorder):
 
     def lock_position(self, cur: Cursor[Any]) -> int:
         """Lock this view's tracking row for the transaction and return its position."""
-        query = sql.SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE").format(
-            sql.Identifier(TRACKING_TABLE)
-        )
-        with cur.connection.cursor(row_factory=tuple_row) as c:
-            c.execute(query, (self.application_name,), prepare=True)
-            row = c.fetchone()
-            if row is None:
-                c.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (application_name, notification_id) VALUES (%s, 0) ON CONFLICT DO NOTHING"
-                    ).format(sql.Identifier(TRACKING_TABLE)),
-                    (self.application_name,),
-                )
-                c.execute(query, (self.application_name,))
-                row = c.fetchone()
-        assert row is not None
-        return int(row[0] or 0)
+        return lock_tracking_rows(cur, [self.application_name])[self.application_name]
