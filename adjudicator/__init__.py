@@ -3,7 +3,8 @@
 Lives here: the data models (models.py), code tables with effective dates (codes.py), the synthetic
 code set (codeset.py, data/*.json), the rules (rules/, one per file), rule sets (ruleset.py,
 rulesets/), the engine (engine.py, over state.py, findings.py, money.py), dispute-replay comparison
-(replay.py) and a throughput benchmark (bench.py).
+(replay.py), reviewers' decisions on pended claims and the reasons for a pend (review.py), and a
+throughput benchmark (bench.py).
 
 `adjudicate(claim, facts, ruleset)` gives the same `Decision` for the same inputs, always: nothing
 here reads a clock, randomness, the environment, a database or the network. This package imports the
@@ -32,10 +33,12 @@ from .models import (
     PriorAuthorization,
     ProviderFacts,
 )
+from .review import PEND_REASONS, Resolution, pend_reasons, review
 from .ruleset import RuleSet
 from .rulesets import RULESETS, UnknownRuleSetError, get_ruleset
 
 __all__ = [
+    "PEND_REASONS",
     "RULESETS",
     "AccumulatorChange",
     "Accumulators",
@@ -54,9 +57,12 @@ __all__ = [
     "Outcome",
     "PlanTerms",
     "PriorAuthorization",
+    "Resolution",
     "ProviderFacts",
     "RuleSet",
     "UnknownRuleSetError",
     "adjudicate",
+    "pend_reasons",
+    "review",
     "get_ruleset",
 ]

@@ -21,6 +21,11 @@ from eventsourcing.utils import get_topic
 
 import adjudicator
 from adjudicator.replay import compare
+from adjudicator.codes import CodeNotInForceError
+from adjudicator.models import Outcome
+from adjudicator.review import lines_to_review
+from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
+from claims_service.adjudication.settlement import current_decision, settle
 from claims_service.application import Ledger, Receipt
 from claims_service.domain.apikey import ApiKey, new_key, secret_hash
 from claims_service.domain.claim import Claim
@@ -226,7 +231,9 @@ class ClaimsLedger:
         return claim
 
     def correct_claim(self, *, actor: str, original_claim_id: str, **fields: Any) -> ClaimReceipt:
-        """A replacement (frequency 7): the new claim and the original's supersession, one commit."""
+        """A replacement (frequency 7): the new claim, the original's supersession and the end of
+        the original's money (scheduled payments cancelled, issued ones recouped, accumulators
+        reversed), in one commit."""
         request = SubmitClaim.checked(actor=actor, received_on=self.today(), frequency_code="7",
                                       replaces_claim_id=original_claim_id, **fields)
         for _ in range(RETRIES):
@@ -236,40 +243,81 @@ class ClaimsLedger:
                 replacement_now = self._get(replacement.id, ClaimNotFoundError("claim not found"))
                 replacement_now.ensure_same_request(request.body_hash())
                 return ClaimReceipt(replacement.claim_id, self.receipt_of(replacement.id, 1))
+            before = current_decision(original)
             original.correct(actor=actor, replacement_claim_id=replacement.claim_id)
+            money = settle(self._load, original, before=before, after=None, actor=actor,
+                           reason=f"replaced by {replacement.claim_id}")
             try:
-                return ClaimReceipt(replacement.claim_id, self.writer.record(replacement, original)[0])
+                return ClaimReceipt(replacement.claim_id, self.writer.record(replacement, original, *money)[0])
             except ConflictError:
                 continue
         raise ConflictError("the claim kept changing under this correction; retry")
 
     def void_claim(self, *, actor: str, provider_id: str, claim_id: str, reason: str) -> Receipt:
+        """Cancel a claim (frequency 8) and its money in one commit: no payment of it is issued after."""
         claim = self.own_claim(claim_id, provider_id)
-        return self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"),
-                            lambda c: c.void(actor=actor, reason=reason))
+
+        def change(c: Claim) -> list[Any]:
+            before = current_decision(c)
+            c.void(actor=actor, reason=reason)
+            return settle(self._load, c, before=before, after=None, actor=actor, reason=f"voided: {reason}")
+
+        return self._change_claim(claim.id, claim_id, change)
+
+    def _load(self, aggregate_id: UUID) -> Any | None:
+        try:
+            return self.ledger.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _change_claim(self, claim_id: UUID, shown_id: str, change: Callable[[Claim], list[Any]]) -> Receipt:
+        """Load the claim, change it, and save it with what the change returns (its money), in one
+        commit; on a concurrent write to any of them, all of it again on the fresh state. The
+        receipt is the claim's event."""
+        for _ in range(RETRIES):
+            claim = self._get(claim_id, ClaimNotFoundError(f"claim {shown_id} not found"))
+            others = change(claim)
+            if not claim.pending_events:
+                return self.receipt_of(claim.id, claim.version)
+            try:
+                return self.writer.record(claim, *others)[0]
+            except ConflictError:
+                continue
+        raise ConflictError("the claim kept changing under this command; retry")
 
     # --- payers -----------------------------------------------------------------------
 
     def resolve_pended_claim(self, *, actor: str, payer_id: str, claim_id: str, note: str,
                              approve: list[dict[str, int]] | None = None,
                              deny: tuple[str, str] | None = None) -> tuple[Receipt, dict[str, Any]]:
-        """Complete a pended claim with the reviewer's decision (recorded as the claim's decision).
-
-        Approval names, per line, the allowed and paid amounts: billed − allowed is CO-45 and
-        allowed − paid the member's share (PR-2); denial puts the whole billed amount under the
-        reviewer's group and CARC. The adjudicator then moves the accumulators and schedules the
-        payment, exactly as for an automatic decision.
-        """
+        """Decide a pended claim as the reviewer resolves it, by the engine's own functions
+        (`adjudicator.review`): the reviewer's allowed amounts (or denial) in place of pricing, then
+        the plan's cost share on the member's accumulators as they stand now, capped by the
+        out-of-pocket maximum, labelled by the engine's rule. The decision, its facts and the
+        reviewer's resolution are recorded together with the accumulators and the payment it
+        moves, in one commit."""
         claim = self.own_claim(claim_id)
         if claim.payer_id != payer_id:
             raise ClaimNotFoundError(f"claim {claim_id} not found")
-        decision = review_decision(claim, approve=approve, deny=deny)
+        resolution = review_resolution(claim, approve=approve, deny=deny)
+        decided: dict[str, Any] = {}
 
-        def change(c: Claim) -> None:
-            c.resolve_review(actor=actor, decision=decision, reviewer=actor, note=note)
+        def change(c: Claim) -> list[Any]:
+            if c.status != "pended":
+                raise StateError(f"only a pended claim can be resolved by review (this claim is {c.status})")
+            facts = facts_for_redecision(self._load, c)
+            ruleset = adjudicator.get_ruleset(c.ruleset_version)
+            try:
+                decision = adjudicator.review(claim_input_of(c), facts, ruleset, resolution)
+            except CodeNotInForceError as error:
+                raise ValidationError.single("deny.carc", str(error)) from None
+            decided.update(decision.model_dump(mode="json"))
+            c.resolve_review(actor=actor, decision=decided, reviewer=actor, note=note,
+                             resolution=resolution.to_json(), facts=facts.model_dump(mode="json"))
+            return settle(self._load, c, before=None, after=decision, actor=actor, reason="review")
 
-        receipt = self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"), change)
-        return receipt, decision
+        receipt = self._change_claim(claim.id, claim_id, change)
+        return receipt, decided
 
     def issue_payments(self, *, actor: str, payer_id: str, payment_ids: list[str]) -> tuple[list[Payment], Receipt | None]:
         """Issue the given scheduled payments in one batch (one commit), each with a trace number."""
@@ -305,8 +353,6 @@ class ClaimsLedger:
             ruleset = adjudicator.get_ruleset(version)
         except adjudicator.UnknownRuleSetError:
             raise ValidationError.single("ruleset_version", f"unknown rule set {version!r}") from None
-        from claims_service.adjudication import claim_input_of
-
         recorded = adjudicator.Decision.model_validate(claim.run_decision)
         try:
             replayed = adjudicator.adjudicate(claim_input_of(claim), adjudicator.Facts.model_validate(claim.facts), ruleset)
@@ -333,23 +379,44 @@ class ClaimsLedger:
     def resolve_dispute(self, *, actor: str, claim_id: str, dispute_id: str, resolution: str, note: str,
                         ruleset_version: str | None = None) -> tuple[Receipt, dict[str, Any] | None]:
         """Upheld: the decision stands. Overturned: a new decision by the given (or the in-force)
-        rule set on the recorded facts; the adjudicator pays or recovers the difference."""
+        rule set on the recorded facts, with the member's accumulators as they stand now (less this
+        claim's own effect), so the out-of-pocket maximum holds; the difference is paid, cancelled
+        or recouped in the same commit."""
         claim = self.own_claim(claim_id)
-        decision = None
         if resolution == "overturned":
-            if claim.facts is None:
+            if not claim.facts:
                 raise StateError("this claim has no recorded facts to decide again")
             version = ruleset_version or self.ruleset_in_force(self.today())
-            decision = self.replay(claim_id, version).replayed
+            try:
+                ruleset = adjudicator.get_ruleset(version)
+            except adjudicator.UnknownRuleSetError:
+                raise ValidationError.single("ruleset_version", f"unknown rule set {version!r}") from None
+        decided: list[dict[str, Any]] = []
 
-        def change(c: Claim) -> None:
-            c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decision, note=note)
+        def change(c: Claim) -> list[Any]:
+            if resolution != "overturned":
+                c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=None, note=note)
+                return []
+            before = current_decision(c)
+            facts = facts_for_redecision(self._load, c)
+            try:
+                decision = adjudicator.adjudicate(claim_input_of(c), facts, ruleset)
+            except Exception as error:
+                raise StateError(f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__})") from None
+            if decision.outcome == Outcome.PENDED:
+                # A decision that pends cannot settle a dispute: the claim would stand decided with
+                # a provisional decision.
+                raise StateError(f"rule set {ruleset.version} pends this claim on its facts; resolve it as upheld "
+                                 "or with another rule set")
+            decided[:] = [decision.model_dump(mode="json")]
+            c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decided[0],
+                              note=note, facts=facts.model_dump(mode="json"))
+            return settle(self._load, c, before=before, after=decision, actor=actor, reason=f"dispute {dispute_id} overturned")
 
-        return self._change(claim.id, ClaimNotFoundError(f"claim {claim_id} not found"), change), decision
+        receipt = self._change_claim(claim.id, claim_id, change)
+        return receipt, (decided[0] if decided else None)
 
     def ruleset_in_force(self, day: date) -> str:
-        from claims_service.adjudication import DEFAULT_RULESET
-
         try:
             schedule = self.ledger.repository.get(RuleSetSchedule.create_id())
         except AggregateNotFoundError:
@@ -374,64 +441,31 @@ def trace_number(payment_id: str) -> str:
     return "TRN" + hashlib.sha256(payment_id.encode()).hexdigest()[:15].upper()
 
 
-def review_decision(claim: Claim, *, approve: list[dict[str, int]] | None, deny: tuple[str, str] | None) -> dict[str, Any]:
-    """The decision a reviewer's approval or denial stands for, balanced line by line."""
-    provisional = claim.decision or {}
-    billed = {line["line_number"]: line["billed_cents"] for line in claim.lines}
-    lines = []
+def review_resolution(claim: Claim, *, approve: list[dict[str, int]] | None,
+                      deny: tuple[str, str] | None) -> adjudicator.Resolution:
+    """The reviewer's resolution, checked against the claim: a denial's codes, or an allowed
+    amount (0 up to the billed amount) for every line the pend held, each line once."""
     if deny is not None:
         group, carc = deny
         if group not in ("CO", "OA", "PI", "PR"):
             raise ValidationError.single("deny.group", "must be CO, OA, PI or PR")
         if not carc or len(carc) > 5 or not carc.isalnum():
             raise ValidationError.single("deny.carc", "must be a claim adjustment reason code")
-        for number, cents in billed.items():
-            lines.append({"line_number": number, "billed_cents": cents, "allowed_cents": 0, "paid_cents": 0,
-                          "patient_responsibility_cents": cents if group == "PR" else 0,
-                          "adjustments": [{"group": group, "carc": carc, "amount_cents": cents}],
-                          "remarks": [], "status": "denied"})
-    else:
-        given = {}
-        for i, entry in enumerate(approve or []):
-            number = entry["line_number"]
-            where = f"approve.lines[{i}]"
-            if number not in billed:
-                raise ValidationError.single(f"{where}.line_number", "is not a line of this claim")
-            if number in given:
-                raise ValidationError.single(f"{where}.line_number", "is listed twice")
-            if not 0 <= entry["allowed_cents"] <= billed[number]:
-                raise ValidationError.single(f"{where}.allowed_cents", "must be between 0 and the line's billed amount")
-            if not 0 <= entry["paid_cents"] <= entry["allowed_cents"]:
-                raise ValidationError.single(f"{where}.paid_cents", "must be between 0 and allowed_cents")
-            given[number] = entry
-        missing = sorted(set(billed) - set(given))
-        if missing:
-            raise ValidationError.single("approve.lines", f"every line needs an amount; missing line(s) {missing}")
-        for number, cents in billed.items():
-            allowed, paid = given[number]["allowed_cents"], given[number]["paid_cents"]
-            adjustments = []
-            if cents - allowed:
-                adjustments.append({"group": "CO", "carc": "45", "amount_cents": cents - allowed})
-            if allowed - paid:
-                adjustments.append({"group": "PR", "carc": "2", "amount_cents": allowed - paid})
-            lines.append({"line_number": number, "billed_cents": cents, "allowed_cents": allowed, "paid_cents": paid,
-                          "patient_responsibility_cents": allowed - paid, "adjustments": adjustments,
-                          "remarks": [], "status": "paid" if paid else "denied"})
-    paid_total = sum(line["paid_cents"] for line in lines)
-    billed_total = sum(billed.values())
-    outcome = "DENIED" if paid_total == 0 else ("PAID" if all(l["paid_cents"] == l["allowed_cents"] and l["allowed_cents"] == l["billed_cents"] for l in lines) else "PARTIALLY_PAID")
-    patient = sum(line["patient_responsibility_cents"] for line in lines)
-    years = sorted({line["date_of_service"].year for line in claim.lines})
-    changes = [{"plan_year": years[0], "deductible_cents": 0, "oop_cents": patient, "benefit_units": {}}] if patient else []
-    return {
-        "claim_id": claim.claim_id,
-        "outcome": outcome,
-        "lines": lines,
-        "total_billed_cents": billed_total,
-        "total_allowed_cents": sum(line["allowed_cents"] for line in lines),
-        "total_paid_cents": paid_total,
-        "total_patient_responsibility_cents": patient,
-        "accumulator_changes": changes,
-        "ruleset_version": provisional.get("ruleset_version", claim.ruleset_version or ""),
-        "ruleset_hash": provisional.get("ruleset_hash", claim.ruleset_hash or "0" * 64),
-    }
+        return adjudicator.Resolution(deny_group=group, deny_carc=carc)
+    billed = {line["line_number"]: line["billed_cents"] for line in claim.lines}
+    given: dict[int, int] = {}
+    for i, entry in enumerate(approve or []):
+        number = entry["line_number"]
+        where = f"approve.lines[{i}]"
+        if number not in billed:
+            raise ValidationError.single(f"{where}.line_number", "is not a line of this claim")
+        if number in given:
+            raise ValidationError.single(f"{where}.line_number", "is listed twice")
+        if not 0 <= entry["allowed_cents"] <= billed[number]:
+            raise ValidationError.single(f"{where}.allowed_cents", "must be between 0 and the line's billed amount")
+        given[number] = entry["allowed_cents"]
+    held = lines_to_review(adjudicator.Decision.model_validate(claim.decision)) if claim.decision else list(billed)
+    missing = sorted(set(held) - set(given))
+    if missing:
+        raise ValidationError.single("approve.lines", f"every line held for review needs an amount; missing line(s) {missing}")
+    return adjudicator.Resolution(allowed=given)

@@ -108,6 +108,7 @@ class Claim(Aggregate):
             claim.void_reason = None
             claim.disputes = {}
             claim.open_dispute_id = None
+            claim.pend_reasons = []
 
     class Adjudicated(Aggregate.Event):
         actor: str
@@ -126,20 +127,31 @@ class Claim(Aggregate):
         facts: dict[str, Any]
         ruleset_version: str
         ruleset_hash: str
+        # Why the claim waits for a reviewer, as remark codes (adjudicator.PEND_REASONS); absent
+        # from claims pended before reasons were recorded.
+        pend_reasons: list[str] | None = None
 
         def apply(self, claim: Claim) -> None:
             claim._record_run(self)
+            claim.pend_reasons = list(self.pend_reasons or [])
             claim.status = PENDED
 
     class ReviewResolved(Aggregate.Event):
+        """A reviewer's decision on a pended claim. Since reviews are decided by the engine, the
+        event also records the reviewer's resolution and the facts it was decided on, so that it
+        replays (``adjudicator.review``); reviews recorded before that carry neither."""
+
         actor: str
         decision: dict[str, Any]
         reviewer: str
         note: str
+        resolution: dict[str, Any] | None = None
+        facts: dict[str, Any] | None = None
 
         def apply(self, claim: Claim) -> None:
             claim.decision = copy_plain(self.decision)
-            claim.review = {"reviewer": self.reviewer, "note": self.note}
+            claim.review = {"reviewer": self.reviewer, "note": self.note,
+                            "resolution": copy_plain(self.resolution), "facts": self.facts}
             claim.status = ADJUDICATED
 
     class Corrected(Aggregate.Event):
@@ -184,11 +196,15 @@ class Claim(Aggregate):
         resolution: str  # "upheld" | "overturned"
         decision: dict[str, Any] | None
         note: str
+        # The facts an overturning decision was made on (recorded facts, accumulators as they
+        # stood); absent from resolutions recorded before they were kept.
+        facts: dict[str, Any] | None = None
 
         def apply(self, claim: Claim) -> None:
             record = claim.disputes[self.dispute_id]
             record["resolution"] = self.resolution
             record["note"] = self.note
+            record["facts"] = self.facts
             claim.open_dispute_id = None
             if self.decision is not None:
                 claim.decision = copy_plain(self.decision)
@@ -299,9 +315,11 @@ class Claim(Aggregate):
         facts: dict[str, Any],
         ruleset_version: str,
         ruleset_hash: str,
+        pend_reasons: list[str] | None = None,
     ) -> None:
-        """Hold for human review (high dollar, missing data ...) with the provisional decision."""
-        self._decide(self.Pended, actor, decision, facts, ruleset_version, ruleset_hash)
+        """Hold for human review (high dollar, missing price ...) with the provisional decision."""
+        self._decide(self.Pended, actor, decision, facts, ruleset_version, ruleset_hash,
+                     pend_reasons=list(pend_reasons or []))
 
     def _decide(
         self,
@@ -311,6 +329,7 @@ class Claim(Aggregate):
         facts: dict[str, Any],
         ruleset_version: str,
         ruleset_hash: str,
+        **extra: Any,
     ) -> None:
         cmd = Decide.checked(
             actor=actor,
@@ -327,12 +346,21 @@ class Claim(Aggregate):
             facts=copy_plain(cmd.facts),
             ruleset_version=cmd.ruleset_version,
             ruleset_hash=cmd.ruleset_hash,
+            **extra,
         )
 
     def resolve_review(
-        self, *, actor: str, decision: dict[str, Any], reviewer: str, note: str = ""
+        self,
+        *,
+        actor: str,
+        decision: dict[str, Any],
+        reviewer: str,
+        note: str = "",
+        resolution: dict[str, Any],
+        facts: dict[str, Any],
     ) -> None:
-        cmd = ResolveReview.checked(actor=actor, decision=decision, reviewer=reviewer, note=note)
+        cmd = ResolveReview.checked(actor=actor, decision=decision, reviewer=reviewer, note=note,
+                                    resolution=resolution, facts=facts)
         self._require_status(PENDED, "only a pended claim can be resolved by review")
         self.trigger_event(
             self.ReviewResolved,
@@ -340,6 +368,8 @@ class Claim(Aggregate):
             decision=copy_plain(cmd.decision),
             reviewer=cmd.reviewer,
             note=cmd.note,
+            resolution=copy_plain(cmd.resolution),
+            facts=copy_plain(cmd.facts),
         )
 
     def correct(self, *, actor: str, replacement_claim_id: str) -> None:
@@ -386,10 +416,11 @@ class Claim(Aggregate):
         resolution: str,
         decision: dict[str, Any] | None = None,
         note: str = "",
+        facts: dict[str, Any] | None = None,
     ) -> None:
-        """Close the open dispute; "overturned" carries the new decision."""
+        """Close the open dispute; "overturned" carries the new decision and its facts."""
         cmd = ResolveDispute.checked(
-            actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decision, note=note
+            actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decision, note=note, facts=facts
         )
         if self.open_dispute_id is None:
             msg = "this claim has no open dispute"
@@ -404,6 +435,7 @@ class Claim(Aggregate):
             resolution=cmd.resolution,
             decision=copy_plain(cmd.decision),
             note=cmd.note,
+            facts=copy_plain(cmd.facts),
         )
 
     # --- guards and queries -------------------------------------------------------------

@@ -1,8 +1,16 @@
 """A payment (remittance) from a payer to a provider for one or more claims.
 
-``scheduled`` -> ``issued`` -> (partially) ``reversed``. Amounts are integer
-cents and the schedule's total must equal the sum of its lines, so the 835
-built from it balances by construction.
+Lifecycle (``status``)::
+
+    scheduled --issue--> issued --recoup--> recouped (fully or in part; recoup again until nothing is left)
+        |
+        +--cancel--> cancelled
+
+A scheduled payment is cancelled (never issued) when the decision it pays is voided, replaced or
+lowered; an issued one is recouped: the amount taken back appears as a negative line on the
+provider's remittance. Amounts are integer cents and every total equals the sum of its lines, so
+the 835 built from it balances by construction. Which action a decision change calls for is decided
+by ``claims_service.adjudication.effects``; this aggregate only guards the transitions.
 """
 
 from __future__ import annotations
@@ -14,12 +22,13 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
-from claims_service.domain.values import IssuePayment, ReversePayment, SchedulePayment, copy_plain
+from claims_service.domain.values import CancelPayment, IssuePayment, RecoupPayment, SchedulePayment, copy_plain
 from claims_service.errors import StateError
 
 SCHEDULED = "scheduled"
 ISSUED = "issued"
-REVERSED = "reversed"
+CANCELLED = "cancelled"
+RECOUPED = "recouped"
 
 
 class Payment(Aggregate):
@@ -27,8 +36,8 @@ class Payment(Aggregate):
 
     State: ``payment_id``, ``payer_id``, ``provider_id``, ``claim_ids``,
     ``amount_cents``, ``lines`` (claim_id -> ``[{line_number, paid_cents}]``),
-    ``status``, ``trace_number``, ``issued_on``, ``reversed_cents``,
-    ``reversals`` (``[{reason, amount_cents}]``).
+    ``status``, ``trace_number``, ``issued_on``, ``cancel_reason``,
+    ``reversed_cents`` (recouped so far), ``reversals`` (``[{reason, amount_cents, lines}]``).
     """
 
     class Scheduled(Aggregate.Created):
@@ -52,6 +61,7 @@ class Payment(Aggregate):
             payment.issued_on = None
             payment.reversed_cents = 0
             payment.reversals = []
+            payment.cancel_reason = None
 
     class Issued(Aggregate.Event):
         actor: str
@@ -63,16 +73,42 @@ class Payment(Aggregate):
             payment.issued_on = self.issued_on
             payment.status = ISSUED
 
+    class Cancelled(Aggregate.Event):
+        """Never to be issued: the decision it paid was voided, replaced or lowered."""
+
+        actor: str
+        reason: str
+
+        def apply(self, payment: Payment) -> None:
+            payment.cancel_reason = self.reason
+            payment.status = CANCELLED
+
+    class Recouped(Aggregate.Event):
+        """Part or all of an issued payment taken back; ``lines`` maps each claim id to the
+        amounts taken back per claim line (they add up to ``amount_cents``)."""
+
+        actor: str
+        reason: str
+        amount_cents: int
+        lines: dict[str, list[dict[str, Any]]]
+
+        def apply(self, payment: Payment) -> None:
+            payment._take_back(self.reason, self.amount_cents, self.lines)
+
     class Reversed(Aggregate.Event):
+        """A recoupment as ledgers recorded it before recoupments were itemised by line."""
+
         actor: str
         reason: str
         amount_cents: int
 
         def apply(self, payment: Payment) -> None:
-            payment.reversals.append({"reason": self.reason, "amount_cents": self.amount_cents})
-            payment.reversed_cents += self.amount_cents
-            if payment.reversed_cents == payment.amount_cents:
-                payment.status = REVERSED
+            payment._take_back(self.reason, self.amount_cents, {})
+
+    def _take_back(self, reason: str, amount_cents: int, lines: dict[str, list[dict[str, Any]]]) -> None:
+        self.reversals.append({"reason": reason, "amount_cents": amount_cents, "lines": copy_plain(lines)})
+        self.reversed_cents += amount_cents
+        self.status = RECOUPED
 
     @staticmethod
     def create_id(payment_id: str) -> UUID:
@@ -121,18 +157,30 @@ class Payment(Aggregate):
             self.Issued, actor=cmd.actor, trace_number=cmd.trace_number, issued_on=cmd.issued_on
         )
 
-    def reverse(self, *, actor: str, reason: str, amount_cents: int) -> None:
-        """Take back ``amount_cents`` of an issued payment (several partial reversals allowed)."""
-        cmd = ReversePayment.checked(actor=actor, reason=reason, amount_cents=amount_cents)
-        if self.status == SCHEDULED:
-            msg = "a payment cannot be reversed before it is issued"
+    def cancel(self, *, actor: str, reason: str) -> None:
+        cmd = CancelPayment.checked(actor=actor, reason=reason)
+        if self.status != SCHEDULED:
+            msg = f"only a scheduled payment can be cancelled (this payment is {self.status})"
             raise StateError(msg)
-        if self.status == REVERSED:
-            msg = "this payment is already fully reversed"
+        self.trigger_event(self.Cancelled, actor=cmd.actor, reason=cmd.reason)
+
+    def recoup(self, *, actor: str, reason: str, lines: dict[str, list[dict[str, Any]]]) -> None:
+        """Take back what ``lines`` names (claim id -> ``[{line_number, paid_cents}]``) of an
+        issued payment; several partial recoupments are allowed, never more than is left."""
+        cmd = RecoupPayment.checked(actor=actor, reason=reason, lines=lines)
+        if self.status not in (ISSUED, RECOUPED):
+            msg = f"only an issued payment can be recouped (this payment is {self.status})"
             raise StateError(msg)
-        if cmd.amount_cents > self.amount_cents - self.reversed_cents:
-            msg = "amount_cents exceeds what is left of the payment"
+        amount = sum(line.paid_cents for claim_lines in cmd.lines.values() for line in claim_lines)
+        if amount > self.net_cents:
+            msg = "the recoupment exceeds what is left of the payment"
             raise StateError(msg)
+        dumped = cmd.model_dump(mode="python")
         self.trigger_event(
-            self.Reversed, actor=cmd.actor, reason=cmd.reason, amount_cents=cmd.amount_cents
+            self.Recouped, actor=cmd.actor, reason=cmd.reason, amount_cents=amount, lines=dumped["lines"]
         )
+
+    @property
+    def net_cents(self) -> int:
+        """What the provider keeps of this payment: nothing unless issued, less what was recouped."""
+        return self.amount_cents - self.reversed_cents if self.status in (ISSUED, RECOUPED) else 0

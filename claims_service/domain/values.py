@@ -46,7 +46,6 @@ from claims_service.domain.codes import (
     Note,
     Npi,
     PlaceOfService,
-    PositiveCents,
     ProcedureCode,
     Sha256Hex,
     ShortText,
@@ -479,9 +478,12 @@ class ResolveReview(Command):
     decision: dict[str, Any]
     reviewer: Identifier
     note: Note = ""
+    resolution: dict[str, Any]
+    facts: dict[str, Any]
 
     def violations(self) -> list[FieldViolation]:
-        return plain_violations(self.decision, "decision")
+        return (plain_violations(self.decision, "decision") + plain_violations(self.resolution, "resolution")
+                + plain_violations(self.facts, "facts"))
 
 
 class CorrectClaim(Command):
@@ -502,8 +504,11 @@ class ResolveDispute(Command):
     resolution: Literal["upheld", "overturned"]
     decision: dict[str, Any] | None = None
     note: Note = ""
+    facts: dict[str, Any] | None = None
 
     def violations(self) -> list[FieldViolation]:
+        if self.facts is not None and (found := plain_violations(self.facts, "facts")):
+            return found
         if self.resolution == "overturned" and self.decision is None:
             return [FieldViolation("decision", "is required when the resolution is overturned")]
         if self.resolution == "upheld" and self.decision is not None:
@@ -559,6 +564,23 @@ class IssuePayment(Command):
     issued_on: LedgerDate
 
 
-class ReversePayment(Command):
+class CancelPayment(Command):
     reason: ShortText
-    amount_cents: PositiveCents
+
+
+class RecoupPayment(Command):
+    """``lines`` maps each claim id to what is taken back per claim line (more than zero in all)."""
+
+    reason: ShortText
+    lines: dict[ClaimId, list[PaymentLine]] = Field(min_length=1)
+
+    def violations(self) -> list[FieldViolation]:
+        found = []
+        for claim_id, lines in self.lines.items():
+            where = field_path((claim_id,), "lines")
+            if not lines:
+                found.append(FieldViolation(where, "must have at least one line"))
+            found += _duplicates([line.line_number for line in lines], where, "line number")
+        if sum(line.paid_cents for lines in self.lines.values() for line in lines) <= 0:
+            found.append(FieldViolation("lines", "must take back more than zero"))
+        return found

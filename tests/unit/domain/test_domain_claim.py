@@ -23,6 +23,7 @@ ADJUDICATOR = "system:adjudicator"
 DISPUTE = "dispute:team-1"
 PAYER = "payer:ACME"
 RULESET = {"ruleset_version": "2025.1", "ruleset_hash": "ab" * 32}
+REVIEW = {"resolution": {"approve": [{"line_number": 1, "allowed_cents": 9_000}], "deny": None}, "facts": {}}
 REPLACEMENT_ID = "0b7c6f3e-9a52-5d1c-8a8e-2d7d1f4b9c10"
 
 
@@ -233,21 +234,21 @@ def test_a_pended_claim_is_decided_by_review(
     claim: Claim, decision: dict[str, Any], facts: dict[str, Any], refused: Any
 ) -> None:
     with refused(claim, StateError):
-        claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7")
+        claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7", **REVIEW)
     claim.pend(actor=ADJUDICATOR, decision={"reason": "high dollar"}, facts=facts, **RULESET)
     assert claim.status == "pended" and not claim.decided
     with refused(claim, StateError):
         claim.void(actor=PROVIDER, reason="cancelled")
     with refused(claim, ValidationError, field="reviewer"):
-        claim.resolve_review(actor=PAYER, decision=decision, reviewer="")
-    claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7", note="ok\nchecked")
+        claim.resolve_review(actor=PAYER, decision=decision, reviewer="", **REVIEW)
+    claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7", note="ok\nchecked", **REVIEW)
     assert claim.status == "adjudicated" and claim.decision == decision
-    assert claim.review == {"reviewer": "nurse-7", "note": "ok\nchecked"}
+    assert claim.review == {"reviewer": "nurse-7", "note": "ok\nchecked", **REVIEW}
     assert claim.facts == facts  # the engine's facts stay on record
     names = [type(e).__name__ for e in claim.collect_events()]
     assert names == ["ReviewResolved"]
     with refused(claim, StateError):
-        claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7")
+        claim.resolve_review(actor=PAYER, decision=decision, reviewer="nurse-7", **REVIEW)
 
 
 # --- corrections and voids ----------------------------------------------------------------

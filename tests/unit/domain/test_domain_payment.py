@@ -75,26 +75,46 @@ def test_issues_once(refused: Any) -> None:
         payment.issue(actor=PAYER, trace_number="EFT-0002", issued_on=date(2025, 4, 2))
 
 
-def test_refuses_reversing_before_issue(refused: Any) -> None:
+def test_refuses_recouping_before_issue(refused: Any) -> None:
     payment = Payment.schedule(**schedule_kwargs())
+    claim_id = payment.claim_ids[0]
     with refused(payment, StateError):
-        payment.reverse(actor=PAYER, reason="sent to wrong account", amount_cents=100)
+        payment.recoup(actor=PAYER, reason="sent to wrong account", lines={claim_id: [{"line_number": 1, "paid_cents": 100}]})
     with refused(payment, ValidationError, field="issued_on"):
         payment.issue(actor=PAYER, trace_number="EFT-1", issued_on=date(1, 1, 1))
 
 
-def test_reverses_up_to_the_amount(refused: Any) -> None:
+def test_a_scheduled_payment_is_cancelled_never_issued(refused: Any) -> None:
+    payment = Payment.schedule(**schedule_kwargs())
+    payment.cancel(actor=PAYER, reason="claim voided")
+    assert payment.status == "cancelled" and payment.cancel_reason == "claim voided" and payment.net_cents == 0
+    with refused(payment, StateError):
+        payment.issue(actor=PAYER, trace_number="EFT-0001", issued_on=date(2025, 4, 1))
+    with refused(payment, StateError):
+        payment.cancel(actor=PAYER, reason="again")
+
+
+def test_an_issued_payment_cannot_be_cancelled_only_recouped(refused: Any) -> None:
     payment = Payment.schedule(**schedule_kwargs())
     payment.issue(actor=PAYER, trace_number="EFT-0001", issued_on=date(2025, 4, 1))
-    with refused(payment, ValidationError, field="amount_cents"):
-        payment.reverse(actor=PAYER, reason="overpaid", amount_cents=0)
     with refused(payment, StateError):
-        payment.reverse(actor=PAYER, reason="overpaid", amount_cents=12_001)
-    payment.reverse(actor=PAYER, reason="overpaid", amount_cents=2_000)
-    assert payment.status == "issued" and payment.reversed_cents == 2_000
-    payment.reverse(actor=PAYER, reason="claim voided", amount_cents=10_000)
-    assert payment.status == "reversed"
+        payment.cancel(actor=PAYER, reason="too late")
+
+
+def test_recoups_up_to_the_amount(refused: Any) -> None:
+    payment = Payment.schedule(**schedule_kwargs())
+    claim_id = payment.claim_ids[0]
+    payment.issue(actor=PAYER, trace_number="EFT-0001", issued_on=date(2025, 4, 1))
+    assert payment.net_cents == 12_000
+    with refused(payment, ValidationError, field="lines"):
+        payment.recoup(actor=PAYER, reason="overpaid", lines={claim_id: [{"line_number": 1, "paid_cents": 0}]})
     with refused(payment, StateError):
-        payment.reverse(actor=PAYER, reason="again", amount_cents=1)
+        payment.recoup(actor=PAYER, reason="overpaid", lines={claim_id: [{"line_number": 1, "paid_cents": 12_001}]})
+    payment.recoup(actor=PAYER, reason="overpaid", lines={claim_id: [{"line_number": 1, "paid_cents": 2_000}]})
+    assert payment.status == "recouped" and payment.reversed_cents == 2_000 and payment.net_cents == 10_000
+    payment.recoup(actor=PAYER, reason="claim voided", lines={claim_id: [{"line_number": 1, "paid_cents": 10_000}]})
+    assert payment.net_cents == 0
+    with refused(payment, StateError):
+        payment.recoup(actor=PAYER, reason="again", lines={claim_id: [{"line_number": 1, "paid_cents": 1}]})
     with refused(payment, StateError):
         payment.issue(actor=PAYER, trace_number="EFT-0002", issued_on=date(2025, 4, 2))

@@ -79,7 +79,8 @@ def build_aggregates(
     claim = Claim.submit(**dict(claim_kwargs, visit_id="V-1"))
     claim.pend(actor="system:adjudicator", decision={"pend": ["high dollar"]}, facts=facts,
                ruleset_version="2025.1", ruleset_hash="ab" * 32)
-    claim.resolve_review(actor="payer:ACME", decision=decision, reviewer="nurse-7", note="ok")
+    claim.resolve_review(actor="payer:ACME", decision=decision, reviewer="nurse-7", note="ok",
+                         resolution={"approve": [{"line_number": 1, "allowed_cents": 9_000}], "deny": None}, facts=facts)
     claim.open_dispute(actor="dispute:team-1", dispute_id="D-1", reason="underpaid")
     claim.resolve_dispute(actor="dispute:team-1", dispute_id="D-1", resolution="overturned",
                           decision=dict(decision, outcome="paid in full"), note="fee schedule v1 applied")
@@ -98,8 +99,23 @@ def build_aggregates(
         lines={replacement.claim_id: [{"line_number": 1, "paid_cents": 9_000}, {"line_number": 2, "paid_cents": 1_500}]},
     )
     payment.issue(actor="payer:ACME", trace_number="EFT-0001", issued_on=date(2025, 4, 1))
-    payment.reverse(actor="payer:ACME", reason="claim voided", amount_cents=10_500)
-    return [member, provider, contract, visit, claim, replacement, payment]
+    payment.recoup(actor="payer:ACME", reason="claim voided",
+                   lines={replacement.claim_id: [{"line_number": 1, "paid_cents": 9_000}]})
+    cancelled = Payment.schedule(
+        actor="payer:ACME", payment_id="PAY-2", payer_id="ACME", provider_id=NPI,
+        claim_ids=[replacement.claim_id], amount_cents=1_500,
+        lines={replacement.claim_id: [{"line_number": 2, "paid_cents": 1_500}]},
+    )
+    cancelled.cancel(actor="payer:ACME", reason="claim replaced")
+    legacy = Payment.schedule(
+        actor="payer:ACME", payment_id="PAY-3", payer_id="ACME", provider_id=NPI,
+        claim_ids=[replacement.claim_id], amount_cents=1_500,
+        lines={replacement.claim_id: [{"line_number": 2, "paid_cents": 1_500}]},
+    )
+    legacy.issue(actor="payer:ACME", trace_number="EFT-0003", issued_on=date(2025, 4, 1))
+    # A recoupment as ledgers recorded it before recoupments were itemised by line: still readable.
+    legacy.trigger_event(Payment.Reversed, actor="payer:ACME", reason="overpaid", amount_cents=500)
+    return [member, provider, contract, visit, claim, replacement, payment, cancelled, legacy]
 
 
 def test_every_aggregate_round_trips_through_an_application(
@@ -120,7 +136,7 @@ def test_every_aggregate_round_trips_through_an_application(
         if isinstance(value, type) and name not in ("Event", "Created", "Snapshot")
         and issubclass(value, cls.Event)
     }
-    assert len(declared) == 24
+    assert len(declared) == 26
     assert declared <= event_names, declared - event_names
     for aggregate in aggregates:
         reloaded = app.repository.get(aggregate.id)

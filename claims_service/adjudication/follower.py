@@ -1,0 +1,240 @@
+"""The adjudicator: follows the ledger in order and decides every submitted claim.
+
+It reads notifications after its tracked position, in batches; for each `Claim.Submitted` it
+gathers the facts from the ledger's aggregates (facts.py), runs the rule set in force on the claim's
+received date (`adjudicator`, pure), and records `Claim.Adjudicated` or `Claim.Pended` with the
+facts, the rule-set version and hash, together with the decision's money effects (effects.py:
+accumulators, the payment it schedules). A whole batch commits in ONE transaction with the new
+tracking position, so a kill at any moment leaves every claim decided exactly once, and throughput
+is not capped by the commit rate.
+
+Every later change of a decision (a void, a replacement, a review, a dispute) settles its money in
+the command's own commit (claims_service.commands, through settlement.py): the adjudicator only
+makes the automatic decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
+from eventsourcing.utils import get_topic
+
+import adjudicator
+from adjudicator.models import Adjustment, Decision, LineResult, Outcome
+from adjudicator.review import RULESET_FAILED
+from claims_service.adjudication.effects import payment_id_for
+from claims_service.adjudication.facts import claim_input_of, gather_facts, plan_year, ruleset_version_on
+from claims_service.adjudication.settlement import settle
+from claims_service.adjudication.unit_of_work import AggregateCache, Header, UnitOfWork
+from claims_service.application import Ledger
+from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.claim import Claim
+from claims_service.domain.contract import Contract
+from claims_service.domain.member import MemberCoverage
+from claims_service.domain.payment import Payment
+from claims_service.domain.provider import Provider
+from claims_service.domain.rulesets import RuleSetSchedule
+from claims_service.errors import ConflictError
+from claims_service.notifications import wait_for_notification
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:adjudicator"
+TRACKING_NAME = "adjudicator"
+LINGER_SECONDS = 0.02
+
+SUBMITTED = get_topic(Claim.Submitted)
+
+
+class AdjudicationFollower:
+    def __init__(self, ledger: Ledger, *, batch_size: int = 500, cache_size: int = 50_000) -> None:
+        self.ledger = ledger
+        self.batch_size = batch_size
+        self.cache = AggregateCache(cache_size)
+        self._careful_until = 0  # the last position of a batch that failed
+        self._position: int | None = None  # as committed by this follower
+
+    # --- the loop --------------------------------------------------------------------
+
+    def position(self) -> int:
+        return self.ledger.recorder.max_tracking_id(TRACKING_NAME) or 0  # type: ignore[attr-defined]
+
+    def process_available(self) -> int:
+        """Process one batch after the tracked position; return how many notifications it covered."""
+        for attempt in range(5):
+            # The position this follower committed last, or the recorded one after anything failed
+            # (the tracking row refuses a batch that another adjudicator took: a conflict).
+            position = self._position if self._position is not None else self.position()
+            self._position = None
+            # After a batch failed, its notifications one at a time, to find the one that fails.
+            notifications = self._read(position, 1 if position < self._careful_until else self.batch_size)
+            if not notifications:
+                self._position = position
+                return 0
+            try:
+                self._process(notifications)
+                self._position = notifications[-1].id
+                return len(notifications)
+            except ConflictError:
+                # Someone changed an aggregate we read (a provider voiding a claim, say) between our
+                # read and our write: nothing of ours was written; read again and redo the batch.
+                log.info("adjudication batch conflicted (attempt %d); retrying", attempt + 1)
+            except (PersistenceError, psycopg.Error):
+                raise  # the database: the supervisor restarts us, and we go on where we stopped
+            except Exception as error:
+                if len(notifications) > 1:
+                    self._careful_until = notifications[-1].id
+                    log.error("the adjudication batch after position %d failed (%s); going through it one "
+                              "notification at a time", position, type(error).__name__)
+                    continue
+                self._set_aside(notifications[0], error)
+                self._position = notifications[0].id
+                return 1
+        raise ConflictError("adjudication batch kept conflicting")
+
+    def _set_aside(self, notification: Header, error: Exception) -> None:
+        """A submitted claim that cannot be adjudicated (a defect outside the rule set, or data it
+        trips on) is pended for manual review, like a claim the rule set cannot decide, so that it
+        does not stall every claim after it. Anything else that fails (a void, a resolution) is
+        raised: stopping is better than accumulators or payments that are silently wrong."""
+        if notification.topic != SUBMITTED:
+            raise error
+        self.cache.clear()
+        work = UnitOfWork(self.ledger, self.cache)
+        claim = work.get(notification.originator_id)
+        tracking = Tracking(TRACKING_NAME, notification.id)
+        if claim is None or claim.status != "submitted":
+            self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
+            return
+        ruleset = adjudicator.get_ruleset(ruleset_version_on(work.get(RuleSetSchedule.create_id()), claim.received_on))
+        log.error("claim %s could not be adjudicated (%s); pending it for manual review",
+                  claim.claim_id, type(error).__name__, exc_info=error)
+        claim.pend(actor=ACTOR, decision=manual_review(claim, ruleset).model_dump(mode="json"), facts={},
+                   ruleset_version=ruleset.version, ruleset_hash=ruleset.content_hash,
+                   pend_reasons=[RULESET_FAILED])
+        self.ledger.record(claim, tracking=tracking)
+
+    def _read(self, after: int, limit: int) -> list[Header]:
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT notification_id, originator_id, originator_version, topic FROM ledger_events"
+                " WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+                (after, limit),
+                prepare=True,
+            )
+            return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"])
+                    for r in curs.fetchall()]
+
+    def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
+        """Follow the ledger until `stop` is set, waking on the events table's NOTIFY."""
+        with psycopg.connect(self.ledger.database_url, autocommit=True) as conn:
+            conn.execute("LISTEN ledger_events")
+            while not stop.is_set():
+                if self.process_available():
+                    continue
+                if wait_for_notification(conn, idle_wait):
+                    # Let concurrent submissions gather: one batch of many claims costs far less
+                    # than many batches of one, for a few milliseconds of latency.
+                    stop.wait(LINGER_SECONDS)
+
+    # --- one batch ----------------------------------------------------------------------
+
+    def _process(self, notifications: list[Header]) -> None:
+        self.cache.forget_changed(notifications)
+        try:
+            self._decide_batch(notifications)
+        except BaseException:
+            self.cache.clear()  # it may hold changes of a batch that did not commit
+            raise
+
+    def _decide_batch(self, notifications: list[Header]) -> None:
+        work = UnitOfWork(self.ledger, self.cache)
+        self._prefetch(work, notifications)
+        for notification in notifications:
+            if notification.topic == SUBMITTED:
+                self._adjudicate(work, notification.originator_id)
+        tracking = Tracking(TRACKING_NAME, notifications[-1].id)
+        if work.changed:
+            self.ledger.record(*work.changed.values(), tracking=tracking)
+        else:
+            try:
+                self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
+            except IntegrityError:
+                raise ConflictError("another adjudicator advanced past this batch") from None
+        work.forget_transient()
+
+    def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
+        """Everything the batch's claims will need, in two queries (claims and what they name, then
+        the contracts their providers name)."""
+        claim_ids = [n.originator_id for n in notifications if n.topic == SUBMITTED]
+        if not claim_ids:
+            return
+        work.prefetch(claim_ids + [RuleSetSchedule.create_id()])
+        related: list[UUID] = []
+        for claim_id in claim_ids:
+            claim = work.get(claim_id)
+            if not isinstance(claim, Claim):
+                continue
+            related.append(MemberCoverage.create_id(claim.payer_id, claim.member_id))
+            related.append(Provider.create_id(claim.provider_id))
+            payment_id = Payment.create_id(payment_id_for(claim.claim_id))
+            if claim.status == "submitted" and payment_id not in work.cache:
+                # Never decided, so never paid: payments follow decisions (the query would find nothing).
+                work.keep(payment_id, None)
+            related.append(payment_id)
+            for year in {plan_year(line["date_of_service"]) for line in claim.lines}:
+                related.append(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
+        work.prefetch(related)
+        contracts = []
+        for claim_id in claim_ids:
+            claim = work.get(claim_id)
+            provider = work.get(Provider.create_id(claim.provider_id)) if isinstance(claim, Claim) else None
+            if provider is not None:
+                contracts += [Contract.create_id(n["contract_id"]) for n in provider.networks if n["payer_id"] == claim.payer_id]
+        work.prefetch(contracts)
+
+    def _adjudicate(self, work: UnitOfWork, claim_id: UUID) -> None:
+        claim = work.get(claim_id)
+        if claim is None or claim.status != "submitted":
+            return  # already decided (a replay of a batch that committed) or gone
+        ruleset = adjudicator.get_ruleset(ruleset_version_on(work.get(RuleSetSchedule.create_id()), claim.received_on))
+        facts = gather_facts(work.get, claim)
+        try:
+            decision = adjudicator.adjudicate(claim_input_of(claim), facts, ruleset)
+        except Exception as error:  # a claim the rule set cannot decide must not stall every claim after it
+            log.error("rule set %s could not decide claim %s (%s); pending it for manual review",
+                      ruleset.version, claim.claim_id, type(error).__name__, exc_info=error)
+            decision = manual_review(claim, ruleset)
+            reasons = [RULESET_FAILED]
+        else:
+            reasons = adjudicator.pend_reasons(claim_input_of(claim), facts, ruleset) if decision.outcome == Outcome.PENDED else []
+        decision_data = decision.model_dump(mode="json")
+        facts_data = facts.model_dump(mode="json")
+        if decision.outcome == Outcome.PENDED:
+            claim.pend(actor=ACTOR, decision=decision_data, facts=facts_data, ruleset_version=ruleset.version,
+                       ruleset_hash=ruleset.content_hash, pend_reasons=reasons)
+        else:
+            claim.adjudicate(actor=ACTOR, decision=decision_data, facts=facts_data, ruleset_version=ruleset.version,
+                             ruleset_hash=ruleset.content_hash)
+        work.changing(claim)
+        for aggregate in settle(work.get, claim, before=None, after=decision, actor=ACTOR, reason="adjudicated"):
+            work.add(aggregate)
+
+
+def manual_review(claim: Claim, ruleset: adjudicator.RuleSet) -> Decision:
+    """Every line held for review (OA-133, nothing paid, no accumulators moved): what a payer's
+    reviewer sees when the rule set itself failed on a claim."""
+    lines = [
+        LineResult(line_number=line["line_number"], billed_cents=line["billed_cents"], allowed_cents=0, paid_cents=0,
+                   patient_responsibility_cents=0, remarks=[], status="pended",
+                   adjustments=[Adjustment(group="OA", carc="133", amount_cents=line["billed_cents"])] if line["billed_cents"] else [])
+        for line in claim.lines
+    ]
+    billed = sum(line.billed_cents for line in lines)
+    return Decision(claim_id=claim.claim_id, outcome=Outcome.PENDED, lines=lines, total_billed_cents=billed,
+                    total_allowed_cents=0, total_paid_cents=0, total_patient_responsibility_cents=0,
+                    accumulator_changes=[], ruleset_version=ruleset.version, ruleset_hash=ruleset.content_hash)

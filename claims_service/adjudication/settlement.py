@@ -1,0 +1,102 @@
+"""Load, call, save: turns a claim's decision change into aggregate changes through the pure
+money effects (effects.py). Used alike by the adjudicator (automatic decisions) and by the
+commands (voids, replacements, reviews, disputes), each saving what it returns in the commit
+that changes the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from adjudicator.models import Decision
+from claims_service.adjudication import effects
+from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.claim import Claim
+from claims_service.domain.payment import Payment
+
+Load = Callable[[UUID], Any]
+"""Aggregate id -> the aggregate, or None when there is none."""
+
+
+def claim_payments(load: Load, claim_id: str) -> list[Payment]:
+    """Every payment of the claim, oldest first (their ids are dense: see effects.payment_id_for)."""
+    payments = []
+    while (payment := load(Payment.create_id(effects.payment_id_for(claim_id, len(payments))))) is not None:
+        payments.append(payment)
+    return payments
+
+
+def payment_so_far(payment: Payment, claim_id: str) -> effects.PaymentSoFar:
+    recouped: dict[int, int] = {}
+    for reversal in payment.reversals:
+        for line in reversal["lines"].get(claim_id, []):
+            recouped[line["line_number"]] = recouped.get(line["line_number"], 0) + line["paid_cents"]
+    paid = {line["line_number"]: line["paid_cents"] for line in payment.lines.get(claim_id, [])}
+    unitemised = sum(r["amount_cents"] for r in payment.reversals if not r["lines"])
+    for number in sorted(paid, reverse=True):  # recoupments recorded before they were itemised
+        take = min(unitemised, paid[number] - recouped.get(number, 0))
+        if take > 0:
+            recouped[number] = recouped.get(number, 0) + take
+            unitemised -= take
+    return effects.PaymentSoFar(payment.payment_id, payment.status, paid, recouped)
+
+
+def current_decision(claim: Claim) -> Decision | None:
+    """The decision whose money stands: none for a claim that was voided or replaced."""
+    if claim.decision is None or claim.status in ("voided", "replaced"):
+        return None
+    return Decision.model_validate(claim.decision)
+
+
+def settle(load: Load, claim: Claim, *, before: Decision | None, after: Decision | None,
+           actor: str, reason: str) -> list[Any]:
+    """Apply `after` (the claim's decision from now on; None once it no longer stands) to the
+    member's benefit periods and the claim's payments; return every aggregate changed."""
+    payments = claim_payments(load, claim.claim_id)
+    result = effects.settle_claim(
+        claim_id=claim.claim_id,
+        claim_lines=claim.lines,
+        provider_id=claim.provider_id,
+        before=before,
+        after=after,
+        payments=[payment_so_far(p, claim.claim_id) for p in payments],
+    )
+    changed: dict[UUID, Any] = {}
+    for change in result.periods:
+        period_id = BenefitPeriod.create_id(claim.payer_id, claim.member_id, change.plan_year)
+        period = load(period_id)
+        if isinstance(change, effects.PeriodReversal):
+            if period is not None and period.reverse_claim(actor=actor, claim_id=claim.claim_id, reason=reason):
+                changed[period.id] = period
+            continue
+        if period is None:
+            period = BenefitPeriod.open(payer_id=claim.payer_id, member_id=claim.member_id, plan_year=change.plan_year)
+        period.apply_claim(actor=actor, claim_id=claim.claim_id, deductible_cents=change.deductible_cents,
+                           oop_cents=change.oop_cents, benefit_units=change.benefit_units, lines=change.lines)
+        changed[period.id] = period
+    by_id = {p.payment_id: p for p in payments}
+    for action in result.payments:
+        if isinstance(action, effects.Schedule):
+            payment = Payment.schedule(
+                actor=actor,
+                payment_id=action.payment_id,
+                payer_id=claim.payer_id,
+                provider_id=claim.provider_id,
+                claim_ids=[claim.claim_id],
+                amount_cents=action.amount_cents,
+                lines={claim.claim_id: _lines(action.lines)},
+            )
+        elif isinstance(action, effects.Cancel):
+            payment = by_id[action.payment_id]
+            payment.cancel(actor=actor, reason=reason)
+        else:
+            payment = by_id[action.payment_id]
+            payment.recoup(actor=actor, reason=reason, lines={claim.claim_id: _lines(action.lines)})
+        changed[payment.id] = payment
+    return list(changed.values())
+
+
+def _lines(cents_by_line: dict[int, int]) -> list[dict[str, int]]:
+    return [{"line_number": n, "paid_cents": cents} for n, cents in sorted(cents_by_line.items())]
