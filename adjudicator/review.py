@@ -4,7 +4,8 @@
 so that a reviewer's decision is capped, labelled and balanced exactly like an automatic one:
 the rule set's rules run again on the facts, except that the reviewer's allowed amounts take the
 place of fee-schedule pricing and nothing pends (the review *is* the human look the pend asked
-for); a denial denies every line still open first, with the reviewer's group and CARC. Cost share
+for); a denial denies, in the same place, every line the rules left open, with the reviewer's
+group and CARC (a line the rules denied keeps its own reason). Cost share
 (deductible, copay, coinsurance, out-of-pocket maximum) and the outcome label come from the
 engine. Same claim, facts, rule set and resolution: same decision, so a review replays like any
 other decision.
@@ -77,9 +78,9 @@ _REVIEWER = Rule("review", _reviewer, lambda section: section)
 
 
 def review_steps(ruleset: RuleSet, resolution: Resolution) -> list[Step]:
+    """The rule set's steps with the reviewer's in place of pricing and without the pend rule: a
+    line the rules deny keeps its own denial; the reviewer prices (or denies) the rest."""
     reviewer = Step(_REVIEWER, resolution)
-    if resolution.deny_group is not None:
-        return [reviewer]
     steps = []
     for step in ruleset.steps:
         if step.rule.name in _SKIPPED:

@@ -21,7 +21,7 @@ from eventsourcing.utils import get_topic
 
 import adjudicator
 from adjudicator.replay import compare
-from adjudicator.codes import CodeNotInForceError
+from adjudicator.codes import CARC, CodeNotInForceError
 from adjudicator.models import Outcome
 from adjudicator.review import lines_to_review
 from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
@@ -451,6 +451,10 @@ def review_resolution(claim: Claim, *, approve: list[dict[str, int]] | None,
             raise ValidationError.single("deny.group", "must be CO, OA, PI or PR")
         if not carc or len(carc) > 5 or not carc.isalnum():
             raise ValidationError.single("deny.carc", "must be a claim adjustment reason code")
+        entry = CARC.get(carc)
+        if entry is not None and entry.needs_remark:
+            # An 835 must carry a remark code with this CARC, and a reviewer's denial has none.
+            raise ValidationError.single("deny.carc", f"CARC {carc} needs a remark code; deny with a more specific CARC")
         return adjudicator.Resolution(deny_group=group, deny_carc=carc)
     billed = {line["line_number"]: line["billed_cents"] for line in claim.lines}
     given: dict[int, int] = {}

@@ -10,8 +10,10 @@ fresh databases.
 The history is made of real domain aggregates recorded in large batches with ``Ledger.record``
 (the adjudicator would take minutes for 200,000 events): members enrolled with plans, claims
 submitted, adjudicated (paid, partly paid, denied) or pended and resolved by review, benefit
-periods moved, payments scheduled, issued and sometimes reversed, voids, corrections and
-disputes — every event type the projections read, in realistic proportions and sizes.
+periods moved, payments scheduled, issued, cancelled and recouped, voids, corrections and
+disputes — every event type the projections read, in realistic proportions and sizes. The money
+follows the service's own rules (``claims_service.adjudication.settlement``), so ``claimsctl
+reconcile`` is clean over the history too.
 """
 
 from __future__ import annotations
@@ -78,9 +80,8 @@ class _History:
         self.members = [(self.payers[i % payers], f"M-{start:x}-{i:06d}") for i in range(members)]
         self.npis = [n for n in NPIS if _valid_npi(n)]
         self.pending: dict[Any, Any] = {}
-        self.periods: dict[tuple[str, str, int], Any] = {}
+        self.money: dict[Any, Any] = {}  # payments and benefit periods by id, for settle's loads
         self.decided: list[Any] = []  # claims that may be voided, corrected or disputed
-        self.issued: list[Any] = []
         self.enrolled: set[tuple[str, str]] = set()
         self.written = 0
         self.n = 0
@@ -108,10 +109,8 @@ class _History:
             self.void()
         elif roll < 0.06 and self.decided:
             self.correct()
-        elif roll < 0.09 and self.decided:
+        elif roll < 0.12 and self.decided:
             self.dispute()
-        elif roll < 0.12 and self.issued:
-            self.reverse()
         else:
             self.new_claim()
 
@@ -147,44 +146,63 @@ class _History:
         )
         self.touch(claim)
         if replaces is not None:
+            before = self.current(replaces)
             replaces.correct(actor=f"provider:{npi}", replacement_claim_id=claim.claim_id)
             self.touch(replaces)
-            self.reverse_period(replaces)
-        pend = rng.random() < 0.08
+            self.settle(replaces, before, None)
         decision, facts = self.decision(claim, deny=rng.random() < 0.1)
-        if pend:
-            claim.pend(actor="system:adjudicator", decision={**decision, "outcome": "PENDED"}, facts=facts,
-                       ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH)
-            self.apply_period(claim, decision, amounts=False)
+        if rng.random() < 0.08:
+            claim.pend(actor="system:adjudicator", decision=self.pended(decision), facts=facts,
+                       ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH, pend_reasons=["N10"])
+            self.settle(claim, None, claim.decision)
             if rng.random() < 0.7:
-                claim.resolve_review(actor="payer:reviewer", decision=decision, reviewer="reviewer-1", note="documents checked")
-                self.settle(claim, decision)
+                resolution = {"approve": [{"line_number": line["line_number"], "allowed_cents": line["allowed_cents"]}
+                                          for line in decision["lines"]], "deny": None}
+                claim.resolve_review(actor="payer:reviewer", decision=decision, reviewer="reviewer-1", note="documents checked",
+                                     resolution=resolution, facts=facts)
+                self.settle(claim, None, decision)
+                self.decided.append(claim)
         else:
             claim.adjudicate(actor="system:adjudicator", decision=decision, facts=facts,
                              ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH)
-            self.settle(claim, decision)
+            self.settle(claim, None, decision)
+            self.decided.append(claim)
         return claim
 
-    def settle(self, claim: Any, decision: dict[str, Any]) -> None:
-        self.apply_period(claim, decision, amounts=True)
-        self.decided.append(claim)
-        if decision["total_paid_cents"] > 0:
-            payment = self.Payment.schedule(
-                actor="system:adjudicator", payment_id=f"{claim.claim_id}/0", payer_id=claim.payer_id,
-                provider_id=claim.provider_id, claim_ids=[claim.claim_id], amount_cents=decision["total_paid_cents"],
-                lines={claim.claim_id: [{"line_number": line["line_number"], "paid_cents": line["paid_cents"]} for line in decision["lines"]]},
-            )
-            self.touch(payment)
-            if self.rng.random() < 0.7:
-                payment.issue(actor="payer:treasury", trace_number=f"TRN{self.n:09d}", issued_on=claim.received_on + timedelta(days=14))
-                self.issued.append(payment)
+    @staticmethod
+    def pended(decision: dict[str, Any]) -> dict[str, Any]:
+        """What the engine records for a pended claim: nothing paid, every line held (OA-133)."""
+        lines = [{**line, "allowed_cents": 0, "paid_cents": 0, "patient_responsibility_cents": 0, "remarks": [], "status": "pended",
+                  "adjustments": [{"group": "OA", "carc": "133", "amount_cents": line["billed_cents"]}]} for line in decision["lines"]]
+        return {**decision, "outcome": "PENDED", "lines": lines, "total_allowed_cents": 0, "total_paid_cents": 0,
+                "total_patient_responsibility_cents": 0, "accumulator_changes": []}
+
+    def current(self, claim: Any) -> dict[str, Any] | None:
+        return claim.decision if claim.status == "adjudicated" else None
+
+    def settle(self, claim: Any, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        """The claim's money, as the service moves it: accumulators, then payments scheduled,
+        cancelled or recouped; most new payments are issued at once (a payer's payment run)."""
+        from adjudicator.models import Decision
+        from claims_service.adjudication.settlement import settle
+
+        changed = settle(self.money.get, claim, before=Decision.model_validate(before) if before else None,
+                         after=Decision.model_validate(after) if after else None, actor="system:adjudicator",
+                         reason="bench")
+        for aggregate in changed:
+            self.money[aggregate.id] = self.touch(aggregate)
+            if isinstance(aggregate, self.Payment) and aggregate.version == 1 and self.rng.random() < 0.7:
+                aggregate.issue(actor="payer:treasury", trace_number=f"TRN{self.n:09d}", issued_on=claim.received_on + timedelta(days=14))
 
     def decision(self, claim: Any, *, deny: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        period = self.money.get(self.BenefitPeriod.create_id(claim.payer_id, claim.member_id, 2026))
+        oop_left = TERMS["oop_max_cents"] - (period.oop_met_cents if period is not None else 0)
         lines = []
         for line in claim.lines:
             billed = line["billed_cents"]
             allowed = 0 if deny else min(billed, PROCEDURES[line["procedure_code"]])
-            member = allowed // 5
+            member = min(allowed // 5, max(0, oop_left))  # coinsurance, capped by the out-of-pocket maximum
+            oop_left -= member
             paid = allowed - member
             adjustments = []
             if billed - allowed:
@@ -221,26 +239,6 @@ class _History:
         }
         return decision, facts
 
-    def period(self, claim: Any) -> Any:
-        key = (claim.payer_id, claim.member_id, 2026)
-        if key not in self.periods:
-            self.periods[key] = self.BenefitPeriod.open(payer_id=claim.payer_id, member_id=claim.member_id, plan_year=2026)
-        return self.touch(self.periods[key])
-
-    def apply_period(self, claim: Any, decision: dict[str, Any], *, amounts: bool) -> None:
-        change = decision["accumulator_changes"][0]
-        self.period(claim).apply_claim(
-            actor="system:adjudicator", claim_id=claim.claim_id,
-            deductible_cents=change["deductible_cents"] if amounts else 0,
-            oop_cents=change["oop_cents"] if amounts else 0, benefit_units={},
-            lines=[{"provider_id": claim.provider_id, "date_of_service": line["date_of_service"],
-                    "procedure_code": line["procedure_code"], "modifiers": [], "units": line["units"]} for line in claim.lines],
-        )
-
-    def reverse_period(self, claim: Any) -> None:
-        period = self.period(claim)
-        period.reverse_claim(actor="system:adjudicator", claim_id=claim.claim_id, reason="reversed")
-
     def _take_decided(self) -> Any:
         claim = self.decided.pop(self.rng.randrange(len(self.decided)))
         return claim if claim.status == "adjudicated" and claim.open_dispute_id is None else None
@@ -248,9 +246,10 @@ class _History:
     def void(self) -> None:
         claim = self._take_decided()
         if claim is not None:
+            before = self.current(claim)
             claim.void(actor=f"provider:{claim.provider_id}", reason="billed in error")
             self.touch(claim)
-            self.reverse_period(claim)
+            self.settle(claim, before, None)
 
     def correct(self) -> None:
         claim = self._take_decided()
@@ -264,16 +263,17 @@ class _History:
         dispute_id = f"D-{self.n}"
         claim.open_dispute(actor=f"provider:{claim.provider_id}", dispute_id=dispute_id, reason="underpaid")
         overturn = self.rng.random() < 0.5
-        claim.resolve_dispute(actor="dispute:team", dispute_id=dispute_id, resolution="overturned" if overturn else "upheld",
-                              decision=claim.decision if overturn else None, note="reviewed")
+        if not overturn:
+            claim.resolve_dispute(actor="dispute:team", dispute_id=dispute_id, resolution="upheld", decision=None, note="reviewed")
+        else:
+            # Overturned to a denial: what was scheduled is cancelled, what was issued recouped.
+            before = claim.decision
+            after, facts = self.decision(claim, deny=True)
+            claim.resolve_dispute(actor="dispute:team", dispute_id=dispute_id, resolution="overturned", decision=after,
+                                  note="reviewed", facts=facts)
+            self.settle(claim, before, after)
         self.touch(claim)
         self.decided.append(claim)
-
-    def reverse(self) -> None:
-        payment = self.issued.pop(self.rng.randrange(len(self.issued)))
-        if payment.status == "issued":
-            payment.reverse(actor="payer:treasury", reason="overpaid", amount_cents=payment.amount_cents - payment.reversed_cents)
-            self.touch(payment)
 
 
 def generate_history(

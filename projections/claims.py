@@ -3,8 +3,9 @@ claims, and the adjudication notices payers receive as a feed.
 
 Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
 ``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
-``adjudication_notices`` (one row per decision event: adjudicated, pended, review resolved,
-dispute resolved — append-only, so a payer's feed is an index range scan).
+``adjudication_notices`` (one row per event a payer is told of: adjudicated, pended, review
+resolved, dispute resolved, voided, replaced, payment cancelled, payment recouped — append-only,
+so a payer's feed is an index range scan).
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ NOTICE_KINDS = {
     Topics.CLAIM_PENDED: "pended",
     Topics.CLAIM_REVIEW_RESOLVED: "review_resolved",
     Topics.CLAIM_DISPUTE_RESOLVED: "dispute_resolved",
+    Topics.CLAIM_VOIDED: "voided",
+    Topics.CLAIM_CORRECTED: "replaced",
 }
+PAYMENT_NOTICE_KINDS = {
+    Topics.PAYMENT_CANCELLED: "payment_cancelled",
+    Topics.PAYMENT_RECOUPED: "payment_recouped",
+}
+
+
+def paid_claim_ids(n: Notification) -> list[str]:
+    """The claims a cancelled or recouped payment was for."""
+    p = n.payload
+    return list(p["claim_ids"]) if n.topic == Topics.PAYMENT_CANCELLED else list(p["lines"])
 
 
 def decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,6 +76,7 @@ class ClaimStatusModel(ReadModel):
             Topics.CLAIM_VOIDED,
             Topics.CLAIM_DISPUTE_OPENED,
             Topics.CLAIM_DISPUTE_RESOLVED,
+            *PAYMENT_NOTICE_KINDS,
         }
     )
 
@@ -84,8 +98,15 @@ class ClaimStatusModel(ReadModel):
         claims = batch.table("claim_status", ("claim_id",))
         worklist = batch.table("payer_worklist", ("claim_id",))
         notices = batch.append_table("adjudication_notices")
-        claims.prefetch("claim_id", {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED})
+        wanted = {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED and n.topic not in PAYMENT_NOTICE_KINDS}
         for n in mine:
+            if n.topic in PAYMENT_NOTICE_KINDS:
+                wanted.update(paid_claim_ids(n))
+        claims.prefetch("claim_id", wanted)
+        for n in mine:
+            if n.topic in PAYMENT_NOTICE_KINDS:
+                self._payment_notice(notices, claims, n)
+                continue
             handler = getattr(self, self.handlers[n.topic])
             if n.topic == Topics.CLAIM_SUBMITTED:
                 handler(claims, n)
@@ -129,6 +150,7 @@ class ClaimStatusModel(ReadModel):
                 "ruleset_version": None,
                 "ruleset_hash": None,
                 "review": None,
+                "pend_reasons": [],
                 "disputes": [],
                 "open_dispute_id": None,
                 "submitted_position": n.position,
@@ -145,6 +167,7 @@ class ClaimStatusModel(ReadModel):
         claim["ruleset_version"] = p["ruleset_version"]
         claim["ruleset_hash"] = p["ruleset_hash"]
         if pended:
+            claim["pend_reasons"] = p.get("pend_reasons") or []
             decision = p["decision"]
             worklist.put(
                 {
@@ -165,6 +188,7 @@ class ClaimStatusModel(ReadModel):
                         if line.get("status") == "pended"
                     ],
                     "decision": decision,
+                    "pend_reasons": claim["pend_reasons"],
                 }
             )
 
@@ -213,19 +237,47 @@ class ClaimStatusModel(ReadModel):
 
     def _notice(self, notices: AppendTable, claim: Row, n: Notification) -> None:
         p = n.payload
+        kind = NOTICE_KINDS[n.topic]
         notices.add(
             {
-                "position": n.position,
-                "payer_id": claim["payer_id"],
-                "claim_id": claim["claim_id"],
-                "member_id": claim["member_id"],
-                "provider_id": claim["provider_id"],
-                "kind": NOTICE_KINDS[n.topic],
-                "status": claim["status"],
-                "outcome": claim["outcome"],
-                "decision": claim["decision"],
+                **self._notice_columns(claim, n),
+                "kind": kind,
                 "dispute_id": p.get("dispute_id"),
                 "resolution": p.get("resolution"),
-                "recorded_at": p.get("timestamp"),
+                "pend_reasons": claim["pend_reasons"] if kind == "pended" else None,
+                "reason": p.get("reason") if kind == "voided" else None,
+                "replaced_by": p.get("replacement_claim_id"),
             }
         )
+
+    def _payment_notice(self, notices: AppendTable, claims: Table, n: Notification) -> None:
+        """A cancelled or recouped payment, told to the payer of its claim (a payment is for one
+        claim; a position holds one notice, so a payment for several is told on its first)."""
+        claim = next((c for c in map(claims.get, paid_claim_ids(n)) if c is not None), None)
+        if claim is None:
+            log.error("claim_status: %r names no known claim; no notice", n)
+            return
+        p = n.payload
+        notices.add(
+            {
+                **self._notice_columns(claim, n),
+                "kind": PAYMENT_NOTICE_KINDS[n.topic],
+                "payment_id": p["payment_id"],
+                "amount_cents": p["amount_cents"],
+                "reason": p["reason"],
+            }
+        )
+
+    @staticmethod
+    def _notice_columns(claim: Row, n: Notification) -> dict[str, Any]:
+        return {
+            "position": n.position,
+            "payer_id": claim["payer_id"],
+            "claim_id": claim["claim_id"],
+            "member_id": claim["member_id"],
+            "provider_id": claim["provider_id"],
+            "status": claim["status"],
+            "outcome": claim["outcome"],
+            "decision": claim["decision"],
+            "recorded_at": n.payload.get("timestamp"),
+        }

@@ -48,7 +48,9 @@ class Topics:
     CLAIM_DISPUTE_RESOLVED = get_topic(Claim.DisputeResolved)
     PAYMENT_SCHEDULED = get_topic(Payment.Scheduled)
     PAYMENT_ISSUED = get_topic(Payment.Issued)
-    PAYMENT_REVERSED = get_topic(Payment.Reversed)
+    PAYMENT_CANCELLED = get_topic(Payment.Cancelled)
+    PAYMENT_RECOUPED = get_topic(Payment.Recouped)
+    PAYMENT_REVERSED = get_topic(Payment.Reversed)  # recoupments recorded before they were itemised
     PERIOD_OPENED = get_topic(BenefitPeriod.Opened)
     PERIOD_CLAIM_APPLIED = get_topic(BenefitPeriod.ClaimApplied)
     PERIOD_CLAIM_REVERSED = get_topic(BenefitPeriod.ClaimReversed)

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
@@ -51,7 +51,7 @@ Source = Connection[Any] | ConnectionPool
 DEFAULT_TIMEOUT = 5.0
 MAX_PAGE_SIZE = 500
 CLAIM_STATUSES = ("submitted", "adjudicated", "pended", "voided", "replaced")
-PAYMENT_STATUSES = ("scheduled", "issued", "reversed")
+PAYMENT_STATUSES = ("scheduled", "issued", "cancelled", "recouped")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,6 +97,7 @@ class ClaimStatus:
     submitted_position: int
     last_position: int
     stream_version: int
+    pend_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class WorklistItem:
     total_billed_cents: int
     reasons: list[dict[str, Any]]
     decision: dict[str, Any]
+    pend_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +135,19 @@ class Notice:
     claim_id: str
     member_id: str
     provider_id: str
-    kind: str  # adjudicated / pended / review_resolved / dispute_resolved
+    kind: str  # adjudicated / pended / review_resolved / dispute_resolved / voided / replaced /
+    # payment_cancelled / payment_recouped
     status: str
     outcome: str | None
     decision: dict[str, Any] | None
     dispute_id: str | None
     resolution: str | None
     recorded_at: datetime | None
+    pend_reasons: list[str] | None = None
+    payment_id: str | None = None
+    amount_cents: int | None = None
+    reason: str | None = None
+    replaced_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,9 @@ class PaidClaim:
     paid_cents: int
     patient_responsibility_cents: int | None
     lines: list[dict[str, Any]]
+    entry: int = 0
+    """0: what the payment pays on the claim; n: its n-th recoupment (negative amounts)."""
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +226,8 @@ class Payment:
     issued_position: int | None
     last_position: int
     claims: list[PaidClaim]
+    cancel_reason: str | None = None
+    cancelled_position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,7 +642,7 @@ def _payments(source: Source, where: str, params: Sequence[Any], tail: str = "")
         return []
     ids = [row["payment_id"] for row in rows]
     claims: dict[str, list[PaidClaim]] = {}
-    for row in _fetch(source, "SELECT * FROM payment_claims WHERE payment_id = ANY(%s) ORDER BY payment_id, claim_id", [ids]):
+    for row in _fetch(source, "SELECT * FROM payment_claims WHERE payment_id = ANY(%s) ORDER BY payment_id, entry, claim_id", [ids]):
         claims.setdefault(row["payment_id"], []).append(_from_row(PaidClaim, row))
     return [_from_row(Payment, {**row, "claims": claims.get(row["payment_id"], [])}) for row in rows]
 

@@ -11,6 +11,7 @@ import json
 from datetime import date
 from typing import Any
 
+from adjudicator import PEND_REASONS
 from claims.v1 import common_pb2
 from claims_service.application import Receipt
 from claims_service.errors import FieldViolation, ValidationError
@@ -144,4 +145,9 @@ def claim_pb(row: dict[str, Any]) -> common_pb2.Claim:
         decision=decision_pb(decision),
         last_position=row.get("last_position") or 0,
         visit_id=row.get("visit_id") or "",
+        pend_reasons=pend_reasons_pb(row.get("pend_reasons")),
     )
+
+
+def pend_reasons_pb(codes: list[str] | None) -> list[common_pb2.PendReason]:
+    return [common_pb2.PendReason(remark_code=code, description=PEND_REASONS.get(code, "")) for code in codes or []]

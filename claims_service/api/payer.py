@@ -35,7 +35,7 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
         resolution = request.WhichOneof("resolution")
         approve = deny = None
         if resolution == "approve":
-            approve = [{"line_number": line.line_number, "allowed_cents": line.allowed_cents, "paid_cents": line.paid_cents}
+            approve = [{"line_number": line.line_number, "allowed_cents": line.allowed_cents}
                        for line in request.approve.lines]
         elif resolution == "deny":
             deny = (request.deny.group, request.deny.carc)
@@ -49,7 +49,8 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
 
     def IssuePayments(self, request: Any, context: Any) -> Any:
         limit = request.max_payments or DEFAULT_MAX_PAYMENTS
-        due = self.reads.payments_due(principal().party_id, request.provider_id or None, min(limit, 1000))
+        due = self.reads.payments_due(principal().party_id, request.provider_id or None, min(limit, 1000),
+                                      min_position=request.min_position, context=context)
         issued, receipt = self.service.issue_payments(actor=principal().actor, payer_id=principal().party_id,
                                                       payment_ids=due)
         payments = self.reads.payments_pb(issued)

@@ -17,7 +17,7 @@ import grpc
 from psycopg_pool import ConnectionPool
 
 from claims.v1 import common_pb2, payer_pb2
-from claims_service.api.converters import CLAIM_STATUS, STATUS_NAME, claim_pb, decision_pb, iso, parse_date
+from claims_service.api.converters import CLAIM_STATUS, STATUS_NAME, claim_pb, decision_pb, iso, parse_date, pend_reasons_pb
 from claims_service.application import Ledger
 from claims_service.errors import ClaimNotFoundError, PaymentNotFoundError, ValidationError
 from projections import queries
@@ -41,7 +41,8 @@ def stop_when_gone(context: grpc.ServicerContext) -> threading.Event:
 
 
 def payment_status(status: str) -> int:
-    return {"scheduled": common_pb2.PAYMENT_STATUS_SCHEDULED, "issued": common_pb2.PAYMENT_STATUS_ISSUED}.get(
+    return {"scheduled": common_pb2.PAYMENT_STATUS_SCHEDULED, "issued": common_pb2.PAYMENT_STATUS_ISSUED,
+            "cancelled": common_pb2.PAYMENT_STATUS_CANCELLED, "recouped": common_pb2.PAYMENT_STATUS_RECOUPED}.get(
         status, common_pb2.PAYMENT_STATUS_UNSPECIFIED)
 
 
@@ -60,12 +61,19 @@ def line_result_pb(line: dict[str, Any]) -> common_pb2.LineResult:
 
 
 def payment_pb(payment: queries.Payment) -> common_pb2.Payment:
+    """A remittance whose total is the sum of its entries: what it paid, then each recoupment
+    (negative). A cancelled payment shows what had been scheduled, with its status saying that
+    none of it was paid."""
     return common_pb2.Payment(
         payment_id=payment.payment_id, payer_id=payment.payer_id, provider_id=payment.provider_id,
-        trace_number=payment.trace_number or "", amount_cents=payment.amount_cents - payment.reversed_cents,
+        trace_number=payment.trace_number or "", amount_cents=sum(c.paid_cents for c in payment.claims),
         status=payment_status(payment.status), issued_on=iso(payment.issued_on),
         claims=[common_pb2.PaymentClaim(claim_id=c.claim_id, member_id=c.member_id, amount_cents=c.paid_cents,
-                                        lines=[line_result_pb(line) for line in c.lines]) for c in payment.claims],
+                                        lines=[line_result_pb(line) for line in c.lines],
+                                        recoupment=c.entry > 0, reason=c.reason or "")
+                for c in payment.claims],
+        scheduled_cents=payment.amount_cents, recouped_cents=payment.reversed_cents,
+        cancel_reason=payment.cancel_reason or "",
     )
 
 
@@ -73,8 +81,22 @@ def notice_pb(notice: queries.Notice) -> common_pb2.AdjudicationNotice:
     return common_pb2.AdjudicationNotice(
         position=notice.position, claim_id=notice.claim_id, payer_id=notice.payer_id, member_id=notice.member_id,
         provider_id=notice.provider_id, status=CLAIM_STATUS.get(notice.status, common_pb2.CLAIM_STATUS_UNSPECIFIED),
-        decision=decision_pb(notice.decision),
+        decision=decision_pb(notice.decision), kind=NOTICE_KINDS.get(notice.kind, common_pb2.NOTICE_KIND_UNSPECIFIED),
+        pend_reasons=pend_reasons_pb(notice.pend_reasons), payment_id=notice.payment_id or "",
+        amount_cents=notice.amount_cents or 0, reason=notice.reason or "", replaced_by_claim_id=notice.replaced_by or "",
     )
+
+
+NOTICE_KINDS = {
+    "adjudicated": common_pb2.NOTICE_KIND_ADJUDICATED,
+    "pended": common_pb2.NOTICE_KIND_PENDED,
+    "review_resolved": common_pb2.NOTICE_KIND_REVIEW_RESOLVED,
+    "dispute_resolved": common_pb2.NOTICE_KIND_DISPUTE_RESOLVED,
+    "voided": common_pb2.NOTICE_KIND_VOIDED,
+    "replaced": common_pb2.NOTICE_KIND_REPLACED,
+    "payment_cancelled": common_pb2.NOTICE_KIND_PAYMENT_CANCELLED,
+    "payment_recouped": common_pb2.NOTICE_KIND_PAYMENT_RECOUPED,
+}
 
 
 def claim_status_pb(claim: queries.ClaimStatus) -> common_pb2.Claim:
@@ -166,19 +188,23 @@ class ReadSide:
         claims = [common_pb2.Claim(claim_id=item.claim_id, provider_id=item.provider_id, payer_id=item.payer_id,
                                    member_id=item.member_id, status=common_pb2.CLAIM_STATUS_PENDED,
                                    received_on=iso(item.received_on), decision=decision_pb(item.decision),
-                                   last_position=item.pended_position)
+                                   last_position=item.pended_position, pend_reasons=pend_reasons_pb(item.pend_reasons))
                   for item in page.items]
         return claims, page.next_page_token
 
-    def payments_due(self, payer_id: str, provider_id: str | None, limit: int) -> list[str]:
-        return [p.payment_id for p in queries.scheduled_payments_due(self.pool, payer_id, provider_id=provider_id, limit=limit)]
+    def payments_due(self, payer_id: str, provider_id: str | None, limit: int, *, min_position: int,
+                     context: Any) -> list[str]:
+        due = queries.scheduled_payments_due(self.pool, payer_id, provider_id=provider_id, limit=limit,
+                                             **self._waits(min_position, context))
+        return [p.payment_id for p in due]
 
     def payments_pb(self, payments: list[Any]) -> list[common_pb2.Payment]:
         """Freshly issued payments (aggregates), before the read model has them."""
         return [
             common_pb2.Payment(
                 payment_id=p.payment_id, payer_id=p.payer_id, provider_id=p.provider_id, trace_number=p.trace_number,
-                amount_cents=p.amount_cents, status=common_pb2.PAYMENT_STATUS_ISSUED, issued_on=iso(p.issued_on),
+                amount_cents=p.amount_cents, scheduled_cents=p.amount_cents, status=common_pb2.PAYMENT_STATUS_ISSUED,
+                issued_on=iso(p.issued_on),
                 claims=[common_pb2.PaymentClaim(claim_id=claim_id, amount_cents=sum(line["paid_cents"] for line in lines),
                                                 lines=[common_pb2.LineResult(line_number=line["line_number"],
                                                                              paid_cents=line["paid_cents"]) for line in lines])

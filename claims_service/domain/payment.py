@@ -78,6 +78,10 @@ class Payment(Aggregate):
 
         actor: str
         reason: str
+        # Copied from the payment, so that a reader of this event alone knows what was not paid.
+        payment_id: str
+        claim_ids: list[str]
+        amount_cents: int
 
         def apply(self, payment: Payment) -> None:
             payment.cancel_reason = self.reason
@@ -91,6 +95,7 @@ class Payment(Aggregate):
         reason: str
         amount_cents: int
         lines: dict[str, list[dict[str, Any]]]
+        payment_id: str  # copied from the payment, for a reader of this event alone
 
         def apply(self, payment: Payment) -> None:
             payment._take_back(self.reason, self.amount_cents, self.lines)
@@ -162,7 +167,8 @@ class Payment(Aggregate):
         if self.status != SCHEDULED:
             msg = f"only a scheduled payment can be cancelled (this payment is {self.status})"
             raise StateError(msg)
-        self.trigger_event(self.Cancelled, actor=cmd.actor, reason=cmd.reason)
+        self.trigger_event(self.Cancelled, actor=cmd.actor, reason=cmd.reason, payment_id=self.payment_id,
+                           claim_ids=list(self.claim_ids), amount_cents=self.amount_cents)
 
     def recoup(self, *, actor: str, reason: str, lines: dict[str, list[dict[str, Any]]]) -> None:
         """Take back what ``lines`` names (claim id -> ``[{line_number, paid_cents}]``) of an
@@ -177,7 +183,8 @@ class Payment(Aggregate):
             raise StateError(msg)
         dumped = cmd.model_dump(mode="python")
         self.trigger_event(
-            self.Recouped, actor=cmd.actor, reason=cmd.reason, amount_cents=amount, lines=dumped["lines"]
+            self.Recouped, actor=cmd.actor, reason=cmd.reason, amount_cents=amount, lines=dumped["lines"],
+            payment_id=self.payment_id,
         )
 
     @property

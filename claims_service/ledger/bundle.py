@@ -29,7 +29,7 @@ MAX_PAYMENTS_PER_CLAIM = 64
 
 def claim_streams(claim_stream: uuid.UUID) -> list[uuid.UUID]:
     """The claim's stream and the streams of the payments that may belong to it."""
-    from claims_service.adjudication import payment_id_for
+    from claims_service.adjudication.effects import payment_id_for
     from claims_service.domain.payment import Payment
 
     return [claim_stream] + [Payment.create_id(payment_id_for(str(claim_stream), n)) for n in range(MAX_PAYMENTS_PER_CLAIM)]
@@ -178,7 +178,7 @@ def _check_replay(bundle: ledger_pb2.ClaimBundle, report: BundleReport) -> None:
     if ruleset.content_hash != run["ruleset_hash"]:
         report.failures.append(f"rule set {ruleset.version}: the recorded hash differs from this verifier's code")
         return
-    from claims_service.adjudication import claim_input_from
+    from claims_service.adjudication.facts import claim_input_from
 
     claim_input = claim_input_from(claim)
     try:

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import OperationalError
 
 import adjudicator
-from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower, claim_input_of
+from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower
+from claims_service.adjudication.facts import claim_input_of
 from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
 from claims_service.domain.benefits import BenefitPeriod
@@ -205,7 +206,7 @@ def test_an_overturned_dispute_pays_only_the_difference_line_by_line(service):
 
 
 def test_a_claim_the_rule_set_cannot_decide_is_pended_and_does_not_stall_the_others(service, monkeypatch):
-    import claims_service.adjudication as adjudication
+    import claims_service.adjudication.follower as adjudication
 
     real = adjudicator.adjudicate
 
@@ -256,7 +257,7 @@ def test_a_long_running_follower_sees_what_others_changed_between_its_batches(se
     drain(follower)
     # The payment issued by the payer (not the scheduled one the follower wrote) is reversed ...
     payment = service.ledger.repository.get(Payment.create_id(payment_id))
-    assert payment.status == "reversed" and payment.reversed_cents == payment.amount_cents == 1_500
+    assert payment.status == "recouped" and payment.reversed_cents == payment.amount_cents == 1_500
     # ... and the terminated coverage denies a service after its end.
     decision = service.own_claim(after.claim_id).decision
     assert decision["total_paid_cents"] == 0
@@ -288,14 +289,16 @@ def test_a_batch_that_fails_to_commit_leaves_nothing_of_itself_in_the_follower(s
 def test_a_claim_that_trips_the_follower_itself_is_pended_and_the_others_go_on(service, monkeypatch):
     """A defect outside the rule set (here: applying a claim to the accumulators) must neither stall
     the claims after it nor leave half of its effects behind."""
-    real = AdjudicationFollower._apply_to_periods
+    import claims_service.adjudication.follower as follower_module
 
-    def failing_on_one(self, work, claim, decision):
+    real = follower_module.settle
+
+    def failing_on_one(load, claim, **kwargs):
         if claim.lines[0]["billed_cents"] == 13_131:
             raise KeyError("a defect in the follower")
-        return real(self, work, claim, decision)
+        return real(load, claim, **kwargs)
 
-    monkeypatch.setattr(AdjudicationFollower, "_apply_to_periods", failing_on_one)
+    monkeypatch.setattr(follower_module, "settle", failing_on_one)
     lab = {"diagnosis_codes": ["E119"]}
     before = service.submit_claim(actor=PROVIDER, **world.claim_body("before", lines=[world.line(1, "80053", 2_000)], **lab))
     bad = service.submit_claim(actor=PROVIDER, **world.claim_body("bad", lines=[world.line(1, "80053", 13_131)], **lab))

@@ -133,6 +133,54 @@ OUTCOME_PENDED: Outcome.ValueType  # 4
 """Held for manual review; amounts are not final."""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
+class _NoticeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NoticeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTICE_KIND_UNSPECIFIED: _NoticeKind.ValueType  # 0
+    """Not set."""
+    NOTICE_KIND_ADJUDICATED: _NoticeKind.ValueType  # 1
+    """The claim was adjudicated by the rule set."""
+    NOTICE_KIND_PENDED: _NoticeKind.ValueType  # 2
+    """The claim was pended for manual review (pend_reasons say why)."""
+    NOTICE_KIND_REVIEW_RESOLVED: _NoticeKind.ValueType  # 3
+    """A reviewer decided the pended claim."""
+    NOTICE_KIND_DISPUTE_RESOLVED: _NoticeKind.ValueType  # 4
+    """A dispute on the claim was resolved (upheld or overturned)."""
+    NOTICE_KIND_VOIDED: _NoticeKind.ValueType  # 5
+    """The provider voided the claim (frequency 8): nothing of it is paid any more."""
+    NOTICE_KIND_REPLACED: _NoticeKind.ValueType  # 6
+    """The provider replaced the claim (frequency 7): replaced_by_claim_id names the replacement."""
+    NOTICE_KIND_PAYMENT_CANCELLED: _NoticeKind.ValueType  # 7
+    """A scheduled payment of the claim was cancelled before it was issued."""
+    NOTICE_KIND_PAYMENT_RECOUPED: _NoticeKind.ValueType  # 8
+    """Money issued on the claim was taken back (amount_cents)."""
+
+class NoticeKind(_NoticeKind, metaclass=_NoticeKindEnumTypeWrapper):
+    """What a notice on the payer's stream reports."""
+
+NOTICE_KIND_UNSPECIFIED: NoticeKind.ValueType  # 0
+"""Not set."""
+NOTICE_KIND_ADJUDICATED: NoticeKind.ValueType  # 1
+"""The claim was adjudicated by the rule set."""
+NOTICE_KIND_PENDED: NoticeKind.ValueType  # 2
+"""The claim was pended for manual review (pend_reasons say why)."""
+NOTICE_KIND_REVIEW_RESOLVED: NoticeKind.ValueType  # 3
+"""A reviewer decided the pended claim."""
+NOTICE_KIND_DISPUTE_RESOLVED: NoticeKind.ValueType  # 4
+"""A dispute on the claim was resolved (upheld or overturned)."""
+NOTICE_KIND_VOIDED: NoticeKind.ValueType  # 5
+"""The provider voided the claim (frequency 8): nothing of it is paid any more."""
+NOTICE_KIND_REPLACED: NoticeKind.ValueType  # 6
+"""The provider replaced the claim (frequency 7): replaced_by_claim_id names the replacement."""
+NOTICE_KIND_PAYMENT_CANCELLED: NoticeKind.ValueType  # 7
+"""A scheduled payment of the claim was cancelled before it was issued."""
+NOTICE_KIND_PAYMENT_RECOUPED: NoticeKind.ValueType  # 8
+"""Money issued on the claim was taken back (amount_cents)."""
+Global___NoticeKind: _TypeAlias = NoticeKind  # noqa: Y015
+
 class _PaymentStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -145,6 +193,12 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     """Approved amounts waiting for the payer's next IssuePayments batch."""
     PAYMENT_STATUS_ISSUED: _PaymentStatus.ValueType  # 2
     """Issued: it has a trace number and an issue date."""
+    PAYMENT_STATUS_CANCELLED: _PaymentStatus.ValueType  # 3
+    """Cancelled before it was issued (the claim was voided, replaced or its decision lowered);
+    never paid.
+    """
+    PAYMENT_STATUS_RECOUPED: _PaymentStatus.ValueType  # 4
+    """Issued, then taken back in part or in full: its recoupment lines are negative."""
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Whether a payment has been issued yet."""
@@ -155,6 +209,12 @@ PAYMENT_STATUS_SCHEDULED: PaymentStatus.ValueType  # 1
 """Approved amounts waiting for the payer's next IssuePayments batch."""
 PAYMENT_STATUS_ISSUED: PaymentStatus.ValueType  # 2
 """Issued: it has a trace number and an issue date."""
+PAYMENT_STATUS_CANCELLED: PaymentStatus.ValueType  # 3
+"""Cancelled before it was issued (the claim was voided, replaced or its decision lowered);
+never paid.
+"""
+PAYMENT_STATUS_RECOUPED: PaymentStatus.ValueType  # 4
+"""Issued, then taken back in part or in full: its recoupment lines are negative."""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 @_typing.final
@@ -475,6 +535,7 @@ class Claim(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     LAST_POSITION_FIELD_NUMBER: _builtins.int
     VISIT_ID_FIELD_NUMBER: _builtins.int
+    PEND_REASONS_FIELD_NUMBER: _builtins.int
     claim_id: _builtins.str
     """The claim id, a lower-case UUID string."""
     provider_id: _builtins.str
@@ -511,6 +572,10 @@ class Claim(_message.Message):
     def decision(self) -> Global___Decision:
         """The claim's current decision; absent until it is adjudicated or pended."""
 
+    @_builtins.property
+    def pend_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendReason]:
+        """Why a pended claim waits for a reviewer (empty unless it is or was pended)."""
+
     def __init__(
         self,
         *,
@@ -528,14 +593,44 @@ class Claim(_message.Message):
         decision: Global___Decision | None = ...,
         last_position: _builtins.int = ...,
         visit_id: _builtins.str = ...,
+        pend_reasons: _abc.Iterable[Global___PendReason] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "decision", b"decision", "diagnosis_codes", b"diagnosis_codes", "frequency_code", b"frequency_code", "last_position", b"last_position", "lines", b"lines", "member_id", b"member_id", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "provider_id", b"provider_id", "received_on", b"received_on", "replaces_claim_id", b"replaces_claim_id", "status", b"status", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "decision", b"decision", "diagnosis_codes", b"diagnosis_codes", "frequency_code", b"frequency_code", "last_position", b"last_position", "lines", b"lines", "member_id", b"member_id", "payer_id", b"payer_id", "pend_reasons", b"pend_reasons", "place_of_service", b"place_of_service", "provider_id", b"provider_id", "received_on", b"received_on", "replaces_claim_id", b"replaces_claim_id", "status", b"status", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Claim: _TypeAlias = Claim  # noqa: Y015
+
+@_typing.final
+class PendReason(_message.Message):
+    """Why a claim was pended for manual review, as a remittance advice remark code."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMARK_CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    remark_code: _builtins.str
+    """The remark code (RARC): "N10" the billed amount is above the plan's review threshold,
+    "N448" a service has no price in the provider's fee schedule, "N463" the rule set could not
+    decide the claim.
+    """
+    description: _builtins.str
+    """The reason in words."""
+    def __init__(
+        self,
+        *,
+        remark_code: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "remark_code", b"remark_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendReason: _TypeAlias = PendReason  # noqa: Y015
 
 @_typing.final
 class AdjudicationNotice(_message.Message):
@@ -550,6 +645,12 @@ class AdjudicationNotice(_message.Message):
     PROVIDER_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PEND_REASONS_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REPLACED_BY_CLAIM_ID_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     """Ledger position of the event notified. Resume a stream after it."""
     claim_id: _builtins.str
@@ -562,9 +663,23 @@ class AdjudicationNotice(_message.Message):
     """NPI of the billing provider."""
     status: Global___ClaimStatus.ValueType
     """The claim's status after this event."""
+    kind: Global___NoticeKind.ValueType
+    """What happened."""
+    payment_id: _builtins.str
+    """The payment cancelled or recouped (payment notices only)."""
+    amount_cents: _builtins.int
+    """The amount cancelled or recouped, in cents (payment notices only)."""
+    reason: _builtins.str
+    """Why: the void's reason, the cancellation's or the recoupment's (empty otherwise)."""
+    replaced_by_claim_id: _builtins.str
+    """The replacement claim's id (replaced notices only)."""
     @_builtins.property
     def decision(self) -> Global___Decision:
         """The claim's decision after this event; absent when it has none (e.g. voided before one)."""
+
+    @_builtins.property
+    def pend_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendReason]:
+        """Why the claim pended (pended notices only)."""
 
     def __init__(
         self,
@@ -576,10 +691,16 @@ class AdjudicationNotice(_message.Message):
         provider_id: _builtins.str = ...,
         status: Global___ClaimStatus.ValueType = ...,
         decision: Global___Decision | None = ...,
+        kind: Global___NoticeKind.ValueType = ...,
+        pend_reasons: _abc.Iterable[Global___PendReason] | None = ...,
+        payment_id: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        replaced_by_claim_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "decision", b"decision", "member_id", b"member_id", "payer_id", b"payer_id", "position", b"position", "provider_id", b"provider_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claim_id", b"claim_id", "decision", b"decision", "kind", b"kind", "member_id", b"member_id", "payer_id", b"payer_id", "payment_id", b"payment_id", "pend_reasons", b"pend_reasons", "position", b"position", "provider_id", b"provider_id", "reason", b"reason", "replaced_by_claim_id", b"replaced_by_claim_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -649,17 +770,25 @@ class PaymentClaim(_message.Message):
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    RECOUPMENT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     claim_id: _builtins.str
     """The claim id, a lower-case UUID string."""
     member_id: _builtins.str
     """The member (patient) id at the payer."""
     amount_cents: _builtins.int
-    """Amount this payment pays on this claim, in cents. Negative when it takes back an earlier
-    overpayment (after a correction, void or overturned dispute).
+    """Amount this entry pays on this claim, in cents. Negative for a recoupment: money taken back
+    after a correction, void, lowered review or overturned dispute.
     """
+    recoupment: _builtins.bool
+    """True for a recoupment (a take-back of this payment), false for what the payment paid."""
+    reason: _builtins.str
+    """Why the amount was taken back (recoupments only), e.g. "voided: billed in error"."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineResult]:
-        """The claim's adjudicated lines (amounts and adjustments) that this payment settles."""
+        """The claim's adjudicated lines (amounts and adjustments) that this entry settles; a
+        recoupment's lines carry the negative amounts taken back (paid_cents < 0).
+        """
 
     def __init__(
         self,
@@ -668,10 +797,12 @@ class PaymentClaim(_message.Message):
         member_id: _builtins.str = ...,
         amount_cents: _builtins.int = ...,
         lines: _abc.Iterable[Global___LineResult] | None = ...,
+        recoupment: _builtins.bool = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claim_id", b"claim_id", "lines", b"lines", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claim_id", b"claim_id", "lines", b"lines", "member_id", b"member_id", "reason", b"reason", "recoupment", b"recoupment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -691,6 +822,9 @@ class Payment(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ISSUED_ON_FIELD_NUMBER: _builtins.int
     CLAIMS_FIELD_NUMBER: _builtins.int
+    SCHEDULED_CENTS_FIELD_NUMBER: _builtins.int
+    RECOUPED_CENTS_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     """The payment id."""
     payer_id: _builtins.str
@@ -700,14 +834,22 @@ class Payment(_message.Message):
     trace_number: _builtins.str
     """Trace number of the issued payment (check or EFT number); empty while scheduled."""
     amount_cents: _builtins.int
-    """Total paid, in cents: the sum of the claims' amount_cents."""
+    """Net amount, in cents: the sum of the claims' amount_cents, recoupments (negative) included.
+    For a cancelled payment, the amount that was scheduled (nothing was paid).
+    """
     status: Global___PaymentStatus.ValueType
-    """Whether the payment has been issued."""
+    """Where the payment stands: scheduled, issued, cancelled or recouped."""
     issued_on: _builtins.str
     """Date of issue, "YYYY-MM-DD"; empty while scheduled."""
+    scheduled_cents: _builtins.int
+    """The amount scheduled (and issued, unless cancelled), in cents, before any recoupment."""
+    recouped_cents: _builtins.int
+    """The amount taken back so far, in cents (0 unless recouped)."""
+    cancel_reason: _builtins.str
+    """Why a cancelled payment was cancelled; empty otherwise."""
     @_builtins.property
     def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentClaim]:
-        """The claims this payment settles."""
+        """The claims this payment settles, then its recoupments in the order they were made."""
 
     def __init__(
         self,
@@ -720,10 +862,13 @@ class Payment(_message.Message):
         status: Global___PaymentStatus.ValueType = ...,
         issued_on: _builtins.str = ...,
         claims: _abc.Iterable[Global___PaymentClaim] | None = ...,
+        scheduled_cents: _builtins.int = ...,
+        recouped_cents: _builtins.int = ...,
+        cancel_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claims", b"claims", "issued_on", b"issued_on", "payer_id", b"payer_id", "payment_id", b"payment_id", "provider_id", b"provider_id", "status", b"status", "trace_number", b"trace_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "cancel_reason", b"cancel_reason", "claims", b"claims", "issued_on", b"issued_on", "payer_id", b"payer_id", "payment_id", b"payment_id", "provider_id", b"provider_id", "recouped_cents", b"recouped_cents", "scheduled_cents", b"scheduled_cents", "status", b"status", "trace_number", b"trace_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

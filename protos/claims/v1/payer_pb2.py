@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from claims.v1 import common_pb2 as claims_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63laims/v1/payer.proto\x12\tclaims.v1\x1a\x16\x63laims/v1/common.proto\"7\n\x1dSubscribeAdjudicationsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\"\x84\x01\n\x1eSubscribeAdjudicationsResponse\x12/\n\x06notice\x18\x01 \x01(\x0b\x32\x1d.claims.v1.AdjudicationNoticeH\x00\x12)\n\theartbeat\x18\x02 \x01(\x0b\x32\x14.claims.v1.HeartbeatH\x00\x42\x06\n\x04kind\"V\n\x17ListPendedClaimsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"U\n\x18ListPendedClaimsResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.claims.v1.Claim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"T\n\x12PendedLineApproval\x12\x13\n\x0bline_number\x18\x01 \x01(\x05\x12\x15\n\rallowed_cents\x18\x02 \x01(\x03\x12\x12\n\npaid_cents\x18\x03 \x01(\x03\"C\n\x13PendedClaimApproval\x12,\n\x05lines\x18\x01 \x03(\x0b\x32\x1d.claims.v1.PendedLineApproval\"0\n\x11PendedClaimDenial\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04\x63\x61rc\x18\x02 \x01(\t\"\xaa\x01\n\x19ResolvePendedClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x31\n\x07\x61pprove\x18\x02 \x01(\x0b\x32\x1e.claims.v1.PendedClaimApprovalH\x00\x12,\n\x04\x64\x65ny\x18\x03 \x01(\x0b\x32\x1c.claims.v1.PendedClaimDenialH\x00\x12\x0c\n\x04note\x18\x04 \x01(\tB\x0c\n\nresolution\"h\n\x1aResolvePendedClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12%\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x13.claims.v1.Decision\"A\n\x14IssuePaymentsRequest\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_payments\x18\x02 \x01(\x05\"b\n\x15IssuePaymentsResponse\x12$\n\x08payments\x18\x01 \x03(\x0b\x32\x12.claims.v1.Payment\x12#\n\x07receipt\x18\x02 \x01(\x0b\x32\x12.claims.v1.Receipt\"Z\n\x1cGetMemberAccumulatorsRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tplan_year\x18\x02 \x01(\x05\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"\xd3\x01\n\x1dGetMemberAccumulatorsResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tplan_year\x18\x02 \x01(\x05\x12\x0f\n\x07plan_id\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x64uctible_cents\x18\x04 \x01(\x03\x12\x1c\n\x14\x64\x65\x64uctible_met_cents\x18\x05 \x01(\x03\x12\x15\n\roop_max_cents\x18\x06 \x01(\x03\x12\x15\n\roop_met_cents\x18\x07 \x01(\x03\x12\x15\n\rlast_position\x18\x08 \x01(\x03\x32\xff\x03\n\x0cPayerService\x12o\n\x16SubscribeAdjudications\x12(.claims.v1.SubscribeAdjudicationsRequest\x1a).claims.v1.SubscribeAdjudicationsResponse0\x01\x12[\n\x10ListPendedClaims\x12\".claims.v1.ListPendedClaimsRequest\x1a#.claims.v1.ListPendedClaimsResponse\x12\x61\n\x12ResolvePendedClaim\x12$.claims.v1.ResolvePendedClaimRequest\x1a%.claims.v1.ResolvePendedClaimResponse\x12R\n\rIssuePayments\x12\x1f.claims.v1.IssuePaymentsRequest\x1a .claims.v1.IssuePaymentsResponse\x12j\n\x15GetMemberAccumulators\x12\'.claims.v1.GetMemberAccumulatorsRequest\x1a(.claims.v1.GetMemberAccumulatorsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63laims/v1/payer.proto\x12\tclaims.v1\x1a\x16\x63laims/v1/common.proto\"7\n\x1dSubscribeAdjudicationsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\"\x84\x01\n\x1eSubscribeAdjudicationsResponse\x12/\n\x06notice\x18\x01 \x01(\x0b\x32\x1d.claims.v1.AdjudicationNoticeH\x00\x12)\n\theartbeat\x18\x02 \x01(\x0b\x32\x14.claims.v1.HeartbeatH\x00\x42\x06\n\x04kind\"V\n\x17ListPendedClaimsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"U\n\x18ListPendedClaimsResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.claims.v1.Claim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x12PendedLineApproval\x12\x13\n\x0bline_number\x18\x01 \x01(\x05\x12\x15\n\rallowed_cents\x18\x02 \x01(\x03\x12\x16\n\npaid_cents\x18\x03 \x01(\x03\x42\x02\x18\x01\"C\n\x13PendedClaimApproval\x12,\n\x05lines\x18\x01 \x03(\x0b\x32\x1d.claims.v1.PendedLineApproval\"0\n\x11PendedClaimDenial\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04\x63\x61rc\x18\x02 \x01(\t\"\xaa\x01\n\x19ResolvePendedClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x31\n\x07\x61pprove\x18\x02 \x01(\x0b\x32\x1e.claims.v1.PendedClaimApprovalH\x00\x12,\n\x04\x64\x65ny\x18\x03 \x01(\x0b\x32\x1c.claims.v1.PendedClaimDenialH\x00\x12\x0c\n\x04note\x18\x04 \x01(\tB\x0c\n\nresolution\"h\n\x1aResolvePendedClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12%\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x13.claims.v1.Decision\"W\n\x14IssuePaymentsRequest\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_payments\x18\x02 \x01(\x05\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"b\n\x15IssuePaymentsResponse\x12$\n\x08payments\x18\x01 \x03(\x0b\x32\x12.claims.v1.Payment\x12#\n\x07receipt\x18\x02 \x01(\x0b\x32\x12.claims.v1.Receipt\"Z\n\x1cGetMemberAccumulatorsRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tplan_year\x18\x02 \x01(\x05\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"\xd3\x01\n\x1dGetMemberAccumulatorsResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tplan_year\x18\x02 \x01(\x05\x12\x0f\n\x07plan_id\x18\x03 \x01(\t\x12\x18\n\x10\x64\x65\x64uctible_cents\x18\x04 \x01(\x03\x12\x1c\n\x14\x64\x65\x64uctible_met_cents\x18\x05 \x01(\x03\x12\x15\n\roop_max_cents\x18\x06 \x01(\x03\x12\x15\n\roop_met_cents\x18\x07 \x01(\x03\x12\x15\n\rlast_position\x18\x08 \x01(\x03\x32\xff\x03\n\x0cPayerService\x12o\n\x16SubscribeAdjudications\x12(.claims.v1.SubscribeAdjudicationsRequest\x1a).claims.v1.SubscribeAdjudicationsResponse0\x01\x12[\n\x10ListPendedClaims\x12\".claims.v1.ListPendedClaimsRequest\x1a#.claims.v1.ListPendedClaimsResponse\x12\x61\n\x12ResolvePendedClaim\x12$.claims.v1.ResolvePendedClaimRequest\x1a%.claims.v1.ResolvePendedClaimResponse\x12R\n\rIssuePayments\x12\x1f.claims.v1.IssuePaymentsRequest\x1a .claims.v1.IssuePaymentsResponse\x12j\n\x15GetMemberAccumulators\x12\'.claims.v1.GetMemberAccumulatorsRequest\x1a(.claims.v1.GetMemberAccumulatorsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'claims.v1.payer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PENDEDLINEAPPROVAL'].fields_by_name['paid_cents']._loaded_options = None
+  _globals['_PENDEDLINEAPPROVAL'].fields_by_name['paid_cents']._serialized_options = b'\030\001'
   _globals['_SUBSCRIBEADJUDICATIONSREQUEST']._serialized_start=60
   _globals['_SUBSCRIBEADJUDICATIONSREQUEST']._serialized_end=115
   _globals['_SUBSCRIBEADJUDICATIONSRESPONSE']._serialized_start=118
@@ -41,23 +43,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPENDEDCLAIMSRESPONSE']._serialized_start=340
   _globals['_LISTPENDEDCLAIMSRESPONSE']._serialized_end=425
   _globals['_PENDEDLINEAPPROVAL']._serialized_start=427
-  _globals['_PENDEDLINEAPPROVAL']._serialized_end=511
-  _globals['_PENDEDCLAIMAPPROVAL']._serialized_start=513
-  _globals['_PENDEDCLAIMAPPROVAL']._serialized_end=580
-  _globals['_PENDEDCLAIMDENIAL']._serialized_start=582
-  _globals['_PENDEDCLAIMDENIAL']._serialized_end=630
-  _globals['_RESOLVEPENDEDCLAIMREQUEST']._serialized_start=633
-  _globals['_RESOLVEPENDEDCLAIMREQUEST']._serialized_end=803
-  _globals['_RESOLVEPENDEDCLAIMRESPONSE']._serialized_start=805
-  _globals['_RESOLVEPENDEDCLAIMRESPONSE']._serialized_end=909
-  _globals['_ISSUEPAYMENTSREQUEST']._serialized_start=911
-  _globals['_ISSUEPAYMENTSREQUEST']._serialized_end=976
-  _globals['_ISSUEPAYMENTSRESPONSE']._serialized_start=978
-  _globals['_ISSUEPAYMENTSRESPONSE']._serialized_end=1076
-  _globals['_GETMEMBERACCUMULATORSREQUEST']._serialized_start=1078
-  _globals['_GETMEMBERACCUMULATORSREQUEST']._serialized_end=1168
-  _globals['_GETMEMBERACCUMULATORSRESPONSE']._serialized_start=1171
-  _globals['_GETMEMBERACCUMULATORSRESPONSE']._serialized_end=1382
-  _globals['_PAYERSERVICE']._serialized_start=1385
-  _globals['_PAYERSERVICE']._serialized_end=1896
+  _globals['_PENDEDLINEAPPROVAL']._serialized_end=515
+  _globals['_PENDEDCLAIMAPPROVAL']._serialized_start=517
+  _globals['_PENDEDCLAIMAPPROVAL']._serialized_end=584
+  _globals['_PENDEDCLAIMDENIAL']._serialized_start=586
+  _globals['_PENDEDCLAIMDENIAL']._serialized_end=634
+  _globals['_RESOLVEPENDEDCLAIMREQUEST']._serialized_start=637
+  _globals['_RESOLVEPENDEDCLAIMREQUEST']._serialized_end=807
+  _globals['_RESOLVEPENDEDCLAIMRESPONSE']._serialized_start=809
+  _globals['_RESOLVEPENDEDCLAIMRESPONSE']._serialized_end=913
+  _globals['_ISSUEPAYMENTSREQUEST']._serialized_start=915
+  _globals['_ISSUEPAYMENTSREQUEST']._serialized_end=1002
+  _globals['_ISSUEPAYMENTSRESPONSE']._serialized_start=1004
+  _globals['_ISSUEPAYMENTSRESPONSE']._serialized_end=1102
+  _globals['_GETMEMBERACCUMULATORSREQUEST']._serialized_start=1104
+  _globals['_GETMEMBERACCUMULATORSREQUEST']._serialized_end=1194
+  _globals['_GETMEMBERACCUMULATORSRESPONSE']._serialized_start=1197
+  _globals['_GETMEMBERACCUMULATORSRESPONSE']._serialized_end=1408
+  _globals['_PAYERSERVICE']._serialized_start=1411
+  _globals['_PAYERSERVICE']._serialized_end=1922
 # @@protoc_insertion_point(module_scope)

@@ -17,6 +17,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -148,10 +153,20 @@ class PendedLineApproval(_message.Message):
     """Amount allowed, in cents; at most the line's billed_cents. billed - allowed becomes a
     contractual adjustment (group CO, CARC 45).
     """
-    paid_cents: _builtins.int
-    """Amount the payer pays, in cents; at most allowed_cents. allowed - paid becomes the member's
-    responsibility (group PR).
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def paid_cents(self) -> _builtins.int:
+        """Ignored: the member's share (deductible, copay, coinsurance, capped by the out-of-pocket
+        maximum) and so the amount paid are computed by the rule set's cost share, as for any claim.
+        """
+
+    @paid_cents.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def paid_cents(self, value: _builtins.int) -> None:
+        """Ignored: the member's share (deductible, copay, coinsurance, capped by the out-of-pocket
+        maximum) and so the amount paid are computed by the rule set's cost share, as for any claim.
+        """
+
     def __init__(
         self,
         *,
@@ -176,7 +191,9 @@ class PendedClaimApproval(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendedLineApproval]:
-        """One entry for every line of the claim, each line exactly once."""
+        """One entry for every line held for review (the pended lines), each line once; lines the rule
+        set denied stay denied.
+        """
 
     def __init__(
         self,
@@ -297,19 +314,25 @@ class IssuePaymentsRequest(_message.Message):
 
     PROVIDER_ID_FIELD_NUMBER: _builtins.int
     MAX_PAYMENTS_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     """Issue only this provider's payments (its NPI); empty for every provider."""
     max_payments: _builtins.int
     """Issue at most this many payments in this batch; 0 means the server default (100)."""
+    min_position: _builtins.int
+    """Wait until the payments read model has reached this ledger position, so that the run sees
+    every payment scheduled up to it (e.g. the position of the last notice received); 0 = no wait.
+    """
     def __init__(
         self,
         *,
         provider_id: _builtins.str = ...,
         max_payments: _builtins.int = ...,
+        min_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_payments", b"max_payments", "provider_id", b"provider_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_payments", b"max_payments", "min_position", b"min_position", "provider_id", b"provider_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

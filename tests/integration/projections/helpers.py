@@ -12,7 +12,9 @@ from projections import catalog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 
-DECISIONS = ("Claim.Adjudicated", "Claim.Pended", "Claim.ReviewResolved", "Claim.DisputeResolved")
+# The events a payer is told of: decisions, voids and replacements, and money taken back.
+NOTICED = ("Claim.Adjudicated", "Claim.Pended", "Claim.ReviewResolved", "Claim.DisputeResolved", "Claim.Voided",
+           "Claim.Corrected", "Payment.Cancelled", "Payment.Recouped")
 
 
 def drain(database_url: str, names: tuple[str, ...] = catalog.NAMES, batch_size: int = 500) -> None:
@@ -52,20 +54,25 @@ def assert_equals_from_scratch(database_url: str, names: tuple[str, ...] = catal
 
 
 def expected_notices(database_url: str) -> list[tuple[int, str, str, str]]:
-    """(position, payer_id, claim_id, event type) of every decision event, read straight from the
-    events table (independently of the projection)."""
+    """(position, payer_id, claim_id, event type) of every event a payer is told of, read straight
+    from the events table (independently of the projection)."""
     payers: dict[str, str] = {}
     notices = []
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT notification_id, originator_id::text, topic, convert_from(state, 'UTF8') FROM ledger_events"
-            " WHERE topic LIKE 'claims_service.domain.claim:Claim.%%' ORDER BY notification_id"
+            " WHERE topic LIKE 'claims_service.domain.claim:Claim.%%' OR topic LIKE 'claims_service.domain.payment:Payment.%%'"
+            " ORDER BY notification_id"
         ).fetchall()
     for position, stream, topic, state in rows:
         kind = topic.rsplit(":", 1)[-1]
         if kind == "Claim.Submitted":
             payers[stream] = json.loads(state)["payer_id"]
-        elif kind in DECISIONS:
+        elif kind in ("Payment.Cancelled", "Payment.Recouped"):
+            payload = json.loads(state)
+            claim = (payload["claim_ids"] if kind == "Payment.Cancelled" else list(payload["lines"]))[0]
+            notices.append((position, payers[claim], claim, kind))
+        elif kind in NOTICED:
             notices.append((position, payers[stream], stream, kind))
     return notices
 

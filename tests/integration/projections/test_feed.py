@@ -14,7 +14,11 @@ from projections.bench import generate_history
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
 from projections.queries import ClaimStatus, Notice
 from projections.runner import ProjectionSupervisor
-from tests.integration.projections.helpers import drain, expected_notices, head
+from tests.integration.projections.helpers import NOTICED, drain, expected_notices, head
+
+KINDS = {"adjudicated": "Claim.Adjudicated", "pended": "Claim.Pended", "review_resolved": "Claim.ReviewResolved",
+         "dispute_resolved": "Claim.DisputeResolved", "voided": "Claim.Voided", "replaced": "Claim.Corrected",
+         "payment_cancelled": "Payment.Cancelled", "payment_recouped": "Payment.Recouped"}
 
 PAYERS = ("PAYER-00", "PAYER-01", "PAYER-02")
 
@@ -49,7 +53,7 @@ def test_a_feed_resumed_from_any_position_delivers_exactly_the_missing_notices(d
     end = head(database_url)
     assert {payer for _, payer, _, _ in expected} == set(PAYERS)
     kinds = {kind for *_, kind in expected}
-    assert {"Claim.Adjudicated", "Claim.Pended", "Claim.ReviewResolved", "Claim.DisputeResolved"} <= kinds
+    assert set(NOTICED) <= kinds
 
     # 2. From the start, from the end and from arbitrary positions (including ones that are not
     # notices, and ones that are): exactly the notices after it, in order, nothing else.
@@ -61,8 +65,7 @@ def test_a_feed_resumed_from_any_position_delivers_exactly_the_missing_notices(d
             stop = threading.Event()
             notices, beats = read_until(hub.adjudications(payer, start, stop), end)
             stop.set()
-            got = [(n.position, n.claim_id, "Claim." + {"adjudicated": "Adjudicated", "pended": "Pended",
-                    "review_resolved": "ReviewResolved", "dispute_resolved": "DisputeResolved"}[n.kind]) for n in notices]
+            got = [(n.position, n.claim_id, KINDS[n.kind]) for n in notices]
             assert got == [m for m in mine if m[0] > start], (payer, start)
             assert all(n.payer_id == payer and n.decision is not None for n in notices)
             assert beats[-1].position == end

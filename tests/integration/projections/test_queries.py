@@ -34,7 +34,7 @@ def flow(service, database_url):
     lab = service.submit_claim(actor=PROVIDER, **world.claim_body("lab", lines=[world.line(1, "80053", 20_000, day=world.date(2026, 10, 20))]))
     settle()
     service.resolve_pended_claim(actor=PAYER, payer_id=world.PAYER, claim_id=big.claim_id, note="records seen",
-                                 approve=[{"line_number": 1, "allowed_cents": 13_000, "paid_cents": 10_000}])
+                                 approve=[{"line_number": 1, "allowed_cents": 13_000}])
     settle()
     service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=lab.claim_id, reason="billed in error")
     dispute_id, _ = service.open_dispute(actor=PROVIDER, claim_id=clean.claim_id, reason="copay applied twice")
@@ -57,7 +57,9 @@ def test_claim_status_and_its_visibility(flow):
     assert clean.ruleset_version == "2026.1" and len(clean.ruleset_hash) == 64
     assert clean.disputes[0]["resolution"] == "upheld" and clean.open_dispute_id is None
     big = queries.get_claim(conn, ids["big"], payer_id=world.PAYER)
-    assert (big.status, big.total_paid_cents, big.review["note"]) == ("adjudicated", 10_000, "records seen")
+    # Allowed 130.00 by the reviewer; the plan's office-visit copay 25.00 (the deductible went to
+    # the clean claim): 105.00 paid, as the engine would have.
+    assert (big.status, big.total_paid_cents, big.review["note"]) == ("adjudicated", 10_500, "records seen")
     lab = queries.get_claim(conn, ids["lab"])
     assert (lab.status, lab.void_reason) == ("voided", "billed in error")
     assert lab.first_date_of_service.isoformat() == "2026-10-20"
@@ -104,9 +106,14 @@ def test_the_payers_worklist_and_notices(flow):
         (ids["big"], "pended"),
         (ids["lab"], "adjudicated"),
         (ids["big"], "review_resolved"),
+        (ids["lab"], "voided"),
+        (ids["lab"], "payment_cancelled"),
         (ids["clean"], "dispute_resolved"),
     ]
     assert notices[1].status == "pended" and notices[1].decision["outcome"] == "PENDED"
+    assert notices[1].pend_reasons == ["N10"]  # over the plan's review threshold
+    assert (notices[4].reason, notices[5].amount_cents, notices[5].payment_id) == (
+        "billed in error", 1_200, f"{ids['lab']}/0")
     assert notices[-1].resolution == "upheld" and notices[-1].dispute_id == ids["dispute"]
 
 
@@ -164,7 +171,10 @@ def test_payments_and_remittances(flow):
         queries.scheduled_payments_due(conn, world.PAYER, limit=-1)
     assert len(queries.scheduled_payments_due(conn, world.PAYER, limit=1)) == 1
     due = queries.scheduled_payments_due(conn, world.PAYER, limit=0)
-    assert {p.claim_ids[0] for p in due} == {ids["big"], ids["lab"]}
+    # The lab claim was voided before any payment run: its payment was cancelled, never due.
+    assert {p.claim_ids[0] for p in due} == {ids["big"]}
+    [cancelled] = queries.payments_for_claim(conn, ids["lab"], payer_id=world.PAYER)
+    assert (cancelled.status, cancelled.cancel_reason) == ("cancelled", "voided: billed in error")
     assert queries.scheduled_payments_due(conn, world.PAYER, provider_id=world.OTHER_NPI) == []
     everything = queries.list_payments(conn, world.NPI)
     assert [p.scheduled_position for p in everything.payments] == sorted((p.scheduled_position for p in everything.payments), reverse=True)
