@@ -190,6 +190,19 @@ def cmd_readjudicate(config: Config, args: argparse.Namespace) -> int:
     return 0 if replay.identical or args.ruleset else 1
 
 
+def cmd_reconcile(config: Config, args: argparse.Namespace) -> int:
+    """Every cent explained, from the ledger alone; exit 1 naming the first difference."""
+    from claims_service.reconcile import reconcile
+
+    with database_url(config) as url:
+        report = reconcile(url, wait_seconds=args.wait)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        print(report.summary())
+    return 0 if report.clean else 1
+
+
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from claims_service.demo import run_demo
 
@@ -230,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("claim_id", metavar="CLAIM_ID")
     replay.add_argument("--ruleset", metavar="VERSION", help="what-if: judge the recorded facts by this version")
     replay.set_defaults(func=cmd_readjudicate)
+
+    reconciliation = commands.add_parser(
+        "reconcile", help="check every claim's payments and every member's accumulators against the decisions "
+                          "and the read models; exit 1 at a difference")
+    reconciliation.add_argument("--json", action="store_true", help="print one JSON object")
+    reconciliation.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                                help="wait up to this long for the read models to reach the ledger's head (default 30)")
+    reconciliation.set_defaults(func=cmd_reconcile)
 
     commands.add_parser("demo", help="tell one claim's story against the running service (CLAIMS_GRPC_ADDR)"
                         ).set_defaults(func=cmd_demo)

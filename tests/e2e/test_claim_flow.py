@@ -142,11 +142,16 @@ def test_a_pended_claim_is_worked_by_the_payer(parties):
     assert claim.status == common_pb2.CLAIM_STATUS_PENDED
     worklist = parties.payer.payer.ListPendedClaims(payer_pb2.ListPendedClaimsRequest(min_position=claim.last_position))
     assert [c.claim_id for c in worklist.claims] == [submitted.claim_id]
+    # Over the review threshold, and the payer can tell (N10), here and on the claim itself.
+    assert [r.remark_code for r in worklist.claims[0].pend_reasons] == ["N10"]
+    assert "review threshold" in worklist.claims[0].pend_reasons[0].description
     resolved = parties.payer.payer.ResolvePendedClaim(payer_pb2.ResolvePendedClaimRequest(
         claim_id=submitted.claim_id, note="reviewed",
-        approve=payer_pb2.PendedClaimApproval(lines=[payer_pb2.PendedLineApproval(
-            line_number=1, allowed_cents=13_000, paid_cents=10_400)])))
-    assert resolved.decision.total_paid_cents == 10_400
+        approve=payer_pb2.PendedClaimApproval(lines=[payer_pb2.PendedLineApproval(line_number=1, allowed_cents=13_000)])))
+    # The plan's cost share, as for any claim: 130.00 allowed, 25.00 office-visit copay, then the
+    # 50.00 deductible: 55.00 paid, labelled PAID as the engine labels it.
+    assert resolved.decision.total_paid_cents == 5_500
+    assert resolved.decision.outcome == common_pb2.OUTCOME_PAID
     assert resolved.decision.lines[0].billed_cents == 1_500_000
     after = parties.payer.payer.ListPendedClaims(payer_pb2.ListPendedClaimsRequest(min_position=resolved.receipt.position))
     assert list(after.claims) == []
