@@ -14,7 +14,6 @@ import json
 import secrets
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,14 +193,15 @@ def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
     high = claims["high dollar"]
     pended = payer.call(payer_api.ListPendedClaims, payer_pb2.ListPendedClaimsRequest(
         min_position=by_claim[high].position))
-    say(f"   worklist: {len(pended.claims)} pended claim(s), including {high[:8]}…")
+    reasons = next((", ".join(f"{r.remark_code} ({r.description})" for r in c.pend_reasons)
+                    for c in pended.claims if c.claim_id == high), "")
+    say(f"   worklist: {len(pended.claims)} pended claim(s), including {high[:8]}…: {reasons}")
     resolved = payer.call(payer_api.ResolvePendedClaim, payer_pb2.ResolvePendedClaimRequest(
         claim_id=high, note="operative report reviewed",
-        approve=payer_pb2.PendedClaimApproval(lines=[payer_pb2.PendedLineApproval(
-            line_number=1, allowed_cents=180_000, paid_cents=144_000)])))
-    say(f"   approved: {describe(resolved.decision)}")
-    time.sleep(1.0)  # the adjudicator schedules the approved payment from the ledger
-    issued = payer.call(payer_api.IssuePayments, payer_pb2.IssuePaymentsRequest())
+        approve=payer_pb2.PendedClaimApproval(lines=[payer_pb2.PendedLineApproval(line_number=1, allowed_cents=180_000)])))
+    say(f"   approved (the plan's cost share applies): {describe(resolved.decision)}")
+    # The approval scheduled its payment in the same commit: a run that waits for that position sees it.
+    issued = payer.call(payer_api.IssuePayments, payer_pb2.IssuePaymentsRequest(min_position=resolved.receipt.position))
     for payment in issued.payments:
         say(f"   payment {payment.trace_number}: {dollars(payment.amount_cents)} to {payment.provider_id}")
 

@@ -425,3 +425,41 @@ def test_zz_explore(parties, database_url):
             print("issued", len(got), "missing", missing)
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_zz_natural(parties, database_url):
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+    set_up(parties)
+    pid = parties.service.workers.pid
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        days = [f"2026-{m:02d}-{d:02d}" for m in range(2, 12) for d in range(1, 29)]
+        reqs = [visit(f"burst-{n}", day=days[n % len(days)], code=("99213", "99214")[n // len(days)]) for n in range(400)]
+        with ThreadPoolExecutor(8) as pool:
+            subs = list(pool.map(lambda r: parties.provider.provider.SubmitClaim(r), reqs))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    seen = queue.Queue()
+    stream = parties.payer.payer.SubscribeAdjudications(payer_pb2.SubscribeAdjudicationsRequest(), timeout=120)
+    def listen():
+        try:
+            for item in stream:
+                if item.WhichOneof("kind") == "notice":
+                    seen.put(item.notice)
+        except grpc.RpcError:
+            pass
+    threading.Thread(target=listen, daemon=True).start()
+    got = []
+    issued = set()
+    misses = []
+    while len(got) < 400:
+        got.append(seen.get(timeout=30))
+        while not seen.empty():
+            got.append(seen.get())
+        r = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=got[-1].position, max_payments=1000))
+        issued |= {p.claims[0].claim_id for p in r.payments}
+        misses += [(len(got), n.claim_id) for n in got if n.claim_id not in issued]
+    stream.cancel()
+    print("misses", misses)
