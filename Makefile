@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench demo proto lint clean
+.PHONY: run test test-unit bench demo proto lint clean
 
 GRPC_INCLUDE = $$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 
@@ -21,6 +21,10 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
+
+# The inner loop: the pure tests only (no database, no server), in seconds.
+test-unit: $(INSTALLED)
+	$(PY) -m pytest -q tests/unit
 
 bench: $(INSTALLED)
 	$(PY) -m bench $(ARGS)

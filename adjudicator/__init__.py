@@ -3,13 +3,13 @@
 Lives here: the data models (models.py), code tables with effective dates (codes.py), the synthetic
 code set (codeset.py, data/*.json), the rules (rules/, one per file), rule sets (ruleset.py,
 rulesets/), the engine (engine.py, over state.py, findings.py, money.py), dispute-replay comparison
-(replay.py), reviewers' decisions on pended claims and the reasons for a pend (review.py), and a
-throughput benchmark (bench.py).
+(replay.py), and reviewers' decisions on pended claims and the reasons for a pend (review.py). Its
+throughput benchmark lives with the others, in bench/engine.py.
 
 `adjudicate(claim, facts, ruleset)` gives the same `Decision` for the same inputs, always: nothing
 here reads a clock, randomness, the environment, a database or the network. This package imports the
 standard library and pydantic only, and nothing of the service (tests/unit/adjudicator/test_purity.py
-walks the imports). bench.py alone reads a clock, to time the engine; nothing else imports it.
+walks the imports).
 """
 
 from .engine import adjudicate

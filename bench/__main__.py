@@ -103,7 +103,7 @@ def run_adjudication(create_database: Callable[[str], str], args: argparse.Names
 
 
 def run_tree(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
-    from claims_service.ledger.bench_tree import measure
+    from bench.tree import measure
 
     task = progress.add_task(f"Merkle tree of {args.tree_leaves:,} leaves", total=None)
     result = measure(create_database("bench_tree"), leaves=args.tree_leaves,
@@ -114,7 +114,7 @@ def run_tree(create_database: Callable[[str], str], args: argparse.Namespace, pr
 
 def run_projections(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     from claims_service.migrate import migrate
-    from projections.bench import measure_rebuild
+    from bench.projections import measure_rebuild
 
     url = create_database("bench_projections")
     migrate(url)

@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import date
 
-from adjudicator.bench import measure_engine
+from bench.engine import measure_engine
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger

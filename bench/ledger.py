@@ -128,7 +128,7 @@ def fill(url: str, events: int, batch: int = 50_000) -> None:
 
 def verify_rates(create_database, events: int, progress) -> dict[str, float]:
     """Full-chain verification, one process and one per core, over a ledger of `events` events."""
-    from claims_service.ledger.store import verify_ledger
+    from claims_service.ledger.verify import verify_ledger
 
     url = create_database("bench_verify")
     migrate(url)

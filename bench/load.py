@@ -304,8 +304,8 @@ class PayerStream(threading.Thread):
 def growth(create_database: Callable[[str], str], args: Any, progress: Any, baseline: dict[str, Any] | None) -> dict[str, Any]:
     """The same load on a ledger that already holds `args.growth` events: nothing on the write or
     read path may scan history, so throughput and latency should stay within 15 %."""
+    from bench.projections import generate_history
     from claims_service.migrate import migrate
-    from projections.bench import generate_history
     from projections.runner import ProjectionRunner
     from projections import catalog
 

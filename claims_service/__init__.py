@@ -1,7 +1,17 @@
-"""The write side of the claims ledger.
+"""The claims ledger service: everything but the pure rules (`adjudicator`) and the read models
+(`projections`). From the bottom of the import graph to the top (tests/unit/test_layers.py keeps
+it so):
 
-Domain aggregates (`domain/`), the ledger application (`application.py`), the hash chain and
-its verification (`ledger/`), the gRPC servicers (`api/`), configuration, database set-up and
-the `claimsctl` command line. This package wires `adjudicator` and `projections` together;
-neither of them imports it.
+errors.py           the one error root; each error names its gRPC status
+ledger/             tamper evidence: chain, Merkle tree, signed notes and checkpoints, bundles,
+                    payload decoding; a third party can lift it out
+domain/             the aggregates and their events (event topics embed these module paths)
+config.py           every setting, read once; database.py, migrate.py: the PostgreSQL server
+application.py      the eventsourcing application: persistence, transcoding, receipts
+group_commit.py     many requests' writes in one commit
+adjudication/       the worker that decides claims, and the money every decision moves
+commands.py         the write-side facade: one method per command; reconcile.py: the money audit
+api/                gRPC servicers and converters (reads come from `projections`)
+server.py, workers.py, bootstrap.py   the processes and their wiring
+cli/                claimsctl
 """

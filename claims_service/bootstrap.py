@@ -18,7 +18,7 @@ from claims_service.api.reads import ReadSide
 from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
 from claims_service.config import Config
-from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
+from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.workers import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,17 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     ledger = Ledger(database_url, pool_size=16)
     commands = ClaimsLedger(ledger)
     reads = ReadSide(ledger, database_url)
-    key = resolve_signing_key(config.data_dir)
-    checkpointer = Checkpointer.from_settings(database_url, key, SigningSettings.from_env())
+    checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     server, port, health = create_server(
         addr or config.grpc_addr,
         interceptors=[ServiceInterceptor(Authenticator(ledger))],
-        servicers=servicers(commands, reads, checkpointer),
+        servicers=servicers(commands, reads, checkpointer, config),
     )
-    return Service(ledger, commands, reads, checkpointer, server, port, health, WorkerProcess(database_url, config.data_dir))
+    return Service(ledger, commands, reads, checkpointer, server, port, health, WorkerProcess(database_url, config))
 
 
-def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer) -> list[tuple[object, object]]:
+def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer,
+              config: Config) -> list[tuple[object, object]]:
     from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
     from claims_service.api.admin import AdminServicer
     from claims_service.api.dispute import DisputeServicer
@@ -81,7 +81,8 @@ def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointe
         (payer_pb2_grpc.add_PayerServiceServicer_to_server, PayerServicer(commands, reads)),
         (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads)),
         (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands)),
-        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer)),
+        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer,
+                                                                                 config.previous_verifier_keys)),
     ]
 
 

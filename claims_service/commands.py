@@ -20,9 +20,9 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 
 import adjudicator
-from adjudicator.replay import compare
 from adjudicator.codes import CARC, CodeNotInForceError
 from adjudicator.models import Outcome
+from adjudicator.replay import compare
 from adjudicator.review import lines_to_review
 from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
 from claims_service.adjudication.settlement import current_decision, settle
@@ -248,6 +248,7 @@ class ClaimsLedger:
             money = settle(self._load, original, before=before, after=None, actor=actor,
                            reason=f"replaced by {replacement.claim_id}")
             try:
+                # The replacement's own first event, as a retry of this correction returns it too.
                 return ClaimReceipt(replacement.claim_id, self.writer.record(replacement, original, *money)[0])
             except ConflictError:
                 continue
@@ -273,14 +274,14 @@ class ClaimsLedger:
     def _change_claim(self, claim_id: UUID, shown_id: str, change: Callable[[Claim], list[Any]]) -> Receipt:
         """Load the claim, change it, and save it with what the change returns (its money), in one
         commit; on a concurrent write to any of them, all of it again on the fresh state. The
-        receipt is the claim's event."""
+        receipt names the commit's last event, so that a read at its position sees all of it."""
         for _ in range(RETRIES):
             claim = self._get(claim_id, ClaimNotFoundError(f"claim {shown_id} not found"))
             others = change(claim)
             if not claim.pending_events:
                 return self.receipt_of(claim.id, claim.version)
             try:
-                return self.writer.record(claim, *others)[0]
+                return self.writer.record(claim, *others)[-1]
             except ConflictError:
                 continue
         raise ConflictError("the claim kept changing under this command; retry")
@@ -320,19 +321,25 @@ class ClaimsLedger:
         return receipt, decided
 
     def issue_payments(self, *, actor: str, payer_id: str, payment_ids: list[str]) -> tuple[list[Payment], Receipt | None]:
-        """Issue the given scheduled payments in one batch (one commit), each with a trace number."""
+        """Issue the given payments that are still scheduled, in one batch (one commit), each with a
+        trace number. A void or a lowered decision that cancels one of them at the same moment wins
+        or loses the race as a whole: the batch is read again and the cancelled payment left out."""
         today = self.today()
-        issued = []
-        for payment_id in payment_ids:
-            payment = self._get(Payment.create_id(payment_id), NotFoundError(f"payment {payment_id} not found"))
-            if payment.payer_id != payer_id or payment.status != "scheduled":
+        for _ in range(RETRIES):
+            issued = []
+            for payment_id in payment_ids:
+                payment = self._get(Payment.create_id(payment_id), NotFoundError(f"payment {payment_id} not found"))
+                if payment.payer_id != payer_id or payment.status != "scheduled":
+                    continue
+                payment.issue(actor=actor, trace_number=trace_number(payment_id), issued_on=today)
+                issued.append(payment)
+            if not issued:
+                return [], None
+            try:
+                return issued, self.writer.record(*issued)[-1]
+            except ConflictError:
                 continue
-            payment.issue(actor=actor, trace_number=trace_number(payment_id), issued_on=today)
-            issued.append(payment)
-        if not issued:
-            return [], None
-        receipts = self.writer.record(*issued)
-        return issued, receipts[-1]
+        raise ConflictError("the payments kept changing under this run; retry")
 
     # --- disputes ---------------------------------------------------------------------
 

@@ -1,24 +1,93 @@
-"""Configuration from the environment: one frozen value, read once at start-up."""
+"""Every setting of the service, read once from the environment at start-up (pydantic-settings).
+
+Each field is the environment variable ``CLAIMS_<FIELD>`` (``CLAIMS_DATABASE_URL`` ...); an empty
+value counts as unset. A bad value stops start-up with a message naming the variable. The payload
+cipher (``CIPHER_TOPIC``, ``CIPHER_KEY``, ``COMPRESSOR_TOPIC``) is the eventsourcing library's own
+setting, which it reads itself; ``cipher_key`` here is the same key, for the readers of stored
+payloads outside the library (``claims_service.ledger.payloads``).
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from claims_service.ledger.checkpointer import SigningSettings
+from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
+from claims_service.ledger.signing_key import resolve_signing_key
 
 
-@dataclass(frozen=True)
-class Config:
-    # A PostgreSQL URL; None means "start the embedded server under data_dir".
-    database_url: str | None
-    data_dir: Path
-    grpc_addr: str
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLAIMS_", env_ignore_empty=True, frozen=True, extra="ignore")
+
+    database_url: str | None = None
+    """A PostgreSQL URL; None means "start the embedded server under data_dir"."""
+    data_dir: Path = Path(".data")
+    """The embedded database, the development signing key, the demo keys."""
+    grpc_addr: str = "127.0.0.1:50051"
+    """Where the service listens, and where `claimsctl demo` connects."""
+
+    signing_key: SecretStr | None = None
+    """The Ed25519 seed that signs checkpoints, base64; else signing_key_file."""
+    signing_key_file: Path | None = None
+    """A PEM file holding the signing key; else <data_dir>/signing-key.pem (made on first use)."""
+    checkpoint_origin: str = DEFAULT_ORIGIN
+    """The log's origin line in every signed note."""
+    signing_key_name: str | None = None
+    """The key's name in signatures; default: the origin."""
+    checkpoint_every_leaves: PositiveInt = 1000
+    checkpoint_every_seconds: PositiveFloat = 60.0
+    previous_verifier_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Retired verifier keys (comma-separated) that GetPublicKey still serves after a rotation."""
+    demo_keys: bool = False
+    """Create the demo API keys also on an external database (they are always made on the embedded one)."""
+
+    cipher_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("CIPHER_KEY"))
+    """The eventsourcing library's CIPHER_KEY (base64 AES key), when payloads are encrypted."""
+
+    @field_validator("previous_verifier_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("previous_verifier_keys")
+    @classmethod
+    def _parse_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            try:
+                VerifierKey.parse(key)  # refuses a malformed key at start-up, not at the first call
+            except CheckpointError as error:
+                raise ValueError(str(error)) from None
+        return keys
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
-        env = os.environ if environ is None else environ
-        return cls(
-            database_url=env.get("CLAIMS_DATABASE_URL") or None,
-            data_dir=Path(env.get("CLAIMS_DATA_DIR") or ".data"),
-            grpc_addr=env.get("CLAIMS_GRPC_ADDR") or "127.0.0.1:50051",
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """From the process environment, or (tests) from the mapping given in its place."""
+        if environ is None:
+            return cls()
+        # Read the mapping as the environment would be: prefixed names, empty values unset.
+        values: dict[str, Any] = {}
+        for name, value in environ.items():
+            if value == "":
+                continue
+            if name == "CIPHER_KEY":
+                values["CIPHER_KEY"] = value
+            elif name.startswith("CLAIMS_") and name[7:].lower() in cls.model_fields:
+                values[name[7:].lower()] = value
+        return cls.model_validate(values)
+
+    def signing_settings(self) -> SigningSettings:
+        return SigningSettings(origin=self.checkpoint_origin, key_name=self.signing_key_name or self.checkpoint_origin,
+                               every_leaves=self.checkpoint_every_leaves, every_seconds=self.checkpoint_every_seconds)
+
+    def load_signing_key(self) -> Ed25519PrivateKey:
+        seed = self.signing_key.get_secret_value() if self.signing_key is not None else None
+        return resolve_signing_key(self.data_dir, seed=seed, key_file=self.signing_key_file)

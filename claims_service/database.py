@@ -12,9 +12,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:  # the configuration is passed in; nothing here reads the environment
+    from claims_service.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +56,14 @@ def ensure_database(admin_url: str, database: str) -> None:
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
             log.info("created database %s", database)
+
+
+@contextmanager
+def database_url(config: Config) -> Iterator[str]:
+    """The configured server's URL, or the embedded server's (started here if not running)."""
+    if config.database_url:
+        yield config.database_url
+        return
+    with embedded_server(config.data_dir) as server:
+        ensure_database(server_url(server, "postgres"), DEFAULT_DATABASE)
+        yield server_url(server, DEFAULT_DATABASE)

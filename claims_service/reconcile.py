@@ -35,7 +35,8 @@ from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
-from projections.events import EVENTS_TABLE, open_payload
+from claims_service.ledger.chain import EVENTS_TABLE
+from claims_service.ledger.payloads import open_payload
 
 READ_MODELS = ("claim_status", "payments", "benefits")
 CHUNK = 20_000

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
+
+from claims_service.ledger.following import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +32,20 @@ class Supervisor:
         thread.start()
 
     def _keep_running(self, name: str, worker: Worker) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, self._max_backoff)
         while not self._stop.is_set():
-            started = time.monotonic()
+            backoff.started()
             try:
                 worker(self._stop)
             except Exception:
                 self.restarts[name] += 1
-                log.exception("%s stopped with an error; restarting in %.1f s", name, backoff)
+                wait = backoff.next_wait()
+                log.exception("%s stopped with an error; restarting in %.1f s", name, wait)
             else:
                 if self._stop.is_set():
                     return
-            if time.monotonic() - started > 30:
-                backoff = 0.2
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+                wait = backoff.next_wait()
+            self._stop.wait(wait)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

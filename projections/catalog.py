@@ -14,12 +14,6 @@ MODELS: dict[str, type[ReadModel]] = {
 }
 NAMES: tuple[str, ...] = tuple(MODELS)
 
-# The projection each query family waits on for read-your-writes.
-CLAIM_STATUS = ClaimStatusModel.name
-BENEFITS = BenefitsModel.name
-PAYMENTS = PaymentsModel.name
-DISPUTE_TIMELINE = DisputeTimelineModel.name
-
 
 def model(name: str) -> ReadModel:
     """A new instance of the named read model; ``UnknownProjectionError`` if there is none."""

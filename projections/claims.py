@@ -1,5 +1,8 @@
 """Read model "claim_status": every claim's current state, the payers' worklists of pended
-claims, and the adjudication notices payers receive as a feed.
+claims, and the adjudication notices payers receive as a feed — its writer
+(``ClaimStatusModel``), its rows (``ClaimStatus``, ``WorklistItem``, ``Notice`` and their pages)
+and its queries (``get_claim``, ``list_claims``, ``claim_changes``, ``payer_worklist``,
+``adjudication_notices``; waiting, checks and pages as ``reading`` describes).
 
 Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
 ``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
@@ -12,9 +15,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, ClassVar
 
+from claims_service.errors import ClaimNotFoundError, ValidationError
 from projections.events import Notification, Topics
+from projections.reading import (
+    Hub,
+    Pager,
+    Source,
+    Where,
+    checked,
+    one_of,
+    row_limit,
+    select,
+    select_one,
+    valid_claim_id,
+    wait_for_position,
+)
 from projections.store import AppendTable, Batch, ReadModel, Row, Table
 
 log = logging.getLogger(__name__)
@@ -281,3 +300,190 @@ class ClaimStatusModel(ReadModel):
             "decision": claim["decision"],
             "recorded_at": n.payload.get("timestamp"),
         }
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+CLAIM_STATUSES = ("submitted", "adjudicated", "pended", "voided", "replaced")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimStatus:
+    claim_id: str
+    provider_id: str
+    payer_id: str
+    member_id: str
+    visit_id: str | None
+    status: str
+    frequency_code: str
+    replaces_claim_id: str | None
+    replaced_by: str | None
+    void_reason: str | None
+    place_of_service: str
+    received_on: date
+    first_date_of_service: date
+    last_date_of_service: date
+    diagnosis_codes: list[str]
+    lines: list[dict[str, Any]]
+    outcome: str | None
+    total_billed_cents: int
+    total_allowed_cents: int | None
+    total_paid_cents: int | None
+    total_patient_responsibility_cents: int | None
+    decision: dict[str, Any] | None
+    ruleset_version: str | None
+    ruleset_hash: str | None
+    review: dict[str, Any] | None
+    disputes: list[dict[str, Any]]
+    open_dispute_id: str | None
+    submitted_position: int
+    last_position: int
+    stream_version: int
+    pend_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPage:
+    claims: list[ClaimStatus]
+    next_page_token: str  # "" on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistItem:
+    claim_id: str
+    payer_id: str
+    provider_id: str
+    member_id: str
+    received_on: date
+    pended_position: int
+    total_billed_cents: int
+    reasons: list[dict[str, Any]]
+    decision: dict[str, Any]
+    pend_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistPage:
+    items: list[WorklistItem]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An adjudication notice for a payer (see ``feed``)."""
+
+    position: int
+    payer_id: str
+    claim_id: str
+    member_id: str
+    provider_id: str
+    kind: str  # adjudicated / pended / review_resolved / dispute_resolved / voided / replaced /
+    # payment_cancelled / payment_recouped
+    status: str
+    outcome: str | None
+    decision: dict[str, Any] | None
+    dispute_id: str | None
+    resolution: str | None
+    recorded_at: datetime | None
+    pend_reasons: list[str] | None = None
+    payment_id: str | None = None
+    amount_cents: int | None = None
+    reason: str | None = None
+    replaced_by: str | None = None
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+@checked
+def get_claim(
+    source: Source,
+    claim_id: str,
+    *,
+    provider_id: str | None = None,
+    payer_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> ClaimStatus:
+    """``get_claim(source, claim_id, *, provider_id=None, payer_id=None, min_position=None,
+    timeout=None, hub=None) -> ClaimStatus``; ``ClaimNotFoundError`` when it does not exist or
+    belongs to another provider / payer than the one given."""
+    claim_id = valid_claim_id(claim_id)
+    wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("claim_id = %s", claim_id).party(provider_id, payer_id)
+    return select_one(source, ClaimStatus, "claim_status", where, ClaimNotFoundError(f"claim {claim_id} not found"))
+
+
+@checked
+def list_claims(
+    source: Source,
+    provider_id: str,
+    *,
+    status: str | None = None,
+    received_from: date | None = None,
+    received_to: date | None = None,
+    member_id: str | None = None,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> ClaimPage:
+    """``list_claims(source, provider_id, *, status=None, received_from=None, received_to=None,
+    member_id=None, page_size=50, page_token=None, min_position=None, timeout=None, hub=None)
+    -> ClaimPage``: the provider's claims, newest submission first; dates inclusive."""
+    one_of(status, CLAIM_STATUSES, "status")
+    if received_from and received_to and received_from > received_to:
+        raise ValidationError.single("received_to", "must not be before received_from")
+    filters = {"provider_id": provider_id, "status": status, "from": received_from, "to": received_to, "member_id": member_id}
+    pager = Pager("claims", filters, page_size, page_token)
+    wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
+    where = (
+        Where("provider_id = %s", provider_id)
+        .given("status = %s", status)
+        .given("member_id = %s", member_id)
+        .given("received_on >= %s", received_from)
+        .given("received_on <= %s", received_to)
+    )
+    if pager.key is not None:
+        where.add("submitted_position < %s", int(pager.key[0]))
+    found = select(source, ClaimStatus, "claim_status", where, order="submitted_position DESC", limit=pager.limit)
+    return ClaimPage(*pager.page(found, lambda claim: [claim.submitted_position]))
+
+
+@checked
+def claim_changes(source: Source, provider_id: str, after_position: int, *, limit: int = 100) -> list[ClaimStatus]:
+    """``claim_changes(source, provider_id, after_position, *, limit=100) -> list[ClaimStatus]``:
+    the provider's claims whose latest change is after ``after_position``, in the order of that
+    change (each claim in its current state; WatchClaims)."""
+    where = Where("provider_id = %s AND last_position > %s", provider_id, after_position)
+    return select(source, ClaimStatus, "claim_status", where, order="last_position", limit=row_limit(limit))
+
+
+@checked
+def payer_worklist(
+    source: Source,
+    payer_id: str,
+    *,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> WorklistPage:
+    """``payer_worklist(source, payer_id, *, page_size=50, page_token=None, min_position=None,
+    timeout=None, hub=None) -> WorklistPage``: the payer's pended claims, oldest first."""
+    pager = Pager("worklist", {"payer_id": payer_id}, page_size, page_token)
+    wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("payer_id = %s AND pended_position > %s", payer_id, int(pager.key[0]) if pager.key else 0)
+    found = select(source, WorklistItem, "payer_worklist", where, order="pended_position", limit=pager.limit)
+    return WorklistPage(*pager.page(found, lambda item: [item.pended_position]))
+
+
+@checked
+def adjudication_notices(source: Source, payer_id: str, after_position: int, *, limit: int = 100) -> list[Notice]:
+    """``adjudication_notices(source, payer_id, after_position, *, limit=100) -> list[Notice]``:
+    the payer's notices after the position, in ledger order."""
+    where = Where("payer_id = %s AND position > %s", payer_id, after_position)
+    return select(source, Notice, "adjudication_notices", where, order="position", limit=row_limit(limit))

@@ -34,9 +34,3 @@ class RebuildInProgressError(ClaimsError):
     """Another rebuild of the same projection holds its lock."""
 
     status: ClassVar[str] = "FAILED_PRECONDITION"
-
-
-class UndecodablePayloadError(ClaimsError):
-    """A stored event is encrypted or compressed and no cipher/compressor is configured here."""
-
-    status: ClassVar[str] = "FAILED_PRECONDITION"

@@ -5,22 +5,16 @@ is several times cheaper, and the stored format is the project's own (plain data
 library's ``{"_type_": ..., "_data_": ...}`` markers for dates and timestamps, which decode here to
 their ISO text). The domain's classes are imported only for their topics.
 
-A payload that is not JSON (the ledger's cipher or compressor is on) is opened with the cipher
-and compressor the environment configures for the ledger application (``LEDGER_CIPHER_TOPIC`` /
-``CIPHER_TOPIC``, ``CIPHER_KEY``, ``COMPRESSOR_TOPIC``), exactly as the application would.
+Payloads are decoded by the one reader of stored payloads, ``claims_service.ledger.payloads``
+(which also opens them when the ledger encrypts or compresses them).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.utils import get_topic
 from psycopg import Connection, sql
 from psycopg.rows import tuple_row
@@ -29,10 +23,9 @@ from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
-from projections.errors import UndecodablePayloadError
+from claims_service.ledger.chain import EVENTS_TABLE
+from claims_service.ledger.payloads import decode_json, decode_state
 
-EVENTS_TABLE = "ledger_events"
-LEDGER_APPLICATION = "Ledger"
 
 
 class Topics:
@@ -62,6 +55,8 @@ class Topics:
     PAYMENT_PREFIX = get_topic(Payment) + "."
 
     CLAIM_DECISIONS = frozenset({CLAIM_ADJUDICATED, CLAIM_PENDED, CLAIM_REVIEW_RESOLVED, CLAIM_DISPUTE_RESOLVED})
+    # What a claim is and what was decided for it: every claim event but a dispute's opening.
+    CLAIM_STATE_CHANGES = frozenset({CLAIM_SUBMITTED, *CLAIM_DECISIONS, CLAIM_VOIDED, CLAIM_CORRECTED})
 
 
 class Notification:
@@ -124,113 +119,6 @@ class Notification:
         return f"Notification({self.position}, {self.topic.rsplit(':', 1)[-1]}, {self.stream_id}@{self.version})"
 
 
-def _plain_markers(obj: dict[str, Any]) -> Any:
-    # The JSONTranscoder writes non-JSON values as {"_type_": name, "_data_": encoded}; the
-    # transcodings the ledger uses (date_iso, datetime_iso, uuid_hex, ...) encode to plain text,
-    # which is what a SQL row or a JSON column wants anyway.
-    if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
-        return obj["_data_"]
-    return obj
-
-
-_DECODER = json.JSONDecoder(object_hook=_plain_markers)  # one instance: json.loads builds one per call
-
-# A marker as the ledger's transcoder writes it (compact, "_type_" first) with a text "_data_".
-# The pattern cannot match inside a JSON string, where every quote is escaped.
-_MARKER = re.compile(rb'\{"_type_":"[A-Za-z0-9_]+","_data_":("(?:[^"\\]|\\.)*")\}')
-_TYPE_KEY = b'"_type_"'
-
-
-def decode_json(data: bytes | str) -> dict[str, Any]:
-    """The payload as plain data, markers replaced by their text.
-
-    Every payload is decoded by the projections, so this is their hottest path: orjson parses,
-    and the markers are found in the bytes rather than by a walk over every object. Most events
-    carry one marker, their timestamp. Anything unusual (a marker with non-text data, a key named
-    "_type_" in the data, bytes orjson refuses) takes the plain ``json`` route, which gives the
-    same result. (orjson would read an integer beyond 64 bits as a float; the ledger holds none,
-    because its transcoder, orjson too, refuses to write one.)
-    """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        markers = raw.count(_TYPE_KEY)
-        if markers == 0:
-            result = orjson.loads(raw)
-        elif markers == 1 and type(result := orjson.loads(raw)) is dict and _is_marker(result.get("timestamp")):
-            result["timestamp"] = result["timestamp"]["_data_"]
-        else:
-            plain = _MARKER.sub(rb"\1", raw)
-            result = orjson.loads(plain) if _TYPE_KEY not in plain else _DECODER.decode(raw.decode("utf-8"))
-    except orjson.JSONDecodeError:
-        result = _DECODER.decode(raw.decode("utf-8"))
-    if not isinstance(result, dict):
-        raise ValueError("an event payload is a JSON object")
-    return result
-
-
-def _is_marker(value: Any) -> bool:
-    return type(value) is dict and len(value) == 2 and "_type_" in value and type(value.get("_data_")) is str
-
-
-def decode_state(state: bytes) -> dict[str, Any]:
-    if state[:1] == b"{":
-        try:
-            return decode_json(state)
-        except ValueError:
-            pass
-    return decode_json(_opener().open(state))
-
-
-def open_payload(state: bytes) -> bytes:
-    """A stored payload as JSON bytes: as it is when it is JSON, otherwise decrypted and
-    decompressed with the cipher and compressor the environment configures for the ledger
-    (``UndecodablePayloadError`` when none is)."""
-    if state[:1] == b"{":
-        try:
-            orjson.loads(state)
-            return state
-        except orjson.JSONDecodeError:
-            pass
-    return _opener().open(state)
-
-
-class _Opener:
-    """Decrypts and decompresses payloads with the ledger application's configured cipher."""
-
-    def __init__(self) -> None:
-        from eventsourcing.persistence import InfrastructureFactory
-        from eventsourcing.utils import Environment
-
-        env = Environment(LEDGER_APPLICATION, {**os.environ, "PERSISTENCE_MODULE": "eventsourcing.popo"})
-        factory = InfrastructureFactory.construct(env)
-        self.cipher = factory.cipher()
-        self.compressor = factory.compressor()
-
-    def open(self, state: bytes) -> bytes:
-        if self.cipher is None and self.compressor is None:
-            raise UndecodablePayloadError(
-                "a ledger payload is encrypted or compressed, and no cipher or compressor is configured "
-                "(LEDGER_CIPHER_TOPIC / CIPHER_TOPIC, CIPHER_KEY, COMPRESSOR_TOPIC)"
-            )
-        if self.cipher is not None:
-            state = self.cipher.decrypt(state)
-        if self.compressor is not None:
-            state = self.compressor.decompress(state)
-        return state
-
-
-_opener_instance: _Opener | None = None
-_opener_lock = threading.Lock()
-
-
-def _opener() -> _Opener:
-    global _opener_instance  # noqa: PLW0603 - one per process, built on first need
-    with _opener_lock:
-        if _opener_instance is None:
-            _opener_instance = _Opener()
-        return _opener_instance
-
-
 def read_notifications(
     conn: Connection[Any],
     after: int,
@@ -240,12 +128,16 @@ def read_notifications(
     prefixes: Iterable[str] = (),
     hashes: bool = False,
 ) -> list[Notification]:
-    """Up to ``limit`` notifications after position ``after``, in position order.
+    """Up to ``limit`` notifications after position ``after``, in position order, never ending in
+    the middle of a commit: when the limit falls inside one transaction's events, the rest of that
+    transaction comes too. So a read model's position is always the end of a commit, and a reader
+    that waits for a decision's position also sees the payment written in the same commit.
 
     Every notification comes back (so the caller can track the last position it saw), but the
     payload (``state``) and the chain fields only for the given topics or topic prefixes.
-    Positions are in commit order (the recorder locks the events table for every insert), so
-    reading after a position never skips a row that commits later.
+    Positions are in commit order (the recorder locks the events table for every insert, so one
+    transaction's events are contiguous), so reading after a position never skips a row that
+    commits later.
     """
     wanted = sql.SQL("(topic = ANY(%(topics)s) OR topic LIKE ANY(%(patterns)s))")
     columns = [sql.SQL("notification_id, originator_id, originator_version, topic")]
@@ -255,6 +147,11 @@ def read_notifications(
     query = sql.SQL(
         "SELECT {columns} FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(limit)s"
     ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
+    # The rest of the last row's transaction (xmin: the inserting transaction's id).
+    rest_of_commit = sql.SQL(
+        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s"
+        " AND xmin = (SELECT xmin FROM {table} WHERE notification_id = %(after)s) ORDER BY notification_id"
+    ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
     params = {
         "after": after,
         "limit": limit,
@@ -263,7 +160,10 @@ def read_notifications(
     }
     with conn.cursor(binary=True, row_factory=tuple_row) as cur:
         cur.execute(query, params)
-        rows: Sequence[tuple[Any, ...]] = cur.fetchall()
+        rows: list[tuple[Any, ...]] = cur.fetchall()
+        if limit and len(rows) == limit:
+            cur.execute(rest_of_commit, {**params, "after": rows[-1][0]})
+            rows += cur.fetchall()
     return [Notification(*row) for row in rows]
 
 

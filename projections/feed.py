@@ -16,6 +16,9 @@ the stream caught up), so a client can persist it and resume from there; one is 
 stream first catches up and then at most every ``heartbeat_interval`` seconds while idle.
 Delivery is at-least-once from the client's point of view: it resumes after the last position it
 stored.
+
+The feeds sit on top of the read side: they read through ``claims``' queries and ``reading``, and
+only the API's read side (``claims_service.api.reads``) imports them; no projection module does.
 """
 
 from __future__ import annotations
@@ -31,15 +34,8 @@ import psycopg
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from projections import catalog
-from projections.queries import (
-    MAX_PAGE_SIZE,
-    ClaimStatus,
-    Notice,
-    adjudication_notices,
-    claim_changes,
-    projection_position,
-)
+from projections.claims import ClaimStatus, ClaimStatusModel, Notice, adjudication_notices, claim_changes
+from projections.reading import MAX_PAGE_SIZE, projection_position
 from projections.store import PROGRESS_CHANNEL, TRACKING_TABLE
 
 log = logging.getLogger(__name__)
@@ -179,7 +175,7 @@ class NotificationHub:
         """The payer's adjudication notices after ``after_position``, in ledger order, forever
         (until ``stop_event`` is set or the hub closes), with heartbeats."""
         return self._stream(
-            catalog.CLAIM_STATUS,
+            ClaimStatusModel.name,
             lambda conn, after: adjudication_notices(conn, payer_id, after, limit=page_size),
             lambda notice: notice.position,
             after_position,
@@ -193,7 +189,7 @@ class NotificationHub:
         """The provider's claims changed after ``after_position``, each in its current state, in
         the order of their latest change (WatchClaims), with heartbeats."""
         return self._stream(
-            catalog.CLAIM_STATUS,
+            ClaimStatusModel.name,
             lambda conn, after: claim_changes(conn, provider_id, after, limit=page_size),
             lambda claim: claim.last_position,
             after_position,

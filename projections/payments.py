@@ -7,30 +7,40 @@ Tables (migrations/0007_payments.sql, 0013_money_lifecycle.sql): ``payments``,
 ``payment_claims`` (append-only: entry 0 is what the payment pays on a claim, entry n its n-th
 recoupment), ``remittance_claims`` (this projection's own copy of each claim's submitted lines and
 decision in force, so it never reads another projection's tables).
+
+Here: its writer (``PaymentsModel``), its rows (``Payment`` with its ``PaidClaim`` entries,
+``PaymentPage``) and its queries (``get_payment``, ``payment_by_trace``, ``payments_for_claim``,
+``list_payments``, ``scheduled_payments_due``; waiting, checks and pages as ``reading`` describes).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from claims_service.errors import PaymentNotFoundError
 from projections.events import Notification, Topics
+from projections.reading import (
+    Hub,
+    Pager,
+    Source,
+    Where,
+    checked,
+    from_row,
+    one_of,
+    row_limit,
+    rows,
+    valid_claim_id,
+    wait_for_position,
+)
 from projections.store import AppendTable, Batch, ReadModel, Table
 
 log = logging.getLogger(__name__)
 
-CLAIM_TOPICS = frozenset(
-    {
-        Topics.CLAIM_SUBMITTED,
-        Topics.CLAIM_ADJUDICATED,
-        Topics.CLAIM_PENDED,
-        Topics.CLAIM_REVIEW_RESOLVED,
-        Topics.CLAIM_DISPUTE_RESOLVED,
-        Topics.CLAIM_VOIDED,
-        Topics.CLAIM_CORRECTED,
-    }
-)
+CLAIM_TOPICS = Topics.CLAIM_STATE_CHANGES
 PAYMENT_TOPICS = frozenset(
     {Topics.PAYMENT_SCHEDULED, Topics.PAYMENT_ISSUED, Topics.PAYMENT_CANCELLED, Topics.PAYMENT_RECOUPED, Topics.PAYMENT_REVERSED}
 )
@@ -214,3 +224,168 @@ def remittance_lines(claim: dict[str, Any], paid_lines: Sequence[dict[str, Any]]
             }
         )
     return lines
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+PAYMENT_STATUSES = ("scheduled", "issued", "cancelled", "recouped")
+
+
+@dataclass(frozen=True, slots=True)
+class PaidClaim:
+    """One claim of a payment, as an 835 CLP loop needs it (lines with CAS adjustments)."""
+
+    claim_id: str
+    member_id: str
+    frequency_code: str
+    outcome: str | None
+    billed_cents: int
+    paid_cents: int
+    patient_responsibility_cents: int | None
+    lines: list[dict[str, Any]]
+    entry: int = 0
+    """0: what the payment pays on the claim; n: its n-th recoupment (negative amounts)."""
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    payment_id: str
+    payer_id: str
+    provider_id: str
+    status: str
+    amount_cents: int
+    reversed_cents: int
+    claim_ids: list[str]
+    trace_number: str | None
+    issued_on: date | None
+    reversals: list[dict[str, Any]]
+    scheduled_position: int
+    issued_position: int | None
+    last_position: int
+    claims: list[PaidClaim]
+    cancel_reason: str | None = None
+    cancelled_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPage:
+    payments: list[Payment]
+    next_page_token: str
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def _payments(source: Source, where: Where, *, order: str = "", limit: int | None = None) -> list[Payment]:
+    """The payments the condition selects, each with its claims' entries (two reads in all)."""
+    found = rows(source, "payments", where, order=order, limit=limit)
+    if not found:
+        return []
+    claims: dict[str, list[PaidClaim]] = {}
+    entries = Where("payment_id = ANY(%s)", [row["payment_id"] for row in found])
+    for row in rows(source, "payment_claims", entries, order="payment_id, entry, claim_id"):
+        claims.setdefault(row["payment_id"], []).append(from_row(PaidClaim, row))
+    return [from_row(Payment, {**row, "claims": claims.get(row["payment_id"], [])}) for row in found]
+
+
+@checked
+def get_payment(
+    source: Source,
+    payment_id: str,
+    *,
+    provider_id: str | None = None,
+    payer_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> Payment:
+    """``get_payment(source, payment_id, *, provider_id=None, payer_id=None, min_position=None,
+    timeout=None, hub=None) -> Payment``; ``PaymentNotFoundError`` (also for another party's)."""
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    found = _payments(source, Where("payment_id = %s", payment_id).party(provider_id, payer_id))
+    if not found:
+        raise PaymentNotFoundError(f"payment {payment_id} not found")
+    return found[0]
+
+
+@checked
+def payment_by_trace(
+    source: Source,
+    trace_number: str,
+    *,
+    provider_id: str | None = None,
+    payer_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> list[Payment]:
+    """``payment_by_trace(source, trace_number, *, provider_id=None, payer_id=None,
+    min_position=None, timeout=None, hub=None) -> list[Payment]``: the payments issued under an
+    EFT / check trace number (usually one)."""
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("trace_number = %s", trace_number).party(provider_id, payer_id)
+    return _payments(source, where, order="scheduled_position")
+
+
+@checked
+def payments_for_claim(
+    source: Source,
+    claim_id: str,
+    *,
+    provider_id: str | None = None,
+    payer_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> list[Payment]:
+    """``payments_for_claim(source, claim_id, *, provider_id=None, payer_id=None,
+    min_position=None, timeout=None, hub=None) -> list[Payment]``, oldest first."""
+    claim_id = valid_claim_id(claim_id)
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("payment_id IN (SELECT payment_id FROM payment_claims WHERE claim_id = %s)", claim_id)
+    return _payments(source, where.party(provider_id, payer_id), order="scheduled_position")
+
+
+@checked
+def list_payments(
+    source: Source,
+    provider_id: str,
+    *,
+    status: str | None = None,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> PaymentPage:
+    """``list_payments(source, provider_id, *, status=None, page_size=50, page_token=None,
+    min_position=None, timeout=None, hub=None) -> PaymentPage``: the provider's payments
+    (remittances), newest first."""
+    one_of(status, PAYMENT_STATUSES, "status")
+    pager = Pager("payments", {"provider_id": provider_id, "status": status}, page_size, page_token)
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("provider_id = %s", provider_id).given("status = %s", status)
+    if pager.key is not None:
+        where.add("scheduled_position < %s", int(pager.key[0]))
+    found = _payments(source, where, order="scheduled_position DESC", limit=pager.limit)
+    return PaymentPage(*pager.page(found, lambda payment: [payment.scheduled_position]))
+
+
+@checked
+def scheduled_payments_due(
+    source: Source,
+    payer_id: str,
+    *,
+    provider_id: str | None = None,
+    limit: int = 500,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> list[Payment]:
+    """``scheduled_payments_due(source, payer_id, *, provider_id=None, limit=500,
+    min_position=None, timeout=None, hub=None) -> list[Payment]``: the payer's scheduled, not yet
+    issued payments (optionally for one provider), oldest first — what IssuePayments issues."""
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("payer_id = %s AND status = 'scheduled'", payer_id).given("provider_id = %s", provider_id)
+    return _payments(source, where, order="scheduled_position", limit=row_limit(limit, default=500, most=5_000))

@@ -17,15 +17,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from claims_service.notifications import wait_for_notification
+from claims_service.ledger.following import wait_for_notification
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
 from projections.group import GroupAfterApply, MemberFailed, ViewGroup
+from projections.rebuild import status
 from projections.store import (
     AfterApply,
     BatchReader,
@@ -41,7 +45,31 @@ LINGER_SECONDS = 0.03  # after a wake-up, before reading the batch
 GROUP_LISTENER_NAME = "claims-projections"
 
 
-class ProjectionRunner:
+class _Follower(ABC):
+    """What both runners share: working off the backlog, and the LISTEN they sleep on."""
+
+    database_url: str
+
+    @abstractmethod
+    def process_available(self) -> int:
+        """Process one batch; return how many notifications it covered."""
+
+    def drain(self) -> int:
+        """Process batches until caught up with the ledger; return how many notifications."""
+        total = 0
+        while n := self.process_available():
+            total += n
+        return total
+
+    @contextmanager
+    def _listening(self, application_name: str) -> Iterator[psycopg.Connection[Any]]:
+        """A connection listening to the events table's channel (the recorder NOTIFYs on every insert)."""
+        with psycopg.connect(self.database_url, autocommit=True, application_name=application_name) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
+            yield conn
+
+
+class ProjectionRunner(_Follower):
     """Follows the ledger for one read model.
 
     ``ProjectionRunner(database_url, model, *, batch_size=1000, idle_wait=1.0, after_apply=None)``
@@ -79,17 +107,9 @@ class ProjectionRunner:
         """Process one batch after the tracked position; return how many notifications it covered."""
         return self.view.process_batch(self.batch_size, after_apply=self.after_apply)
 
-    def drain(self) -> int:
-        """Process batches until caught up with the ledger; return how many notifications."""
-        total = 0
-        while n := self.process_available():
-            total += n
-        return total
-
     def run(self, stop: threading.Event) -> None:
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
-        with psycopg.connect(self.database_url, autocommit=True, application_name=f"claims-projection-{self.name}") as conn:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
+        with self._listening(f"claims-projection-{self.name}") as conn:
             while not stop.is_set():
                 processed = self.process_available()
                 if processed == self.batch_size:
@@ -111,7 +131,7 @@ class ProjectionRunner:
             reader.close()
 
 
-class GroupRunner:
+class GroupRunner(_Follower):
     """Follows the ledger for several read models in one thread (see ``group.ViewGroup``).
 
     ``on_member_failed(name)`` is called (before the batch is retried without it) when a member's
@@ -153,16 +173,9 @@ class GroupRunner:
                 self.group.remove(failed.name)
                 self.on_member_failed(failed.name)
 
-    def drain(self) -> int:
-        total = 0
-        while n := self.process_available():
-            total += n
-        return total
-
     def run(self, stop: threading.Event) -> None:
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
-        with psycopg.connect(self.database_url, autocommit=True, application_name=GROUP_LISTENER_NAME) as conn:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_TABLE)))
+        with self._listening(GROUP_LISTENER_NAME) as conn:
             busy = False
             while not stop.is_set() and self.group.names:
                 processed = self.process_available()
@@ -258,8 +271,6 @@ class ProjectionSupervisor:
 
     def positions(self) -> dict[str, int]:
         """Each projection's tracked position, read from the database."""
-        from projections.rebuild import status
-
         return {s.name: s.position for s in status(self.database_url) if s.name in self.names}
 
     def wait_for(self, position: int, timeout: float = 10.0) -> bool:

@@ -6,17 +6,24 @@ Tables (migrations/0008_dispute_timeline.sql): ``dispute_timeline`` (append-only
 ``timeline_streams`` (which claims a payment stream belongs to, from ``Payment.Scheduled``).
 The payload is kept as the stored JSON text, untouched, so it can be hashed again; an encrypted
 or compressed payload is kept as base64 of the stored bytes (its timestamp then unknown).
+
+Here: its writer (``DisputeTimelineModel``), its rows (``TimelineEntry``) and its query
+(``claim_timeline``; waiting and checks as ``reading`` describes).
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
 from projections.events import Notification, Topics
+from projections.reading import Hub, Source, Where, checked, non_negative, select, valid_claim_id, wait_for_position
 from projections.store import Batch, ReadModel
 
 
@@ -107,3 +114,48 @@ def _stored_json(n: Notification) -> tuple[str | None, str | None]:
     text, payload = stored
     stamp = payload.get("timestamp")
     return text, stamp if isinstance(stamp, str) else None
+
+
+# --- rows --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    claim_id: str
+    position: int
+    stream_id: UUID
+    stream_version: int
+    event_type: str
+    topic: str
+    payload: str  # the stored JSON text, or base64 of the stored bytes
+    payload_encoding: str  # "json" | "base64"
+    hash: bytes
+    prev_hash: bytes
+    stream_prev_hash: bytes
+    recorded_at: datetime | None
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+@checked
+def claim_timeline(
+    source: Source,
+    claim_id: str,
+    *,
+    after_position: int = 0,
+    limit: int | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> list[TimelineEntry]:
+    """``claim_timeline(source, claim_id, *, after_position=0, limit=None, min_position=None,
+    timeout=None, hub=None) -> list[TimelineEntry]``: every event of the claim's stream and its
+    payments' streams, in ledger order (empty for an unknown claim; authorise before calling);
+    ``limit`` None or 0: all."""
+    claim_id = valid_claim_id(claim_id)
+    if limit is not None:
+        non_negative(limit, "limit")
+    wait_for_position(source, DisputeTimelineModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("claim_id = %s AND position > %s", claim_id, after_position)
+    return select(source, TimelineEntry, "dispute_timeline", where, order="position", limit=limit)

@@ -8,7 +8,7 @@ limits count from the accumulators), prices and authorisations only for this cla
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -58,31 +58,6 @@ def claim_input_from(fields: dict[str, Any]) -> ClaimInput:
     )
 
 
-def coverage_periods(member: MemberCoverage) -> list[dict[str, Any]]:
-    """The member's coverage as periods, one per plan segment, inside the coverage dates."""
-    periods = []
-    segments = sorted(member.segments, key=lambda s: s["effective_on"])
-    for i, segment in enumerate(segments):
-        start = max(segment["effective_on"], member.effective_date)
-        end = member.termination_date
-        if i + 1 < len(segments):
-            next_start = segments[i + 1]["effective_on"] - timedelta(days=1)
-            end = next_start if end is None else min(end, next_start)
-        if end is not None and end < start:
-            continue
-        periods.append(
-            {
-                "member_id": member.member_id,
-                "payer_id": member.payer_id,
-                "plan_id": segment["plan_id"],
-                "effective_date": start,
-                "termination_date": end,
-                "terms": segment["terms"],
-            }
-        )
-    return periods
-
-
 def gather_facts(load: Load, claim: Claim) -> Facts:
     """Everything the rules may look at for `claim`, read through `load`, and no more."""
     codes = {line["procedure_code"] for line in claim.lines}
@@ -91,7 +66,7 @@ def gather_facts(load: Load, claim: Claim) -> Facts:
     coverages = []
     prior_auths: list[dict[str, Any]] = []
     if member is not None:
-        coverages = coverage_periods(member)
+        coverages = member.coverage_periods()
         prior_auths = [dict(a) for a in member.prior_auths.values() if a["procedure_code"] in codes]
     years = sorted({plan_year(line["date_of_service"]) for line in claim.lines})
     accumulators = []

@@ -39,7 +39,7 @@ from claims_service.domain.payment import Payment
 from claims_service.domain.provider import Provider
 from claims_service.domain.rulesets import RuleSetSchedule
 from claims_service.errors import ConflictError
-from claims_service.notifications import wait_for_notification
+from claims_service.ledger.following import wait_for_notification
 
 log = logging.getLogger(__name__)
 

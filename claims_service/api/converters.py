@@ -15,6 +15,8 @@ from adjudicator import PEND_REASONS
 from claims.v1 import common_pb2
 from claims_service.application import Receipt
 from claims_service.errors import FieldViolation, ValidationError
+from projections.claims import ClaimStatus, Notice
+from projections.payments import Payment
 
 
 def parse_date(value: str, field: str, *, required: bool = True) -> date | None:
@@ -70,20 +72,7 @@ def decision_pb(decision: dict[str, Any] | None) -> common_pb2.Decision | None:
         return None
     return common_pb2.Decision(
         outcome=common_pb2.Outcome.Value(f"OUTCOME_{decision['outcome']}"),
-        lines=[
-            common_pb2.LineResult(
-                line_number=line["line_number"],
-                billed_cents=line["billed_cents"],
-                allowed_cents=line["allowed_cents"],
-                paid_cents=line["paid_cents"],
-                patient_responsibility_cents=line["patient_responsibility_cents"],
-                adjustments=[common_pb2.Adjustment(group=a["group"], carc=a["carc"], amount_cents=a["amount_cents"])
-                             for a in line["adjustments"]],
-                remarks=list(line["remarks"]),
-                status=line["status"],
-            )
-            for line in decision["lines"]
-        ],
+        lines=[line_result_pb(line) for line in decision["lines"]],
         total_billed_cents=decision["total_billed_cents"],
         total_allowed_cents=decision["total_allowed_cents"],
         total_paid_cents=decision["total_paid_cents"],
@@ -151,3 +140,78 @@ def claim_pb(row: dict[str, Any]) -> common_pb2.Claim:
 
 def pend_reasons_pb(codes: list[str] | None) -> list[common_pb2.PendReason]:
     return [common_pb2.PendReason(remark_code=code, description=PEND_REASONS.get(code, "")) for code in codes or []]
+
+
+def payment_status(status: str) -> int:
+    return {"scheduled": common_pb2.PAYMENT_STATUS_SCHEDULED, "issued": common_pb2.PAYMENT_STATUS_ISSUED,
+            "cancelled": common_pb2.PAYMENT_STATUS_CANCELLED, "recouped": common_pb2.PAYMENT_STATUS_RECOUPED}.get(
+        status, common_pb2.PAYMENT_STATUS_UNSPECIFIED)
+
+
+def line_result_pb(line: dict[str, Any]) -> common_pb2.LineResult:
+    return common_pb2.LineResult(
+        line_number=line["line_number"],
+        billed_cents=line.get("billed_cents") or 0,
+        allowed_cents=line.get("allowed_cents") or 0,
+        paid_cents=line.get("paid_cents") or 0,
+        patient_responsibility_cents=line.get("patient_responsibility_cents") or 0,
+        adjustments=[common_pb2.Adjustment(group=a["group"], carc=a["carc"], amount_cents=a["amount_cents"])
+                     for a in line.get("adjustments", [])],
+        remarks=line.get("remarks", []),
+        status=line.get("status") or "",
+    )
+
+
+def payment_pb(payment: Payment) -> common_pb2.Payment:
+    """A remittance whose total is the sum of its entries: what it paid, then each recoupment
+    (negative). A cancelled payment shows what had been scheduled, with its status saying that
+    none of it was paid."""
+    return common_pb2.Payment(
+        payment_id=payment.payment_id, payer_id=payment.payer_id, provider_id=payment.provider_id,
+        trace_number=payment.trace_number or "", amount_cents=sum(c.paid_cents for c in payment.claims),
+        status=payment_status(payment.status), issued_on=iso(payment.issued_on),
+        claims=[common_pb2.PaymentClaim(claim_id=c.claim_id, member_id=c.member_id, amount_cents=c.paid_cents,
+                                        lines=[line_result_pb(line) for line in c.lines],
+                                        recoupment=c.entry > 0, reason=c.reason or "")
+                for c in payment.claims],
+        scheduled_cents=payment.amount_cents, recouped_cents=payment.reversed_cents,
+        cancel_reason=payment.cancel_reason or "",
+    )
+
+
+def notice_pb(notice: Notice) -> common_pb2.AdjudicationNotice:
+    return common_pb2.AdjudicationNotice(
+        position=notice.position, claim_id=notice.claim_id, payer_id=notice.payer_id, member_id=notice.member_id,
+        provider_id=notice.provider_id, status=CLAIM_STATUS.get(notice.status, common_pb2.CLAIM_STATUS_UNSPECIFIED),
+        decision=decision_pb(notice.decision), kind=NOTICE_KINDS.get(notice.kind, common_pb2.NOTICE_KIND_UNSPECIFIED),
+        pend_reasons=pend_reasons_pb(notice.pend_reasons), payment_id=notice.payment_id or "",
+        amount_cents=notice.amount_cents or 0, reason=notice.reason or "", replaced_by_claim_id=notice.replaced_by or "",
+    )
+
+
+NOTICE_KINDS = {
+    "adjudicated": common_pb2.NOTICE_KIND_ADJUDICATED,
+    "pended": common_pb2.NOTICE_KIND_PENDED,
+    "review_resolved": common_pb2.NOTICE_KIND_REVIEW_RESOLVED,
+    "dispute_resolved": common_pb2.NOTICE_KIND_DISPUTE_RESOLVED,
+    "voided": common_pb2.NOTICE_KIND_VOIDED,
+    "replaced": common_pb2.NOTICE_KIND_REPLACED,
+    "payment_cancelled": common_pb2.NOTICE_KIND_PAYMENT_CANCELLED,
+    "payment_recouped": common_pb2.NOTICE_KIND_PAYMENT_RECOUPED,
+}
+
+
+def claim_status_pb(claim: ClaimStatus) -> common_pb2.Claim:
+    return claim_pb(vars(claim) if hasattr(claim, "__dict__") else {f: getattr(claim, f) for f in claim.__slots__})
+
+
+def issued_payment_pb(payment: Any) -> common_pb2.Payment:
+    """A payment just issued (the aggregate), before the read model has it: what it pays per line."""
+    return common_pb2.Payment(
+        payment_id=payment.payment_id, payer_id=payment.payer_id, provider_id=payment.provider_id,
+        trace_number=payment.trace_number, amount_cents=payment.amount_cents, scheduled_cents=payment.amount_cents,
+        status=common_pb2.PAYMENT_STATUS_ISSUED, issued_on=iso(payment.issued_on),
+        claims=[common_pb2.PaymentClaim(claim_id=claim_id, amount_cents=sum(line["paid_cents"] for line in lines),
+                                        lines=[line_result_pb(line) for line in lines])
+                for claim_id, lines in payment.lines.items()],
+    )

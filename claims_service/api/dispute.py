@@ -12,7 +12,7 @@ from claims_service.api.reads import ReadSide
 from claims_service.commands import ClaimsLedger
 from claims_service.errors import ValidationError
 from claims_service.ledger.chain import Fault
-from claims_service.ledger.store import verify_ledger
+from claims_service.ledger.verify import verify_ledger
 
 RESOLUTIONS = {
     dispute_pb2.DISPUTE_RESOLUTION_UPHELD: "upheld",

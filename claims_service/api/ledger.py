@@ -3,7 +3,6 @@ public key — what anyone holding a receipt needs to check the ledger without t
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import psycopg
@@ -14,14 +13,9 @@ from claims_service.api.reads import ReadSide
 from claims_service.commands import ClaimsLedger
 from claims_service.errors import NotFoundError, UnavailableError
 from claims_service.ledger import tree
-from claims_service.ledger.bundle import export_bundle
-from claims_service.ledger.checkpoints import (
-    Checkpointer,
-    VerifierKey,
-    key_id,
-    latest_checkpoint,
-    public_key_bytes,
-)
+from claims_service.adjudication.bundles import export_claim_bundle
+from claims_service.ledger.checkpointer import Checkpointer, latest_checkpoint
+from claims_service.ledger.note import key_id, public_key_bytes
 
 
 def checkpoint_pb(stored: Any) -> common_pb2.SignedCheckpoint:
@@ -36,10 +30,13 @@ def require_tree_size(conn: psycopg.Connection, size: int) -> None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, service: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer) -> None:
+    def __init__(self, service: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer,
+                 previous_verifier_keys: list[str] | None = None) -> None:
         self.service = service
         self.reads = reads
         self.checkpointer = checkpointer
+        # Retired keys that still verify old checkpoints (key rotation, docs/LEDGER.md).
+        self.previous_verifier_keys = list(previous_verifier_keys or [])
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.service.ledger.database_url, autocommit=True)
@@ -75,7 +72,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         claim = self.service.own_claim(request.claim_id, who.party_id if who.role == "provider" else None)
         if who.role == "payer" and claim.payer_id != who.party_id:
             raise NotFoundError(f"claim {request.claim_id} not found")
-        bundle = export_bundle(self.service.ledger.database_url, claim.id, self.checkpointer)
+        bundle = export_claim_bundle(self.service.ledger.database_url, claim.id, self.checkpointer)
         return ledger_pb2.ExportClaimBundleResponse(bundle=bundle)
 
     def GetPublicKey(self, request: Any, context: Any) -> Any:
@@ -85,15 +82,5 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             key_id=key_id(name, self.checkpointer.key).hex(),
             public_key=public_key_bytes(self.checkpointer.key),
             verifier_key=self.checkpointer.verifier_key,
-            previous_verifier_keys=previous_verifier_keys(),
+            previous_verifier_keys=self.previous_verifier_keys,
         )
-
-
-def previous_verifier_keys(environ: dict[str, str] | None = None) -> list[str]:
-    """Retired keys that still verify old checkpoints (key rotation, docs/LEDGER.md): the
-    comma-separated verifier keys in CLAIMS_PREVIOUS_VERIFIER_KEYS, each checked for its format."""
-    text = (os.environ if environ is None else environ).get("CLAIMS_PREVIOUS_VERIFIER_KEYS", "")
-    keys = [key.strip() for key in text.split(",") if key.strip()]
-    for key in keys:
-        VerifierKey.parse(key)  # a malformed key is a configuration error, found at the first call
-    return keys

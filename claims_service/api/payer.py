@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from claims.v1 import common_pb2, payer_pb2, payer_pb2_grpc
-from claims_service.api.converters import decision_pb, receipt_pb
+from claims_service.api.converters import decision_pb, issued_payment_pb, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
 from claims_service.commands import ClaimsLedger
@@ -53,7 +53,7 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
                                       min_position=request.min_position, context=context)
         issued, receipt = self.service.issue_payments(actor=principal().actor, payer_id=principal().party_id,
                                                       payment_ids=due)
-        payments = self.reads.payments_pb(issued)
+        payments = [issued_payment_pb(payment) for payment in issued]
         return payer_pb2.IssuePaymentsResponse(payments=payments, receipt=receipt_pb(receipt))
 
     def GetMemberAccumulators(self, request: Any, context: Any) -> Any:

@@ -17,11 +17,23 @@ import grpc
 from psycopg_pool import ConnectionPool
 
 from claims.v1 import common_pb2, payer_pb2
-from claims_service.api.converters import CLAIM_STATUS, STATUS_NAME, claim_pb, decision_pb, iso, parse_date, pend_reasons_pb
+from claims_service.api.converters import (
+    STATUS_NAME,
+    claim_status_pb,
+    decision_pb,
+    iso,
+    notice_pb,
+    parse_date,
+    pend_reasons_pb,
+    payment_pb,
+)
 from claims_service.application import Ledger
 from claims_service.errors import ClaimNotFoundError, PaymentNotFoundError, ValidationError
-from projections import queries
+from projections.benefits import member_accumulators
+from projections.claims import get_claim, list_claims, payer_worklist
 from projections.feed import Heartbeat, NotificationHub
+from projections.payments import get_payment, payment_by_trace, payments_for_claim, scheduled_payments_due
+from projections.timeline import claim_timeline
 
 DEFAULT_WAIT = 10.0  # seconds, when a call carries no deadline
 DEADLINE_MARGIN = 0.1  # leave time to send the retryable error before the client gives up
@@ -38,69 +50,6 @@ def stop_when_gone(context: grpc.ServicerContext) -> threading.Event:
     stop = threading.Event()
     context.add_callback(stop.set)
     return stop
-
-
-def payment_status(status: str) -> int:
-    return {"scheduled": common_pb2.PAYMENT_STATUS_SCHEDULED, "issued": common_pb2.PAYMENT_STATUS_ISSUED,
-            "cancelled": common_pb2.PAYMENT_STATUS_CANCELLED, "recouped": common_pb2.PAYMENT_STATUS_RECOUPED}.get(
-        status, common_pb2.PAYMENT_STATUS_UNSPECIFIED)
-
-
-def line_result_pb(line: dict[str, Any]) -> common_pb2.LineResult:
-    return common_pb2.LineResult(
-        line_number=line["line_number"],
-        billed_cents=line.get("billed_cents") or 0,
-        allowed_cents=line.get("allowed_cents") or 0,
-        paid_cents=line.get("paid_cents") or 0,
-        patient_responsibility_cents=line.get("patient_responsibility_cents") or 0,
-        adjustments=[common_pb2.Adjustment(group=a["group"], carc=a["carc"], amount_cents=a["amount_cents"])
-                     for a in line.get("adjustments", [])],
-        remarks=line.get("remarks", []),
-        status=line.get("status") or "",
-    )
-
-
-def payment_pb(payment: queries.Payment) -> common_pb2.Payment:
-    """A remittance whose total is the sum of its entries: what it paid, then each recoupment
-    (negative). A cancelled payment shows what had been scheduled, with its status saying that
-    none of it was paid."""
-    return common_pb2.Payment(
-        payment_id=payment.payment_id, payer_id=payment.payer_id, provider_id=payment.provider_id,
-        trace_number=payment.trace_number or "", amount_cents=sum(c.paid_cents for c in payment.claims),
-        status=payment_status(payment.status), issued_on=iso(payment.issued_on),
-        claims=[common_pb2.PaymentClaim(claim_id=c.claim_id, member_id=c.member_id, amount_cents=c.paid_cents,
-                                        lines=[line_result_pb(line) for line in c.lines],
-                                        recoupment=c.entry > 0, reason=c.reason or "")
-                for c in payment.claims],
-        scheduled_cents=payment.amount_cents, recouped_cents=payment.reversed_cents,
-        cancel_reason=payment.cancel_reason or "",
-    )
-
-
-def notice_pb(notice: queries.Notice) -> common_pb2.AdjudicationNotice:
-    return common_pb2.AdjudicationNotice(
-        position=notice.position, claim_id=notice.claim_id, payer_id=notice.payer_id, member_id=notice.member_id,
-        provider_id=notice.provider_id, status=CLAIM_STATUS.get(notice.status, common_pb2.CLAIM_STATUS_UNSPECIFIED),
-        decision=decision_pb(notice.decision), kind=NOTICE_KINDS.get(notice.kind, common_pb2.NOTICE_KIND_UNSPECIFIED),
-        pend_reasons=pend_reasons_pb(notice.pend_reasons), payment_id=notice.payment_id or "",
-        amount_cents=notice.amount_cents or 0, reason=notice.reason or "", replaced_by_claim_id=notice.replaced_by or "",
-    )
-
-
-NOTICE_KINDS = {
-    "adjudicated": common_pb2.NOTICE_KIND_ADJUDICATED,
-    "pended": common_pb2.NOTICE_KIND_PENDED,
-    "review_resolved": common_pb2.NOTICE_KIND_REVIEW_RESOLVED,
-    "dispute_resolved": common_pb2.NOTICE_KIND_DISPUTE_RESOLVED,
-    "voided": common_pb2.NOTICE_KIND_VOIDED,
-    "replaced": common_pb2.NOTICE_KIND_REPLACED,
-    "payment_cancelled": common_pb2.NOTICE_KIND_PAYMENT_CANCELLED,
-    "payment_recouped": common_pb2.NOTICE_KIND_PAYMENT_RECOUPED,
-}
-
-
-def claim_status_pb(claim: queries.ClaimStatus) -> common_pb2.Claim:
-    return claim_pb(vars(claim) if hasattr(claim, "__dict__") else {f: getattr(claim, f) for f in claim.__slots__})
 
 
 class ReadSide:
@@ -126,15 +75,15 @@ class ReadSide:
     # --- providers ------------------------------------------------------------------------------
 
     def claim(self, claim_id: str, *, provider_id: str | None, min_position: int, context: Any) -> common_pb2.Claim:
-        return claim_status_pb(queries.get_claim(self.pool, claim_id, provider_id=provider_id,
-                                                 **self._waits(min_position, context)))
+        return claim_status_pb(get_claim(self.pool, claim_id, provider_id=provider_id,
+                                         **self._waits(min_position, context)))
 
     def provider_claims(self, provider_id: str, request: Any, *, context: Any) -> tuple[list[common_pb2.Claim], str]:
         if request.status and request.status not in STATUS_NAME:
             raise ValidationError.single("status", "unknown claim status")
         if request.page_size < 0:
             raise ValidationError.single("page_size", "must not be negative")
-        page = queries.list_claims(
+        page = list_claims(
             self.pool, provider_id,
             status=STATUS_NAME.get(request.status),
             received_from=parse_date(request.received_from, "received_from", required=False),
@@ -157,15 +106,15 @@ class ReadSide:
         waits = self._waits(request.min_position, context)
         selector = request.WhichOneof("selector")
         if selector == "payment_id":
-            payments = [queries.get_payment(self.pool, request.payment_id, provider_id=provider_id, **waits)]
+            payments = [get_payment(self.pool, request.payment_id, provider_id=provider_id, **waits)]
         elif selector == "claim_id":
-            payments = queries.payments_for_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
+            payments = payments_for_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
             if not payments:
                 # None yet for one of this provider's claims; a missing or another provider's claim
                 # is NOT_FOUND, as everywhere else.
-                queries.get_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
+                get_claim(self.pool, request.claim_id, provider_id=provider_id, **waits)
         elif selector == "trace_number":
-            payments = queries.payment_by_trace(self.pool, request.trace_number, provider_id=provider_id, **waits)
+            payments = payment_by_trace(self.pool, request.trace_number, provider_id=provider_id, **waits)
             if not payments:
                 raise PaymentNotFoundError(f"no payment with trace number {request.trace_number}")
         else:
@@ -183,8 +132,8 @@ class ReadSide:
     def pended_claims(self, payer_id: str, request: Any, *, context: Any) -> tuple[list[common_pb2.Claim], str]:
         if request.page_size < 0:
             raise ValidationError.single("page_size", "must not be negative")
-        page = queries.payer_worklist(self.pool, payer_id, page_size=request.page_size or 50,
-                                      page_token=request.page_token or None, **self._waits(request.min_position, context))
+        page = payer_worklist(self.pool, payer_id, page_size=request.page_size or 50,
+                              page_token=request.page_token or None, **self._waits(request.min_position, context))
         claims = [common_pb2.Claim(claim_id=item.claim_id, provider_id=item.provider_id, payer_id=item.payer_id,
                                    member_id=item.member_id, status=common_pb2.CLAIM_STATUS_PENDED,
                                    received_on=iso(item.received_on), decision=decision_pb(item.decision),
@@ -194,32 +143,17 @@ class ReadSide:
 
     def payments_due(self, payer_id: str, provider_id: str | None, limit: int, *, min_position: int,
                      context: Any) -> list[str]:
-        due = queries.scheduled_payments_due(self.pool, payer_id, provider_id=provider_id, limit=limit,
-                                             **self._waits(min_position, context))
+        due = scheduled_payments_due(self.pool, payer_id, provider_id=provider_id, limit=limit,
+                                     **self._waits(min_position, context))
         return [p.payment_id for p in due]
-
-    def payments_pb(self, payments: list[Any]) -> list[common_pb2.Payment]:
-        """Freshly issued payments (aggregates), before the read model has them."""
-        return [
-            common_pb2.Payment(
-                payment_id=p.payment_id, payer_id=p.payer_id, provider_id=p.provider_id, trace_number=p.trace_number,
-                amount_cents=p.amount_cents, scheduled_cents=p.amount_cents, status=common_pb2.PAYMENT_STATUS_ISSUED,
-                issued_on=iso(p.issued_on),
-                claims=[common_pb2.PaymentClaim(claim_id=claim_id, amount_cents=sum(line["paid_cents"] for line in lines),
-                                                lines=[common_pb2.LineResult(line_number=line["line_number"],
-                                                                             paid_cents=line["paid_cents"]) for line in lines])
-                        for claim_id, lines in p.lines.items()],
-            )
-            for p in payments
-        ]
 
     def member_accumulators(self, payer_id: str, request: Any, *, context: Any) -> payer_pb2.GetMemberAccumulatorsResponse:
         if not request.member_id:
             raise ValidationError.single("member_id", "is required")
         if not 1900 <= request.plan_year <= 2199:
             raise ValidationError.single("plan_year", "must be a year between 1900 and 2199")
-        acc = queries.member_accumulators(self.pool, payer_id, request.member_id, request.plan_year,
-                                          **self._waits(request.min_position, context))
+        acc = member_accumulators(self.pool, payer_id, request.member_id, request.plan_year,
+                                  **self._waits(request.min_position, context))
         return payer_pb2.GetMemberAccumulatorsResponse(
             member_id=acc.member_id, plan_year=acc.plan_year, plan_id=acc.plan_id,
             deductible_cents=acc.deductible_cents or 0, deductible_met_cents=acc.deductible_met_cents,
@@ -229,7 +163,7 @@ class ReadSide:
     # --- disputes -------------------------------------------------------------------------------
 
     def claim_history(self, claim_id: str, *, min_position: int, context: Any) -> list[common_pb2.HistoryEvent]:
-        entries = queries.claim_timeline(self.pool, claim_id, **self._waits(min_position, context))
+        entries = claim_timeline(self.pool, claim_id, **self._waits(min_position, context))
         if not entries:
             raise ClaimNotFoundError(f"claim {claim_id} not found")
         return [

@@ -10,7 +10,8 @@ was believed before stays in the events.
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -243,34 +244,48 @@ class MemberCoverage(Aggregate):
     # --- queries ---------------------------------------------------------------------
 
     def _segment_on(self, day: date) -> dict[str, Any]:
-        found = self.segments[0]
-        for segment in self.segments:
-            if segment["effective_on"] <= day:
-                found = segment
-        return found
+        return segment_on(self.segments, day)
 
     def covered_on(self, day: date) -> bool:
         return self.effective_date <= day and (
             self.termination_date is None or day <= self.termination_date
         )
 
-    def coverage_on(self, day: date) -> dict[str, Any] | None:
-        """Plain data about the coverage in force on ``day``, or None if not covered.
+    def coverage_periods(self) -> list[dict[str, Any]]:
+        """The coverage as periods, one per plan segment, inside the coverage dates: what the
+        adjudicator's facts record (keys member_id, payer_id, plan_id, effective_date,
+        termination_date, terms; the terms are copies)."""
+        periods = []
+        segments = sorted(self.segments, key=lambda s: s["effective_on"])
+        for i, segment in enumerate(segments):
+            # The first plan applies from the coverage's start, also when the coverage was moved
+            # to begin before it (as `_segment_on` has it).
+            start = self.effective_date if i == 0 else max(segment["effective_on"], self.effective_date)
+            end = self.termination_date
+            if i + 1 < len(segments):
+                next_start = segments[i + 1]["effective_on"] - timedelta(days=1)
+                end = next_start if end is None else min(end, next_start)
+            if end is not None and end < start:
+                continue
+            periods.append(
+                {
+                    "member_id": self.member_id,
+                    "payer_id": self.payer_id,
+                    "plan_id": segment["plan_id"],
+                    "effective_date": start,
+                    "termination_date": end,
+                    "terms": copy_plain(segment["terms"]),
+                }
+            )
+        return periods
 
-        Keys: member_id, payer_id, plan_id, effective_date, termination_date,
-        terms (a copy: callers may keep it as adjudication facts).
-        """
-        if not self.covered_on(day):
-            return None
-        segment = self._segment_on(day)
-        return {
-            "member_id": self.member_id,
-            "payer_id": self.payer_id,
-            "plan_id": segment["plan_id"],
-            "effective_date": self.effective_date,
-            "termination_date": self.termination_date,
-            "terms": copy_plain(segment["terms"]),
-        }
+    def coverage_on(self, day: date) -> dict[str, Any] | None:
+        """The coverage period in force on ``day`` (see `coverage_periods`), or None if not covered."""
+        return next(
+            (p for p in self.coverage_periods()
+             if p["effective_date"] <= day and (p["termination_date"] is None or day <= p["termination_date"])),
+            None,
+        )
 
     def prior_auths_on(self, procedure_code: str, day: date) -> list[dict[str, Any]]:
         """Copies of the authorisations for ``procedure_code`` valid on ``day``."""
@@ -280,3 +295,13 @@ class MemberCoverage(Aggregate):
             if auth["procedure_code"] == procedure_code
             and auth["valid_from"] <= day <= auth["valid_to"]
         ]
+
+
+def segment_on(segments: Sequence[dict[str, Any]], day: Any) -> dict[str, Any]:
+    """The plan segment in force on ``day`` (segments ordered by ``effective_on``; dates, or ISO
+    text as the read models keep them); the first one before any starts."""
+    found = segments[0]
+    for segment in segments:
+        if segment["effective_on"] <= day:
+            found = segment
+    return found

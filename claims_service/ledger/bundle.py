@@ -4,16 +4,20 @@ A bundle (protobuf `claims.v1.ClaimBundle`, stored as its canonical JSON mapping
 checkpoint and, for every event of the claim and of its payments, the stored bytes, the chain
 hashes, its leaf index and an inclusion proof into the checkpoint's tree. `verify_bundle` needs no
 database and no service: only the bundle and the ledger's public (verifier) key. It checks the
-signature, each event's hash and inclusion, each stream's own chain, and that the recorded
-decision replays identically under the recorded rule set (docs/LEDGER.md, "Claim bundles").
+signature, each event's hash and inclusion, and each stream's own chain (docs/LEDGER.md, "Claim
+bundles"); which streams make up a claim, and whether its recorded decision replays, are the
+claims' business (``claims_service.adjudication.bundles`` passes them in).
+
+Imports: the standard library, psycopg, protobuf and the generated ``claims.v1`` messages (the
+bundle's format), and this package.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 from google.protobuf import json_format
@@ -21,26 +25,24 @@ from google.protobuf import json_format
 from claims.v1 import common_pb2, ledger_pb2
 from claims_service.ledger import merkle, tree
 from claims_service.ledger.chain import GENESIS, row_hash
-from claims_service.ledger.checkpoints import CheckpointError, Checkpointer, latest_checkpoint, parse_and_verify
+from claims_service.ledger.checkpointer import Checkpointer, latest_checkpoint
+from claims_service.ledger.note import CheckpointError, parse_and_verify
 
 FORMAT_VERSION = 1
-MAX_PAYMENTS_PER_CLAIM = 64
+
+Replay = Callable[[ledger_pb2.ClaimBundle], tuple[str, list[str]]]
+"""A bundle whose proofs verified -> (what replaying its decision showed, failures)."""
 
 
-def claim_streams(claim_stream: uuid.UUID) -> list[uuid.UUID]:
-    """The claim's stream and the streams of the payments that may belong to it."""
-    from claims_service.adjudication.effects import payment_id_for
-    from claims_service.domain.payment import Payment
-
-    return [claim_stream] + [Payment.create_id(payment_id_for(str(claim_stream), n)) for n in range(MAX_PAYMENTS_PER_CLAIM)]
-
-
-def export_bundle(database_url: str, claim_stream: uuid.UUID, checkpointer: Checkpointer) -> ledger_pb2.ClaimBundle:
+def export_bundle(database_url: str, claim_stream: uuid.UUID, streams: Sequence[uuid.UUID],
+                  checkpointer: Checkpointer) -> ledger_pb2.ClaimBundle:
+    """The events of `streams` (the claim's own and those that belong to it), each with its
+    inclusion proof into the latest signed checkpoint (one is signed now if none covers them)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT notification_id, originator_id, originator_version, topic, state, prev_hash, stream_prev_hash, hash"
             " FROM ledger_events WHERE originator_id = ANY(%s) ORDER BY notification_id",
-            (claim_streams(claim_stream),),
+            (list(streams),),
         ).fetchall()
         last_position = rows[-1][0]
         latest = latest_checkpoint(conn)
@@ -85,8 +87,9 @@ class BundleReport:
         return not self.failures
 
 
-def verify_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str) -> BundleReport:
-    """Check a bundle offline; every failure is named (event position and what failed)."""
+def verify_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str, *, replay: Replay | None = None) -> BundleReport:
+    """Check a bundle offline; every failure is named (event position and what failed). With
+    `replay`, a bundle whose proofs hold also has its decision replayed."""
     report = BundleReport(claim_id=bundle.claim_id, events=len(bundle.events))
     if bundle.format_version != FORMAT_VERSION:
         report.failures.append(f"unknown bundle format version {bundle.format_version}")
@@ -128,76 +131,10 @@ def verify_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str) -> BundleRe
         streams[event.stream_id] = (event.stream_version, bytes(event.hash))
     if bundle.claim_id not in seen_streams:
         report.failures.append("the claim's own events are missing")
-    if not report.failures:
-        _check_replay(bundle, report)
+    if not report.failures and replay is not None:
+        report.replay, failures = replay(bundle)
+        report.failures += failures
     return report
-
-
-def _decode(state: bytes) -> dict[str, Any]:
-    """The event's stored JSON, with the ledger's transcodings (dates, UUIDs) undone."""
-    from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
-
-    from claims_service.domain.transcodings import register_domain_transcodings
-
-    transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-        transcoder.register(transcoding)
-    register_domain_transcodings(transcoder)
-    return transcoder.decode(state)  # type: ignore[no-any-return]
-
-
-def _check_replay(bundle: ledger_pb2.ClaimBundle, report: BundleReport) -> None:
-    import adjudicator
-    from adjudicator.replay import compare
-
-    claim_events = [e for e in bundle.events if e.stream_id == bundle.claim_id]
-    submitted = next((e for e in claim_events if e.topic.endswith("Claim.Submitted")), None)
-    decided = next((e for e in claim_events if e.topic.endswith(("Claim.Adjudicated", "Claim.Pended"))), None)
-    if submitted is None or decided is None:
-        report.replay = "no decision recorded yet"
-        return
-    from projections.errors import UndecodablePayloadError
-    from projections.events import open_payload
-
-    try:
-        claim = _decode(open_payload(bytes(submitted.state)))
-        run = _decode(open_payload(bytes(decided.state)))
-    except UndecodablePayloadError:
-        # The hashes proved the bytes are the ledger's; reading them takes the ledger's key.
-        report.replay = ("not checked: the payloads are encrypted (with CIPHER_TOPIC and CIPHER_KEY set, "
-                         "the verifier decrypts and replays them)")
-        return
-    except (ValueError, TypeError) as error:
-        report.failures.append(f"event payloads cannot be decoded: {error}")
-        return
-    try:
-        ruleset = adjudicator.get_ruleset(run["ruleset_version"])
-    except adjudicator.UnknownRuleSetError:
-        report.failures.append(f"rule set {run['ruleset_version']} is not known to this verifier")
-        return
-    if ruleset.content_hash != run["ruleset_hash"]:
-        report.failures.append(f"rule set {ruleset.version}: the recorded hash differs from this verifier's code")
-        return
-    from claims_service.adjudication.facts import claim_input_from
-
-    claim_input = claim_input_from(claim)
-    try:
-        replayed = adjudicator.adjudicate(claim_input, adjudicator.Facts.model_validate(run["facts"]), ruleset)
-    except Exception as error:  # noqa: BLE001 - what the adjudicator did too: it pended the claim for review
-        if decided.topic.endswith("Claim.Pended"):
-            report.replay = (f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__}); "
-                             "it was pended for manual review")
-        else:
-            report.failures.append(f"the decision does not replay: rule set {ruleset.version} cannot decide "
-                                   f"the recorded facts ({type(error).__name__})")
-            report.replay = "different"
-        return
-    differences = compare(adjudicator.Decision.model_validate(run["decision"]), replayed)
-    if differences:
-        report.failures.append("the decision does not replay: " + "; ".join(differences))
-        report.replay = "different"
-    else:
-        report.replay = f"identical under rule set {ruleset.version}"
 
 
 def load_bundle_file(path: str) -> ledger_pb2.ClaimBundle:

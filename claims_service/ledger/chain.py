@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+# The eventsourcing recorder's events table, whose rows the chain links (migrations 0001-0002).
+EVENTS_TABLE = "ledger_events"
 GENESIS = bytes(32)
 _I8 = struct.Struct(">q")
 _I4 = struct.Struct(">i")

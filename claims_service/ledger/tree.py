@@ -21,7 +21,7 @@ from claims_service.errors import ClaimsError
 from claims_service.ledger import merkle
 from claims_service.ledger.chain import GENESIS
 from claims_service.ledger.merkle import Node, Plan
-from claims_service.notifications import wait_for_notification
+from claims_service.ledger.following import wait_for_notification
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 
 from claims.v1 import admin_pb2, common_pb2, dispute_pb2, ledger_pb2, payer_pb2, provider_pb2
 from claims_service.ledger import merkle
-from claims_service.ledger.bundle import verify_bundle
-from claims_service.ledger.checkpoints import parse_and_verify
+from claims_service.adjudication.bundles import verify_claim_bundle as verify_bundle
+from claims_service.ledger.note import parse_and_verify
 from tests import world
 
 DAY = "2026-10-15"

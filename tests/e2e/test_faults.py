@@ -22,10 +22,11 @@ import pytest
 from bench.load import Server, children
 from claims.v1 import admin_pb2, common_pb2, payer_pb2, provider_pb2
 from claims_service.config import Config
-from claims_service.ledger.store import verify_ledger
+from claims_service.ledger.verify import verify_ledger
 from tests import world
 from tests.e2e.conftest import Client
 from tests.e2e.test_claim_flow import set_up
+from tests.e2e.test_money import assert_reconciled
 from tests.integration.projections.helpers import assert_equals_from_scratch
 
 CLAIMS = 120
@@ -178,6 +179,8 @@ def test_a_server_killed_with_sigkill_mid_load_loses_nothing_acknowledged(databa
         assert not any(Path(f"/proc/{pid}/cmdline").exists() and b"spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
                        for pid in workers)
         assert_consistent(database_url, load.acked)
+        # Every cent reconciles, once the read models have caught up with the ledger.
+        assert_reconciled(database_url)
     finally:
         server.stop()
 
@@ -202,6 +205,8 @@ def test_workers_killed_again_and_again_during_load_converge(database_url, tmp_p
         assert kills == 3 and len(load.acked) == CLAIMS * 2
         wait_until_decided(database_url, CLAIMS * 2)
         assert_consistent(database_url, load.acked)
+        # Every cent reconciles, once the read models have caught up with the ledger.
+        assert_reconciled(database_url)
     finally:
         server.stop()
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -35,12 +37,10 @@ K = common_pb2  # the enums, short
 # --- what a payer and a provider do and read --------------------------------------------------
 
 
-def visit(key: str, *, day: str = DAY, code: str = "99213", billed: int = 12_000,
-          diagnosis: str = "E119") -> provider_pb2.SubmitClaimRequest:
-    """One-line claim for world.MEMBER (claim_request, on another day or for another code)."""
+def visit(key: str, *, day: str = DAY, code: str = "99213", billed: int = 12_000) -> provider_pb2.SubmitClaimRequest:
+    """A one-line claim for world.MEMBER, as claim_request makes it, on another day."""
     request = claim_request(key, code=code, billed=billed)
     request.lines[0].date_of_service = day
-    request.diagnosis_codes[:] = [diagnosis]
     return request
 
 
@@ -156,7 +156,8 @@ def test_a_claim_voided_before_the_payment_run_is_cancelled_not_paid(parties, da
                                         (claim_id, K.NOTICE_KIND_PAYMENT_CANCELLED)]
     void_notice = one(notices, claim_id, K.NOTICE_KIND_VOIDED)
     assert (void_notice.status, void_notice.reason) == (K.CLAIM_STATUS_VOIDED, "wrong patient")
-    assert void_notice.position == voided.receipt.position
+    # The receipt names the void's commit's last event (the payment's cancellation), after the void.
+    assert void_notice.position < voided.receipt.position
     cancelled = one(notices, claim_id, K.NOTICE_KIND_PAYMENT_CANCELLED)
     assert (cancelled.payment_id, cancelled.amount_cents, cancelled.reason) == (f"{claim_id}/0", 1_500, "voided: wrong patient")
     assert_reconciled(database_url)
@@ -389,77 +390,60 @@ def test_claimsctl_reconcile_is_clean_and_names_a_payment_written_behind_the_ser
     assert report["differences"][0]["subject"] == claim_id and "scheduled 9.99" in report["differences"][0]["detail"]
 
 
-
-def test_zz_explore(parties, database_url):
-    import signal
-    from concurrent.futures import ThreadPoolExecutor
+def test_a_payment_run_at_the_last_notice_sees_its_payment_when_a_commit_outgrows_a_projection_batch(
+        parties, database_url):
+    """The same, when one adjudication commit holds more events than a projection batch (1,000):
+    400 claims decided together. The worker process is paused while they are submitted, and paused
+    again the moment the read models have moved, so that the payer acts exactly then: a read model
+    never stops inside a commit (its batch takes the rest of the commit along), so its stream has
+    notified it of decisions up to a commit's end, and the run at the last notice's position holds
+    every one of their payments."""
     set_up(parties)
     pid = parties.service.workers.pid
-    time.sleep(1.0)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        days = [f"2026-{m:02d}-{d:02d}" for m in range(2, 12) for d in range(1, 29)]
-        reqs = [visit(f"burst-{n}", day=days[n % len(days)], code=("99213", "99214")[n // len(days)]) for n in range(400)]
-        with ThreadPoolExecutor(8) as pool:
-            subs = list(pool.map(lambda r: parties.provider.provider.SubmitClaim(r), reqs))
-        last_submitted = max(s.receipt.position for s in subs)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            os.kill(pid, signal.SIGCONT)
-            t0 = time.monotonic()
-            seen = []
-            while time.monotonic() - t0 < 30:
-                p = conn.execute("SELECT notification_id FROM ledger_tracking WHERE application_name='projection.payments'").fetchone()[0]
-                if not seen or seen[-1][0] != p:
-                    seen.append((p, round(time.monotonic() - t0, 4)))
-                if p > last_submitted:
-                    os.kill(pid, signal.SIGSTOP)
-                    break
-            head = conn.execute("SELECT max(notification_id) FROM ledger_events").fetchone()[0]
-            frozen = conn.execute("SELECT notification_id FROM ledger_tracking WHERE application_name='projection.payments'").fetchone()[0]
-            print("seen", seen, "frozen at", frozen, "head", head)
-            notices = notices_until(parties, frozen)
-            print(len(notices), notices[-1].position if notices else None)
-            r = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=notices[-1].position, max_payments=1000))
-            got = {p.claims[0].claim_id for p in r.payments}
-            missing = [n.claim_id for n in notices if n.decision.total_paid_cents and n.claim_id not in got]
-            print("issued", len(got), "missing", missing)
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    assert pid is not None
 
+    def payments_position(conn: psycopg.Connection) -> int:
+        return conn.execute("SELECT notification_id FROM ledger_tracking"
+                            " WHERE application_name = 'projection.payments'").fetchone()[0]
 
-def test_zz_natural(parties, database_url):
-    import signal
-    from concurrent.futures import ThreadPoolExecutor
-    set_up(parties)
-    pid = parties.service.workers.pid
-    time.sleep(1.0)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        days = [f"2026-{m:02d}-{d:02d}" for m in range(2, 12) for d in range(1, 29)]
-        reqs = [visit(f"burst-{n}", day=days[n % len(days)], code=("99213", "99214")[n // len(days)]) for n in range(400)]
-        with ThreadPoolExecutor(8) as pool:
-            subs = list(pool.map(lambda r: parties.provider.provider.SubmitClaim(r), reqs))
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    seen = queue.Queue()
-    stream = parties.payer.payer.SubscribeAdjudications(payer_pb2.SubscribeAdjudicationsRequest(), timeout=120)
-    def listen():
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        head = conn.execute(f"SELECT max(notification_id) FROM {EVENTS_TABLE}").fetchone()[0]
+        deadline = time.monotonic() + 20
+        while payments_position(conn) < head and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGSTOP)
         try:
-            for item in stream:
-                if item.WhichOneof("kind") == "notice":
-                    seen.put(item.notice)
-        except grpc.RpcError:
-            pass
-    threading.Thread(target=listen, daemon=True).start()
-    got = []
-    issued = set()
-    misses = []
-    while len(got) < 400:
-        got.append(seen.get(timeout=30))
-        while not seen.empty():
-            got.append(seen.get())
-        r = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=got[-1].position, max_payments=1000))
-        issued |= {p.claims[0].claim_id for p in r.payments}
-        misses += [(len(got), n.claim_id) for n in got if n.claim_id not in issued]
-    stream.cancel()
-    print("misses", misses)
+            days = [f"2026-{month:02d}-{day:02d}" for month in range(2, 12) for day in range(1, 29)]  # 280 days
+            requests = [visit(f"burst-{n}", day=days[n % len(days)], code=("99213", "99214")[n // len(days)])
+                        for n in range(400)]
+            with ThreadPoolExecutor(8) as pool:
+                submitted = list(pool.map(parties.provider.provider.SubmitClaim, requests))
+            last_submitted = max(s.receipt.position for s in submitted)
+            os.kill(pid, signal.SIGCONT)
+            deadline = time.monotonic() + 30
+            while payments_position(conn) <= last_submitted and time.monotonic() < deadline:
+                pass  # no sleep: pause the workers right after the read models' first batch of decisions
+            os.kill(pid, signal.SIGSTOP)
+            reached = payments_position(conn)
+            ledger_head = conn.execute(f"SELECT max(notification_id) FROM {EVENTS_TABLE}").fetchone()[0]
+            assert reached > last_submitted
+            # The read model's position ends a commit: the next event (if any) is another transaction's.
+            assert conn.execute(f"SELECT count(*) FROM {EVENTS_TABLE} a JOIN {EVENTS_TABLE} b ON b.notification_id ="
+                                f" (SELECT min(notification_id) FROM {EVENTS_TABLE} WHERE notification_id > a.notification_id)"
+                                " WHERE a.notification_id = %s AND a.xmin = b.xmin", (reached,)).fetchone()[0] == 0
+
+            notices = notices_until(parties, reached)
+            decided = [n for n in notices if n.kind == K.NOTICE_KIND_ADJUDICATED and n.decision.total_paid_cents > 0]
+            assert decided
+            issued = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
+                min_position=decided[-1].position, max_payments=1000))
+            paid = {c.claim_id for p in issued.payments for c in p.claims}
+            unpaid = [(n.claim_id, n.position) for n in decided if n.claim_id not in paid]
+            assert unpaid == [], (
+                f"the run at position {decided[-1].position} (the last notice) left out the payments of "
+                f"{len(unpaid)} of the {len(decided)} decisions notified, scheduled in their decisions' commit: "
+                f"(claim, decision position) {unpaid[:3]}")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    run_payments(parties, ledger_head)  # the rest of the 400
+    assert_reconciled(database_url)

@@ -19,9 +19,10 @@ from claims_service.commands import ClaimsLedger
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
-from claims_service.ledger.bundle import export_bundle, verify_bundle
-from claims_service.ledger.checkpoints import Checkpointer
-from claims_service.ledger.store import verify_ledger
+from claims_service.adjudication.bundles import export_claim_bundle as export_bundle
+from claims_service.adjudication.bundles import verify_claim_bundle as verify_bundle
+from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.ledger.verify import verify_ledger
 from tests import world
 
 PROVIDER = "provider:" + world.NPI

@@ -13,15 +13,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.cryptography import AESCipher
 
-import projections.events
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.application import Ledger
 from claims_service.commands import ClaimsLedger
-from claims_service.ledger.bundle import export_bundle, verify_bundle
-from claims_service.ledger.checkpoints import Checkpointer
-from claims_service.ledger.store import verify_ledger
-from projections import catalog, queries
+from claims_service.ledger import payloads
+from claims_service.adjudication.bundles import export_claim_bundle as export_bundle
+from claims_service.adjudication.bundles import verify_claim_bundle as verify_bundle
+from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.ledger.verify import verify_ledger
+from projections import catalog
+from projections.claims import get_claim
 from projections.runner import GroupRunner
+from projections.timeline import claim_timeline
 from tests import world
 
 PROVIDER = "provider:" + world.NPI
@@ -31,7 +34,7 @@ PROVIDER = "provider:" + world.NPI
 def encrypted(monkeypatch):
     monkeypatch.setenv("CIPHER_TOPIC", "eventsourcing.cryptography:AESCipher")
     monkeypatch.setenv("CIPHER_KEY", AESCipher.create_key(32))
-    monkeypatch.setattr(projections.events, "_opener_instance", None)  # built from the environment on first need
+    monkeypatch.setattr(payloads, "_default", None)  # built from the environment on first need
     return monkeypatch
 
 
@@ -54,8 +57,8 @@ def test_an_encrypted_ledger_keeps_every_guarantee(database_url, encrypted):
         assert verify_ledger(database_url).intact
 
         with psycopg.connect(database_url, autocommit=True) as conn:
-            claim = queries.get_claim(conn, submitted.claim_id)
-            timeline = queries.claim_timeline(conn, submitted.claim_id)
+            claim = get_claim(conn, submitted.claim_id)
+            timeline = claim_timeline(conn, submitted.claim_id)
         assert (claim.status, claim.member_id, claim.total_paid_cents) == ("adjudicated", world.MEMBER, 1_500)
         assert {entry.payload_encoding for entry in timeline} == {"base64"}  # kept as stored
         assert service.replay(submitted.claim_id).identical
@@ -68,7 +71,7 @@ def test_an_encrypted_ledger_keeps_every_guarantee(database_url, encrypted):
         # Without the key: the bytes are still proven to be the ledger's; only the replay waits.
         encrypted.delenv("CIPHER_TOPIC")
         encrypted.delenv("CIPHER_KEY")
-        encrypted.setattr(projections.events, "_opener_instance", None)
+        encrypted.setattr(payloads, "_default", None)
         without_key = verify_bundle(bundle, signer.verifier_key)
         assert without_key.ok and without_key.replay.startswith("not checked: the payloads are encrypted")
     finally:

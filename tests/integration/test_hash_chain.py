@@ -12,8 +12,9 @@ import pytest
 from eventsourcing.domain import Aggregate, event
 
 from claims_service.application import Ledger
-from claims_service.cli import main as claimsctl
+from claims_service.cli.main import main as claimsctl
 from claims_service.errors import ConflictError
+from claims_service.ledger import verify as ledger_verify
 from claims_service.ledger.chain import GENESIS, Fault, row_hash
 
 
@@ -233,13 +234,11 @@ def test_verify_names_a_broken_stream_link(ledger, database_url, monkeypatch, ca
      "UPDATE ledger_events SET notification_id = 30 WHERE notification_id = -1"),
 ])
 def test_verifying_in_parallel_slices_names_the_same_first_fault(ledger, database_url, monkeypatch, tampering):
-    from claims_service.ledger import store
-
     append_tallies(ledger, 20)  # 40 rows: slices of two processes meet at position 20
     tamper(database_url, *tampering)
-    single = store.verify_ledger(database_url, processes=1)
-    monkeypatch.setattr(store, "PARALLEL_FROM_EVENTS", 0)
-    parallel = store.verify_ledger(database_url, processes=2)
+    single = ledger_verify.verify_ledger(database_url, processes=1)
+    monkeypatch.setattr(ledger_verify, "PARALLEL_FROM_EVENTS", 0)
+    parallel = ledger_verify.verify_ledger(database_url, processes=2)
     assert (parallel.intact, parallel.problem and parallel.problem.position) == (single.intact, single.problem and single.problem.position)
     if single.problem:
         assert parallel.problem.fault in (single.problem.fault, Fault.ROW_MISSING, Fault.STREAM_LINK_BROKEN)

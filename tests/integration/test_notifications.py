@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from claims_service.notifications import wait_for_notification
+from claims_service.ledger.following import wait_for_notification
 
 
 def test_a_wake_up_takes_every_notification_already_received(database_url: str) -> None:

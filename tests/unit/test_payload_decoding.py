@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claims_service.application import Ledger
-from projections.events import _DECODER, decode_json
+from claims_service.ledger.payloads import _DECODER, decode_json
 
 TRANSCODER = Ledger.construct_transcoder(Ledger.__new__(Ledger))
 

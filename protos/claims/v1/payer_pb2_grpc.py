@@ -101,7 +101,8 @@ class PayerServiceServicer:
 
     def IssuePayments(self, request, context):
         """Turns scheduled payments into issued payments with trace numbers, in one batch (one
-        transaction): one payment per provider covering every amount scheduled for it.
+        transaction): every payment still scheduled (one per claim decision or difference; a payment
+        cancelled by a void, replacement or lowered decision is never issued).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

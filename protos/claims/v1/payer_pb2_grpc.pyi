@@ -52,7 +52,8 @@ class PayerServiceStub:
     """
     IssuePayments: _grpc.UnaryUnaryMultiCallable[_payer_pb2.IssuePaymentsRequest, _payer_pb2.IssuePaymentsResponse]
     """Turns scheduled payments into issued payments with trace numbers, in one batch (one
-    transaction): one payment per provider covering every amount scheduled for it.
+    transaction): every payment still scheduled (one per claim decision or difference; a payment
+    cancelled by a void, replacement or lowered decision is never issued).
     """
     GetMemberAccumulators: _grpc.UnaryUnaryMultiCallable[_payer_pb2.GetMemberAccumulatorsRequest, _payer_pb2.GetMemberAccumulatorsResponse]
     """Reads a member's deductible and out-of-pocket accumulators for one plan year."""
@@ -81,7 +82,8 @@ class PayerServiceAsyncStub(PayerServiceStub):
     """
     IssuePayments: _aio.UnaryUnaryMultiCallable[_payer_pb2.IssuePaymentsRequest, _payer_pb2.IssuePaymentsResponse]  # type: ignore[assignment]
     """Turns scheduled payments into issued payments with trace numbers, in one batch (one
-    transaction): one payment per provider covering every amount scheduled for it.
+    transaction): every payment still scheduled (one per claim decision or difference; a payment
+    cancelled by a void, replacement or lowered decision is never issued).
     """
     GetMemberAccumulators: _aio.UnaryUnaryMultiCallable[_payer_pb2.GetMemberAccumulatorsRequest, _payer_pb2.GetMemberAccumulatorsResponse]  # type: ignore[assignment]
     """Reads a member's deductible and out-of-pocket accumulators for one plan year."""
@@ -131,7 +133,8 @@ class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payer_pb2.IssuePaymentsResponse, _abc.Awaitable[_payer_pb2.IssuePaymentsResponse]]:
         """Turns scheduled payments into issued payments with trace numbers, in one batch (one
-        transaction): one payment per provider covering every amount scheduled for it.
+        transaction): every payment still scheduled (one per claim decision or difference; a payment
+        cancelled by a void, replacement or lowered decision is never issued).
         """
 
     @_abc_1.abstractmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from claims_service.ledger.bench_tree import measure
+from bench.tree import measure
 
 
 def test_measure_small(database_url):

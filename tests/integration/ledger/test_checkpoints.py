@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.config import Config
 from claims_service.errors import ClaimsError
-from claims_service.ledger import checkpoints, commands, merkle, tree
+from claims_service.cli import ledger as ledger_commands
+from claims_service.ledger import merkle, tree
 from claims_service.ledger.chain import GENESIS, row_hash
-from claims_service.ledger.checkpoints import Checkpointer, InconsistentTreeError, sign_checkpoint, verifier_key
-from claims_service.ledger.store import verify_ledger
+from claims_service.ledger.checkpointer import Checkpointer, InconsistentTreeError, latest_checkpoint
+from claims_service.ledger.note import parse_and_verify, sign_checkpoint, verifier_key
+from claims_service.ledger.verify import verify_ledger
 from claims_service.ledger.tree import TreeBuilder
 from tests.integration.ledger.conftest import append_events, event_hashes, tamper
 
@@ -29,13 +31,13 @@ VKEY = verifier_key(KEY, ORIGIN)
 
 
 def claimsctl(database_url: str, monkeypatch, capsys, tmp_path, *argv: str) -> tuple[int, str]:
-    """Run one of this package's commands the way claimsctl's main() does."""
+    """Run one of the ledger's commands the way claimsctl's main() does."""
     monkeypatch.setenv("CLAIMS_DATABASE_URL", database_url)
     monkeypatch.setenv("CLAIMS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CLAIMS_SIGNING_KEY", base64.b64encode(SEED).decode())
     monkeypatch.setenv("CLAIMS_CHECKPOINT_ORIGIN", ORIGIN)
     parser = argparse.ArgumentParser(prog="claimsctl")
-    commands.register(parser.add_subparsers(dest="command", required=True))
+    ledger_commands.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
         code = args.func(Config.from_env(), args)
@@ -93,22 +95,19 @@ def test_checkpointer_signs_every_n_leaves_and_on_demand(ledger, database_url):
     with TreeBuilder(database_url) as builder, psycopg.connect(database_url, autocommit=True) as conn:
         append_events(ledger, 2)
         builder.catch_up()
-        assert signer.tick() is None and checkpoints.latest_checkpoint(conn) is None
+        assert signer.tick() is None and latest_checkpoint(conn) is None
         append_events(ledger, 3)
         builder.catch_up()
         first = signer.tick()
         assert first is not None and first.tree_size == 10
         assert first.root_hash == merkle.root(h for _, h in event_hashes(database_url))
-        cp = checkpoints.parse_and_verify(first.note, VKEY)
+        cp = parse_and_verify(first.note, VKEY)
         assert (cp.origin, cp.size, cp.root_hash) == (ORIGIN, 10, first.root_hash)
         append_events(ledger, 1)
         assert signer.tick() is None  # the tree has not been extended: still 10 leaves
         now = signer.checkpoint_now()  # on demand: extends the tree, then signs
         assert now.tree_size == 12 and signer.checkpoint_now() == now  # one checkpoint per size
-        assert checkpoints.latest_checkpoint(conn) == now
-        assert checkpoints.checkpoint_covering(conn, 9) == first
-        assert checkpoints.checkpoint_covering(conn, 10) == now
-        assert checkpoints.checkpoint_covering(conn, 12) is None
+        assert latest_checkpoint(conn) == now
         timed = Checkpointer(database_url, KEY, origin=ORIGIN, every_leaves=1000, every_seconds=0)
         append_events(ledger, 1)
         builder.catch_up()
@@ -127,7 +126,7 @@ def test_run_forever_extends_the_tree_and_signs_as_events_arrive(ledger, databas
         deadline = time.monotonic() + 10
         with psycopg.connect(database_url, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                latest = checkpoints.latest_checkpoint(conn)
+                latest = latest_checkpoint(conn)
                 if latest and latest.tree_size == 6:
                     break
                 time.sleep(0.02)

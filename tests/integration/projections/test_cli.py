@@ -8,9 +8,9 @@ from pathlib import Path
 
 import psycopg
 
-from claims_service import projection_commands
+from bench.projections import generate_history
+from claims_service.cli import projections as projection_commands
 from claims_service.config import Config
-from projections.bench import generate_history
 from tests.integration.projections.helpers import drain, head, row_count
 
 

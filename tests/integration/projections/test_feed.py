@@ -10,9 +10,9 @@ import time
 import psycopg
 import pytest
 
-from projections.bench import generate_history
+from bench.projections import generate_history
+from projections.claims import ClaimStatus, Notice
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
-from projections.queries import ClaimStatus, Notice
 from projections.runner import ProjectionSupervisor
 from tests.integration.projections.helpers import NOTICED, drain, expected_notices, head
 

@@ -11,7 +11,10 @@ import pytest
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.errors import ClaimNotFoundError, MemberNotFoundError, PaymentNotFoundError, ValidationError
-from projections import queries
+from projections.benefits import explanation_of_benefits, member_accumulators, member_eobs
+from projections.claims import adjudication_notices, claim_changes, get_claim, list_claims, payer_worklist
+from projections.payments import get_payment, list_payments, payment_by_trace, payments_for_claim, scheduled_payments_due
+from projections.timeline import claim_timeline
 from tests import world
 from tests.integration.projections.helpers import assert_equals_from_scratch, drain
 
@@ -52,55 +55,55 @@ def flow(service, database_url):
 def test_claim_status_and_its_visibility(flow):
     service, conn, ids = flow
     # 2. Each claim's current state, for its provider and its payer only.
-    clean = queries.get_claim(conn, ids["clean"], provider_id=world.NPI)
+    clean = get_claim(conn, ids["clean"], provider_id=world.NPI)
     assert (clean.status, clean.outcome, clean.total_paid_cents) == ("adjudicated", "PAID", 1_500)
     assert clean.ruleset_version == "2026.1" and len(clean.ruleset_hash) == 64
     assert clean.disputes[0]["resolution"] == "upheld" and clean.open_dispute_id is None
-    big = queries.get_claim(conn, ids["big"], payer_id=world.PAYER)
+    big = get_claim(conn, ids["big"], payer_id=world.PAYER)
     # Allowed 130.00 by the reviewer; the plan's office-visit copay 25.00 (the deductible went to
     # the clean claim): 105.00 paid, as the engine would have.
     assert (big.status, big.total_paid_cents, big.review["note"]) == ("adjudicated", 10_500, "records seen")
-    lab = queries.get_claim(conn, ids["lab"])
+    lab = get_claim(conn, ids["lab"])
     assert (lab.status, lab.void_reason) == ("voided", "billed in error")
     assert lab.first_date_of_service.isoformat() == "2026-10-20"
     for kwargs in ({"provider_id": world.OTHER_NPI}, {"payer_id": "PAYER-OTHER"}):
         with pytest.raises(ClaimNotFoundError):
-            queries.get_claim(conn, ids["clean"], **kwargs)
+            get_claim(conn, ids["clean"], **kwargs)
     with pytest.raises(ValidationError):
-        queries.get_claim(conn, "not-a-uuid")
+        get_claim(conn, "not-a-uuid")
     with pytest.raises(ValidationError, match="member_id"):
-        queries.list_claims(conn, world.NPI, member_id="a\x00b")
+        list_claims(conn, world.NPI, member_id="a\x00b")
     with pytest.raises(ValidationError, match="trace_number"):
-        queries.payment_by_trace(conn, "\x00")
+        payment_by_trace(conn, "\x00")
 
 
 def test_a_providers_claims_page_newest_first_with_filters(flow):
     _, conn, ids = flow
     seen, token = [], None
     while True:
-        page = queries.list_claims(conn, world.NPI, page_size=1, page_token=token)
+        page = list_claims(conn, world.NPI, page_size=1, page_token=token)
         seen += [c.claim_id for c in page.claims]
         token = page.next_page_token
         if not token:
             break
     assert seen == [ids["lab"], ids["big"], ids["clean"]]
-    assert [c.claim_id for c in queries.list_claims(conn, world.NPI, status="voided").claims] == [ids["lab"]]
-    assert queries.list_claims(conn, world.NPI, member_id="nobody").claims == []
-    assert queries.list_claims(conn, world.OTHER_NPI).claims == []
-    token = queries.list_claims(conn, world.NPI, page_size=1).next_page_token
+    assert [c.claim_id for c in list_claims(conn, world.NPI, status="voided").claims] == [ids["lab"]]
+    assert list_claims(conn, world.NPI, member_id="nobody").claims == []
+    assert list_claims(conn, world.OTHER_NPI).claims == []
+    token = list_claims(conn, world.NPI, page_size=1).next_page_token
     with pytest.raises(ValidationError, match="page_token"):
-        queries.list_claims(conn, world.NPI, status="voided", page_token=token)
+        list_claims(conn, world.NPI, status="voided", page_token=token)
     with pytest.raises(ValidationError, match="status"):
-        queries.list_claims(conn, world.NPI, status="lost")
-    changes = queries.claim_changes(conn, world.NPI, 0)
+        list_claims(conn, world.NPI, status="lost")
+    changes = claim_changes(conn, world.NPI, 0)
     assert [c.claim_id for c in changes][-1] == ids["clean"]  # changed last (its dispute)
     assert [c.last_position for c in changes] == sorted(c.last_position for c in changes)
 
 
 def test_the_payers_worklist_and_notices(flow):
     _, conn, ids = flow
-    assert queries.payer_worklist(conn, world.PAYER).items == []  # the pended claim was resolved
-    notices = queries.adjudication_notices(conn, world.PAYER, 0)
+    assert payer_worklist(conn, world.PAYER).items == []  # the pended claim was resolved
+    notices = adjudication_notices(conn, world.PAYER, 0)
     assert [(n.claim_id, n.kind) for n in notices] == [
         (ids["clean"], "adjudicated"),
         (ids["big"], "pended"),
@@ -125,65 +128,65 @@ def test_pended_claims_wait_on_the_worklist_oldest_first(service, database_url):
         pass
     drain(database_url, ("claim_status",))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        first = queries.payer_worklist(conn, world.PAYER, page_size=2)
-        rest = queries.payer_worklist(conn, world.PAYER, page_size=2, page_token=first.next_page_token)
+        first = payer_worklist(conn, world.PAYER, page_size=2)
+        rest = payer_worklist(conn, world.PAYER, page_size=2, page_token=first.next_page_token)
         assert [i.claim_id for i in first.items + rest.items] == pended
         assert rest.next_page_token == ""
         assert first.items[0].reasons[0]["adjustments"][0]["group"] == "OA"
-        assert queries.payer_worklist(conn, "PAYER-OTHER").items == []
+        assert payer_worklist(conn, "PAYER-OTHER").items == []
 
 
 def test_accumulators_and_explanations_of_benefits(flow):
     service, conn, ids = flow
     period = service.ledger.repository.get(BenefitPeriod.create_id(world.PAYER, world.MEMBER, 2026))
-    acc = queries.member_accumulators(conn, world.PAYER, world.MEMBER, 2026)
+    acc = member_accumulators(conn, world.PAYER, world.MEMBER, 2026)
     assert (acc.deductible_met_cents, acc.oop_met_cents) == (period.deductible_met_cents, period.oop_met_cents)
     assert (acc.plan_id, acc.deductible_cents, acc.oop_max_cents) == (world.PLAN, 5_000, 300_000)
     assert acc.deductible_remaining_cents == 5_000 - acc.deductible_met_cents
     with pytest.raises(MemberNotFoundError):
-        queries.member_accumulators(conn, world.PAYER, "M-NOBODY", 2026)
-    eob = queries.explanation_of_benefits(conn, ids["clean"], member_id=world.MEMBER)
+        member_accumulators(conn, world.PAYER, "M-NOBODY", 2026)
+    eob = explanation_of_benefits(conn, ids["clean"], member_id=world.MEMBER)
     [line] = eob.lines
     assert (line["billed_cents"], line["allowed_cents"], line["paid_cents"], line["you_owe_cents"]) == (12_000, 9_000, 1_500, 7_500)
-    assert queries.explanation_of_benefits(conn, ids["lab"]).claim_status == "voided"
+    assert explanation_of_benefits(conn, ids["lab"]).claim_status == "voided"
     with pytest.raises(ClaimNotFoundError):
-        queries.explanation_of_benefits(conn, ids["clean"], member_id="M-OTHER")
-    eobs = queries.member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2026, page_size=2)
-    more = queries.member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2026, page_token=eobs.next_page_token)
+        explanation_of_benefits(conn, ids["clean"], member_id="M-OTHER")
+    eobs = member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2026, page_size=2)
+    more = member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2026, page_token=eobs.next_page_token)
     assert {e.claim_id for e in eobs.eobs + more.eobs} == {ids["clean"], ids["big"], ids["lab"]}
-    assert queries.member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2025).eobs == []
+    assert member_eobs(conn, world.PAYER, world.MEMBER, plan_year=2025).eobs == []
 
 
 def test_payments_and_remittances(flow):
     _, conn, ids = flow
-    [issued] = queries.payments_for_claim(conn, ids["clean"], provider_id=world.NPI)
+    [issued] = payments_for_claim(conn, ids["clean"], provider_id=world.NPI)
     assert (issued.status, issued.amount_cents) == ("issued", 1_500)
     assert issued.trace_number and issued.issued_on is not None
     [paid] = issued.claims
     adjustments = {(a["group"], a["carc"]): a["amount_cents"] for a in paid.lines[0]["adjustments"]}
     assert adjustments == {("CO", "45"): 3_000, ("PR", "3"): 2_500, ("PR", "1"): 5_000}
     assert paid.lines[0]["procedure_code"] == "99213" and paid.billed_cents == 12_000 and paid.paid_cents == 1_500
-    assert queries.payment_by_trace(conn, issued.trace_number, payer_id=world.PAYER) == [issued]
-    assert queries.get_payment(conn, issued.payment_id) == issued
+    assert payment_by_trace(conn, issued.trace_number, payer_id=world.PAYER) == [issued]
+    assert get_payment(conn, issued.payment_id) == issued
     with pytest.raises(PaymentNotFoundError):
-        queries.get_payment(conn, issued.payment_id, provider_id=world.OTHER_NPI)
+        get_payment(conn, issued.payment_id, provider_id=world.OTHER_NPI)
     with pytest.raises(ValidationError, match="limit"):
-        queries.scheduled_payments_due(conn, world.PAYER, limit=-1)
-    assert len(queries.scheduled_payments_due(conn, world.PAYER, limit=1)) == 1
-    due = queries.scheduled_payments_due(conn, world.PAYER, limit=0)
+        scheduled_payments_due(conn, world.PAYER, limit=-1)
+    assert len(scheduled_payments_due(conn, world.PAYER, limit=1)) == 1
+    due = scheduled_payments_due(conn, world.PAYER, limit=0)
     # The lab claim was voided before any payment run: its payment was cancelled, never due.
     assert {p.claim_ids[0] for p in due} == {ids["big"]}
-    [cancelled] = queries.payments_for_claim(conn, ids["lab"], payer_id=world.PAYER)
+    [cancelled] = payments_for_claim(conn, ids["lab"], payer_id=world.PAYER)
     assert (cancelled.status, cancelled.cancel_reason) == ("cancelled", "voided: billed in error")
-    assert queries.scheduled_payments_due(conn, world.PAYER, provider_id=world.OTHER_NPI) == []
-    everything = queries.list_payments(conn, world.NPI)
+    assert scheduled_payments_due(conn, world.PAYER, provider_id=world.OTHER_NPI) == []
+    everything = list_payments(conn, world.NPI)
     assert [p.scheduled_position for p in everything.payments] == sorted((p.scheduled_position for p in everything.payments), reverse=True)
-    assert [p.payment_id for p in queries.list_payments(conn, world.NPI, status="issued").payments] == [issued.payment_id]
+    assert [p.payment_id for p in list_payments(conn, world.NPI, status="issued").payments] == [issued.payment_id]
 
 
 def test_the_dispute_timeline_is_the_ledger_as_stored(flow):
     _, conn, ids = flow
-    timeline = queries.claim_timeline(conn, ids["clean"])
+    timeline = claim_timeline(conn, ids["clean"])
     assert [e.event_type for e in timeline] == [
         "Claim.Submitted", "Claim.Adjudicated", "Payment.Scheduled", "Claim.DisputeOpened", "Claim.DisputeResolved", "Payment.Issued",
     ]
@@ -202,7 +205,7 @@ def test_the_dispute_timeline_is_the_ledger_as_stored(flow):
         assert entry.payload_encoding == "json" and entry.payload.encode() == bytes(state)
         assert entry.recorded_at is not None
         json.loads(entry.payload)
-    assert queries.claim_timeline(conn, ids["clean"], after_position=timeline[2].position, limit=2) == timeline[3:5]
+    assert claim_timeline(conn, ids["clean"], after_position=timeline[2].position, limit=2) == timeline[3:5]
 
 
 def test_every_read_model_equals_a_rebuild_from_scratch(flow, database_url):

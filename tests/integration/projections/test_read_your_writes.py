@@ -9,7 +9,10 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from claims_service.adjudication import AdjudicationFollower
-from projections import queries
+from projections.benefits import explanation_of_benefits
+from projections.claims import get_claim, list_claims
+from projections.payments import payments_for_claim
+from projections.timeline import claim_timeline
 from projections.errors import ProjectionLagError
 from projections.feed import NotificationHub
 from projections.runner import ProjectionSupervisor
@@ -37,10 +40,10 @@ def test_a_query_with_the_receipts_position_sees_the_write(service, database_url
     try:
         # 1. The provider submits; the receipt carries the ledger position of the write.
         submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("ryw"))
-        claim = queries.get_claim(pool, submitted.claim_id, provider_id=world.NPI,
+        claim = get_claim(pool, submitted.claim_id, provider_id=world.NPI,
                                   min_position=submitted.receipt.position, timeout=5, hub=hub)
         assert claim.status == "submitted" and claim.last_position >= submitted.receipt.position
-        page = queries.list_claims(pool, world.NPI, min_position=submitted.receipt.position, timeout=5, hub=hub)
+        page = list_claims(pool, world.NPI, min_position=submitted.receipt.position, timeout=5, hub=hub)
         assert [c.claim_id for c in page.claims] == [submitted.claim_id]
 
         # 2. The adjudicator decides it; a read at the new head sees the decision everywhere.
@@ -48,13 +51,13 @@ def test_a_query_with_the_receipts_position_sees_the_write(service, database_url
             pass
         decided_at = head(database_url)
         started = time.monotonic()
-        claim = queries.get_claim(pool, submitted.claim_id, min_position=decided_at, timeout=5, hub=hub)
+        claim = get_claim(pool, submitted.claim_id, min_position=decided_at, timeout=5, hub=hub)
         assert claim.status == "adjudicated" and claim.outcome == "PAID"
-        eob = queries.explanation_of_benefits(pool, submitted.claim_id, min_position=decided_at, hub=hub)
+        eob = explanation_of_benefits(pool, submitted.claim_id, min_position=decided_at, hub=hub)
         assert eob.total_you_owe_cents == 7_500
-        [payment] = queries.payments_for_claim(pool, submitted.claim_id, min_position=decided_at, hub=hub)
+        [payment] = payments_for_claim(pool, submitted.claim_id, min_position=decided_at, hub=hub)
         assert payment.amount_cents == 1_500
-        timeline = queries.claim_timeline(pool, submitted.claim_id, min_position=decided_at, hub=hub)
+        timeline = claim_timeline(pool, submitted.claim_id, min_position=decided_at, hub=hub)
         assert [e.event_type for e in timeline] == ["Claim.Submitted", "Claim.Adjudicated", "Payment.Scheduled"]
         assert time.monotonic() - started < 2.0  # woken promptly, not by a 5 s idle wait
     finally:
@@ -70,7 +73,7 @@ def test_a_position_beyond_the_head_times_out_with_a_retryable_error(service, da
         beyond = head(database_url) + 1_000
         started = time.monotonic()
         with pytest.raises(ProjectionLagError) as raised:
-            queries.get_claim(pool, submitted.claim_id, min_position=beyond, timeout=0.3, hub=hub)
+            get_claim(pool, submitted.claim_id, min_position=beyond, timeout=0.3, hub=hub)
         waited = time.monotonic() - started
         assert 0.3 <= waited < 1.5
         error = raised.value
@@ -85,6 +88,6 @@ def test_without_a_position_a_query_answers_at_once(service, database_url, pool)
     # No projection runs here: nothing to wait for, the read model answers as it stands.
     submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("now"))
     with pytest.raises(Exception, match="not found"):
-        queries.get_claim(pool, submitted.claim_id)
+        get_claim(pool, submitted.claim_id)
     with pytest.raises(ProjectionLagError):
-        queries.get_claim(pool, submitted.claim_id, min_position=submitted.receipt.position, timeout=0.05)
+        get_claim(pool, submitted.claim_id, min_position=submitted.receipt.position, timeout=0.05)

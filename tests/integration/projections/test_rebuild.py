@@ -10,13 +10,15 @@ from datetime import date
 import psycopg
 import pytest
 
+from bench.projections import generate_history
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.commands import ClaimsLedger
-from projections import catalog, queries
-from projections.bench import generate_history
+from projections import catalog
+from projections.claims import get_claim, list_claims
 from projections.errors import RebuildInProgressError
 from projections.rebuild import rebuild, status
 from projections.runner import ProjectionSupervisor
+from projections.timeline import claim_timeline
 from tests import world
 from tests.integration.projections.helpers import assert_equals_from_scratch, differences, head, tracked
 
@@ -89,10 +91,10 @@ def test_a_rebuild_under_concurrent_writes_ends_equal_to_the_incremental_tables(
         with psycopg.connect(database_url, autocommit=True) as conn:
             while not stop_reading.is_set():
                 try:
-                    queries.get_claim(conn, first.claim_id, provider_id=world.NPI,
+                    get_claim(conn, first.claim_id, provider_id=world.NPI,
                                       min_position=first.receipt.position, timeout=20)
-                    queries.list_claims(conn, world.NPI, page_size=5)
-                    queries.claim_timeline(conn, first.claim_id)
+                    list_claims(conn, world.NPI, page_size=5)
+                    claim_timeline(conn, first.claim_id)
                     reads.append(1)
                 except BaseException as error:  # noqa: BLE001 - reported below
                     read_errors.append(error)
@@ -128,7 +130,7 @@ def test_a_rebuild_under_concurrent_writes_ends_equal_to_the_incremental_tables(
         assert {s.lag for s in status(database_url)} == {0}
         assert supervisor.restarts == dict.fromkeys(catalog.NAMES, 0)
         with psycopg.connect(database_url, autocommit=True) as conn:
-            assert queries.get_claim(conn, first.claim_id).status == "adjudicated"
+            assert get_claim(conn, first.claim_id).status == "adjudicated"
         # 6. ... and what they wrote into the swapped-in tables is what a fresh build gives.
         assert_equals_from_scratch(database_url)
     finally:

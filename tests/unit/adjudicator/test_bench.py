@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adjudicator.bench import generate_mix, measure_engine
+from bench.engine import generate_mix, measure_engine
 
 
 def test_the_mix_is_the_same_every_time_and_varied():

@@ -11,22 +11,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.ledger import merkle
-from claims_service.ledger.checkpoints import (
+from claims_service.ledger.note import (
     CheckpointError,
     SignatureError,
     VerifierKey,
     add_signature,
     key_id,
-    load_or_create_signing_key,
     parse_and_verify,
-    parse_signing_key,
     public_key_bytes,
     sign_checkpoint,
     sign_note,
-    signing_key_from_env,
     verifier_key,
     verify_note,
 )
+from claims_service.ledger.signing_key import load_or_create_signing_key, parse_signing_key, signing_key_from_seed
 
 # The example key and note of Go's golang.org/x/mod/sumdb/note, the signed-note reference implementation.
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -172,11 +170,10 @@ def test_signing_key_formats(tmp_path):
     raw.write_bytes(seed)
     assert public_key_bytes(load_or_create_signing_key(raw)) == expected
     assert public_key_bytes(parse_signing_key(base64.b64encode(seed) + b"\n")) == expected
-    env_key = signing_key_from_env({"CLAIMS_SIGNING_KEY": base64.b64encode(seed).decode()})
-    assert env_key is not None and public_key_bytes(env_key) == expected
-    assert signing_key_from_env({}) is None
+    env_key = signing_key_from_seed(base64.b64encode(seed).decode())
+    assert public_key_bytes(env_key) == expected
     with pytest.raises(CheckpointError, match="CLAIMS_SIGNING_KEY"):
-        signing_key_from_env({"CLAIMS_SIGNING_KEY": base64.b64encode(seed[:31]).decode()})
+        signing_key_from_seed(base64.b64encode(seed[:31]).decode())
     with pytest.raises(CheckpointError):
         parse_signing_key(b"-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----\n")
     with pytest.raises(CheckpointError, match="key id"):

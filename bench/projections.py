@@ -1,11 +1,12 @@
-"""Read-side benchmarks: rebuild rate from position 0, and projection lag under load.
+"""The read side's benchmarks (``make bench --only projections``): rebuild rate from position 0,
+and projection lag under load, over a synthetic history.
 
 ``measure_rebuild(database_url, events=200_000) -> dict`` tops the ledger up to ``events`` events
 with ``generate_history`` and times ``rebuild`` of each projection (events per second from
 position 0; each projection reads the whole ledger). ``measure_lag(database_url, seconds=6.0,
 rate=200.0) -> dict`` submits claims at a steady rate with every projection running and reports
-p50 / p99 milliseconds from each write's commit to each read model. ``make bench`` calls them on
-fresh databases.
+p50 / p99 milliseconds from each write's commit to each read model. ``make bench`` calls
+``measure_rebuild`` on a fresh database; the tests make their histories with ``generate_history``.
 
 The history is made of real domain aggregates recorded in large batches with ``Ledger.record``
 (the adjudicator would take minutes for 200,000 events): members enrolled with plans, claims
@@ -18,18 +19,31 @@ reconcile`` is clean over the history too.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from adjudicator.models import Decision
+from claims_service.adjudication import AdjudicationFollower
+from claims_service.adjudication.settlement import settle
+from claims_service.application import Ledger
+from claims_service.commands import ClaimsLedger
+from claims_service.domain.benefits import BenefitPeriod
+from claims_service.domain.claim import Claim
+from claims_service.domain.member import MemberCoverage
+from claims_service.domain.payment import Payment
 from projections import catalog
 from projections.events import ledger_head
 from projections.rebuild import rebuild
+from projections.runner import ProjectionSupervisor
+from projections.store import PROGRESS_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +80,6 @@ class _History:
     """Builds the aggregates; ``flush`` records everything pending in one transaction."""
 
     def __init__(self, ledger: Any, rng: random.Random, *, payers: int, members: int, start: int = 0) -> None:
-        from claims_service.domain.benefits import BenefitPeriod
-        from claims_service.domain.claim import Claim
-        from claims_service.domain.member import MemberCoverage
-        from claims_service.domain.payment import Payment
-
-        self.Claim, self.Payment, self.BenefitPeriod, self.MemberCoverage = Claim, Payment, BenefitPeriod, MemberCoverage
         self.ledger = ledger
         self.rng = rng
         self.payers = [f"PAYER-{i:02d}" for i in range(payers)]
@@ -118,7 +126,7 @@ class _History:
         if (payer, member) in self.enrolled:
             return
         self.enrolled.add((payer, member))
-        self.touch(self.MemberCoverage.enrol(actor=ACTOR, member_id=member, payer_id=payer, plan_id="GOLD",
+        self.touch(MemberCoverage.enrol(actor=ACTOR, member_id=member, payer_id=payer, plan_id="GOLD",
                                              effective_date=date(2026, 1, 1), terms=TERMS))
 
     def new_claim(self, replaces: Any = None) -> Any:
@@ -137,7 +145,7 @@ class _History:
              "units": 1, "billed_cents": PROCEDURES[code] + rng.randrange(500, 9_000), "date_of_service": day}
             for i, code in enumerate(codes)
         ]
-        claim = self.Claim.submit(
+        claim = Claim.submit(
             actor=f"provider:{npi}", provider_id=npi, member_id=member, payer_id=payer,
             idempotency_key=f"bench-{self.n}", received_on=day + timedelta(days=rng.randrange(1, 20)),
             diagnosis_codes=["E119"], place_of_service="11", lines=lines,
@@ -183,19 +191,16 @@ class _History:
     def settle(self, claim: Any, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         """The claim's money, as the service moves it: accumulators, then payments scheduled,
         cancelled or recouped; most new payments are issued at once (a payer's payment run)."""
-        from adjudicator.models import Decision
-        from claims_service.adjudication.settlement import settle
-
         changed = settle(self.money.get, claim, before=Decision.model_validate(before) if before else None,
                          after=Decision.model_validate(after) if after else None, actor="system:adjudicator",
                          reason="bench")
         for aggregate in changed:
             self.money[aggregate.id] = self.touch(aggregate)
-            if isinstance(aggregate, self.Payment) and aggregate.version == 1 and self.rng.random() < 0.7:
+            if isinstance(aggregate, Payment) and aggregate.version == 1 and self.rng.random() < 0.7:
                 aggregate.issue(actor="payer:treasury", trace_number=f"TRN{self.n:09d}", issued_on=claim.received_on + timedelta(days=14))
 
     def decision(self, claim: Any, *, deny: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-        period = self.money.get(self.BenefitPeriod.create_id(claim.payer_id, claim.member_id, 2026))
+        period = self.money.get(BenefitPeriod.create_id(claim.payer_id, claim.member_id, 2026))
         oop_left = TERMS["oop_max_cents"] - (period.oop_met_cents if period is not None else 0)
         lines = []
         for line in claim.lines:
@@ -292,8 +297,6 @@ def generate_history(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Append synthetic claim histories until ``events`` new events are recorded; return how many."""
-    from claims_service.application import Ledger
-
     ledger = Ledger(database_url, pool_size=1)
     try:
         with psycopg.connect(database_url) as conn:
@@ -396,16 +399,6 @@ def measure_lag(
     "projections": {name: {"p50_ms", "p99_ms"}}, "all_p50_ms", "all_p99_ms"}`` ("all": the slowest
     read model for each write).
     """
-    import bisect
-    import threading
-    from datetime import UTC, datetime
-
-    from claims_service.adjudication import AdjudicationFollower
-    from claims_service.application import Ledger
-    from claims_service.commands import ClaimsLedger
-    from projections.runner import ProjectionSupervisor
-    from projections.store import PROGRESS_CHANNEL
-
     ledger = Ledger(database_url, pool_size=4)
     service = ClaimsLedger(ledger, today=lambda: datetime.now(UTC).date())
     stop = threading.Event()

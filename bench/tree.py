@@ -10,7 +10,7 @@
 3. times roots, inclusion proofs and consistency proofs at random sizes up to `leaves`, each one
    read from PostgreSQL in one statement, and checks a sample of them with the verifier.
 
-Run alone: `python -m claims_service.ledger.bench_tree [LEAVES]` (an embedded PostgreSQL in a
+Run alone: `python -m bench.tree [LEAVES]` (an embedded PostgreSQL in a
 temporary directory unless CLAIMS_DATABASE_URL names a server; a scratch database either way).
 """
 
@@ -68,7 +68,7 @@ def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20
     results: dict[str, object] = {}
     with psycopg.connect(database_url, autocommit=True) as conn:
         if tree.tree_size(conn) or conn.execute("SELECT 1 FROM ledger_events LIMIT 1").fetchone():
-            raise RuntimeError("bench_tree.measure needs an empty ledger (a database of its own)")
+            raise RuntimeError("bench.tree.measure needs an empty ledger (a database of its own)")
 
         # 1. Append cost over real, hash-linked events.
         say(f"inserting {real_events:,} hash-linked events")

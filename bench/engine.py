@@ -7,7 +7,7 @@ limits, unpriced codes that pend, deductibles and out-of-pocket caps). It is adj
 set 2026.1, round after round, on one thread, until `seconds` have passed.
 
 This is the one module of the package that reads a clock (to time the engine); nothing imports it.
-`make bench` calls `measure_engine()`; `python -m adjudicator.bench` prints the same as JSON.
+`make bench` calls `measure_engine()`; `python -m bench.engine` prints the same as JSON.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import json
 import time
 from datetime import date, timedelta
 
-from . import codeset
-from .engine import adjudicate
-from .models import (
+from adjudicator import codeset
+from adjudicator.engine import adjudicate
+from adjudicator.models import (
     Accumulators,
     ClaimInput,
     ClaimLineInput,
@@ -33,7 +33,7 @@ from .models import (
     PriorAuthorization,
     ProviderFacts,
 )
-from .rulesets import get_ruleset
+from adjudicator.rulesets import get_ruleset
 
 NPI = "1234567893"
 PAYER = "PAYER-BENCH"

@@ -1,0 +1,72 @@
+"""A claim's bundle as the claims see it: which streams make up a claim (its own and its
+payments'), and whether the decision recorded in a bundle replays under its recorded rule set.
+The proofs themselves are the ledger's (claims_service.ledger.bundle), which knows nothing of
+claims."""
+
+from __future__ import annotations
+
+import uuid
+
+import adjudicator
+from adjudicator.replay import compare
+from claims.v1 import ledger_pb2
+from claims_service.adjudication.effects import payment_id_for
+from claims_service.adjudication.facts import claim_input_from
+from claims_service.domain.payment import Payment
+from claims_service.ledger.bundle import BundleReport, export_bundle, verify_bundle
+from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.ledger.payloads import UndecodablePayloadError, decode_state
+
+MAX_PAYMENTS_PER_CLAIM = 64
+
+
+def claim_streams(claim_stream: uuid.UUID) -> list[uuid.UUID]:
+    """The claim's stream and the streams of the payments that may belong to it (their ids are
+    dense: see effects.payment_id_for)."""
+    return [claim_stream] + [Payment.create_id(payment_id_for(str(claim_stream), n)) for n in range(MAX_PAYMENTS_PER_CLAIM)]
+
+
+def export_claim_bundle(database_url: str, claim_stream: uuid.UUID, checkpointer: Checkpointer) -> ledger_pb2.ClaimBundle:
+    return export_bundle(database_url, claim_stream, claim_streams(claim_stream), checkpointer)
+
+
+def verify_claim_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str) -> BundleReport:
+    """The bundle's proofs, then its decision replayed (docs/LEDGER.md, "Claim bundles")."""
+    return verify_bundle(bundle, verifier_key, replay=replay_bundle)
+
+
+def replay_bundle(bundle: ledger_pb2.ClaimBundle) -> tuple[str, list[str]]:
+    """Re-run the recorded rule set on the recorded facts of the bundle's automatic decision;
+    (what it showed, failures)."""
+    claim_events = [e for e in bundle.events if e.stream_id == bundle.claim_id]
+    submitted = next((e for e in claim_events if e.topic.endswith("Claim.Submitted")), None)
+    decided = next((e for e in claim_events if e.topic.endswith(("Claim.Adjudicated", "Claim.Pended"))), None)
+    if submitted is None or decided is None:
+        return "no decision recorded yet", []
+    try:
+        claim = decode_state(bytes(submitted.state))
+        run = decode_state(bytes(decided.state))
+    except UndecodablePayloadError:
+        # The hashes proved the bytes are the ledger's; reading them takes the ledger's key.
+        return ("not checked: the payloads are encrypted (with CIPHER_TOPIC and CIPHER_KEY set, "
+                "the verifier decrypts and replays them)"), []
+    except (ValueError, TypeError) as error:
+        return "not checked", [f"event payloads cannot be decoded: {error}"]
+    try:
+        ruleset = adjudicator.get_ruleset(run["ruleset_version"])
+    except adjudicator.UnknownRuleSetError:
+        return "not checked", [f"rule set {run['ruleset_version']} is not known to this verifier"]
+    if ruleset.content_hash != run["ruleset_hash"]:
+        return "not checked", [f"rule set {ruleset.version}: the recorded hash differs from this verifier's code"]
+    try:
+        replayed = adjudicator.adjudicate(claim_input_from(claim), adjudicator.Facts.model_validate(run["facts"]), ruleset)
+    except Exception as error:  # noqa: BLE001 - what the adjudicator did too: it pended the claim for review
+        if decided.topic.endswith("Claim.Pended"):
+            return (f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__}); "
+                    "it was pended for manual review"), []
+        return "different", [f"the decision does not replay: rule set {ruleset.version} cannot decide "
+                             f"the recorded facts ({type(error).__name__})"]
+    differences = compare(adjudicator.Decision.model_validate(run["decision"]), replayed)
+    if differences:
+        return "different", ["the decision does not replay: " + "; ".join(differences)]
+    return f"identical under rule set {ruleset.version}", []

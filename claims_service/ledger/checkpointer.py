@@ -1,0 +1,198 @@
+"""The checkpointer: stores signed checkpoints of the Merkle tree (migration 0011) and signs new
+ones, every so many leaves or seconds and on demand, never one that does not extend the last."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from claims_service.errors import ClaimsError
+from claims_service.ledger import merkle, tree
+from claims_service.ledger.note import (
+    DEFAULT_ORIGIN,
+    CheckpointError,
+    add_signature,
+    check_key_name,
+    sign_checkpoint,
+    verifier_key,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_LOCK_KEY = 0x436B7074  # "Ckpt": one signer at a time (transaction advisory lock)
+
+
+class InconsistentTreeError(ClaimsError):
+    """The tree does not extend the last checkpoint: the signer refuses to sign it."""
+
+    status: ClassVar[str] = "DATA_LOSS"
+
+
+@dataclass(frozen=True)
+class SigningSettings:
+    origin: str = DEFAULT_ORIGIN
+    key_name: str = DEFAULT_ORIGIN
+    every_leaves: int = 1000
+    every_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    note: str
+    signed_at: datetime
+
+
+_SELECT_CHECKPOINT = "SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints"
+
+
+def _stored(row: tuple | None) -> StoredCheckpoint | None:
+    return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3]) if row else None
+
+
+def latest_checkpoint(conn: psycopg.Connection) -> StoredCheckpoint | None:
+    return _stored(conn.execute(_SELECT_CHECKPOINT + " ORDER BY tree_size DESC LIMIT 1").fetchone())
+
+
+def checkpoint_at(conn: psycopg.Connection, tree_size: int) -> StoredCheckpoint | None:
+    return _stored(conn.execute(_SELECT_CHECKPOINT + " WHERE tree_size = %s", (tree_size,)).fetchone())
+
+
+def export_checkpoint(note: str | StoredCheckpoint, path: Path | str) -> Path:
+    """Write the note to `path` (atomically: a reader never sees half a note)."""
+    text = note.note if isinstance(note, StoredCheckpoint) else note
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=path.parent if str(path.parent) else ".")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+        out.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Checkpointer:
+    """Signs checkpoints of the tree: every `every_leaves` new leaves, or every `every_seconds`
+    when the tree grew, and on demand. A new checkpoint must extend the last one (a consistency
+    proof from the stored tree, verified before signing): a log never signs two inconsistent heads."""
+
+    database_url: str
+    key: Ed25519PrivateKey
+    origin: str = DEFAULT_ORIGIN
+    key_name: str | None = None
+    every_leaves: int = 1000
+    every_seconds: float = 60.0
+    cosigners: Sequence[tuple[Ed25519PrivateKey, str]] = ()
+    _last_signed: float = field(default_factory=time.monotonic, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.key_name = check_key_name(self.key_name or self.origin)
+
+    @classmethod
+    def from_settings(cls, database_url: str, key: Ed25519PrivateKey, settings: SigningSettings) -> Checkpointer:
+        return cls(database_url, key, origin=settings.origin, key_name=settings.key_name,
+                   every_leaves=settings.every_leaves, every_seconds=settings.every_seconds)
+
+    @property
+    def verifier_key(self) -> str:
+        assert self.key_name is not None
+        return verifier_key(self.key, self.key_name)
+
+    def sign(self, conn: psycopg.Connection, size: int | None = None) -> StoredCheckpoint:
+        """Sign the tree at `size` (default: as built now) unless a checkpoint of that size exists."""
+        assert self.key_name is not None
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHECKPOINT_LOCK_KEY,))
+            asked = size
+            if size is None:
+                size = tree.tree_size(conn)
+            root = tree.root_at(conn, size)
+            latest = latest_checkpoint(conn)
+            if latest is not None:
+                if latest.tree_size > size:
+                    existing = checkpoint_at(conn, size)
+                    if existing is not None:
+                        return existing
+                    if asked is None:
+                        raise InconsistentTreeError(
+                            f"the tree has {size} leaves but a checkpoint of {latest.tree_size} leaves was signed:"
+                            " the tree or the ledger was cut back; refusing to sign")
+                    raise CheckpointError(f"a checkpoint of {latest.tree_size} leaves exists;"
+                                          f" not signing the older size {size}")
+                proof = tree.consistency_proof(conn, latest.tree_size, size)
+                try:
+                    merkle.verify_consistency(latest.tree_size, size, latest.root_hash, root, proof)
+                except merkle.ProofError as error:
+                    raise InconsistentTreeError(
+                        f"the tree of {size} leaves does not extend the checkpoint of {latest.tree_size} leaves"
+                        f" ({error}); refusing to sign. The ledger or the tree was rewritten.") from None
+                if latest.tree_size == size:
+                    return latest
+            note = sign_checkpoint(self.key, self.key_name, self.origin, size, root)
+            for cokey, coname in self.cosigners:
+                note = add_signature(note, cokey, coname)
+            row = conn.execute(
+                "INSERT INTO ledger_checkpoints (tree_size, root_hash, note) VALUES (%s, %s, %s)"
+                " RETURNING tree_size, root_hash, note, signed_at",
+                (size, root, note),
+            ).fetchone()
+        self._last_signed = time.monotonic()
+        log.info("signed checkpoint of %d leaves", size)
+        return _stored(row)  # type: ignore[return-value]
+
+    def checkpoint_now(self, *, extend: bool = True) -> StoredCheckpoint:
+        """On demand: bring the tree up to date (unless `extend` is False), then sign it."""
+        if extend:
+            with tree.TreeBuilder(self.database_url) as builder:
+                builder.catch_up()
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return self.sign(conn)
+
+    def due(self, conn: psycopg.Connection) -> bool:
+        size = tree.tree_size(conn)
+        latest = latest_checkpoint(conn)
+        signed = latest.tree_size if latest else 0
+        if size <= signed:
+            return False
+        if size - signed >= self.every_leaves:
+            return True
+        return time.monotonic() - self._last_signed >= self.every_seconds
+
+    def tick(self, *_: object) -> StoredCheckpoint | None:
+        """Sign if due (the TreeBuilder's `after_extend` hook)."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            if self.due(conn):
+                return self.sign(conn)
+        return None
+
+    def run_forever(self, stop_event: threading.Event, *, timeout: float = 1.0) -> None:
+        """Follow the ledger: extend the tree on every insert, sign checkpoints when due."""
+        conn: psycopg.Connection | None = None  # one connection for every tick, not one per tick
+
+        def after(_added: int) -> None:
+            nonlocal conn
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = psycopg.connect(self.database_url, autocommit=True)
+                if self.due(conn):
+                    self.sign(conn)
+            except (InconsistentTreeError, tree.TreeError) as error:
+                log.error("checkpoint: %s", error)
+
+        try:
+            tree.TreeBuilder(self.database_url).run_forever(stop_event, timeout=timeout, after_extend=after)
+        finally:
+            if conn is not None:
+                conn.close()
