@@ -9,8 +9,8 @@ from datetime import date
 
 from bench.engine import measure_engine
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.migrate import migrate
 from tests import world
 
@@ -18,7 +18,7 @@ MEMBERS = 200
 SUBMITTERS = 16
 
 
-def submit_backlog(service: ClaimsLedger, claims: int) -> float:
+def submit_backlog(service: Commands, claims: int) -> float:
     """Submit `claims` three-line claims from 16 threads (group commit); return claims/s."""
 
     def client(first: int) -> None:
@@ -48,8 +48,8 @@ def run(create_database, claims: int, engine_seconds: float, progress) -> dict[s
     progress.advance(task)
     url = create_database("bench_adjudication")
     migrate(url)
-    ledger = Ledger(url, pool_size=SUBMITTERS)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    ledger = LedgerApplication(url, pool_size=SUBMITTERS)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     try:
         world.set_up(service)
         for m in range(MEMBERS):

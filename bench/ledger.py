@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from eventsourcing.domain import Aggregate, event
 
-from claims_service.application import Ledger, LedgerRecorder
+from claims_service.application import LedgerApplication, LedgerRecorder
 from claims_service.migrate import MIGRATIONS_DIR, migrate
 
 
@@ -44,7 +44,7 @@ class PlainRecorder(LedgerRecorder):
     RETURNING = "notification_id"  # the plain table has no hash chain columns
 
 
-class PlainLedger(Ledger):
+class PlainLedger(LedgerApplication):
     """The ledger's own write path on the library's plain table: the baseline."""
 
     recorder_class = PlainRecorder
@@ -52,7 +52,7 @@ class PlainLedger(Ledger):
 
 def append_rate(url: str, seconds: float, threads: int = 4, events_per_save: int = 1, *, plain: bool = False) -> float:
     """Events appended per second by `threads` writers, each save holding `events_per_save` events."""
-    ledger = (PlainLedger if plain else Ledger)(url, pool_size=threads)
+    ledger = (PlainLedger if plain else LedgerApplication)(url, pool_size=threads)
     note = "x" * 200
     stop = time.perf_counter() + seconds
     counts = [0] * threads

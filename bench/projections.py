@@ -8,7 +8,7 @@ rate=200.0) -> dict`` submits claims at a steady rate with every projection runn
 p50 / p99 milliseconds from each write's commit to each read model. ``make bench`` calls
 ``measure_rebuild`` on a fresh database; the tests make their histories with ``generate_history``.
 
-The history is made of real domain aggregates recorded in large batches with ``Ledger.record``
+The history is made of real domain aggregates recorded in large batches with ``LedgerApplication.record``
 (the adjudicator would take minutes for 200,000 events): members enrolled with plans, claims
 submitted, adjudicated (paid, partly paid, denied) or pended and resolved by review, benefit
 periods moved, payments scheduled, issued, cancelled and recouped, voids, corrections and
@@ -33,8 +33,8 @@ import psycopg
 from adjudicator.models import Decision
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.adjudication.settlement import settle
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.member import MemberCoverage
@@ -297,7 +297,7 @@ def generate_history(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Append synthetic claim histories until ``events`` new events are recorded; return how many."""
-    ledger = Ledger(database_url, pool_size=1)
+    ledger = LedgerApplication(database_url, pool_size=1)
     try:
         with psycopg.connect(database_url) as conn:
             start = ledger_head(conn)
@@ -392,15 +392,15 @@ def measure_lag(
     members: int = 100,
 ) -> dict[str, Any]:
     """Projection lag under a submission load: ``rate`` claims/s from ``clients`` threads through
-    ``ClaimsLedger`` (group commit), the adjudicator following, every projection supervised.
+    ``Commands`` (group commit), the adjudicator following, every projection supervised.
 
     Lag of a write = time from its acknowledgement (just after its commit) to the NOTIFY of the
     projection batch that covers its position. Returns ``{"claims", "claims_per_s",
     "projections": {name: {"p50_ms", "p99_ms"}}, "all_p50_ms", "all_p99_ms"}`` ("all": the slowest
     read model for each write).
     """
-    ledger = Ledger(database_url, pool_size=4)
-    service = ClaimsLedger(ledger, today=lambda: datetime.now(UTC).date())
+    ledger = LedgerApplication(database_url, pool_size=4)
+    service = Commands(ledger, today=lambda: datetime.now(UTC).date())
     stop = threading.Event()
     progress: dict[str, list[tuple[int, float]]] = {name: [] for name in catalog.NAMES}
     writes: list[tuple[int, float]] = []

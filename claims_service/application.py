@@ -168,7 +168,7 @@ class Receipt:
     leaf_index: int
 
 
-class Ledger(Application):
+class LedgerApplication(Application):
     name = "Ledger"  # -> tables ledger_events and ledger_tracking
 
     def __init__(self, database_url: str, *, pool_size: int = 8, env: dict[str, str] | None = None):

@@ -15,8 +15,8 @@ import grpc
 from claims_service.api.auth import Authenticator
 from claims_service.api.interceptors import ServiceInterceptor
 from claims_service.api.reads import ReadSide
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.workers import WorkerProcess
@@ -29,8 +29,8 @@ DEMO_NPI = "1234567893"
 
 @dataclass
 class Service:
-    ledger: Ledger
-    commands: ClaimsLedger
+    ledger: LedgerApplication
+    commands: Commands
     reads: ReadSide
     checkpointer: Checkpointer
     server: grpc.Server
@@ -55,8 +55,8 @@ class Service:
 def build_service(config: Config, database_url: str, *, addr: str | None = None) -> Service:
     from claims_service.server import create_server
 
-    ledger = Ledger(database_url, pool_size=16)
-    commands = ClaimsLedger(ledger)
+    ledger = LedgerApplication(database_url, pool_size=16)
+    commands = Commands(ledger)
     reads = ReadSide(ledger, database_url)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     server, port, health = create_server(
@@ -67,7 +67,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     return Service(ledger, commands, reads, checkpointer, server, port, health, WorkerProcess(database_url, config))
 
 
-def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer,
+def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,
               config: Config) -> list[tuple[object, object]]:
     from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
     from claims_service.api.admin import AdminServicer
@@ -86,7 +86,7 @@ def servicers(commands: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointe
     ]
 
 
-def ensure_demo_keys(commands: ClaimsLedger, path: Path) -> bool:
+def ensure_demo_keys(commands: Commands, path: Path) -> bool:
     """First run in development: one API key per role, written to `path` (mode 0600).
 
     Returns True when it created them. Never overwrites a file that exists: the keys in it are

@@ -1,6 +1,6 @@
 """The ledger's commands: one method per command, each returning a receipt.
 
-`ClaimsLedger` validates (through the domain's strict models), loads and changes aggregates, and
+`Commands` validates (through the domain's strict models), loads and changes aggregates, and
 saves them through the group committer, so concurrent requests share commits. Commands that
 change an existing aggregate are re-run on a fresh copy when a concurrent write got there first
 (they are deterministic on the current state, so that is safe); creating something that already
@@ -26,7 +26,7 @@ from adjudicator.replay import compare
 from adjudicator.review import lines_to_review
 from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
 from claims_service.adjudication.settlement import current_decision, settle
-from claims_service.application import Ledger, Receipt
+from claims_service.application import LedgerApplication, Receipt
 from claims_service.domain.apikey import ApiKey, new_key, secret_hash
 from claims_service.domain.claim import Claim
 from claims_service.domain.contract import Contract
@@ -64,8 +64,8 @@ class ClaimReceipt:
     receipt: Receipt
 
 
-class ClaimsLedger:
-    def __init__(self, ledger: Ledger, *, today: Callable[[], date] = utc_today) -> None:
+class Commands:
+    def __init__(self, ledger: LedgerApplication, *, today: Callable[[], date] = utc_today) -> None:
         self.ledger = ledger
         self.writer = GroupCommitter(ledger)
         self.today = today

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from claims_service.application import Ledger, Receipt
+from claims_service.application import LedgerApplication, Receipt
 from claims_service.errors import ConflictError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class _Write:
 
 
 class GroupCommitter:
-    def __init__(self, ledger: Ledger, *, max_batch: int = 256) -> None:
+    def __init__(self, ledger: LedgerApplication, *, max_batch: int = 256) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()

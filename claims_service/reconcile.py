@@ -382,50 +382,47 @@ class LedgerMoney:
 
 def compare_read_models(conn: psycopg.Connection[Any], ledger: LedgerMoney, position: int, report: Report) -> None:
     """Each read-model row the projections left at or before `position` against the ledger."""
-    found = report.differences
+
+    def claim_status(row: dict[str, Any]) -> tuple[str, str] | None:
+        claim = ledger.claims.get(row["claim_id"])
+        if claim is None:
+            return row["claim_id"], "a claim the ledger does not have"
+        want = (claim.status, (claim.decision or {}).get("total_paid_cents"))
+        got = (row["status"], row["total_paid_cents"])
+        return None if got == want else (row["claim_id"], f"says (status, paid) {got}; the ledger says {want}")
+
+    def payments(row: dict[str, Any]) -> tuple[str, str] | None:
+        payment = ledger.payments.get(row["payment_id"])
+        if payment is None:
+            return row["payment_id"], "a payment the ledger does not have"
+        want = (payment.status, payment.amount_cents, payment.recouped_cents)
+        got = (row["status"], row["amount_cents"], row["reversed_cents"])
+        return None if got == want else (row["payment_id"], f"says (status, amount, recouped) {got}; the ledger says {want}")
+
+    def member_accumulators(row: dict[str, Any]) -> tuple[str, str] | None:
+        period = ledger.periods.get(str(row["stream_id"]))
+        want = (period.deductible_met_cents, period.oop_met_cents) if period is not None else None
+        got = (row["deductible_met_cents"], row["oop_met_cents"])
+        subject = f"{row['payer_id']}/{row['member_id']}/{row['plan_year']}"
+        return None if got == want else (subject, f"says (deductible, out-of-pocket met) {got}; the ledger says {want}")
+
+    checks = (
+        ("claim_status", "claim_id, status, total_paid_cents", claim_status),
+        ("payments", "payment_id, status, amount_cents, reversed_cents", payments),
+        ("member_accumulators", "stream_id, payer_id, member_id, plan_year, deductible_met_cents, oop_met_cents",
+         member_accumulators),
+    )
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT claim_id, status, total_paid_cents, last_position FROM claim_status")
-        for row in cur:
-            if row["last_position"] > position:
-                report.rows_skipped += 1
-                continue
-            report.rows_compared += 1
-            claim = ledger.claims.get(row["claim_id"])
-            if claim is None:
-                found.append(Difference("read model claim_status", row["claim_id"], "a claim the ledger does not have"))
-                continue
-            paid = (claim.decision or {}).get("total_paid_cents")
-            if (row["status"], row["total_paid_cents"]) != (claim.status, paid):
-                found.append(Difference("read model claim_status", row["claim_id"],
-                                        f"says {row['status']}, paid {row['total_paid_cents']}; the ledger says "
-                                        f"{claim.status}, paid {paid}"))
-        cur.execute("SELECT payment_id, status, amount_cents, reversed_cents, last_position FROM payments")
-        for row in cur:
-            if row["last_position"] > position:
-                report.rows_skipped += 1
-                continue
-            report.rows_compared += 1
-            payment = ledger.payments.get(row["payment_id"])
-            if payment is None:
-                found.append(Difference("read model payments", row["payment_id"], "a payment the ledger does not have"))
-                continue
-            want = (payment.status, payment.amount_cents, payment.recouped_cents)
-            got = (row["status"], row["amount_cents"], row["reversed_cents"])
-            if got != want:
-                found.append(Difference("read model payments", row["payment_id"], f"says {got}; the ledger says {want}"))
-        cur.execute("SELECT stream_id, payer_id, member_id, plan_year, deductible_met_cents, oop_met_cents, last_position"
-                    " FROM member_accumulators")
-        for row in cur:
-            if row["last_position"] > position:
-                report.rows_skipped += 1
-                continue
-            report.rows_compared += 1
-            period = ledger.periods.get(str(row["stream_id"]))
-            subject = f"{row['payer_id']}/{row['member_id']}/{row['plan_year']}"
-            want = (period.deductible_met_cents, period.oop_met_cents) if period is not None else None
-            got = (row["deductible_met_cents"], row["oop_met_cents"])
-            if got != want:
-                found.append(Difference("read model member_accumulators", subject, f"says {got}; the ledger says {want}"))
+        for table, columns, check in checks:
+            cur.execute(f"SELECT {columns}, last_position FROM {table}")
+            for row in cur:
+                if row["last_position"] > position:
+                    report.rows_skipped += 1  # changed after the position the ledger was read to
+                    continue
+                report.rows_compared += 1
+                difference = check(row)
+                if difference is not None:
+                    report.differences.append(Difference(f"read model {table}", *difference))
     # Every ledger claim, payment and period the read models should hold at the position.
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM claim_status), (SELECT count(*) FROM payments), (SELECT count(*) FROM member_accumulators)"
@@ -433,4 +430,4 @@ def compare_read_models(conn: psycopg.Connection[Any], ledger: LedgerMoney, posi
     for name, have, want in zip(("claim_status", "payments", "member_accumulators"), counts,
                                 (len(ledger.claims), len(ledger.payments), len(ledger.periods)), strict=True):
         if have < want:
-            found.append(Difference(f"read model {name}", "rows", f"{have} rows; the ledger has {want}"))
+            report.differences.append(Difference(f"read model {name}", "rows", f"{have} rows; the ledger has {want}"))

@@ -30,7 +30,7 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
     """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes."""
     # Imported here, in the child: the server's process has no use for the workers' modules.
     from claims_service.adjudication import AdjudicationFollower
-    from claims_service.application import Ledger
+    from claims_service.application import LedgerApplication
     from claims_service.ledger.checkpointer import Checkpointer
     from claims_service.supervisor import Supervisor
     from projections.runner import ProjectionSupervisor
@@ -39,7 +39,7 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    ledger = Ledger(database_url, pool_size=4)
+    ledger = LedgerApplication(database_url, pool_size=4)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     supervisor = Supervisor()
     projections = ProjectionSupervisor(database_url)

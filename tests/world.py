@@ -33,7 +33,7 @@ FEES = {"99213": 9_000, "99214": 13_000, "80053": 1_500, "36415": 300, "85025": 
 
 
 def set_up(service: Any, *, today: date = date(2026, 11, 2)) -> None:
-    """Everything an administrator does before the first claim (through ClaimsLedger commands)."""
+    """Everything an administrator does before the first claim (through Commands commands)."""
     service.enroll_member(actor=ADMIN, member_id=MEMBER, payer_id=PAYER, plan_id=PLAN,
                           effective_date=date(2026, 1, 1), terms=TERMS)
     service.register_provider(actor=ADMIN, npi=NPI, name="Riverside Family Clinic", taxonomy="207Q00000X")

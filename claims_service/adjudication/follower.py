@@ -30,7 +30,7 @@ from claims_service.adjudication.effects import payment_id_for
 from claims_service.adjudication.facts import claim_input_of, gather_facts, plan_year, ruleset_version_on
 from claims_service.adjudication.settlement import settle
 from claims_service.adjudication.unit_of_work import AggregateCache, Header, UnitOfWork
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.contract import Contract
@@ -51,7 +51,7 @@ SUBMITTED = get_topic(Claim.Submitted)
 
 
 class AdjudicationFollower:
-    def __init__(self, ledger: Ledger, *, batch_size: int = 500, cache_size: int = 50_000) -> None:
+    def __init__(self, ledger: LedgerApplication, *, batch_size: int = 500, cache_size: int = 50_000) -> None:
         self.ledger = ledger
         self.batch_size = batch_size
         self.cache = AggregateCache(cache_size)

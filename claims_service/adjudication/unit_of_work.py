@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
 
@@ -81,7 +81,7 @@ class UnitOfWork:
     # answers of "absent". Members, providers, contracts and benefit periods stay.
     TRANSIENT = (Claim, Payment, type(None))
 
-    def __init__(self, ledger: Ledger, cache: AggregateCache | None = None) -> None:
+    def __init__(self, ledger: LedgerApplication, cache: AggregateCache | None = None) -> None:
         self.ledger = ledger
         self.cache = cache if cache is not None else AggregateCache()
         self.changed: dict[UUID, Any] = {}

@@ -7,7 +7,7 @@ from typing import Any
 from claims.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from claims_service.api.converters import parse_date, receipt_pb
 from claims_service.api.interceptors import principal
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from claims_service.errors import ValidationError
 
 ROLE_NAMES = {
@@ -33,7 +33,7 @@ def terms_from_pb(terms: admin_pb2.PlanTerms) -> dict[str, Any]:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, service: ClaimsLedger) -> None:
+    def __init__(self, service: Commands) -> None:
         self.service = service
 
     def EnrollMember(self, request: Any, context: Any) -> Any:

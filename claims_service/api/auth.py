@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from eventsourcing.application import AggregateNotFoundError
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.domain.apikey import ApiKey, secret_hash
 from claims_service.errors import PermissionDeniedError, UnauthenticatedError
 
@@ -48,7 +48,7 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: LedgerApplication) -> None:
         self._ledger = ledger
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._lock = threading.Lock()

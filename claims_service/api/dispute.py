@@ -9,7 +9,7 @@ from claims.v1 import dispute_pb2, dispute_pb2_grpc
 from claims_service.api.converters import decision_pb, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from claims_service.errors import ValidationError
 from claims_service.ledger.chain import Fault
 from claims_service.ledger.verify import verify_ledger
@@ -22,7 +22,7 @@ FAULTS = {fault: dispute_pb2.LedgerFault.Value(f"LEDGER_FAULT_{fault.name}") for
 
 
 class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
-    def __init__(self, service: ClaimsLedger, reads: ReadSide) -> None:
+    def __init__(self, service: Commands, reads: ReadSide) -> None:
         self.service = service
         self.reads = reads
 

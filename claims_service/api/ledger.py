@@ -10,7 +10,7 @@ import psycopg
 from claims.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from claims_service.errors import NotFoundError, UnavailableError
 from claims_service.ledger import tree
 from claims_service.adjudication.bundles import export_claim_bundle
@@ -30,7 +30,7 @@ def require_tree_size(conn: psycopg.Connection, size: int) -> None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, service: ClaimsLedger, reads: ReadSide, checkpointer: Checkpointer,
+    def __init__(self, service: Commands, reads: ReadSide, checkpointer: Checkpointer,
                  previous_verifier_keys: list[str] | None = None) -> None:
         self.service = service
         self.reads = reads

@@ -9,14 +9,14 @@ from claims.v1 import common_pb2, payer_pb2, payer_pb2_grpc
 from claims_service.api.converters import decision_pb, issued_payment_pb, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from claims_service.errors import ValidationError
 
 DEFAULT_MAX_PAYMENTS = 100
 
 
 class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
-    def __init__(self, service: ClaimsLedger, reads: ReadSide) -> None:
+    def __init__(self, service: Commands, reads: ReadSide) -> None:
         self.service = service
         self.reads = reads
 

@@ -10,7 +10,7 @@ from claims.v1 import provider_pb2, provider_pb2_grpc
 from claims_service.api.converters import lines_from_pb, optional, parse_date, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 
 
 def claim_fields(request: Any) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def claim_fields(request: Any) -> dict[str, Any]:
 
 
 class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
-    def __init__(self, service: ClaimsLedger, reads: ReadSide) -> None:
+    def __init__(self, service: Commands, reads: ReadSide) -> None:
         self.service = service
         self.reads = reads
 

@@ -27,7 +27,7 @@ from claims_service.api.converters import (
     pend_reasons_pb,
     payment_pb,
 )
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.errors import ClaimNotFoundError, PaymentNotFoundError, ValidationError
 from projections.benefits import member_accumulators
 from projections.claims import get_claim, list_claims, payer_worklist
@@ -53,7 +53,7 @@ def stop_when_gone(context: grpc.ServicerContext) -> threading.Event:
 
 
 class ReadSide:
-    def __init__(self, ledger: Ledger, database_url: str, *, pool_size: int = 16) -> None:
+    def __init__(self, ledger: LedgerApplication, database_url: str, *, pool_size: int = 16) -> None:
         self.ledger = ledger
         self.pool = ConnectionPool(database_url, min_size=2, max_size=pool_size, open=False,
                                    kwargs={"autocommit": True, "application_name": "claims-reads"})

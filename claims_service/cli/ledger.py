@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.adjudication.bundles import export_claim_bundle, verify_claim_bundle
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.database import database_url
 from claims_service.ledger.audit import verify_against_checkpoint
@@ -212,10 +212,10 @@ def cmd_verify_bundle(config: Config, args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def claims_ledger(url: str) -> Iterator[ClaimsLedger]:
+def claims_ledger(url: str) -> Iterator[Commands]:
     """The ledger's commands over a small pool, for one CLI command."""
-    ledger = Ledger(url, pool_size=2)
-    service = ClaimsLedger(ledger)
+    ledger = LedgerApplication(url, pool_size=2)
+    service = Commands(ledger)
     try:
         yield service
     finally:

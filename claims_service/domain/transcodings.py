@@ -6,7 +6,7 @@ captures a ``datetime`` (which keeps the library's ``DatetimeAsISO``).
 
 An application registers them by overriding ``register_transcodings``::
 
-    class Ledger(Application):
+    class LedgerApplication(Application):
         def register_transcodings(self, transcoder: JSONTranscoder) -> None:
             super().register_transcodings(transcoder)
             register_domain_transcodings(transcoder)

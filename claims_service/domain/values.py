@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from claims_service.domain.codes import (
+from claims_service.domain.formats import (
     MAX_CENTS,
     MAX_DIAGNOSES,
     MAX_LINES,

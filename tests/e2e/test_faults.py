@@ -129,11 +129,11 @@ def assert_consistent(database_url: str, acked: dict[int, str]) -> None:
             " GROUP BY originator_id HAVING count(*) > 1", ([f"%{t}" for t in DECISIONS],)).fetchall()
         assert twice == []
     # 3. Accumulators equal a from-scratch sum over the recorded decisions.
-    from claims_service.application import Ledger
+    from claims_service.application import LedgerApplication
     from claims_service.domain.benefits import BenefitPeriod
     from uuid import UUID
 
-    ledger = Ledger(database_url, pool_size=2)
+    ledger = LedgerApplication(database_url, pool_size=2)
     try:
         deductible = oop = 0
         for claim_id in submitted:

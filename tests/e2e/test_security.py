@@ -24,8 +24,8 @@ from psycopg.conninfo import make_conninfo
 
 from claims.v1 import admin_pb2, common_pb2, ledger_pb2, payer_pb2, provider_pb2
 from claims_service.api import auth
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.domain.apikey import secret_hash
 from claims_service.errors import UnauthenticatedError
 from tests import world
@@ -275,8 +275,8 @@ def service_role(database_url: str) -> Iterator[str]:
 
 def test_the_service_role_appends_but_cannot_update_or_delete_events(database_url, service_role):
     # The normal path works with these grants: the service appends (hash-linked, under its lock).
-    ledger = Ledger(service_role, pool_size=2)
-    commands = ClaimsLedger(ledger)
+    ledger = LedgerApplication(service_role, pool_size=2)
+    commands = Commands(ledger)
     try:
         commands.register_provider(actor=world.ADMIN, npi=world.NPI, name="Riverside", taxonomy="207Q00000X")
         _, _, receipt = commands.create_api_key(actor=world.ADMIN, role="dispute", party_id="", label="as the service")

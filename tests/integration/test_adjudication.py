@@ -14,8 +14,8 @@ from eventsourcing.persistence import OperationalError
 import adjudicator
 from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower
 from claims_service.adjudication.facts import claim_input_of
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
@@ -30,8 +30,8 @@ PROVIDER = "provider:" + world.NPI
 
 @pytest.fixture
 def service(database_url: str):
-    ledger = Ledger(database_url)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    ledger = LedgerApplication(database_url)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     world.set_up(service)
     yield service
     service.close()
@@ -43,7 +43,7 @@ def drain(follower: AdjudicationFollower) -> None:
         pass
 
 
-def period(service: ClaimsLedger, year: int = 2026) -> BenefitPeriod:
+def period(service: Commands, year: int = 2026) -> BenefitPeriod:
     return service.ledger.repository.get(BenefitPeriod.create_id(world.PAYER, world.MEMBER, year))
 
 

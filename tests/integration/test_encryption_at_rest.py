@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.cryptography import AESCipher
 
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.ledger import payloads
 from claims_service.adjudication.bundles import export_claim_bundle as export_bundle
 from claims_service.adjudication.bundles import verify_claim_bundle as verify_bundle
@@ -39,8 +39,8 @@ def encrypted(monkeypatch):
 
 
 def test_an_encrypted_ledger_keeps_every_guarantee(database_url, encrypted):
-    ledger = Ledger(database_url)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    ledger = LedgerApplication(database_url)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     try:
         world.set_up(service)
         submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("k1"))

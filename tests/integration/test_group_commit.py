@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.errors import ConflictError
 from claims_service.group_commit import GroupCommitter
 from tests.integration.test_hash_chain import Tally
@@ -16,7 +16,7 @@ from tests.integration.test_hash_chain import Tally
 
 @pytest.fixture
 def committer(database_url: str):
-    ledger = Ledger(database_url)
+    ledger = LedgerApplication(database_url)
     committer = GroupCommitter(ledger)
     yield ledger, committer
     committer.close()

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from eventsourcing.domain import Aggregate, event
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.cli.main import main as claimsctl
 from claims_service.errors import ConflictError
 from claims_service.ledger import verify as ledger_verify
@@ -33,12 +33,12 @@ class Tally(Aggregate):
 
 @pytest.fixture
 def ledger(database_url: str):
-    app = Ledger(database_url)
+    app = LedgerApplication(database_url)
     yield app
     app.close()
 
 
-def append_tallies(ledger: Ledger, count: int) -> list[uuid.UUID]:
+def append_tallies(ledger: LedgerApplication, count: int) -> list[uuid.UUID]:
     ids = []
     for i in range(count):
         tally = Tally(name=f"t{i}")

@@ -9,8 +9,8 @@ from datetime import date
 import pytest
 
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.payment import Payment
 from claims_service.errors import StateError, ValidationError
@@ -25,8 +25,8 @@ LAB = {"diagnosis_codes": ["E119"]}
 
 @pytest.fixture
 def service(database_url: str):
-    ledger = Ledger(database_url)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    ledger = LedgerApplication(database_url)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     world.set_up(service)
     yield service
     service.close()
@@ -44,11 +44,11 @@ def settle(service):
     return run
 
 
-def payment(service: ClaimsLedger, claim_id: str, n: int = 0) -> Payment:
+def payment(service: Commands, claim_id: str, n: int = 0) -> Payment:
     return service.ledger.repository.get(Payment.create_id(f"{claim_id}/{n}"))
 
 
-def payment_run(service: ClaimsLedger, *claim_ids: str) -> list[Payment]:
+def payment_run(service: Commands, *claim_ids: str) -> list[Payment]:
     """The payer's run over every payment of these claims that is still scheduled."""
     ids = []
     for claim_id in claim_ids:
@@ -65,14 +65,14 @@ def payment_run(service: ClaimsLedger, *claim_ids: str) -> list[Payment]:
     return issued
 
 
-def assert_reconciles(service: ClaimsLedger) -> None:
+def assert_reconciles(service: Commands) -> None:
     drain(service.ledger.database_url)
     report = reconcile(service.ledger.database_url, wait_seconds=0)
     assert report.clean, report.summary()
     assert report.rows_compared > 0
 
 
-def oop_met(service: ClaimsLedger, member: str = world.MEMBER) -> tuple[int, int]:
+def oop_met(service: Commands, member: str = world.MEMBER) -> tuple[int, int]:
     period = service.ledger.repository.get(BenefitPeriod.create_id(world.PAYER, member, 2026))
     return period.deductible_met_cents, period.oop_met_cents
 

@@ -8,14 +8,14 @@ from datetime import date
 from eventsourcing.persistence import JSONTranscoder
 
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import Ledger, LedgerTranscoder
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication, LedgerTranscoder
+from claims_service.commands import Commands
 from tests import world
 
 
 def test_every_stored_event_of_a_realistic_history_encodes_identically(database_url):
-    ledger = Ledger(database_url)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+    ledger = LedgerApplication(database_url)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     try:
         world.set_up(service)
         for n in range(8):

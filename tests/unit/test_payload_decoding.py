@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 from claims_service.ledger.payloads import _DECODER, decode_json
 
-TRANSCODER = Ledger.construct_transcoder(Ledger.__new__(Ledger))
+TRANSCODER = LedgerApplication.construct_transcoder(LedgerApplication.__new__(LedgerApplication))
 
 # The transcoder refuses integers beyond 64 bits, so the ledger holds none (tested below).
 plain = st.recursive(

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from eventsourcing.domain import Aggregate, event
 
-from claims_service.application import Ledger
+from claims_service.application import LedgerApplication
 
 
 class Counter(Aggregate):
@@ -24,12 +24,12 @@ class Counter(Aggregate):
 
 @pytest.fixture
 def ledger(database_url: str):
-    app = Ledger(database_url, pool_size=2)
+    app = LedgerApplication(database_url, pool_size=2)
     yield app
     app.close()
 
 
-def append_events(ledger: Ledger, aggregates: int, *, per_write: int = 5) -> None:
+def append_events(ledger: LedgerApplication, aggregates: int, *, per_write: int = 5) -> None:
     """Record `aggregates` counters with two events each, `per_write` counters per transaction."""
     batch = []
     for i in range(aggregates):

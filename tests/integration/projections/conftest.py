@@ -7,15 +7,15 @@ from datetime import date
 
 import pytest
 
-from claims_service.application import Ledger
-from claims_service.commands import ClaimsLedger
+from claims_service.application import LedgerApplication
+from claims_service.commands import Commands
 from tests import world
 
 
 @pytest.fixture
-def service(database_url: str) -> Iterator[ClaimsLedger]:
-    ledger = Ledger(database_url)
-    service = ClaimsLedger(ledger, today=lambda: date(2026, 11, 2))
+def service(database_url: str) -> Iterator[Commands]:
+    ledger = LedgerApplication(database_url)
+    service = Commands(ledger, today=lambda: date(2026, 11, 2))
     world.set_up(service)
     yield service
     service.close()

@@ -12,7 +12,7 @@ import pytest
 
 from bench.projections import generate_history
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.commands import ClaimsLedger
+from claims_service.commands import Commands
 from projections import catalog
 from projections.claims import get_claim, list_claims
 from projections.errors import RebuildInProgressError
@@ -28,7 +28,7 @@ PROVIDER = "provider:" + world.NPI
 class Writers:
     """Providers submitting and voiding claims, and the adjudicator deciding them, until paused."""
 
-    def __init__(self, service: ClaimsLedger) -> None:
+    def __init__(self, service: Commands) -> None:
         self.service = service
         self.follower = AdjudicationFollower(service.ledger)
         self.running = threading.Event()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claims_service.domain import codes
+from claims_service.domain import formats as codes
 from claims_service.domain.ids import NAMESPACE, make_id
 
 
