@@ -232,8 +232,8 @@ class Commands:
 
     def correct_claim(self, *, actor: str, original_claim_id: str, **fields: Any) -> ClaimReceipt:
         """A replacement (frequency 7): the new claim, the original's supersession and the end of
-        the original's money (scheduled payments cancelled, issued ones recouped, accumulators
-        reversed), in one commit."""
+        the original's payments (scheduled ones cancelled, issued ones recouped), in one commit;
+        the adjudicator takes the original off the accumulators before it decides the replacement."""
         request = SubmitClaim.checked(actor=actor, received_on=self.today(), frequency_code="7",
                                       replaces_claim_id=original_claim_id, **fields)
         for _ in range(RETRIES):
@@ -246,7 +246,7 @@ class Commands:
             before = current_decision(original)
             original.correct(actor=actor, replacement_claim_id=replacement.claim_id)
             money = settle(self._load, original, before=before, after=None, actor=actor,
-                           reason=f"replaced by {replacement.claim_id}")
+                           reason=f"replaced by {replacement.claim_id}", payments_only=True)
             try:
                 # The replacement's own first event, as a retry of this correction returns it too.
                 return ClaimReceipt(replacement.claim_id, self.writer.record(replacement, original, *money)[0])
@@ -255,13 +255,15 @@ class Commands:
         raise ConflictError("the claim kept changing under this correction; retry")
 
     def void_claim(self, *, actor: str, provider_id: str, claim_id: str, reason: str) -> Receipt:
-        """Cancel a claim (frequency 8) and its money in one commit: no payment of it is issued after."""
+        """Cancel a claim (frequency 8) and its payments in one commit: no payment of it is issued
+        after; the adjudicator takes it off the member's accumulators next (settlement.py)."""
         claim = self.own_claim(claim_id, provider_id)
 
         def change(c: Claim) -> list[Any]:
             before = current_decision(c)
             c.void(actor=actor, reason=reason)
-            return settle(self._load, c, before=before, after=None, actor=actor, reason=f"voided: {reason}")
+            return settle(self._load, c, before=before, after=None, actor=actor, reason=f"voided: {reason}",
+                          payments_only=True)
 
         return self._change_claim(claim.id, claim_id, change)
 
@@ -306,7 +308,7 @@ class Commands:
         def change(c: Claim) -> list[Any]:
             if c.status != "pended":
                 raise StateError(f"only a pended claim can be resolved by review (this claim is {c.status})")
-            facts = facts_for_redecision(self._load, c)
+            facts = facts_for_redecision(self._load, self.ledger.load_many, c)
             ruleset = adjudicator.get_ruleset(c.ruleset_version)
             try:
                 decision = adjudicator.review(claim_input_of(c), facts, ruleset, resolution)
@@ -405,7 +407,7 @@ class Commands:
                 c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=None, note=note)
                 return []
             before = current_decision(c)
-            facts = facts_for_redecision(self._load, c)
+            facts = facts_for_redecision(self._load, self.ledger.load_many, c)
             try:
                 decision = adjudicator.adjudicate(claim_input_of(c), facts, ruleset)
             except Exception as error:

@@ -13,9 +13,12 @@ checks every night:
    each payment's status, amount and recoupments (``payments``), each benefit period's
    accumulators (``member_accumulators``).
 
-Read models move at their own pace, so the ledger is read up to the lowest position the three
-read models have reached (they are compared at that position: a row changed after it is skipped
-and counted). Nothing here writes.
+The ledger is read, in one snapshot, up to its head. Two things move at their own pace and are
+allowed for: the read models (each row is compared only if neither it nor the ledger's record of
+it changed after the lowest position the three read models have reached; the rest are skipped and
+counted), and the adjudicator, which takes a voided or replaced claim off the accumulators after
+the void's own commit (a claim it has not reached yet still counts on the accumulators and is
+counted as in flight; one it has passed must be off them). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from claims_service.ledger.chain import EVENTS_TABLE
 from claims_service.ledger.payloads import open_payload
 
 READ_MODELS = ("claim_status", "payments", "benefits")
+ADJUDICATOR = "adjudicator"  # claims_service.adjudication.follower.TRACKING_NAME
 CHUNK = 20_000
 
 T = {name: get_topic(cls) for name, cls in {
@@ -56,6 +60,8 @@ KIND = {topic: name for name, topic in T.items()}
 class ClaimMoney:
     payer_id: str
     member_id: str
+    first_position: int
+    last_position: int = 0
     status: str = "submitted"
     decision: dict[str, Any] | None = None
     ended_at: int | None = None  # position of the void or replacement
@@ -68,6 +74,8 @@ class PaymentMoney:
     claim_ids: list[str]
     amount_cents: int
     lines: dict[str, dict[int, int]]
+    first_position: int
+    last_position: int
     status: str = "scheduled"
     recouped: dict[str, dict[int, int]] = field(default_factory=dict)
     recouped_cents: int = 0
@@ -78,6 +86,8 @@ class PeriodMoney:
     payer_id: str
     member_id: str
     plan_year: int
+    first_position: int
+    last_position: int
     deductible_met_cents: int = 0
     oop_met_cents: int = 0
     claims: dict[str, tuple[int, int, bool]] = field(default_factory=dict)  # claim -> (deductible, oop, reversed)
@@ -107,6 +117,8 @@ class Report:
     recouped_cents: int = 0
     rows_compared: int = 0
     rows_skipped: int = 0
+    in_flight: int = 0
+    """Voided or replaced claims the adjudicator has yet to take off the accumulators."""
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -123,7 +135,8 @@ class Report:
         head = (f"reconciled the ledger up to position {self.position}: {self.events} events in {self.seconds:.2f} s "
                 f"({self.events_per_second:,.0f} events/s); {self.claims} claims, {self.payments} payments, "
                 f"{self.periods} benefit periods; {money}; {self.rows_compared} read-model rows compared"
-                f" ({self.rows_skipped} changed after the position, skipped)")
+                f" ({self.rows_skipped} changed after the read models' position, skipped; {self.in_flight} voids"
+                " or replacements not yet off the accumulators)")
         if self.clean:
             return head + "\nclean: every cent is explained"
         return head + f"\n{len(self.differences)} difference(s); the first: {self.differences[0]}"
@@ -134,7 +147,7 @@ class Report:
             "events_per_second": round(self.events_per_second), "claims": self.claims, "payments": self.payments,
             "benefit_periods": self.periods, "scheduled_cents": self.scheduled_cents, "issued_cents": self.issued_cents,
             "cancelled_cents": self.cancelled_cents, "recouped_cents": self.recouped_cents,
-            "rows_compared": self.rows_compared, "rows_skipped": self.rows_skipped,
+            "rows_compared": self.rows_compared, "rows_skipped": self.rows_skipped, "in_flight": self.in_flight,
             "differences": [{"kind": d.kind, "subject": d.subject, "detail": d.detail} for d in self.differences],
         }
 
@@ -160,12 +173,13 @@ def marked_date(value: Any) -> date:
     return date.fromisoformat(value["_data_"] if isinstance(value, dict) else value)
 
 
-def read_model_position(conn: psycopg.Connection[Any]) -> int:
-    """The lowest position the compared read models have reached."""
+def tracked_positions(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(the lowest position the compared read models have reached, the adjudicator's position)."""
+    names = [f"projection.{name}" for name in READ_MODELS] + [ADJUDICATOR]
     rows = conn.execute("SELECT application_name, notification_id FROM ledger_tracking WHERE application_name = ANY(%s)",
-                        ([f"projection.{name}" for name in READ_MODELS],)).fetchall()
+                        (names,)).fetchall()
     found = {row[0]: int(row[1]) for row in rows}
-    return min(found.get(f"projection.{name}", 0) for name in READ_MODELS)
+    return min(found.get(name, 0) for name in names[:-1]), found.get(ADJUDICATOR, 0)
 
 
 def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
@@ -173,12 +187,13 @@ def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
     with psycopg.connect(database_url, autocommit=True) as conn:
         head = int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])
         deadline = time.monotonic() + wait_seconds
-        while read_model_position(conn) < head and time.monotonic() < deadline:
+        while min(tracked_positions(conn)) < head and time.monotonic() < deadline:
             time.sleep(0.05)
     started = time.perf_counter()
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        position = read_model_position(conn)
+        read_models_at, adjudicator_at = tracked_positions(conn)
+        position = int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])
         ledger = LedgerMoney()
         report = Report(position=position)
         # In chunks of positions over the binary protocol (payloads arrive as bytes, not hex text);
@@ -196,8 +211,8 @@ def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
                     break
                 after = rows[-1][0]
         report.events = ledger.events
-        ledger.check(report)
-        compare_read_models(conn, ledger, position, report)
+        ledger.check(report, adjudicator_at)
+        compare_read_models(conn, ledger, read_models_at, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -221,9 +236,10 @@ class LedgerMoney:
         kind = KIND[topic]
         p = payload(state) if state is not None else {}
         if kind == "submitted":
-            self.claims[stream] = ClaimMoney(p["payer_id"], p["member_id"])
+            self.claims[stream] = ClaimMoney(p["payer_id"], p["member_id"], position, position)
         elif kind in ("adjudicated", "pended", "reviewed", "disputed", "voided", "corrected"):
             claim = self.claims[stream]
+            claim.last_position = position
             if p.get("decision") is not None:
                 claim.decision = p["decision"]
             if kind in ("adjudicated", "reviewed"):
@@ -235,7 +251,8 @@ class LedgerMoney:
                 claim.ended_at = position
         elif kind == "scheduled":
             payment = PaymentMoney(p["payment_id"], list(p["claim_ids"]), p["amount_cents"],
-                                   {c: {line["line_number"]: line["paid_cents"] for line in lines} for c, lines in p["lines"].items()})
+                                   {c: {line["line_number"]: line["paid_cents"] for line in lines} for c, lines in p["lines"].items()},
+                                   position, position)
             self.payments[payment.payment_id] = payment
             self.payment_streams[stream] = payment.payment_id
             for claim_id in payment.claim_ids:
@@ -243,11 +260,13 @@ class LedgerMoney:
             self.totals["scheduled"] += payment.amount_cents
         elif kind in ("issued", "cancelled", "recouped", "reversed"):
             payment = self.payments[self.payment_streams[stream]]
+            payment.last_position = position
             self._payment_event(position, kind, payment, p)
         elif kind == "opened":
-            self.periods[stream] = PeriodMoney(p["payer_id"], p["member_id"], p["plan_year"])
+            self.periods[stream] = PeriodMoney(p["payer_id"], p["member_id"], p["plan_year"], position, position)
         elif kind == "applied":
             period = self.periods[stream]
+            period.last_position = position
             previous = period.claims.get(p["claim_id"])
             if previous is not None and not previous[2]:
                 period.deductible_met_cents -= previous[0]
@@ -257,6 +276,7 @@ class LedgerMoney:
             period.claims[p["claim_id"]] = (p["deductible_cents"], p["oop_cents"], False)
         elif kind == "period_reversed":
             period = self.periods[stream]
+            period.last_position = position
             deductible, oop, _ = period.claims[p["claim_id"]]
             period.deductible_met_cents -= deductible
             period.oop_met_cents -= oop
@@ -304,7 +324,7 @@ class LedgerMoney:
 
     # --- the checks ----------------------------------------------------------------------
 
-    def check(self, report: Report) -> None:
+    def check(self, report: Report, adjudicator_at: int) -> None:
         report.claims, report.payments, report.periods = len(self.claims), len(self.payments), len(self.periods)
         report.scheduled_cents = self.totals["scheduled"]
         report.issued_cents = self.totals["issued"]
@@ -321,6 +341,19 @@ class LedgerMoney:
                     entry = expected[(claim.payer_id, claim.member_id, change["plan_year"])]
                     entry[0] += change["deductible_cents"]
                     entry[1] += change["oop_cents"]
+        # A void or replacement the adjudicator has not reached still counts where it stands (and
+        # is not held against the plan's limits).
+        in_flight: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+        for period in self.periods.values():
+            key = (period.payer_id, period.member_id, period.plan_year)
+            for claim_id, (deductible, oop, reversed_) in period.claims.items():
+                claim = self.claims.get(claim_id)
+                if reversed_ or claim is None or claim.ended_at is None or claim.ended_at <= adjudicator_at:
+                    continue
+                for totals in (expected[key], in_flight[key]):
+                    totals[0] += deductible
+                    totals[1] += oop
+                report.in_flight += 1
         for period in self.periods.values():
             key = (period.payer_id, period.member_id, period.plan_year)
             subject = f"{period.payer_id}/{period.member_id}/{period.plan_year}"
@@ -331,10 +364,11 @@ class LedgerMoney:
                                         f"{cents(period.oop_met_cents)} met; the current decisions say "
                                         f"{cents(want[0])} and {cents(want[1])}"))
             deductible, oop_max = self._plan_limits(period.payer_id, period.member_id, period.plan_year)
-            if oop_max is not None and period.oop_met_cents > oop_max:
+            pending = in_flight.get(key, [0, 0])
+            if oop_max is not None and period.oop_met_cents - pending[1] > oop_max:
                 found.append(Difference("accumulators", subject, f"out-of-pocket met {cents(period.oop_met_cents)} "
                                         f"exceeds the plan's maximum {cents(oop_max)}"))
-            if deductible is not None and period.deductible_met_cents > deductible:
+            if deductible is not None and period.deductible_met_cents - pending[0] > deductible:
                 found.append(Difference("accumulators", subject, f"deductible met {cents(period.deductible_met_cents)} "
                                         f"exceeds the plan's deductible {cents(deductible)}"))
         for (payer, member, year), want in expected.items():
@@ -381,53 +415,61 @@ class LedgerMoney:
 
 
 def compare_read_models(conn: psycopg.Connection[Any], ledger: LedgerMoney, position: int, report: Report) -> None:
-    """Each read-model row the projections left at or before `position` against the ledger."""
+    """Each read-model row against the ledger, where both stood still since `position` (the lowest
+    the read models have reached): a row, or a ledger record, that changed after it is skipped."""
 
-    def claim_status(row: dict[str, Any]) -> tuple[str, str] | None:
+    def claim_status(row: dict[str, Any]) -> tuple[int, Any, str]:
         claim = ledger.claims.get(row["claim_id"])
         if claim is None:
-            return row["claim_id"], "a claim the ledger does not have"
-        want = (claim.status, (claim.decision or {}).get("total_paid_cents"))
-        got = (row["status"], row["total_paid_cents"])
-        return None if got == want else (row["claim_id"], f"says (status, paid) {got}; the ledger says {want}")
+            return 0, None, "a claim the ledger does not have"
+        return claim.last_position, (claim.status, (claim.decision or {}).get("total_paid_cents")), "(status, paid)"
 
-    def payments(row: dict[str, Any]) -> tuple[str, str] | None:
+    def payments(row: dict[str, Any]) -> tuple[int, Any, str]:
         payment = ledger.payments.get(row["payment_id"])
         if payment is None:
-            return row["payment_id"], "a payment the ledger does not have"
-        want = (payment.status, payment.amount_cents, payment.recouped_cents)
-        got = (row["status"], row["amount_cents"], row["reversed_cents"])
-        return None if got == want else (row["payment_id"], f"says (status, amount, recouped) {got}; the ledger says {want}")
+            return 0, None, "a payment the ledger does not have"
+        return payment.last_position, (payment.status, payment.amount_cents, payment.recouped_cents), \
+            "(status, amount, recouped)"
 
-    def member_accumulators(row: dict[str, Any]) -> tuple[str, str] | None:
+    def member_accumulators(row: dict[str, Any]) -> tuple[int, Any, str]:
         period = ledger.periods.get(str(row["stream_id"]))
-        want = (period.deductible_met_cents, period.oop_met_cents) if period is not None else None
-        got = (row["deductible_met_cents"], row["oop_met_cents"])
-        subject = f"{row['payer_id']}/{row['member_id']}/{row['plan_year']}"
-        return None if got == want else (subject, f"says (deductible, out-of-pocket met) {got}; the ledger says {want}")
+        if period is None:
+            return 0, None, "a benefit period the ledger does not have"
+        return period.last_position, (period.deductible_met_cents, period.oop_met_cents), "(deductible, out-of-pocket met)"
 
     checks = (
-        ("claim_status", "claim_id, status, total_paid_cents", claim_status),
-        ("payments", "payment_id, status, amount_cents, reversed_cents", payments),
-        ("member_accumulators", "stream_id, payer_id, member_id, plan_year, deductible_met_cents, oop_met_cents",
-         member_accumulators),
+        ("claim_status", "claim_id", ("status", "total_paid_cents"), claim_status),
+        ("payments", "payment_id", ("status", "amount_cents", "reversed_cents"), payments),
+        ("member_accumulators", "stream_id", ("deductible_met_cents", "oop_met_cents"), member_accumulators),
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        for table, columns, check in checks:
-            cur.execute(f"SELECT {columns}, last_position FROM {table}")
+        for table, key, compared, ledger_side in checks:
+            extra = ", payer_id, member_id, plan_year" if table == "member_accumulators" else ""
+            cur.execute(f"SELECT {key}, {', '.join(compared)}{extra}, last_position FROM {table}")
             for row in cur:
-                if row["last_position"] > position:
-                    report.rows_skipped += 1  # changed after the position the ledger was read to
+                changed_at, want, what = ledger_side(row)
+                subject = (f"{row['payer_id']}/{row['member_id']}/{row['plan_year']}" if extra else str(row[key]))
+                if want is None:
+                    report.differences.append(Difference(f"read model {table}", subject, what))
+                    continue
+                if row["last_position"] > position or changed_at > position:
+                    report.rows_skipped += 1
                     continue
                 report.rows_compared += 1
-                difference = check(row)
-                if difference is not None:
-                    report.differences.append(Difference(f"read model {table}", *difference))
-    # Every ledger claim, payment and period the read models should hold at the position.
+                got = tuple(row[column] for column in compared)
+                if got != want:
+                    report.differences.append(Difference(f"read model {table}", subject,
+                                                         f"says {what} {got}; the ledger says {want}"))
+    # Every record the ledger had by the position is in the read models.
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM claim_status), (SELECT count(*) FROM payments), (SELECT count(*) FROM member_accumulators)"
     ).fetchone()
-    for name, have, want in zip(("claim_status", "payments", "member_accumulators"), counts,
-                                (len(ledger.claims), len(ledger.payments), len(ledger.periods)), strict=True):
+    by_then = (
+        sum(1 for c in ledger.claims.values() if c.first_position <= position),
+        sum(1 for p in ledger.payments.values() if p.first_position <= position),
+        sum(1 for p in ledger.periods.values() if p.first_position <= position),
+    )
+    for name, have, want in zip(("claim_status", "payments", "member_accumulators"), counts, by_then, strict=True):
         if have < want:
-            report.differences.append(Difference(f"read model {name}", "rows", f"{have} rows; the ledger has {want}"))
+            report.differences.append(Difference(f"read model {name}", "rows", f"{have} rows; the ledger had {want} by "
+                                                 f"position {position}"))

@@ -147,16 +147,24 @@ def count_authorised_units(load: Load, claim: Claim, auths: list[dict[str, Any]]
                 units -= taken
 
 
-def facts_for_redecision(load: Load, claim: Claim) -> Facts:
+def facts_for_redecision(load: Load, load_many: Callable[[list[UUID]], dict[UUID, Any]], claim: Claim) -> Facts:
     """The facts for deciding a claim again (a review of a pend, an overturned dispute): what was
     recorded when it was first decided, with the member's accumulators as they stand now less the
     claim's own effect, so that the new cost share counts every other claim and the out-of-pocket
-    maximum holds. Recorded with the new decision, so that it replays like any other."""
+    maximum holds. Recorded with the new decision, so that it replays like any other.
+
+    "As they stand now" includes voids and replacements the adjudicator has not yet taken off the
+    benefit period (it does so in ledger order, settlement.py): their claims are left out too."""
     accumulators = []
     for year in sorted({plan_year(line["date_of_service"]) for line in claim.lines}):
         period = load(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
-        if period is not None:
-            accumulators.append(period.accumulators_without(claim.claim_id))
+        if period is None:
+            continue
+        others = [UUID(claim_id) for claim_id, record in period.claims.items()
+                  if claim_id != claim.claim_id and not record["reversed"]]
+        ended = {str(aggregate.id) for aggregate in load_many(others).values()
+                 if isinstance(aggregate, Claim) and aggregate.status in ("voided", "replaced")}
+        accumulators.append(period.accumulators_without({claim.claim_id} | ended))
     # A claim set aside for manual review recorded no facts (the rule set could not run on it):
     # gather them now.
     facts = dict(claim.facts) if claim.facts else gather_facts(load, claim).model_dump(mode="python")

@@ -8,9 +8,10 @@ accumulators, the payment it schedules). A whole batch commits in ONE transactio
 tracking position, so a kill at any moment leaves every claim decided exactly once, and throughput
 is not capped by the commit rate.
 
-Every later change of a decision (a void, a replacement, a review, a dispute) settles its money in
-the command's own commit (claims_service.commands, through settlement.py): the adjudicator only
-makes the automatic decisions.
+Voids and replacements: their payments are settled in the command's commit; the adjudicator takes
+them off the member's accumulators when it reaches them (a replaced claim before it decides the
+replacement), being the one writer of benefit periods on the busy path (settlement.py says why).
+Reviews and disputes settle all of their money in their own commits.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ TRACKING_NAME = "adjudicator"
 LINGER_SECONDS = 0.02
 
 SUBMITTED = get_topic(Claim.Submitted)
+ENDED = frozenset({get_topic(Claim.Voided), get_topic(Claim.Corrected)})
 
 
 class AdjudicationFollower:
@@ -98,9 +100,8 @@ class AdjudicationFollower:
 
     def _set_aside(self, notification: Header, error: Exception) -> None:
         """A submitted claim that cannot be adjudicated (a defect outside the rule set, or data it
-        trips on) is pended for manual review, like a claim the rule set cannot decide, so that it
-        does not stall every claim after it. Anything else that fails (a void, a resolution) is
-        raised: stopping is better than accumulators or payments that are silently wrong."""
+        trips on) is pended for manual review (N463), like a claim the rule set cannot decide, so
+        that it does not stall every claim after it. Its money moves when a reviewer decides it."""
         if notification.topic != SUBMITTED:
             raise error
         self.cache.clear()
@@ -157,6 +158,8 @@ class AdjudicationFollower:
         for notification in notifications:
             if notification.topic == SUBMITTED:
                 self._adjudicate(work, notification.originator_id)
+            elif notification.topic in ENDED:
+                self._take_off_accumulators(work, work.get(notification.originator_id))
         tracking = Tracking(TRACKING_NAME, notifications[-1].id)
         if work.changed:
             self.ledger.record(*work.changed.values(), tracking=tracking)
@@ -170,7 +173,7 @@ class AdjudicationFollower:
     def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
         """Everything the batch's claims will need, in two queries (claims and what they name, then
         the contracts their providers name)."""
-        claim_ids = [n.originator_id for n in notifications if n.topic == SUBMITTED]
+        claim_ids = [n.originator_id for n in notifications if n.topic == SUBMITTED or n.topic in ENDED]
         if not claim_ids:
             return
         work.prefetch(claim_ids + [RuleSetSchedule.create_id()])
@@ -186,6 +189,8 @@ class AdjudicationFollower:
                 # Never decided, so never paid: payments follow decisions (the query would find nothing).
                 work.keep(payment_id, None)
             related.append(payment_id)
+            if claim.replaces_claim_id:
+                related.append(UUID(claim.replaces_claim_id))
             for year in {plan_year(line["date_of_service"]) for line in claim.lines}:
                 related.append(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
         work.prefetch(related)
@@ -197,10 +202,23 @@ class AdjudicationFollower:
                 contracts += [Contract.create_id(n["contract_id"]) for n in provider.networks if n["payer_id"] == claim.payer_id]
         work.prefetch(contracts)
 
+    def _take_off_accumulators(self, work: UnitOfWork, claim: Claim | None) -> None:
+        """A voided or replaced claim's effect comes off the member's benefit periods (once: a
+        period that no longer holds it is left alone)."""
+        if claim is None:
+            return
+        for aggregate in settle(work.get, claim, before=None, after=None, actor=ACTOR,
+                                reason=f"{claim.status} claim", accumulators_only=True):
+            work.add(aggregate)
+
     def _adjudicate(self, work: UnitOfWork, claim_id: UUID) -> None:
         claim = work.get(claim_id)
         if claim is None or claim.status != "submitted":
             return  # already decided (a replay of a batch that committed) or gone
+        if claim.replaces_claim_id:
+            # The original's Corrected event follows this submission in the same commit: its
+            # accumulators come off first, so that the replacement is judged without them.
+            self._take_off_accumulators(work, work.get(UUID(claim.replaces_claim_id)))
         ruleset = adjudicator.get_ruleset(ruleset_version_on(work.get(RuleSetSchedule.create_id()), claim.received_on))
         facts = gather_facts(work.get, claim)
         try:

@@ -1,7 +1,14 @@
 """Load, call, save: turns a claim's decision change into aggregate changes through the pure
-money effects (effects.py). Used alike by the adjudicator (automatic decisions) and by the
-commands (voids, replacements, reviews, disputes), each saving what it returns in the commit
-that changes the decision.
+money effects (effects.py). Used alike by the adjudicator and by the commands, each saving what it
+returns in the commit that it belongs to:
+
+- a decision (automatic, a review, a dispute): its payments and its accumulators, in the
+  decision's commit;
+- a void or a replacement: its payments in the command's commit (so that no payment of it is
+  issued afterwards), its accumulators by the adjudicator, in order, before it decides any later
+  claim of the member. The adjudicator is the one writer of a member's benefit periods on the busy
+  path: a void writing them too would collide with the adjudicator's batches of the member's other
+  claims and make whole batches start over (measured with `make bench`).
 """
 
 from __future__ import annotations
@@ -51,10 +58,11 @@ def current_decision(claim: Claim) -> Decision | None:
 
 
 def settle(load: Load, claim: Claim, *, before: Decision | None, after: Decision | None,
-           actor: str, reason: str) -> list[Any]:
+           actor: str, reason: str, payments_only: bool = False, accumulators_only: bool = False) -> list[Any]:
     """Apply `after` (the claim's decision from now on; None once it no longer stands) to the
-    member's benefit periods and the claim's payments; return every aggregate changed."""
-    payments = claim_payments(load, claim.claim_id)
+    member's benefit periods and the claim's payments (or only one of them); return every
+    aggregate changed."""
+    payments = [] if accumulators_only else claim_payments(load, claim.claim_id)
     result = effects.settle_claim(
         claim_id=claim.claim_id,
         claim_lines=claim.lines,
@@ -64,7 +72,7 @@ def settle(load: Load, claim: Claim, *, before: Decision | None, after: Decision
         payments=[payment_so_far(p, claim.claim_id) for p in payments],
     )
     changed: dict[UUID, Any] = {}
-    for change in result.periods:
+    for change in [] if payments_only else result.periods:
         period_id = BenefitPeriod.create_id(claim.payer_id, claim.member_id, change.plan_year)
         period = load(period_id)
         if isinstance(change, effects.PeriodReversal):
@@ -77,7 +85,7 @@ def settle(load: Load, claim: Claim, *, before: Decision | None, after: Decision
                            oop_cents=change.oop_cents, benefit_units=change.benefit_units, lines=change.lines)
         changed[period.id] = period
     by_id = {p.payment_id: p for p in payments}
-    for action in result.payments:
+    for action in [] if accumulators_only else result.payments:
         if isinstance(action, effects.Schedule):
             payment = Payment.schedule(
                 actor=actor,

@@ -140,19 +140,23 @@ class BenefitPeriod(Aggregate):
             "benefit_units": {k: v for k, v in self.benefit_units.items() if v},
         }
 
-    def accumulators_without(self, claim_id: str) -> dict[str, Any]:
-        """The accumulators as they would stand without this claim's effect (for deciding it again)."""
-        totals = self.accumulators()
-        record = self.claims.get(claim_id)
-        if record is None or record["reversed"]:
-            return totals
-        units = dict(totals["benefit_units"])
-        for code, used in record["benefit_units"].items():
-            units[code] = units.get(code, 0) - used
+    def accumulators_without(self, claim_ids: set[str]) -> dict[str, Any]:
+        """The accumulators as they would stand without these claims' effects (for deciding one
+        of them again, leaving out others that no longer stand)."""
+        deductible, oop = self.deductible_met_cents, self.oop_met_cents
+        units = dict(self.benefit_units)
+        for claim_id in claim_ids:
+            record = self.claims.get(claim_id)
+            if record is None or record["reversed"]:
+                continue
+            deductible -= record["deductible_cents"]
+            oop -= record["oop_cents"]
+            for code, used in record["benefit_units"].items():
+                units[code] = units.get(code, 0) - used
         return {
             "plan_year": self.plan_year,
-            "deductible_met_cents": self.deductible_met_cents - record["deductible_cents"],
-            "oop_met_cents": self.oop_met_cents - record["oop_cents"],
+            "deductible_met_cents": deductible,
+            "oop_met_cents": oop,
             "benefit_units": {k: v for k, v in units.items() if v},
         }
 

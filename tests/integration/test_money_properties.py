@@ -6,7 +6,8 @@ interleaves, in random orders: submitting claims (office visits, labs, therapy a
 unit limit, high-dollar claims that pend), running the adjudicator, corrections (replacements),
 voids, reviews of pended claims (approved with any allowed amount, or denied), disputes opened and
 resolved (upheld, or overturned under the in-force rule set, 2026.1 or 2026.2, so that money goes
-both up and down) and payment runs. Claims may still be undecided when commands reach them.
+both up and down) and payment runs. The adjudicator runs when a rule runs it (a submission may
+run it at once), so commands also meet claims not yet decided, and the invariants hold then too.
 
 After every step, with the read models caught up, it holds:
 
@@ -15,7 +16,8 @@ After every step, with the read models caught up, it holds:
    voided, replaced, pended or not yet decided), and net issued never exceeds it;
 3. each member's accumulators (deductible, out-of-pocket, benefit units) equal the sum of the
    accumulator changes of the current decisions of the member's claims, within the plan's
-   deductible, out-of-pocket maximum and benefit limits;
+   deductible, out-of-pocket maximum and benefit limits (a void or replacement counts until the
+   adjudicator, which moves accumulators in ledger order, has taken it off);
 4. each remittance a provider sees totals the sum of its entries, which is what it paid less what
    was recouped (the scheduled amount for a cancelled payment), as the ledger says;
 5. `reconcile` finds every cent explained.
@@ -30,7 +32,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -52,7 +54,7 @@ from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
 from claims_service.errors import AlreadyExistsError, StateError, ValidationError
 from claims_service.reconcile import reconcile
-from projections.payments import payments_for_claim
+from projections.payments import payments_for_claim, scheduled_payments_due
 from tests import world
 from tests.integration.projections.helpers import drain
 
@@ -134,7 +136,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @initialize(plans=st.lists(st.sampled_from(sorted(PLANS)), min_size=1, max_size=2))
     def enrol_members(self, plans: list[str]) -> None:
         for plan in ["small-oop", *plans]:
-            member_id = self.env.fresh("M")
+            member_id = self.env.fresh("M-PROP")  # never world.MEMBER
             self.env.service.enroll_member(actor=world.ADMIN, member_id=member_id, payer_id=world.PAYER,
                                            plan_id=plan, effective_date=date(YEAR, 1, 1), terms=PLANS[plan])
             self.members[member_id] = PLANS[plan]
@@ -182,8 +184,7 @@ class MoneyMachine(RuleBasedStateMachine):
         try:
             receipt = self.env.service.correct_claim(actor=PROVIDER, original_claim_id=original,
                                                      **self.body(member_id, shape, day))
-        except REFUSED as error:
-            event(f"correct refused: {type(error).__name__}")
+        except REFUSED:
             return
         self.track(receipt.claim_id, member_id)
         if settle:
@@ -195,10 +196,8 @@ class MoneyMachine(RuleBasedStateMachine):
         claim_id = data.draw(st.sampled_from(self.with_status("adjudicated")), label="claim")  # disputed ones refuse
         try:
             self.env.service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=claim_id, reason="billed in error")
-        except REFUSED as error:
-            event(f"void refused: {type(error).__name__}")
-        else:
-            event("voided")
+        except REFUSED:
+            pass
 
     @precondition(lambda self: self.with_status("pended"))
     @rule(data=st.data(), approve=st.booleans())
@@ -215,8 +214,8 @@ class MoneyMachine(RuleBasedStateMachine):
             else:
                 self.env.service.resolve_pended_claim(actor=PAYER, payer_id=world.PAYER, claim_id=claim_id,
                                                       note="not medically necessary", deny=("CO", "B7"))
-        except REFUSED as error:
-            event(f"review refused: {type(error).__name__}")
+        except REFUSED:
+            pass
 
     @precondition(lambda self: self.decided_undisputed())
     @rule(data=st.data(), resolve_now=st.booleans(), overturn=st.booleans(), ruleset=rulesets)
@@ -225,8 +224,7 @@ class MoneyMachine(RuleBasedStateMachine):
         claim_id = data.draw(st.sampled_from(self.decided_undisputed()), label="claim")
         try:
             dispute_id, _ = self.env.service.open_dispute(actor=PROVIDER, claim_id=claim_id, reason="please recheck")
-        except REFUSED as error:
-            event(f"open dispute refused: {type(error).__name__}")
+        except REFUSED:
             return
         self.open_disputes[claim_id] = dispute_id
         if resolve_now:
@@ -238,28 +236,23 @@ class MoneyMachine(RuleBasedStateMachine):
         self.resolve(data.draw(st.sampled_from(list(self.open_disputes)), label="claim"), overturn, ruleset)
 
     def resolve(self, claim_id: str, overturn: bool, ruleset: str | None) -> None:
-        before = expected_paid(self.env.service.own_claim(claim_id))
         try:
-            _, decision = self.env.service.resolve_dispute(
+            self.env.service.resolve_dispute(
                 actor=DISPUTES, claim_id=claim_id, dispute_id=self.open_disputes[claim_id],
                 resolution="overturned" if overturn else "upheld", note="looked again",
                 ruleset_version=ruleset if overturn else None)
-        except REFUSED as error:
-            event(f"dispute resolution refused: {type(error).__name__}")
+        except REFUSED:
             return  # e.g. the rule set pends the claim on its facts: the dispute stays open
         del self.open_disputes[claim_id]
-        if decision is not None:
-            after = decision["total_paid_cents"]
-            event("overturned " + ("up" if after > before else "down" if after < before else "unchanged"))
 
     @precondition(lambda self: self.scheduled)
     @rule()
     def payment_run(self) -> None:
-        """The payer issues every payment of its claims that is still scheduled."""
-        scheduled = [p.payment_id for c in self.claims for p in claim_payments(self.env.service, c)
-                     if p.status == "scheduled"]
-        issued, _ = self.env.service.issue_payments(actor=PAYER, payer_id=world.PAYER, payment_ids=scheduled)
-        event(f"payment run issued {min(len(issued), 3)}{'+' if len(issued) >= 3 else ''}")
+        """The payer issues every payment that is due, as its read model lists them (caught up)."""
+        due = [p.payment_id for p in scheduled_payments_due(self.env.conn, world.PAYER)]
+        self.env.service.issue_payments(actor=PAYER, payer_id=world.PAYER, payment_ids=due)
+        left = [p.payment_id for c in self.claims for p in claim_payments(self.env.service, c) if p.status == "scheduled"]
+        assert not left, f"the payment run left {left} scheduled"
 
     # --- the invariants ---------------------------------------------------------------------
 
@@ -306,22 +299,33 @@ class MoneyMachine(RuleBasedStateMachine):
             assert (p.status, p.amount_cents, p.reversed_cents) == (truth.status, truth.amount_cents, truth.reversed_cents)
 
     def holds_for_accumulators(self, member_id: str, terms: dict[str, Any], claims: list[Claim]) -> None:
-        deductible = oop = 0
-        units: dict[str, int] = {}
-        for claim in claims:  # 3.
-            if claim.status != "adjudicated":
-                continue
-            for change in claim.decision["accumulator_changes"]:
-                if change["plan_year"] == YEAR:
-                    deductible += change["deductible_cents"]
-                    oop += change["oop_cents"]
-                    for code, used in change["benefit_units"].items():
-                        units[code] = units.get(code, 0) + used
         try:
             period = self.env.service.ledger.repository.get(BenefitPeriod.create_id(world.PAYER, member_id, YEAR))
-            met = (period.deductible_met_cents, period.oop_met_cents, {k: v for k, v in period.benefit_units.items() if v})
         except AggregateNotFoundError:
+            period = None
+        deductible = oop = 0
+        units: dict[str, int] = {}
+        pending = [0, 0, {}]  # voids and replacements the adjudicator has yet to take off
+        for claim in claims:  # 3.
+            if claim.status == "adjudicated":
+                for change in claim.decision["accumulator_changes"]:
+                    if change["plan_year"] == YEAR:
+                        deductible += change["deductible_cents"]
+                        oop += change["oop_cents"]
+                        for code, used in change["benefit_units"].items():
+                            units[code] = units.get(code, 0) + used
+            elif claim.status in ("voided", "replaced") and period is not None:
+                record = period.claims.get(claim.claim_id)
+                if record is not None and not record["reversed"]:
+                    pending[0] += record["deductible_cents"]
+                    pending[1] += record["oop_cents"]
+                    for code, used in record["benefit_units"].items():
+                        pending[2][code] = pending[2].get(code, 0) + used
+        if period is None:
             met = (0, 0, {})
+        else:
+            met = (period.deductible_met_cents - pending[0], period.oop_met_cents - pending[1],
+                   {k: v - pending[2].get(k, 0) for k, v in period.benefit_units.items() if v - pending[2].get(k, 0)})
         assert met == (deductible, oop, units), \
             f"member {member_id}: accumulators {met} != decisions {(deductible, oop, units)}"
         assert met[0] <= terms["deductible_cents"] and met[1] <= terms["oop_max_cents"], \
