@@ -71,13 +71,6 @@ def root(leaves: Iterable[bytes]) -> bytes:
     return frontier.root()
 
 
-def root_from_leaf_hashes(leaf_hashes: Iterable[bytes]) -> bytes:
-    frontier = Frontier()
-    for h in leaf_hashes:
-        frontier.append(h)
-    return frontier.root()
-
-
 class Frontier:
     """The perfect subtrees covering leaves [0, size), largest first: a compact range.
 
