@@ -27,6 +27,8 @@ from projections.reading import (
     Source,
     Where,
     checked,
+    date_part,
+    position_part,
     rows,
     select,
     select_one,
@@ -401,7 +403,8 @@ def member_eobs(
     """``member_eobs(source, payer_id, member_id, *, plan_year=None, page_size=50,
     page_token=None, min_position=None, timeout=None, hub=None) -> EobPage``: the member's
     explanations of benefits by first date of service (then submission), oldest first."""
-    pager = Pager("eobs", {"payer_id": payer_id, "member_id": member_id, "plan_year": plan_year}, page_size, page_token)
+    pager = Pager("eobs", {"payer_id": payer_id, "member_id": member_id, "plan_year": plan_year}, page_size, page_token,
+                  shape=(date_part, position_part))
     wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
     where = Where("payer_id = %s AND member_id = %s", payer_id, member_id)
     if plan_year is not None:

@@ -29,6 +29,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import date
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any, Protocol, TypeVar
@@ -251,15 +252,33 @@ def valid_claim_id(value: str) -> str:
 # --- pages -------------------------------------------------------------------------------------
 
 
+def position_part(value: Any) -> int:
+    """A ledger position in a page token: a non-negative integer, nothing else."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValueError("not a position")
+    return value
+
+
+def date_part(value: Any) -> str:
+    """A date in a page token: ISO text."""
+    if type(value) is not str:
+        raise ValueError("not a date")
+    return date.fromisoformat(value).isoformat()
+
+
 class Pager:
     """Keyset pagination of one query with its filters: ``key`` is where the caller's page token
     says the page starts (None: the first page), ``limit`` the rows to read (one more than a page,
     to know whether another follows), ``page`` cuts the rows read and makes the next token."""
 
-    def __init__(self, query: str, filters: dict[str, Any], page_size: int, token: str | None) -> None:
+    def __init__(self, query: str, filters: dict[str, Any], page_size: int, token: str | None,
+                 shape: Sequence[Callable[[Any], Any]] = (position_part,)) -> None:
+        """``shape`` parses each part of the key a token carries (by default one ledger position); a token
+        whose key does not parse is INVALID_ARGUMENT, however it was forged."""
         self.size = row_limit(page_size, "page_size", default=50)
         self.query = query
         self.fingerprint = _fingerprint(filters)
+        self.shape = tuple(shape)
         self.key = self._key(token)
 
     @property
@@ -279,13 +298,15 @@ class Pager:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if data["q"] != self.query or not isinstance(data["k"], list):
+            if not isinstance(data, dict) or data["q"] != self.query or not isinstance(data["k"], list) \
+                    or len(data["k"]) != len(self.shape):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+            key = [parse(part) for parse, part in zip(self.shape, data["k"], strict=True)]
+        except (ValueError, KeyError, TypeError, OverflowError):
             raise ValidationError.single("page_token", "is not a page token of this query") from None
-        if data["f"] != self.fingerprint:
+        if data.get("f") != self.fingerprint:
             raise ValidationError.single("page_token", "belongs to the same query with other filters")
-        return data["k"]
+        return key
 
 
 def _fingerprint(filters: dict[str, Any]) -> str:

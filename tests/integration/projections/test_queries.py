@@ -3,6 +3,7 @@ member's accumulators and explanations of benefits, payments and the dispute tim
 
 from __future__ import annotations
 
+import base64
 import json
 
 import psycopg
@@ -95,6 +96,30 @@ def test_a_providers_claims_page_newest_first_with_filters(flow):
         list_claims(conn, world.NPI, status="voided", page_token=token)
     with pytest.raises(ValidationError, match="status"):
         list_claims(conn, world.NPI, status="lost")
+    changes = claim_changes(conn, world.NPI, 0)
+    assert [c.claim_id for c in changes][-1] == ids["clean"]  # changed last (its dispute)
+    assert [c.last_position for c in changes] == sorted(c.last_position for c in changes)
+
+
+@pytest.mark.parametrize("key", ["abc", [], [None], ["abc"], [1.5], [-1], [True], [1, 2], {"k": 1}, [10**400]])
+def test_a_forged_page_token_is_invalid_argument_whatever_its_key(flow, key):
+    _, conn, _ = flow
+    token = list_claims(conn, world.NPI, page_size=1).next_page_token
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    data["k"] = key
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    with pytest.raises(ValidationError, match="page_token"):
+        list_claims(conn, world.NPI, page_size=1, page_token=forged)
+    eobs = member_eobs(conn, world.PAYER, world.MEMBER, page_size=1).next_page_token
+    data = json.loads(base64.urlsafe_b64decode(eobs + "=" * (-len(eobs) % 4)))
+    data["k"] = key if key != [1, 2] else ["not a date", 2]
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    with pytest.raises(ValidationError, match="page_token"):
+        member_eobs(conn, world.PAYER, world.MEMBER, page_size=1, page_token=forged)
+
+
+def test_claim_changes_come_in_ledger_order(flow):
+    _, conn, ids = flow
     changes = claim_changes(conn, world.NPI, 0)
     assert [c.claim_id for c in changes][-1] == ids["clean"]  # changed last (its dispute)
     assert [c.last_position for c in changes] == sorted(c.last_position for c in changes)
