@@ -225,6 +225,9 @@ class Commands:
             stream_id = UUID(claim_id)
         except (ValueError, TypeError, AttributeError):
             raise ValidationError.single("claim_id", "must be a claim id (UUID)") from None
+        if str(stream_id) != claim_id:
+            # One spelling only, as the API says: the lower-case hyphenated form claim ids are issued in.
+            raise ValidationError.single("claim_id", "must be a claim id as issued (a lower-case UUID)")
         claim = self._get(stream_id, missing)
         if not isinstance(claim, Claim) or (provider_id is not None and claim.provider_id != provider_id):
             raise missing

@@ -342,7 +342,7 @@ def member_accumulators(
     wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
     members = rows(source, "member_coverage", Where("payer_id = %s AND member_id = %s", payer_id, member_id))
     if not members:
-        raise MemberNotFoundError(f"member {member_id} is not enrolled with payer {payer_id}")
+        raise MemberNotFoundError("member_id: no such member is enrolled with this payer")  # no PHI echoed
     member = members[0]
     periods = rows(source, "member_accumulators",
                    Where("payer_id = %s AND member_id = %s AND plan_year = %s", payer_id, member_id, plan_year))

@@ -10,6 +10,7 @@ from claims_service.api.converters import decision_pb, issued_payment_pb, receip
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
 from claims_service.commands import Commands
+from claims_service.domain.formats import is_npi
 from claims_service.errors import ValidationError
 
 DEFAULT_MAX_PAYMENTS = 100
@@ -48,6 +49,11 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
         return payer_pb2.ResolvePendedClaimResponse(receipt=receipt_pb(receipt), decision=decision_pb(decision))
 
     def IssuePayments(self, request: Any, context: Any) -> Any:
+        if request.provider_id and not is_npi(request.provider_id):
+            raise ValidationError.single("provider_id", "must be a valid NPI (10 digits, check digit) or empty")
+        if request.max_payments < 0 or request.min_position < 0:
+            field = "max_payments" if request.max_payments < 0 else "min_position"
+            raise ValidationError.single(field, "must not be negative")
         limit = request.max_payments or DEFAULT_MAX_PAYMENTS
         due = self.reads.payments_due(principal().party_id, request.provider_id or None, min(limit, 1000),
                                       min_position=request.min_position, context=context)

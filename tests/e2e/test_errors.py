@@ -8,7 +8,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from claims.v1 import common_pb2, provider_pb2
+from claims.v1 import common_pb2, payer_pb2, provider_pb2
 from tests.e2e.test_claim_flow import claim_request, set_up
 
 
@@ -89,3 +89,40 @@ def test_an_unknown_enum_value_is_handled(parties):
         parties.provider.provider.ListClaims(request)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert common_pb2.ClaimStatus.Name(1) == "CLAIM_STATUS_SUBMITTED"
+
+
+def test_a_claim_id_in_another_spelling_is_refused_and_nothing_written(parties):
+    set_up(parties)
+    submitted = parties.provider.provider.SubmitClaim(claim_request("spelling"))
+    before = ledger_size(parties)
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.provider.provider.VoidClaim(provider_pb2.VoidClaimRequest(
+            claim_id=submitted.claim_id.upper(), reason="wrong patient"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == ["claim_id"]
+    assert ledger_size(parties) == before
+
+
+@pytest.mark.parametrize("request_fields, field", [
+    ({"provider_id": "not-an-npi"}, "provider_id"),
+    ({"provider_id": "1234567890"}, "provider_id"),  # the check digit is wrong
+    ({"max_payments": -1}, "max_payments"),
+    ({"min_position": -1}, "min_position"),
+])
+def test_a_payment_run_with_bad_arguments_is_refused_not_an_empty_success(parties, request_fields, field):
+    set_up(parties)
+    before = ledger_size(parties)
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(**request_fields))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == [field]
+    assert ledger_size(parties) == before
+
+
+def test_an_unknown_member_is_not_found_without_echoing_its_id(parties):
+    set_up(parties)
+    with pytest.raises(grpc.RpcError) as refused:
+        parties.payer.payer.GetMemberAccumulators(payer_pb2.GetMemberAccumulatorsRequest(
+            member_id="M-SECRET-4711", plan_year=2026))
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "M-SECRET-4711" not in refused.value.details()
