@@ -35,6 +35,7 @@ import psycopg
 from eventsourcing.utils import get_topic
 from psycopg.rows import dict_row, tuple_row
 
+from claims_service.adjudication.effects import PaymentSoFar, spread_unitemised
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.member import MemberCoverage
@@ -342,15 +343,9 @@ class LedgerMoney:
             payment.recouped_cents += p["amount_cents"]
             self.totals["recouped"] += p["amount_cents"]
             taken = p.get("lines") or {}
-            if not taken:  # recorded before recoupments were itemised: from the last lines first
+            if not taken:  # recorded before recoupments were itemised
                 claim_id = payment.claim_ids[0]
-                left = p["amount_cents"]
-                recouped = payment.recouped.setdefault(claim_id, {})
-                for number in sorted(payment.lines[claim_id], reverse=True):
-                    take = min(left, payment.lines[claim_id][number] - recouped.get(number, 0))
-                    if take > 0:
-                        recouped[number] = recouped.get(number, 0) + take
-                        left -= take
+                spread_unitemised(p["amount_cents"], payment.lines[claim_id], payment.recouped.setdefault(claim_id, {}))
                 return
             for claim_id, lines in taken.items():
                 recouped = payment.recouped.setdefault(claim_id, {})
@@ -421,14 +416,13 @@ class LedgerMoney:
         found = []
         for payment_id in claim.payments:
             payment = self.payments[payment_id]
-            recouped = payment.recouped.get(claim_id, {})
-            for number, cents_ in payment.lines.get(claim_id, {}).items():
-                if payment.status == "scheduled":
-                    pending[number] += cents_
-                elif payment.status in ("issued", "recouped"):
-                    held[number] += cents_ - recouped.get(number, 0)
-                    if recouped.get(number, 0) > cents_:
-                        found.append(Difference("payment", payment_id, f"line {number} recouped beyond what it paid"))
+            so_far = PaymentSoFar(payment_id, payment.status, payment.lines.get(claim_id, {}),
+                                  payment.recouped.get(claim_id, {}))
+            for number in so_far.paid:
+                pending[number] += so_far.pending(number)
+                held[number] += so_far.net(number)
+                if so_far.recouped.get(number, 0) > so_far.paid[number]:
+                    found.append(Difference("payment", payment_id, f"line {number} recouped beyond what it paid"))
         for number in sorted(set(due) | set(held) | set(pending)):
             owed = due.get(number, 0)
             if held[number] > owed:

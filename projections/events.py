@@ -147,10 +147,16 @@ def read_notifications(
     query = sql.SQL(
         "SELECT {columns} FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(limit)s"
     ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
-    # The rest of the last row's transaction (xmin: the inserting transaction's id).
+    # Where the last row's transaction ends (xmin: the inserting transaction's id). One
+    # transaction's rows are contiguous, so the probe reads ids only, a few at a time, and stops at
+    # the first row of another transaction: the cost does not grow with what follows.
+    probe = sql.SQL(
+        "SELECT notification_id, xmin = (SELECT xmin FROM {table} WHERE notification_id = %(last)s)"
+        " FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(step)s"
+    ).format(table=sql.Identifier(EVENTS_TABLE))
     rest_of_commit = sql.SQL(
-        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s"
-        " AND xmin = (SELECT xmin FROM {table} WHERE notification_id = %(after)s) ORDER BY notification_id"
+        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s AND notification_id <= %(end)s"
+        " ORDER BY notification_id"
     ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
     params = {
         "after": after,
@@ -162,8 +168,20 @@ def read_notifications(
         cur.execute(query, params)
         rows: list[tuple[Any, ...]] = cur.fetchall()
         if limit and len(rows) == limit:
-            cur.execute(rest_of_commit, {**params, "after": rows[-1][0]})
-            rows += cur.fetchall()
+            last = end = rows[-1][0]
+            step = 16
+            while True:
+                cur.execute(probe, {"last": last, "after": end, "step": step})
+                found = cur.fetchall()
+                same = [position for position, in_commit in found if in_commit]
+                if same:
+                    end = same[-1]
+                if len(same) < step:
+                    break
+                step *= 4
+            if end > last:
+                cur.execute(rest_of_commit, {**params, "after": last, "end": end})
+                rows += cur.fetchall()
     return [Notification(*row) for row in rows]
 
 

@@ -120,6 +120,16 @@ class Effects:
     deltas: list[AccumulatorDelta]
 
 
+def spread_unitemised(amount_cents: int, paid: Mapping[int, int], recouped: dict[int, int]) -> None:
+    """Put a recoupment recorded before recoupments were itemised (a whole amount) on the
+    payment's lines, the last lines first, within what each line still holds: adds to `recouped`."""
+    for number in sorted(paid, reverse=True):
+        take = min(amount_cents, paid[number] - recouped.get(number, 0))
+        if take > 0:
+            recouped[number] = recouped.get(number, 0) + take
+            amount_cents -= take
+
+
 def payment_id_for(claim_id: str, n: int = 0) -> str:
     """The claim's n-th payment (0, 1, ...): ids are dense, so a claim's payments are found by
     counting up until one is missing."""

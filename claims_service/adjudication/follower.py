@@ -182,22 +182,25 @@ class AdjudicationFollower:
             claim = work.get(claim_id)
             if not isinstance(claim, Claim):
                 continue
+            years = {plan_year(line["date_of_service"]) for line in claim.lines}
+            related += [BenefitPeriod.create_id(claim.payer_id, claim.member_id, year) for year in years]
+            if claim.status != "submitted":
+                continue  # voided or replaced: only its benefit periods are touched
             related.append(MemberCoverage.create_id(claim.payer_id, claim.member_id))
             related.append(Provider.create_id(claim.provider_id))
             payment_id = Payment.create_id(payment_id_for(claim.claim_id))
-            if claim.status == "submitted" and payment_id not in work.cache:
+            if payment_id not in work.cache:
                 # Never decided, so never paid: payments follow decisions (the query would find nothing).
                 work.keep(payment_id, None)
             related.append(payment_id)
             if claim.replaces_claim_id:
                 related.append(UUID(claim.replaces_claim_id))
-            for year in {plan_year(line["date_of_service"]) for line in claim.lines}:
-                related.append(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
         work.prefetch(related)
         contracts = []
         for claim_id in claim_ids:
             claim = work.get(claim_id)
-            provider = work.get(Provider.create_id(claim.provider_id)) if isinstance(claim, Claim) else None
+            deciding = isinstance(claim, Claim) and claim.status == "submitted"
+            provider = work.get(Provider.create_id(claim.provider_id)) if deciding else None
             if provider is not None:
                 contracts += [Contract.create_id(n["contract_id"]) for n in provider.networks if n["payer_id"] == claim.payer_id]
         work.prefetch(contracts)

@@ -41,12 +41,7 @@ def payment_so_far(payment: Payment, claim_id: str) -> effects.PaymentSoFar:
         for line in reversal["lines"].get(claim_id, []):
             recouped[line["line_number"]] = recouped.get(line["line_number"], 0) + line["paid_cents"]
     paid = {line["line_number"]: line["paid_cents"] for line in payment.lines.get(claim_id, [])}
-    unitemised = sum(r["amount_cents"] for r in payment.reversals if not r["lines"])
-    for number in sorted(paid, reverse=True):  # recoupments recorded before they were itemised
-        take = min(unitemised, paid[number] - recouped.get(number, 0))
-        if take > 0:
-            recouped[number] = recouped.get(number, 0) + take
-            unitemised -= take
+    effects.spread_unitemised(sum(r["amount_cents"] for r in payment.reversals if not r["lines"]), paid, recouped)
     return effects.PaymentSoFar(payment.payment_id, payment.status, paid, recouped)
 
 
