@@ -27,8 +27,10 @@ from projections.reading import (
     Source,
     Where,
     checked,
+    from_row,
     one_of,
     row_limit,
+    rows,
     select,
     select_one,
     valid_claim_id,
@@ -84,7 +86,7 @@ def dates_of_service(lines: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
 class ClaimStatusModel(ReadModel):
     name = "claim_status"
-    tables = ("claim_status", "payer_worklist", "adjudication_notices")
+    tables = ("claim_status", "payer_worklist", "adjudication_notices", "claim_changes")
     topics = frozenset(
         {
             Topics.CLAIM_SUBMITTED,
@@ -117,6 +119,7 @@ class ClaimStatusModel(ReadModel):
         claims = batch.table("claim_status", ("claim_id",))
         worklist = batch.table("payer_worklist", ("claim_id",))
         notices = batch.append_table("adjudication_notices")
+        changes = batch.append_table("claim_changes")
         wanted = {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED and n.topic not in PAYMENT_NOTICE_KINDS}
         for n in mine:
             if n.topic in PAYMENT_NOTICE_KINDS:
@@ -129,6 +132,7 @@ class ClaimStatusModel(ReadModel):
             handler = getattr(self, self.handlers[n.topic])
             if n.topic == Topics.CLAIM_SUBMITTED:
                 handler(claims, n)
+                changes.add({"position": n.position, **claims.get(str(n.stream_id))})
                 continue
             claim = claims.get(str(n.stream_id))
             if claim is None:
@@ -138,6 +142,8 @@ class ClaimStatusModel(ReadModel):
             claim["last_position"] = n.position
             claim["stream_version"] = n.version
             claims.put(claim)
+            # A copy: a later event of the same batch updates `claim` in place.
+            changes.add({"position": n.position, **claim})
             if n.topic in NOTICE_KINDS:
                 self._notice(notices, claim, n)
 
@@ -455,10 +461,11 @@ def list_claims(
 @checked
 def claim_changes(source: Source, provider_id: str, after_position: int, *, limit: int = 100) -> list[ClaimStatus]:
     """``claim_changes(source, provider_id, after_position, *, limit=100) -> list[ClaimStatus]``:
-    the provider's claims whose latest change is after ``after_position``, in the order of that
-    change (each claim in its current state; WatchClaims)."""
-    where = Where("provider_id = %s AND last_position > %s", provider_id, after_position)
-    return select(source, ClaimStatus, "claim_status", where, order="last_position", limit=row_limit(limit))
+    every change of the provider's claims after ``after_position``, in ledger order, each with the
+    claim as it stood after that change (``last_position`` is the change's position; WatchClaims)."""
+    where = Where("provider_id = %s AND position > %s", provider_id, after_position)
+    found = rows(source, "claim_changes", where, order="position", limit=row_limit(limit))
+    return [from_row(ClaimStatus, {**row, "last_position": row["position"]}) for row in found]
 
 
 @checked
