@@ -34,7 +34,7 @@ from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
 from claims_service.domain.provider import Provider
 from claims_service.domain.rulesets import RuleSetSchedule
-from claims_service.domain.values import SubmitClaim
+from claims_service.domain.values import RecordVisit, SubmitClaim
 from claims_service.domain.visit import Visit
 from claims_service.errors import (
     AlreadyExistsError,
@@ -201,8 +201,16 @@ class Commands:
     # --- providers ---------------------------------------------------------------------
 
     def record_visit(self, *, actor: str, **fields: Any) -> Receipt:
-        visit = Visit.record(actor=actor, **fields)
-        return self._create(visit, f"visit {visit.visit_id}")
+        """Record; a retry with the same visit id and the same visit returns the original receipt
+        and writes nothing, the same visit id with a different visit is ALREADY_EXISTS."""
+        request = RecordVisit.checked(actor=actor, **fields)
+        visit = Visit.record_request(request)
+        try:
+            return self._save(visit)
+        except ConflictError:
+            original = self._get(visit.id, VisitNotFoundError("visit_id: no such visit is recorded for this provider"))
+            original.ensure_same_request(request)
+            return self.receipt_of(original.id, 1)
 
     def submit_claim(self, *, actor: str, **fields: Any) -> ClaimReceipt:
         """Submit; a retry with the same idempotency key and body returns the original receipt."""
@@ -220,7 +228,7 @@ class Commands:
 
     def own_claim(self, claim_id: str, provider_id: str | None = None) -> Claim:
         """The claim, or NOT_FOUND: also when it belongs to another provider (no existence leak)."""
-        missing = ClaimNotFoundError(f"claim {claim_id} not found")
+        missing = ClaimNotFoundError("claim_id: no such claim")
         try:
             stream_id = UUID(claim_id)
         except (ValueError, TypeError, AttributeError):

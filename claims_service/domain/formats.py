@@ -2,8 +2,9 @@
 
 Each checker is a plain function (usable by converters, tests and fixtures) and
 each ``Annotated`` type wraps one for pydantic. Only *shape* is checked here:
-whether an ICD-10-CM or CPT code exists in this year's code set is a question
-for the adjudicator's dated code tables, not for input validation.
+whether an ICD-10-CM code is a billable code of the release in force is
+codesets.py's question (claims and visits are checked against it at intake);
+procedure codes have no code set beyond their shape (codesets.py says why).
 
 Messages never repeat the offending value: it may be PHI and they go back to
 the caller.

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Self
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from claims_service.domain.codesets import BillableIcd10Cm
 from claims_service.domain.formats import (
     MAX_CENTS,
     MAX_DIAGNOSES,
@@ -39,7 +40,6 @@ from claims_service.domain.formats import (
     ClaimId,
     CostShareCategory,
     FeeKey,
-    Icd10Cm,
     Identifier,
     LedgerDate,
     Modifier,
@@ -368,10 +368,15 @@ class RecordVisit(Command):
     payer_id: Identifier
     date_of_service: LedgerDate
     place_of_service: PlaceOfService
-    diagnosis_codes: list[Icd10Cm] = Field(min_length=1, max_length=MAX_DIAGNOSES)
+    diagnosis_codes: list[BillableIcd10Cm] = Field(min_length=1, max_length=MAX_DIAGNOSES)
 
     def violations(self) -> list[FieldViolation]:
         return _duplicates(self.diagnosis_codes, "diagnosis_codes", "diagnosis code")
+
+    def body(self) -> dict[str, Any]:
+        """The visit as recorded: what a retry with the same visit id must repeat (the actor
+        aside, as for a claim: another user of the same provider sends the same visit)."""
+        return self.model_dump(mode="python", exclude={"actor"})
 
 
 # --- claim -------------------------------------------------------------------------
@@ -402,7 +407,7 @@ class SubmitClaim(Command):
     visit_id: Identifier | None = None
     frequency_code: Literal["1", "7"] = "1"
     replaces_claim_id: ClaimId | None = None
-    diagnosis_codes: list[Icd10Cm] = Field(min_length=1, max_length=MAX_DIAGNOSES)
+    diagnosis_codes: list[BillableIcd10Cm] = Field(min_length=1, max_length=MAX_DIAGNOSES)
     place_of_service: PlaceOfService
     lines: list[ClaimLine] = Field(min_length=1, max_length=MAX_LINES)
     idempotency_key: Identifier

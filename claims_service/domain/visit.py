@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from claims_service.domain.ids import make_id
 from claims_service.domain.values import RecordVisit
+from claims_service.errors import DuplicateRequestError
 
 
 class Visit(Aggregate):
@@ -64,6 +66,12 @@ class Visit(Aggregate):
             place_of_service=place_of_service,
             diagnosis_codes=diagnosis_codes,
         )
+        return cls.record_request(cmd)
+
+    @classmethod
+    def record_request(cls, cmd: RecordVisit) -> Visit:
+        """Record an already validated request (``RecordVisit.checked(...)``), so that the
+        application can compare a retry with the visit it finds under the same id."""
         return cls._create(
             cls.Recorded,
             id=cls.create_id(cmd.provider_id, cmd.visit_id),
@@ -76,3 +84,22 @@ class Visit(Aggregate):
             place_of_service=cmd.place_of_service,
             diagnosis_codes=list(cmd.diagnosis_codes),
         )
+
+    def body(self) -> dict[str, Any]:
+        """The visit as recorded, in the shape of ``RecordVisit.body()``."""
+        return {
+            "visit_id": self.visit_id,
+            "provider_id": self.provider_id,
+            "member_id": self.member_id,
+            "payer_id": self.payer_id,
+            "date_of_service": self.date_of_service,
+            "place_of_service": self.place_of_service,
+            "diagnosis_codes": list(self.diagnosis_codes),
+        }
+
+    def ensure_same_request(self, request: RecordVisit) -> None:
+        """For a retry with this visit's id: refuse a different visit (the message names the
+        field, never a value)."""
+        if request.body() != self.body():
+            msg = "visit_id: this visit id is already recorded with different content"
+            raise DuplicateRequestError(msg)

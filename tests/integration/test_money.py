@@ -166,7 +166,7 @@ def test_a_lowering_overturn_after_the_payment_run_recoups_the_difference(servic
 
 def test_a_raising_overturn_pays_only_the_difference(service, settle):
     # 1. Six units of 97110 under 2026.1 are cut to four (MUE); 2026.2 allows six.
-    therapy = world.claim_body("therapy", lines=[world.line(1, "97110", 24_000, units=6)], diagnosis_codes=["M545"])
+    therapy = world.claim_body("therapy", lines=[world.line(1, "97110", 24_000, units=6)], diagnosis_codes=["M5450"])
     claim = service.submit_claim(actor=PROVIDER, **therapy)
     settle()
     first = payment(service, claim.claim_id)

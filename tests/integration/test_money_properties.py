@@ -74,9 +74,9 @@ PLANS = {"small-oop": SMALL_OOP, "gold": world.TERMS, "coinsurance": COINSURANCE
 SHAPES: dict[str, tuple[str, list[tuple[str, int, int]]]] = {
     "visit-99213": ("E119", [("99213", 12_000, 1)]),
     "lab": ("E119", [("80053", 2_000, 1), ("36415", 500, 1)]),
-    "therapy-6": ("M545", [("97110", 24_000, 6)]),
+    "therapy-6": ("M5450", [("97110", 24_000, 6)]),
     "visit-99214": ("E119", [("99214", 15_000, 1)]),
-    "therapy-5": ("M545", [("97110", 20_000, 5)]),
+    "therapy-5": ("M5450", [("97110", 20_000, 5)]),
     "high-dollar": ("E119", [("99214", 1_200_000, 1)]),  # above review_threshold_cents: pends
 }
 

@@ -43,7 +43,10 @@ class RecordVisitRequest(_message.Message):
     """Two-digit CMS place of service code, e.g. "11" (office)."""
     @_builtins.property
     def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates."""
+        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates, each a billable code of
+        the ICD-10-CM release the service checks against: an unknown code or a category (E11) fails
+        INVALID_ARGUMENT naming the field, e.g. diagnosis_codes[1].
+        """
 
     def __init__(
         self,
@@ -114,8 +117,8 @@ class SubmitClaimRequest(_message.Message):
     """Two-digit CMS place of service code, e.g. "11" (office)."""
     @_builtins.property
     def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates; the lines' pointers
-        index into this list (1-based).
+        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates, each a billable code (as
+        in RecordVisitRequest); the lines' pointers index into this list (1-based).
         """
 
     @_builtins.property
@@ -197,7 +200,9 @@ class CorrectClaimRequest(_message.Message):
     """Two-digit CMS place of service code."""
     @_builtins.property
     def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates."""
+        """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates, each a billable code (as
+        in RecordVisitRequest).
+        """
 
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ServiceLine]:

@@ -91,6 +91,8 @@ class ProviderServiceServicer:
 
     def RecordVisit(self, request, context):
         """Records a patient visit (encounter) that claims may later bill for. Writes one event.
+        Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
+        the same visit_id with a different visit fails ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,10 @@ class ProviderServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ProviderServiceAsyncStub: ...
     RecordVisit: _grpc.UnaryUnaryMultiCallable[_provider_pb2.RecordVisitRequest, _provider_pb2.RecordVisitResponse]
-    """Records a patient visit (encounter) that claims may later bill for. Writes one event."""
+    """Records a patient visit (encounter) that claims may later bill for. Writes one event.
+    Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
+    the same visit_id with a different visit fails ALREADY_EXISTS.
+    """
     SubmitClaim: _grpc.UnaryUnaryMultiCallable[_provider_pb2.SubmitClaimRequest, _provider_pb2.SubmitClaimResponse]
     """Submits an original claim (frequency code 1). Idempotent by idempotency_key: the same key
     with the same body returns the original receipt and claim id and writes nothing; the same
@@ -78,7 +81,10 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordVisit: _aio.UnaryUnaryMultiCallable[_provider_pb2.RecordVisitRequest, _provider_pb2.RecordVisitResponse]  # type: ignore[assignment]
-    """Records a patient visit (encounter) that claims may later bill for. Writes one event."""
+    """Records a patient visit (encounter) that claims may later bill for. Writes one event.
+    Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
+    the same visit_id with a different visit fails ALREADY_EXISTS.
+    """
     SubmitClaim: _aio.UnaryUnaryMultiCallable[_provider_pb2.SubmitClaimRequest, _provider_pb2.SubmitClaimResponse]  # type: ignore[assignment]
     """Submits an original claim (frequency code 1). Idempotent by idempotency_key: the same key
     with the same body returns the original receipt and claim id and writes nothing; the same
@@ -120,7 +126,10 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _provider_pb2.RecordVisitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_provider_pb2.RecordVisitResponse, _abc.Awaitable[_provider_pb2.RecordVisitResponse]]:
-        """Records a patient visit (encounter) that claims may later bill for. Writes one event."""
+        """Records a patient visit (encounter) that claims may later bill for. Writes one event.
+        Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
+        the same visit_id with a different visit fails ALREADY_EXISTS.
+        """
 
     @_abc_1.abstractmethod
     def SubmitClaim(

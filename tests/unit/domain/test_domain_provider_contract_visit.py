@@ -254,6 +254,8 @@ def test_records_a_visit() -> None:
         ({"diagnosis_codes": ["E11.9"]}, "diagnosis_codes[0]"),
         ({"diagnosis_codes": ["I10", "I10"]}, "diagnosis_codes[1]"),
         ({"diagnosis_codes": [f"A0{i}" for i in range(10)] + ["B01", "B02", "B03"]}, "diagnosis_codes"),
+        ({"diagnosis_codes": ["I10", "Q9999X"]}, "diagnosis_codes[1]"),  # not in the ICD-10-CM code set
+        ({"diagnosis_codes": ["E11"]}, "diagnosis_codes[0]"),  # a category, not billable
         ({"place_of_service": "1"}, "place_of_service"),
         ({"provider_id": "1234567890"}, "provider_id"),
         ({"date_of_service": date(1, 1, 1)}, "date_of_service"),
