@@ -10,15 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from claims_service.api.auth import Authenticator
-from claims_service.api.interceptors import ServiceInterceptor
+from claims_service.api.interceptors import ServiceInterceptor, StreamLimits
 from claims_service.api.reads import ReadSide
 from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.server import GrpcServer, unary_executor
 from claims_service.workers import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -33,10 +32,13 @@ class Service:
     commands: Commands
     reads: ReadSide
     checkpointer: Checkpointer
-    server: grpc.Server
-    port: int
-    health: object
+    server: GrpcServer
+    interceptor: ServiceInterceptor
     workers: WorkerProcess
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     def start(self) -> None:
         self.workers.start()
@@ -44,8 +46,8 @@ class Service:
         self.server.start()
 
     def stop(self, grace: float = 5.0) -> None:
-        self.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
-        self.server.stop(grace).wait()
+        self.server.stop(grace)
+        self.interceptor.close()
         self.workers.stop()
         self.reads.close()
         self.commands.close()
@@ -53,18 +55,15 @@ class Service:
 
 
 def build_service(config: Config, database_url: str, *, addr: str | None = None) -> Service:
-    from claims_service.server import create_server
-
     ledger = LedgerApplication(database_url, pool_size=16)
     commands = Commands(ledger)
     reads = ReadSide(ledger, database_url)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
-    server, port, health = create_server(
-        addr or config.grpc_addr,
-        interceptors=[ServiceInterceptor(Authenticator(ledger))],
-        servicers=servicers(commands, reads, checkpointer, config),
-    )
-    return Service(ledger, commands, reads, checkpointer, server, port, health, WorkerProcess(database_url, config))
+    interceptor = ServiceInterceptor(Authenticator(ledger), unary_executor(config.unary_threads),
+                                     StreamLimits(config.max_streams, config.max_streams_per_key))
+    server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
+                        servicers=servicers(commands, reads, checkpointer, config))
+    return Service(ledger, commands, reads, checkpointer, server, interceptor, WorkerProcess(database_url, config))
 
 
 def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,

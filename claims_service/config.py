@@ -32,6 +32,12 @@ class Config(BaseSettings):
     """The embedded database, the development signing key, the demo keys."""
     grpc_addr: str = "127.0.0.1:50051"
     """Where the service listens, and where `claimsctl demo` connects."""
+    unary_threads: PositiveInt = 64
+    """Threads for unary calls (server streams take none: they are coroutines)."""
+    max_streams: PositiveInt = 10_000
+    """Open server streams (WatchClaims, SubscribeAdjudications) the server holds at most."""
+    max_streams_per_key: PositiveInt = 1_000
+    """Open server streams one API key holds at most; more are RESOURCE_EXHAUSTED."""
 
     signing_key: SecretStr | None = None
     """The Ed25519 seed that signs checkpoints, base64; else signing_key_file."""

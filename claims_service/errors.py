@@ -183,6 +183,16 @@ class UnavailableError(ClaimsError):
     status: ClassVar[str] = "UNAVAILABLE"
 
 
+# ---------------------------------------------------------------------------
+# RESOURCE_EXHAUSTED
+
+
+class TooManyStreamsError(ClaimsError):
+    """The caller (or the server as a whole) already holds as many open streams as allowed."""
+
+    status: ClassVar[str] = "RESOURCE_EXHAUSTED"
+
+
 __all__ = [
     "AlreadyExistsError",
     "ClaimNotFoundError",
@@ -197,6 +207,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderNotFoundError",
     "StateError",
+    "TooManyStreamsError",
     "UnauthenticatedError",
     "UnavailableError",
     "ValidationError",

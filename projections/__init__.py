@@ -21,8 +21,11 @@ What lives here, from the bottom up:
 * ``runner``: the runners (all projections as one group, or one alone; batches after the tracked
   positions, woken by ``LISTEN ledger_events``) and the ``ProjectionSupervisor`` that restarts a
   runner that dies and runs a projection that fails in the group on its own;
-* ``feed``: the ``NotificationHub`` (one LISTEN per process) behind the payer and provider
-  streams; it sits on top of ``claims`` and ``reading``, and only the API's read side imports it.
+* ``feed``: the ``NotificationHub`` (one LISTEN per process): how reads that wait for a position
+  and the streams learn that a projection moved on;
+* ``streams``: the payer and provider server streams as async generators (``FeedStreams``): one
+  live reader per feed for every open stream; it sits on top of ``claims``, ``reading`` and
+  ``feed``, and only the API's read side imports it.
 
 The benchmarks of the read side (and the synthetic history the tests use) live in
 ``bench/projections.py``, outside the product.

@@ -459,11 +459,13 @@ def list_claims(
 
 
 @checked
-def claim_changes(source: Source, provider_id: str, after_position: int, *, limit: int = 100) -> list[ClaimStatus]:
+def claim_changes(source: Source, provider_id: str | Sequence[str], after_position: int, *,
+                  limit: int = 100) -> list[ClaimStatus]:
     """``claim_changes(source, provider_id, after_position, *, limit=100) -> list[ClaimStatus]``:
-    every change of the provider's claims after ``after_position``, in ledger order, each with the
-    claim as it stood after that change (``last_position`` is the change's position; WatchClaims)."""
-    where = Where("provider_id = %s AND position > %s", provider_id, after_position)
+    every change of the provider's (or providers') claims after ``after_position``, in ledger
+    order, each with the claim as it stood after that change (``last_position`` is the change's
+    position; WatchClaims)."""
+    where = _parties("provider_id", provider_id).add("position > %s", after_position)
     found = rows(source, "claim_changes", where, order="position", limit=row_limit(limit))
     return [from_row(ClaimStatus, {**row, "last_position": row["position"]}) for row in found]
 
@@ -489,8 +491,17 @@ def payer_worklist(
 
 
 @checked
-def adjudication_notices(source: Source, payer_id: str, after_position: int, *, limit: int = 100) -> list[Notice]:
+def adjudication_notices(source: Source, payer_id: str | Sequence[str], after_position: int, *,
+                         limit: int = 100) -> list[Notice]:
     """``adjudication_notices(source, payer_id, after_position, *, limit=100) -> list[Notice]``:
-    the payer's notices after the position, in ledger order."""
-    where = Where("payer_id = %s AND position > %s", payer_id, after_position)
+    the payer's (or payers') notices after the position, in ledger order."""
+    where = _parties("payer_id", payer_id).add("position > %s", after_position)
     return select(source, Notice, "adjudication_notices", where, order="position", limit=row_limit(limit))
+
+
+def _parties(column: str, party: str | Sequence[str]) -> Where:
+    """One party (an index range scan on (party, position)) or several (the live feeds read every
+    subscribed party's rows above one position at once)."""
+    if isinstance(party, str):
+        return Where(f"{column} = %s", party)
+    return Where(f"{column} = ANY(%s)", list(party))

@@ -1,19 +1,29 @@
-"""The one place where calls are authenticated, errors become status codes, and calls are logged.
+"""The one place where calls are authenticated, admitted, errors become status codes, and calls
+are logged; and where each call runs.
 
 Servicers stay thin: they convert, call, convert, and raise domain errors; this interceptor maps
 every `ClaimsError` to its status (INVALID_ARGUMENT carries `google.rpc.BadRequest` field
 violations), database outages to UNAVAILABLE, and anything unexpected to INTERNAL with a generic
 message (details go to the log, never to the client). Undecodable request bytes are turned into
 INVALID_ARGUMENT here too, instead of the INTERNAL that grpcio would send.
+
+Where calls run (the server is `grpc.aio`, see `server.py`): a unary handler is synchronous and
+runs, with its authentication, on the unary thread pool; a server stream is an async generator on
+the event loop, admitted only while its principal and the server hold fewer open streams than
+`StreamLimits` allows (RESOURCE_EXHAUSTED otherwise), so streams never take the threads that
+unary calls and health checks need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -25,7 +35,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from claims_service.api.auth import PUBLIC_SERVICES, Authenticator, Principal, authorize
-from claims_service.errors import ClaimsError, ValidationError
+from claims_service.errors import ClaimsError, TooManyStreamsError, ValidationError
 
 log = logging.getLogger("claims_service.api")
 
@@ -103,12 +113,52 @@ def to_status(error: Exception) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-class ServiceInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._authenticator = authenticator
+class StreamLimits:
+    """How many server streams may be open at once: in all, and per principal (API key)."""
 
-    def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
+    def __init__(self, total: int, per_principal: int) -> None:
+        self.total, self.per_principal = total, per_principal
+        self._open: dict[str, int] = {}
+        self._all = 0
+
+    @contextmanager
+    def admit(self, principal_: Principal) -> Iterator[None]:
+        """Hold one stream slot while the stream is open; used on the event loop only."""
+        mine = self._open.get(principal_.key_id, 0)
+        if mine >= self.per_principal:
+            raise TooManyStreamsError(f"this credential already has {mine} open streams (at most {self.per_principal});"
+                                      " close one or resume on an existing stream")
+        if self._all >= self.total:
+            raise TooManyStreamsError("the server holds as many open streams as it allows; retry later")
+        self._open[principal_.key_id], self._all = mine + 1, self._all + 1
+        try:
+            yield
+        finally:
+            self._all -= 1
+            left = self._open[principal_.key_id] - 1
+            if left:
+                self._open[principal_.key_id] = left
+            else:
+                del self._open[principal_.key_id]
+
+    @property
+    def open_streams(self) -> int:
+        return self._all
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """``ServiceInterceptor(authenticator, unary_executor, stream_limits)``."""
+
+    def __init__(self, authenticator: Authenticator, unary_executor: Executor, stream_limits: StreamLimits) -> None:
+        self._authenticator = authenticator
+        self._executor = unary_executor
+        self.stream_limits = stream_limits
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def intercept_service(self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
         if handler is None:
             return None
         method = details.method
@@ -117,57 +167,75 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             return handler
         metadata = {k: v for k, v in (details.invocation_metadata or ())}
         authorization = metadata.get("authorization")
+        authorization = authorization if isinstance(authorization, str) else None
 
-        @contextmanager
-        def call(request: Any, context: grpc.ServicerContext) -> Iterator[None]:
-            """Authenticate, authorise, run the handler as the principal; log; map every failure."""
-            started, who, outcome = time.perf_counter(), "-", "OK"
-            try:
-                principal_ = self._authenticator.authenticate(authorization if isinstance(authorization, str) else None)
-                authorize(principal_, service)
-                if isinstance(request, _Undecodable):
-                    raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
-                who = principal_.actor
-                token = current_principal.set(principal_)
-                try:
-                    yield
-                finally:
-                    current_principal.reset(token)
-            except Exception as error:  # every failure leaves as a status, never a traceback
-                status = self._status_for(context, error, method)
-                outcome = status.code.name
-                context.abort_with_status(status)
-            finally:
-                _log_call(method, who, outcome, started)
+        def admit(request: Any) -> Principal:
+            """Authenticate and authorise (blocking: a key lookup may read the ledger)."""
+            principal_ = self._authenticator.authenticate(authorization)
+            authorize(principal_, service)
+            if isinstance(request, _Undecodable):
+                raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
+            return principal_
 
         wrap = {"request_deserializer": _safe_deserializer(handler.request_deserializer),
                 "response_serializer": handler.response_serializer}
         if handler.unary_unary:
             inner = handler.unary_unary
 
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                with call(request, context):
-                    return inner(request, context)
+            def run(request: Any, context: Any) -> tuple[Any, grpc.Status | None, str]:
+                who = "-"
+                try:
+                    principal_ = admit(request)
+                    who = principal_.actor
+                    current_principal.set(principal_)  # in this call's own copy of the context
+                    return inner(request, context), None, who
+                except Exception as error:  # every failure leaves as a status, never a traceback
+                    return None, _status_for(error, method), who
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                loop = asyncio.get_running_loop()
+                response, status, who = await loop.run_in_executor(
+                    self._executor, contextvars.copy_context().run, run, request, context)
+                _log_call(method, who, status.code.name if status else "OK", started)
+                if status is not None:
+                    await context.abort(status.code, status.details, status.trailing_metadata)
+                return response
 
             return grpc.unary_unary_rpc_method_handler(unary, **wrap)
         if handler.unary_stream:
             inner_stream = handler.unary_stream
+            if not inspect.isasyncgenfunction(inner_stream):
+                raise TypeError(f"{method}: a server stream must be an async generator (it would hold a thread)")
 
-            def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                with call(request, context):
-                    yield from inner_stream(request, context)
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started, who, outcome = time.perf_counter(), "-", "OK"
+                try:
+                    principal_ = await asyncio.get_running_loop().run_in_executor(self._executor, admit, request)
+                    who = principal_.actor
+                    with self.stream_limits.admit(principal_):
+                        current_principal.set(principal_)  # this call's task has its own context
+                        async for response in inner_stream(request, context):
+                            yield response
+                except Exception as error:  # every failure leaves as a status, never a traceback
+                    status = _status_for(error, method)
+                    outcome = status.code.name
+                    await context.abort(status.code, status.details, status.trailing_metadata)
+                except asyncio.CancelledError:
+                    outcome = "CANCELLED"  # the client went away
+                    raise
+                finally:
+                    _log_call(method, who, outcome, started)
 
             return grpc.unary_stream_rpc_method_handler(stream, **wrap)
         return handler
 
-    @staticmethod
-    def _status_for(context: grpc.ServicerContext, error: Exception, method: str) -> grpc.Status:
-        if context.code() is not None:
-            raise error  # the call was already ended (aborted or cancelled): nothing to add
-        status = to_status(error)
-        if status.code == grpc.StatusCode.INTERNAL:
-            log.error("unexpected error in %s", method, exc_info=error)
-        return status
+
+def _status_for(error: Exception, method: str) -> grpc.Status:
+    status = to_status(error)
+    if status.code == grpc.StatusCode.INTERNAL:
+        log.error("unexpected error in %s", method, exc_info=error)
+    return status
 
 
 def _log_call(method: str, who: str, outcome: str, started: float) -> None:

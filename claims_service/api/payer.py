@@ -21,8 +21,8 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
         self.service = service
         self.reads = reads
 
-    def SubscribeAdjudications(self, request: Any, context: Any) -> Any:
-        for item in self.reads.adjudications(principal().party_id, request.after_position, context):
+    async def SubscribeAdjudications(self, request: Any, context: Any) -> Any:
+        async for item in self.reads.adjudications(principal().party_id, request.after_position):
             if isinstance(item, common_pb2.Heartbeat):
                 yield payer_pb2.SubscribeAdjudicationsResponse(heartbeat=item)
             else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from claims.v1 import provider_pb2, provider_pb2_grpc
+from claims.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 from claims_service.api.converters import lines_from_pb, optional, parse_date, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
@@ -69,9 +69,12 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
         claims, token = self.reads.provider_claims(principal().party_id, request, context=context)
         return provider_pb2.ListClaimsResponse(claims=claims, next_page_token=token)
 
-    def WatchClaims(self, request: Any, context: Any) -> Any:
-        for position, claim in self.reads.watch_claims(principal().party_id, request.after_position, context):
-            yield provider_pb2.WatchClaimsResponse(position=position, claim=claim)
+    async def WatchClaims(self, request: Any, context: Any) -> Any:
+        async for position, item in self.reads.watch_claims(principal().party_id, request.after_position):
+            if isinstance(item, common_pb2.Heartbeat):
+                yield provider_pb2.WatchClaimsResponse(position=position, heartbeat=item)
+            else:
+                yield provider_pb2.WatchClaimsResponse(position=position, claim=item)
 
     def GetRemittance(self, request: Any, context: Any) -> Any:
         payments = self.reads.remittance(request, provider_id=principal().party_id, context=context)

@@ -2,15 +2,16 @@
 
 Each read waits (up to the call's deadline) for the read model to reach the caller's
 `min_position` — the position in a write's receipt — and otherwise fails with the retryable
-UNAVAILABLE of `ProjectionLagError`. Streams run on the process's one `NotificationHub` and stop
-when the client goes away. The projection runners that feed the tables run in the worker process.
+UNAVAILABLE of `ProjectionLagError`. Streams are async generators on the server's event loop
+(`projections.streams`), woken by the process's one `NotificationHub`; they end when the client
+goes away. The projection runners that feed the tables run in the worker process.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -32,6 +33,7 @@ from claims_service.errors import ClaimNotFoundError, PaymentNotFoundError, Vali
 from projections.benefits import member_accumulators
 from projections.claims import get_claim, list_claims, payer_worklist
 from projections.feed import Heartbeat, NotificationHub
+from projections.streams import ADJUDICATIONS, CLAIM_CHANGES, FeedStreams
 from projections.payments import get_payment, payment_by_trace, payments_for_claim, scheduled_payments_due
 from projections.timeline import claim_timeline
 
@@ -46,18 +48,15 @@ def wait_budget(context: grpc.ServicerContext | None) -> float:
     return max(0.0, min(DEFAULT_WAIT, remaining - DEADLINE_MARGIN))
 
 
-def stop_when_gone(context: grpc.ServicerContext) -> threading.Event:
-    stop = threading.Event()
-    context.add_callback(stop.set)
-    return stop
-
-
 class ReadSide:
     def __init__(self, ledger: LedgerApplication, database_url: str, *, pool_size: int = 16) -> None:
         self.ledger = ledger
         self.pool = ConnectionPool(database_url, min_size=2, max_size=pool_size, open=False,
                                    kwargs={"autocommit": True, "application_name": "claims-reads"})
         self.hub = NotificationHub(database_url)
+        # The streams' table reads: a few threads of their own, never the unary calls'.
+        self._feed_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feed")
+        self.streams = FeedStreams(self.hub, self._feed_executor)
 
     def start(self) -> None:
         self.pool.open(wait=True, timeout=30)
@@ -65,6 +64,7 @@ class ReadSide:
 
     def close(self) -> None:
         self.hub.close()
+        self._feed_executor.shutdown(wait=True, cancel_futures=True)
         self.pool.close()
 
     def _waits(self, min_position: int, context: Any) -> dict[str, Any]:
@@ -95,11 +95,14 @@ class ReadSide:
         )
         return [claim_status_pb(c) for c in page.claims], page.next_page_token
 
-    def watch_claims(self, provider_id: str, after: int, context: Any) -> Iterator[tuple[int, common_pb2.Claim]]:
+    async def watch_claims(self, provider_id: str, after: int) -> AsyncIterator[tuple[int, Any]]:
+        """(position, Claim) for every change, or (position, Heartbeat)."""
         if after < 0:
             raise ValidationError.single("after_position", "must not be negative")
-        for item in self.hub.claim_updates(provider_id, after, stop_when_gone(context)):
-            if not isinstance(item, Heartbeat):
+        async for item in self.streams.stream(CLAIM_CHANGES, provider_id, after):
+            if isinstance(item, Heartbeat):
+                yield item.position, common_pb2.Heartbeat(position=item.position)
+            else:
                 yield item.last_position, claim_status_pb(item)
 
     def remittance(self, request: Any, *, provider_id: str, context: Any) -> list[common_pb2.Payment]:
@@ -123,10 +126,10 @@ class ReadSide:
 
     # --- payers ---------------------------------------------------------------------------------
 
-    def adjudications(self, payer_id: str, after: int, context: Any) -> Iterator[Any]:
+    async def adjudications(self, payer_id: str, after: int) -> AsyncIterator[Any]:
         if after < 0:
             raise ValidationError.single("after_position", "must not be negative")
-        for item in self.hub.adjudications(payer_id, after, stop_when_gone(context)):
+        async for item in self.streams.stream(ADJUDICATIONS, payer_id, after):
             yield common_pb2.Heartbeat(position=item.position) if isinstance(item, Heartbeat) else notice_pb(item)
 
     def pended_claims(self, payer_id: str, request: Any, *, context: Any) -> tuple[list[common_pb2.Claim], str]:

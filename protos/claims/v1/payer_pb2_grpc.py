@@ -79,6 +79,7 @@ class PayerServiceServicer:
         order, resuming after a ledger position: first those already recorded, then new ones as they
         happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
         it has reached, so the client can move its resume point past events not meant for it.
+        RESOURCE_EXHAUSTED when the credential holds too many open streams.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,6 +43,7 @@ class PayerServiceStub:
     order, resuming after a ledger position: first those already recorded, then new ones as they
     happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
     it has reached, so the client can move its resume point past events not meant for it.
+    RESOURCE_EXHAUSTED when the credential holds too many open streams.
     """
     ListPendedClaims: _grpc.UnaryUnaryMultiCallable[_payer_pb2.ListPendedClaimsRequest, _payer_pb2.ListPendedClaimsResponse]
     """Lists this payer's claims waiting for manual review (status PENDED), oldest first."""
@@ -73,6 +74,7 @@ class PayerServiceAsyncStub(PayerServiceStub):
     order, resuming after a ledger position: first those already recorded, then new ones as they
     happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
     it has reached, so the client can move its resume point past events not meant for it.
+    RESOURCE_EXHAUSTED when the credential holds too many open streams.
     """
     ListPendedClaims: _aio.UnaryUnaryMultiCallable[_payer_pb2.ListPendedClaimsRequest, _payer_pb2.ListPendedClaimsResponse]  # type: ignore[assignment]
     """Lists this payer's claims waiting for manual review (status PENDED), oldest first."""
@@ -106,6 +108,7 @@ class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
         order, resuming after a ledger position: first those already recorded, then new ones as they
         happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
         it has reached, so the client can move its resume point past events not meant for it.
+        RESOURCE_EXHAUSTED when the credential holds too many open streams.
         """
 
     @_abc_1.abstractmethod

@@ -462,23 +462,33 @@ class WatchClaimsResponse(_message.Message):
 
     POSITION_FIELD_NUMBER: _builtins.int
     CLAIM_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
     position: _builtins.int
-    """Ledger position of the event that changed the claim; resume after it."""
+    """Ledger position of the event that changed the claim (or the heartbeat's); resume after it."""
     @_builtins.property
     def claim(self) -> _common_pb2.Claim:
         """The claim as it stands after that event."""
+
+    @_builtins.property
+    def heartbeat(self) -> _common_pb2.Heartbeat:
+        """Nothing new for this provider up to the heartbeat's position: sent when the stream has
+        caught up and then every few seconds while idle, so a resume point can move on.
+        """
 
     def __init__(
         self,
         *,
         position: _builtins.int = ...,
         claim: _common_pb2.Claim | None = ...,
+        heartbeat: _common_pb2.Heartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "heartbeat", b"heartbeat", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "heartbeat", b"heartbeat", "kind", b"kind", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["claim", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___WatchClaimsResponse: _TypeAlias = WatchClaimsResponse  # noqa: Y015
 

@@ -141,8 +141,10 @@ class ProviderServiceServicer:
 
     def WatchClaims(self, request, context):
         """Streams every change of this provider's claims in ledger order, starting after a ledger
-        position: first the changes already recorded, then new ones as they happen. At least once,
-        no gaps; resume after the last position received.
+        position: first the changes already recorded, then new ones as they happen, each with the
+        claim as it stood after that change. At least once, no gaps; resume after the last position
+        received (a heartbeat's included). While idle, heartbeats carry the position reached.
+        RESOURCE_EXHAUSTED when the credential holds too many open streams.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

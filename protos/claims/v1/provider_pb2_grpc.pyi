@@ -64,8 +64,10 @@ class ProviderServiceStub:
     """Lists this provider's claims, newest first, filtered and paginated."""
     WatchClaims: _grpc.UnaryStreamMultiCallable[_provider_pb2.WatchClaimsRequest, _provider_pb2.WatchClaimsResponse]
     """Streams every change of this provider's claims in ledger order, starting after a ledger
-    position: first the changes already recorded, then new ones as they happen. At least once,
-    no gaps; resume after the last position received.
+    position: first the changes already recorded, then new ones as they happen, each with the
+    claim as it stood after that change. At least once, no gaps; resume after the last position
+    received (a heartbeat's included). While idle, heartbeats carry the position reached.
+    RESOURCE_EXHAUSTED when the credential holds too many open streams.
     """
     GetRemittance: _grpc.UnaryUnaryMultiCallable[_provider_pb2.GetRemittanceRequest, _provider_pb2.GetRemittanceResponse]
     """Reads remittances: payments to this provider and the claim lines and adjustments they settle."""
@@ -106,8 +108,10 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     """Lists this provider's claims, newest first, filtered and paginated."""
     WatchClaims: _aio.UnaryStreamMultiCallable[_provider_pb2.WatchClaimsRequest, _provider_pb2.WatchClaimsResponse]  # type: ignore[assignment]
     """Streams every change of this provider's claims in ledger order, starting after a ledger
-    position: first the changes already recorded, then new ones as they happen. At least once,
-    no gaps; resume after the last position received.
+    position: first the changes already recorded, then new ones as they happen, each with the
+    claim as it stood after that change. At least once, no gaps; resume after the last position
+    received (a heartbeat's included). While idle, heartbeats carry the position reached.
+    RESOURCE_EXHAUSTED when the credential holds too many open streams.
     """
     GetRemittance: _aio.UnaryUnaryMultiCallable[_provider_pb2.GetRemittanceRequest, _provider_pb2.GetRemittanceResponse]  # type: ignore[assignment]
     """Reads remittances: payments to this provider and the claim lines and adjustments they settle."""
@@ -187,8 +191,10 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_provider_pb2.WatchClaimsResponse], _abc.AsyncIterator[_provider_pb2.WatchClaimsResponse]]:
         """Streams every change of this provider's claims in ledger order, starting after a ledger
-        position: first the changes already recorded, then new ones as they happen. At least once,
-        no gaps; resume after the last position received.
+        position: first the changes already recorded, then new ones as they happen, each with the
+        claim as it stood after that change. At least once, no gaps; resume after the last position
+        received (a heartbeat's included). While idle, heartbeats carry the position reached.
+        RESOURCE_EXHAUSTED when the credential holds too many open streams.
         """
 
     @_abc_1.abstractmethod

@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from projections import catalog
+from projections.feed import NotificationHub
+from projections.streams import ADJUDICATIONS, CLAIM_CHANGES, Feed, FeedStreams
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 
 # The events a payer is told of: decisions, voids and replacements, and money taken back.
 NOTICED = ("Claim.Adjudicated", "Claim.Pended", "Claim.ReviewResolved", "Claim.DisputeResolved", "Claim.Voided",
            "Claim.Corrected", "Payment.Cancelled", "Payment.Recouped")
+
+
+class BlockingStreams:
+    """The server's streams (``FeedStreams``) on an event loop of their own thread, consumed as
+    blocking iterators, as the tests' consumers are threads. ``adjudications(payer, after, stop)``,
+    ``claim_updates(provider, after, stop)``; a context manager."""
+
+    def __init__(self, hub: NotificationHub, *, heartbeat_interval: float = 0.2) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._executor = ThreadPoolExecutor(max_workers=4)
+        self.feeds = FeedStreams(hub, self._executor, heartbeat_interval=heartbeat_interval)
+
+    def adjudications(self, payer_id: str, after: int, stop: threading.Event) -> Iterator[Any]:
+        return self._iterate(ADJUDICATIONS, payer_id, after, stop)
+
+    def claim_updates(self, provider_id: str, after: int, stop: threading.Event) -> Iterator[Any]:
+        return self._iterate(CLAIM_CHANGES, provider_id, after, stop)
+
+    def _iterate(self, feed: Feed[Any], party: str, after: int, stop: threading.Event) -> Iterator[Any]:
+        stream = self.feeds.stream(feed, party, after)
+        try:
+            while not stop.is_set():
+                yield asyncio.run_coroutine_threadsafe(stream.__anext__(), self.loop).result(30)
+        finally:
+            asyncio.run_coroutine_threadsafe(stream.aclose(), self.loop).result(10)
+
+    def __enter__(self) -> BlockingStreams:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.feeds.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def drain(database_url: str, names: tuple[str, ...] = catalog.NAMES, batch_size: int = 500) -> None:

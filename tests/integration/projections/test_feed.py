@@ -1,8 +1,11 @@
-"""The payer feed: resumed from any position it delivers exactly the missing notices, in ledger
-order; one LISTEN per process serves every stream; a consumer that stops reading holds up no one."""
+"""The server streams (projections.streams): resumed from any position a payer's feed delivers
+exactly the missing notices, in ledger order; one LISTEN per process serves every stream; many
+streams of one party cost one read per advance; a consumer that stops reading holds up no one,
+even once it falls behind what its channel remembers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -13,8 +16,10 @@ import pytest
 from bench.projections import generate_history
 from projections.claims import ClaimStatus, Notice
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
+from projections import streams as streams_module
+from projections.streams import ADJUDICATIONS
 from projections.runner import ProjectionSupervisor
-from tests.integration.projections.helpers import NOTICED, drain, expected_notices, head
+from tests.integration.projections.helpers import NOTICED, BlockingStreams, drain, expected_notices, head
 
 KINDS = {"adjudicated": "Claim.Adjudicated", "pended": "Claim.Pended", "review_resolved": "Claim.ReviewResolved",
          "dispute_resolved": "Claim.DisputeResolved", "voided": "Claim.Voided", "replaced": "Claim.Corrected",
@@ -41,8 +46,8 @@ def read_until(stream, position: int, timeout: float = 20.0) -> tuple[list[Notic
 
 @pytest.fixture
 def hub(database_url):
-    with NotificationHub(database_url, heartbeat_interval=0.2) as hub:
-        yield hub
+    with NotificationHub(database_url) as hub, BlockingStreams(hub) as streams:
+        yield streams
 
 
 def test_a_feed_resumed_from_any_position_delivers_exactly_the_missing_notices(database_url, hub):
@@ -71,7 +76,10 @@ def test_a_feed_resumed_from_any_position_delivers_exactly_the_missing_notices(d
             assert beats[-1].position == end
 
 
-def test_one_listen_serves_all_streams_and_a_stalled_consumer_holds_up_no_one(database_url, hub):
+def test_one_listen_serves_all_streams_and_a_stalled_consumer_holds_up_no_one(database_url, hub, monkeypatch):
+    # A channel that remembers little, so the stalled consumer falls behind it and must go back
+    # to the table when it resumes.
+    monkeypatch.setattr(streams_module, "LOG_LIMIT", 20)
     # 1. Live: projections running, two consumers of one payer's feed.
     generate_history(database_url, 300, seed=31, payers=1, members=10)
     payer = PAYERS[0]
@@ -146,3 +154,43 @@ def test_claim_updates_follow_every_change_of_a_providers_claims(database_url, h
     last_seen = {u.claim_id: u.status for u in updates}
     assert all(latest[claim_id] == status for claim_id, status in last_seen.items())
     assert any(u.status == "submitted" for u in updates) and any(u.status != "submitted" for u in updates)
+
+
+def test_many_streams_of_one_party_share_one_read_per_advance(database_url, hub):
+    generate_history(database_url, 200, seed=71, payers=1, members=10)
+    payer, streams = PAYERS[0], hub
+    with ProjectionSupervisor(database_url, names=["claim_status"]) as supervisor:
+        assert supervisor.wait_for(head(database_url), timeout=10)
+        start = head(database_url)
+        seen: list[list[int]] = [[] for _ in range(200)]
+        caught_up: list[bool] = [False] * 200
+
+        async def follow(index: int) -> None:
+            async for item in streams.feeds.stream(ADJUDICATIONS, payer, start):
+                if isinstance(item, Heartbeat):
+                    caught_up[index] = True
+                else:
+                    seen[index].append(item.position)
+
+        async def open_all() -> list[asyncio.Task[None]]:
+            return [asyncio.get_running_loop().create_task(follow(i)) for i in range(200)]
+
+        tasks = asyncio.run_coroutine_threadsafe(open_all(), streams.loop).result(5)
+        deadline = time.monotonic() + 20
+        while not all(caught_up):
+            assert time.monotonic() < deadline, "the streams never caught up"
+            time.sleep(0.05)
+        reads_when_live = streams.feeds.queries
+
+        generate_history(database_url, 600, seed=72, payers=1, members=10)
+        expected = [p for p, who, *_ in expected_notices(database_url) if who == payer and p > start]
+        assert expected
+        while not all(s[-1:] == expected[-1:] for s in seen):
+            assert time.monotonic() < deadline + 20, "a stream missed notices"
+            time.sleep(0.05)
+        assert all(s == expected for s in seen)
+        live_reads = streams.feeds.queries - reads_when_live
+        # One read per advance of the projection, however many streams: far fewer than one per stream.
+        assert live_reads < 100, live_reads
+        for task in tasks:
+            streams.loop.call_soon_threadsafe(task.cancel)

@@ -12,7 +12,7 @@ from bench.projections import generate_history
 from projections.events import read_notifications
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
 from projections.runner import GROUP_LISTENER_NAME, ProjectionSupervisor
-from tests.integration.projections.helpers import assert_equals_from_scratch, head
+from tests.integration.projections.helpers import BlockingStreams, assert_equals_from_scratch, head
 
 
 def terminate(database_url: str, application_name: str) -> int:
@@ -67,13 +67,13 @@ def test_a_projection_that_fails_goes_on_alone_and_holds_up_no_other(database_ur
 def test_the_hub_reconnects_and_the_feed_goes_on(database_url):
     generate_history(database_url, 200, seed=61, payers=1, members=5)
     with ProjectionSupervisor(database_url, names=["claim_status"]) as supervisor, \
-            NotificationHub(database_url, heartbeat_interval=0.1) as hub:
+            NotificationHub(database_url) as hub, BlockingStreams(hub, heartbeat_interval=0.1) as streams:
         assert supervisor.wait_for(head(database_url), timeout=10)
         stop = threading.Event()
         beats: list[int] = []
 
         def follow() -> None:
-            for item in hub.adjudications("PAYER-00", 0, stop):
+            for item in streams.adjudications("PAYER-00", 0, stop):
                 if isinstance(item, Heartbeat):
                     beats.append(item.position)
 
