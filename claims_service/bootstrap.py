@@ -63,7 +63,10 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
                                      StreamLimits(config.max_streams, config.max_streams_per_key))
     server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
                         servicers=servicers(commands, reads, checkpointer, config))
-    return Service(ledger, commands, reads, checkpointer, server, interceptor, WorkerProcess(database_url, config))
+    workers = WorkerProcess(database_url, config)
+    # Without the workers nothing is adjudicated and reads fall behind: health says so.
+    workers.on_alive_change = server.set_serving
+    return Service(ledger, commands, reads, checkpointer, server, interceptor, workers)
 
 
 def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,

@@ -7,7 +7,8 @@ streams takes no capacity from unary calls or health checks. Unary handlers stay
 which streams never touch (`api/interceptors.py` decides where each call runs).
 
 `GrpcServer` hides the loop: `start()` returns once the port is bound, `stop(grace)` lets
-in-flight calls finish, `set_serving(bool)` moves every service's health status. Health answers
+in-flight calls finish, `set_serving(bool)` moves every service's health status (the service
+follows the workers' process with it: NOT_SERVING while the adjudicator and projections are down). Health answers
 for the empty service name and for each `claims.v1` service; reflection answers both `v1` and
 `v1alpha` (the messages are the same on the wire; see `_reflection_v1`).
 """
@@ -62,6 +63,7 @@ class GrpcServer:
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
         self.service_names = claims_service_names()
+        self._serving = True  # what health should say once (and while) the server runs
 
     def _call(self, coroutine: Any, timeout: float | None = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -90,8 +92,11 @@ class GrpcServer:
             raise OSError(f"cannot listen on {self.addr}")
         await server.start()
         self._server = server
-        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+        await self._set_all(self._status())
         return port
+
+    def _status(self) -> int:
+        return health_pb2.HealthCheckResponse.SERVING if self._serving else health_pb2.HealthCheckResponse.NOT_SERVING
 
     async def _set_all(self, status: int) -> None:
         assert self._health is not None
@@ -99,9 +104,11 @@ class GrpcServer:
             await self._health.set(name, status)
 
     def set_serving(self, serving: bool) -> None:
-        """Every service's health: SERVING, or NOT_SERVING (clients and balancers move away)."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        self._call(self._set_all(status))
+        """Every service's health: SERVING, or NOT_SERVING (clients and balancers move away).
+        Callable from any thread, before or after ``start()``; it does not wait."""
+        self._serving = serving
+        if self._server is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._set_all(self._status()), self.loop)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         if self._server is not None:

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 from claims_service.config import Config
 from claims_service.ledger.following import Backoff
@@ -85,6 +86,8 @@ class WorkerProcess:
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._keep_running, name="worker-process", daemon=True)
         self.restarts = 0
+        # Told True / False as the child comes and goes (the server's health follows it).
+        self.on_alive_change: Callable[[bool], None] = lambda _alive: None
 
     @property
     def pid(self) -> int | None:
@@ -100,9 +103,14 @@ class WorkerProcess:
 
     def _keep_running(self) -> None:
         backoff = Backoff(RESTART_DELAY, MAX_RESTART_DELAY)
+        was_alive: bool | None = None
         while not self._stopping.is_set():
             assert self._process is not None
             self._process.join(0.5)
+            alive = self._process.is_alive()
+            if alive != was_alive and not self._stopping.is_set():
+                was_alive = alive
+                self.on_alive_change(alive)
             if self._process.exitcode is not None and not self._stopping.is_set():
                 self.restarts += 1
                 wait = backoff.next_wait()

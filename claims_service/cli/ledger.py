@@ -13,6 +13,8 @@ sign and check checkpoints, export and verify claim bundles, re-run a decision, 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import sys
 from collections.abc import Iterator
@@ -89,15 +91,25 @@ def register(commands: Any) -> None:
     reconciliation.set_defaults(func=cmd_reconcile)
 
 
-def _parse_head(text: str) -> tuple[int, bytes]:
+def parse_hash(text: str) -> bytes:
+    """A SHA-256 hash as a person or a program gives it: 64 hex digits (what claimsctl prints) or
+    base64 (what the API's bytes fields look like in JSON and grpcurl), standard or URL-safe."""
+    text = text.strip()
     try:
-        position, digest = text.split(":", 1)
-        head = (int(position), bytes.fromhex(digest))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected POSITION:HASH, the hash in hex") from None
-    if len(head[1]) != 32:
-        raise argparse.ArgumentTypeError("the hash must be 64 hex digits (SHA-256)")
-    return head
+        digest = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(
+            text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+    except (ValueError, binascii.Error):
+        digest = b""
+    if len(digest) != 32:
+        raise argparse.ArgumentTypeError("a hash is 64 hex digits or the base64 of 32 bytes (SHA-256)")
+    return digest
+
+
+def _parse_head(text: str) -> tuple[int, bytes]:
+    position, sep, digest = text.partition(":")
+    if not sep or not position.strip().isdigit():
+        raise argparse.ArgumentTypeError("expected POSITION:HASH, the hash in hex or base64")
+    return int(position), parse_hash(digest)
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
