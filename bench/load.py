@@ -137,7 +137,12 @@ def set_up(channel: grpc.Channel, keys: dict[str, Any]) -> dict[str, str]:
     admin.DeployRuleSet(admin_pb2.DeployRuleSetRequest(version="2026.1", effective_date="2020-01-01"), metadata=meta)
     provider_keys = {}
     for npi in PROVIDERS:
-        admin.RegisterProvider(admin_pb2.RegisterProviderRequest(npi=npi, name=f"Clinic {npi}", taxonomy="207Q00000X"), metadata=meta)
+        try:
+            admin.RegisterProvider(admin_pb2.RegisterProviderRequest(npi=npi, name=f"Clinic {npi}", taxonomy="207Q00000X"),
+                                   metadata=meta)
+        except grpc.RpcError as error:  # the demo keys' provider, registered on the server's first start
+            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
         admin.RecordCredential(admin_pb2.RecordCredentialRequest(npi=npi, licence_number=f"L-{npi}", state="NY",
                                                                  valid_from="2020-01-01", valid_to="2030-12-31"), metadata=meta)
         admin.JoinNetwork(admin_pb2.JoinNetworkRequest(npi=npi, payer_id=PAYER, contract_id=CONTRACT,

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from claims_service.api.auth import Authenticator
@@ -16,6 +17,7 @@ from claims_service.api.reads import ReadSide
 from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.config import Config
+from claims_service.errors import AlreadyExistsError
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.server import GrpcServer, unary_executor
 from claims_service.workers import WorkerProcess
@@ -24,6 +26,15 @@ log = logging.getLogger(__name__)
 
 DEMO_PAYER = "PAYER-DEMO"
 DEMO_NPI = "1234567893"
+DEMO_MEMBER = "M-DEMO"
+# The plan `claimsctl demo` enrols its members in.
+DEMO_TERMS = {
+    "deductible_cents": 5_000, "oop_max_cents": 300_000, "timely_filing_days": 365, "in_network_only": True,
+    "review_threshold_cents": 200_000, "non_covered_procedures": ["97140"], "benefit_limits": {"97110": 40},
+    "prior_auth_required": [],
+    "cost_share": {"default": {"copay_cents": 0, "coinsurance_bp": 2000},
+                   "office_visit": {"copay_cents": 2_500, "coinsurance_bp": 0}},
+}
 
 
 @dataclass
@@ -59,7 +70,9 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     commands = Commands(ledger)
     reads = ReadSide(ledger, database_url)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
-    interceptor = ServiceInterceptor(Authenticator(ledger), unary_executor(config.unary_threads),
+    authenticator = Authenticator(ledger)
+    commands.on_key_revoked(authenticator.forget)  # a key revoked here stops working at once
+    interceptor = ServiceInterceptor(authenticator, unary_executor(config.unary_threads),
                                      StreamLimits(config.max_streams, config.max_streams_per_key))
     server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
                         servicers=servicers(commands, reads, checkpointer, config))
@@ -96,6 +109,7 @@ def ensure_demo_keys(commands: Commands, path: Path) -> bool:
     """
     if path.exists():
         return False
+    ensure_demo_parties(commands)
     keys = {}
     for role, party in (("admin", ""), ("provider", DEMO_NPI), ("payer", DEMO_PAYER), ("dispute", "")):
         api_key, key_id, _ = commands.create_api_key(actor="admin:bootstrap", role=role, party_id=party,
@@ -106,3 +120,18 @@ def ensure_demo_keys(commands: Commands, path: Path) -> bool:
     with os.fdopen(fd, "w") as handle:
         json.dump(keys, handle, indent=2)
     return True
+
+
+def ensure_demo_parties(commands: Commands) -> None:
+    """Keys are issued only for parties the ledger knows: register the demo provider and enrol one
+    member with the demo payer, as an administrator would, unless that was done before."""
+    try:
+        commands.register_provider(actor="admin:bootstrap", npi=DEMO_NPI, name="Riverside Family Clinic",
+                                   taxonomy="207Q00000X")
+    except AlreadyExistsError:
+        pass
+    try:
+        commands.enroll_member(actor="admin:bootstrap", member_id=DEMO_MEMBER, payer_id=DEMO_PAYER,
+                               plan_id="DEMO-GOLD", effective_date=date(commands.today().year, 1, 1), terms=DEMO_TERMS)
+    except AlreadyExistsError:
+        pass

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 import adjudicator
@@ -27,7 +28,8 @@ from adjudicator.review import lines_to_review
 from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
 from claims_service.adjudication.settlement import current_decision, settle
 from claims_service.application import LedgerApplication, Receipt
-from claims_service.domain.apikey import ApiKey, new_key, secret_hash
+from claims_service.domain.apikey import MAX_LIFETIME as MAX_KEY_LIFETIME
+from claims_service.domain.apikey import ApiKey, check_key_id, check_reason, new_key, secret_hash
 from claims_service.domain.claim import Claim
 from claims_service.domain.contract import Contract
 from claims_service.domain.member import MemberCoverage
@@ -52,10 +54,15 @@ from claims_service.group_commit import GroupCommitter
 
 T = TypeVar("T")
 RETRIES = 5
+PAYER_SCAN_CHUNK = 1_000
 
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,14 @@ class ClaimReceipt:
 
 
 class Commands:
-    def __init__(self, ledger: LedgerApplication, *, today: Callable[[], date] = utc_today) -> None:
+    def __init__(self, ledger: LedgerApplication, *, today: Callable[[], date] = utc_today,
+                 now: Callable[[], datetime] = utc_now) -> None:
         self.ledger = ledger
         self.writer = GroupCommitter(ledger)
         self.today = today
+        self.now = now
+        self._known_payers: set[str] = set()  # payers never become unknown: only hits are kept
+        self._key_revoked: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         self.writer.close()
@@ -191,12 +202,94 @@ class Commands:
                 continue
         raise ConflictError("the rule-set schedule kept changing; retry")
 
-    def create_api_key(self, *, actor: str, role: str, party_id: str, label: str) -> tuple[str, str, Receipt]:
-        """Issue a key; the full key is returned once and only its secret's hash is recorded."""
+    def create_api_key(self, *, actor: str, role: str, party_id: str, label: str,
+                       expires_at: datetime | None = None) -> tuple[str, str, Receipt]:
+        """Issue a key, for a party the ledger knows, optionally expiring (`key_expiry`); the full
+        key is returned once and only its secret's hash is recorded."""
         key_id, secret, full_key = new_key()
         key = ApiKey.issue(actor=actor, key_id=key_id, role=role, party_id=party_id, label=label,
-                           secret_sha256=secret_hash(secret))
+                           secret_sha256=secret_hash(secret), now=self.now(), expires_at=expires_at)
+        self._ensure_party_exists(role, party_id)
         return full_key, key_id, self._create(key, f"API key {key_id}")
+
+    def key_expiry(self, *, expires_at: datetime | None = None, ttl_seconds: int = 0) -> datetime | None:
+        """When a new key is to expire: at `expires_at`, or `ttl_seconds` from now (not both);
+        None for a key that never expires. The bounds are the domain's (`check_expiry`)."""
+        if ttl_seconds and expires_at is not None:
+            raise ValidationError.single("ttl_seconds", "give expires_at or ttl_seconds, not both")
+        if not ttl_seconds:
+            return expires_at
+        now = self.now()
+        if not 0 < ttl_seconds <= MAX_KEY_LIFETIME.total_seconds():
+            raise ValidationError.single("ttl_seconds", f"must be between 1 and {int(MAX_KEY_LIFETIME.total_seconds())}"
+                                                        f" ({MAX_KEY_LIFETIME.days} days), or 0 for no expiry")
+        return now + timedelta(seconds=ttl_seconds)
+
+    def _ensure_party_exists(self, role: str, party_id: str) -> None:
+        """A provider key needs a registered provider; a payer key a payer the ledger knows: one
+        with a member enrolled or a contract published. NOT_FOUND names the field, not the value."""
+        if role == "provider":
+            provider = self._load(Provider.create_id(party_id))
+            if not isinstance(provider, Provider):
+                raise ProviderNotFoundError("party_id: no provider with this NPI is registered")
+        elif role == "payer" and not self._payer_known(party_id):
+            raise NotFoundError("party_id: the ledger knows no payer of this id "
+                                "(enrol a member with it or publish a contract with it first)")
+
+    def _payer_known(self, payer_id: str) -> bool:
+        """Whether a member enrolment or a contract of the ledger names this payer. There is no
+        payer registry: the payer's first enrolment or contract is what makes it known. Those
+        events are streamed (and decrypted) until one names it, in one pass over the table; an
+        unknown payer costs the whole pass (key creation is rare and admin-only). Payers seen on
+        the way are remembered: a payer never becomes unknown."""
+        if payer_id in self._known_payers:
+            return True
+        topics = [get_topic(MemberCoverage.Enrolled), get_topic(Contract.Published)]
+        with self.ledger.datastore.get_connection() as conn, conn.transaction(force_rollback=True), \
+                conn.cursor(name="known_payers") as curs:
+            curs.itersize = PAYER_SCAN_CHUNK
+            curs.execute("SELECT originator_id, originator_version, topic, state FROM ledger_events WHERE topic = ANY(%s)",
+                         (topics,))
+            for row in curs:
+                stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
+                seen = self.ledger.mapper.to_domain_event(stored).payer_id  # type: ignore[attr-defined]
+                self._known_payers.add(seen)
+                if seen == payer_id:
+                    return True
+        return False
+
+    def revoke_api_key(self, *, actor: str, key_id: str, reason: str) -> tuple[Receipt, bool]:
+        """Revoke a key for good. Idempotent: revoking a revoked key writes nothing and returns the
+        first revocation's receipt, with True for "already revoked". Listeners (`on_key_revoked`,
+        this process's authenticator) hear of it at once; other processes within their cache time."""
+        check_key_id(key_id)
+        check_reason(reason)  # bad input is INVALID_ARGUMENT whether or not the key exists
+        already: list[bool] = []
+
+        def change(key: ApiKey) -> None:
+            already[:] = [not key.revoke(actor=actor, reason=reason)]
+
+        receipt = self._change(ApiKey.create_id(key_id), NotFoundError("key_id: no such API key"), change)
+        for listener in self._key_revoked:
+            listener(key_id)
+        return receipt, already[0]
+
+    def on_key_revoked(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(key_id)` after each revocation this process makes (cache eviction)."""
+        self._key_revoked.append(listener)
+
+    def api_keys(self, *, after_position: int = 0, limit: int = 50) -> list[tuple[int, ApiKey]]:
+        """Keys in the order they were issued, after the ledger position of a key's issue, with
+        that position (a page's key); revoked and expired ones too, their state on them."""
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT notification_id, originator_id FROM ledger_events"
+                " WHERE notification_id > %s AND topic = %s ORDER BY notification_id LIMIT %s",
+                (after_position, get_topic(ApiKey.Issued), limit),
+            )
+            rows = curs.fetchall()
+        keys = self.ledger.load_many([row["originator_id"] for row in rows])
+        return [(row["notification_id"], keys[row["originator_id"]]) for row in rows]
 
     # --- providers ---------------------------------------------------------------------
 
@@ -229,14 +322,7 @@ class Commands:
     def own_claim(self, claim_id: str, provider_id: str | None = None) -> Claim:
         """The claim, or NOT_FOUND: also when it belongs to another provider (no existence leak)."""
         missing = ClaimNotFoundError("claim_id: no such claim")
-        try:
-            stream_id = UUID(claim_id)
-        except (ValueError, TypeError, AttributeError):
-            raise ValidationError.single("claim_id", "must be a claim id (UUID)") from None
-        if str(stream_id) != claim_id:
-            # One spelling only, as the API says: the lower-case hyphenated form claim ids are issued in.
-            raise ValidationError.single("claim_id", "must be a claim id as issued (a lower-case UUID)")
-        claim = self._get(stream_id, missing)
+        claim = self._get(claim_stream(claim_id), missing)
         if not isinstance(claim, Claim) or (provider_id is not None and claim.provider_id != provider_id):
             raise missing
         return claim
@@ -245,6 +331,7 @@ class Commands:
         """A replacement (frequency 7): the new claim, the original's supersession and the end of
         the original's payments (scheduled ones cancelled, issued ones recouped), in one commit;
         the adjudicator takes the original off the accumulators before it decides the replacement."""
+        claim_stream(original_claim_id)  # a bad id is the request's claim_id (not the body's replaces_claim_id)
         request = SubmitClaim.checked(actor=actor, received_on=self.today(), frequency_code="7",
                                       replaces_claim_id=original_claim_id, **fields)
         for _ in range(RETRIES):
@@ -454,6 +541,18 @@ class Replay:
     @property
     def identical(self) -> bool:
         return not self.differences
+
+
+def claim_stream(claim_id: str) -> UUID:
+    """The stream of the claim `claim_id` names; INVALID_ARGUMENT on `claim_id` unless it is a claim
+    id as issued (one spelling only, as the API says: the lower-case hyphenated UUID)."""
+    try:
+        stream_id = UUID(claim_id)
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationError.single("claim_id", "must be a claim id (UUID)") from None
+    if str(stream_id) != claim_id:
+        raise ValidationError.single("claim_id", "must be a claim id as issued (a lower-case UUID)")
+    return stream_id
 
 
 def trace_number(payment_id: str) -> str:

@@ -249,12 +249,15 @@ class FeedStreams:
                         continue  # the reader is ahead of this read: read again
                 with self._subscribed(reader, party, channel):
                     while after >= channel.complete_after:
+                        # The cursor as of this look at the channel: while this stream yields,
+                        # the reader may append more and move the cursor past items not yet sent.
+                        cursor = reader.cursor
                         positions, items = channel.after(after)
                         for position, item in zip(positions, items, strict=True):
                             yield item
                             after = position
                         if after >= channel.complete_after:
-                            after = max(after, reader.cursor)  # everything up to the cursor is delivered
+                            after = max(after, cursor)  # everything up to that cursor is delivered
                         now = time.monotonic()
                         if now >= next_beat:
                             yield Heartbeat(after)

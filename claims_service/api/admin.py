@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from claims.v1 import admin_pb2, admin_pb2_grpc, common_pb2
-from claims_service.api.converters import parse_date, receipt_pb
+from claims_service.api.converters import instant, parse_date, parse_instant, receipt_pb
 from claims_service.api.interceptors import principal
 from claims_service.commands import Commands
+from claims_service.domain.apikey import ApiKey
 from claims_service.errors import ValidationError
+from projections.reading import Pager
 
 ROLE_NAMES = {
     common_pb2.ROLE_PROVIDER: "provider",
@@ -16,6 +19,7 @@ ROLE_NAMES = {
     common_pb2.ROLE_DISPUTE: "dispute",
     common_pb2.ROLE_ADMIN: "admin",
 }
+ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
 
 
 def terms_from_pb(terms: admin_pb2.PlanTerms) -> dict[str, Any]:
@@ -131,7 +135,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         role = ROLE_NAMES.get(request.role)
         if role is None:
             raise ValidationError.single("role", "must be PROVIDER, PAYER, DISPUTE or ADMIN")
+        expires_at = self.service.key_expiry(expires_at=parse_instant(request.expires_at, "expires_at"),
+                                             ttl_seconds=request.ttl_seconds)
         api_key, key_id, receipt = self.service.create_api_key(
-            actor=principal().actor, role=role, party_id=request.party_id, label=request.label
+            actor=principal().actor, role=role, party_id=request.party_id, label=request.label, expires_at=expires_at
         )
-        return admin_pb2.CreateApiKeyResponse(api_key=api_key, key_id=key_id, receipt=receipt_pb(receipt))
+        return admin_pb2.CreateApiKeyResponse(api_key=api_key, key_id=key_id, receipt=receipt_pb(receipt),
+                                              expires_at=instant(expires_at))
+
+    def RevokeApiKey(self, request: Any, context: Any) -> Any:
+        receipt, already = self.service.revoke_api_key(actor=principal().actor, key_id=request.key_id,
+                                                       reason=request.reason)
+        return admin_pb2.RevokeApiKeyResponse(receipt=receipt_pb(receipt), already_revoked=already)
+
+    def ListApiKeys(self, request: Any, context: Any) -> Any:
+        pager = Pager("api_keys", {}, request.page_size, request.page_token)
+        found = self.service.api_keys(after_position=pager.key[0] if pager.key else 0, limit=pager.limit)
+        page, token = pager.page(found, key=lambda item: [item[0]])
+        now = self.service.now()
+        return admin_pb2.ListApiKeysResponse(keys=[api_key_pb(key, now) for _, key in page], next_page_token=token)
+
+
+def api_key_pb(key: ApiKey, now: datetime) -> admin_pb2.ApiKeyInfo:
+    """What may be shown of a key: never its secret's hash."""
+    return admin_pb2.ApiKeyInfo(
+        key_id=key.key_id, role=ROLE_VALUES[key.role], party_id=key.party_id, label=key.label,
+        created_at=instant(key.created_on), created_by=key.issued_by, expires_at=instant(key.expires_at),
+        expired=key.expired(now), revoked=key.revoked, revoked_at=instant(key.revoked_at),
+        revoke_reason=key.revoke_reason,
+    )

@@ -8,12 +8,14 @@ the domain's (so the rules live in one place).
 from __future__ import annotations
 
 import json
-from datetime import date
+import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 from adjudicator import PEND_REASONS
 from claims.v1 import common_pb2
 from claims_service.application import Receipt
+from claims_service.domain.formats import MAX_YEAR, MIN_YEAR
 from claims_service.errors import FieldViolation, ValidationError
 from projections.claims import ClaimStatus, Notice
 from projections.payments import Payment
@@ -30,6 +32,34 @@ def parse_date(value: str, field: str, *, required: bool = True) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise ValidationError.single(field, "must be a date as YYYY-MM-DD") from None
+
+
+INSTANT = re.compile(r"([0-9]{4})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
+
+
+def parse_instant(value: str, field: str) -> datetime | None:
+    """An RFC 3339 instant with its offset ("2027-01-31T00:00:00Z"), as an aware datetime; None
+    for an empty string. Fractions beyond microseconds are cut."""
+    if not value:
+        return None
+    match = INSTANT.fullmatch(value)
+    try:
+        if match is None or not MIN_YEAR <= int(match.group(1)) <= MAX_YEAR:
+            raise ValueError
+        fraction = (match.group(2) or "")[:7]
+        head = value[: match.start(2)] if match.group(2) else value[: match.start(3)]
+        offset = "+00:00" if match.group(3) == "Z" else match.group(3)
+        return datetime.fromisoformat(head + fraction + offset)
+    except ValueError:
+        raise ValidationError.single(field, 'must be an RFC 3339 instant with its offset, e.g. "2027-01-31T00:00:00Z"'
+                                     ) from None
+
+
+def instant(moment: datetime | None) -> str:
+    """An aware datetime as an RFC 3339 UTC instant ("2027-01-31T00:00:00Z"); "" for None."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def optional(value: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from claims_service.config import Config
 from tests import world
 
 OTHER_PAYER = "PAYER-OTHER"
+KEYHOLDER_MEMBER = "M-9001"  # enrolled with each payer before its key is issued
 
 
 @dataclass
@@ -73,11 +75,23 @@ class Parties:
     dispute: Client
 
 
+def register_parties(commands: Any) -> None:
+    """What an administrator does before issuing the parties' keys, as keys are issued only for
+    parties the ledger knows: register both providers (as `set_up` registers the first) and enrol
+    a member with each payer (not the member `set_up` enrols)."""
+    commands.register_provider(actor=world.ADMIN, npi=world.NPI, name="Riverside", taxonomy="207Q00000X")
+    commands.register_provider(actor=world.ADMIN, npi=world.OTHER_NPI, name="Lakeside", taxonomy="207Q00000X")
+    for payer in (world.PAYER, OTHER_PAYER):
+        commands.enroll_member(actor=world.ADMIN, member_id=KEYHOLDER_MEMBER, payer_id=payer, plan_id=world.PLAN,
+                               effective_date=date(2026, 1, 1), terms=world.TERMS)
+
+
 @pytest.fixture
 def parties(database_url: str, tmp_path: Path) -> Iterator[Parties]:
     config = Config(database_url=database_url, data_dir=tmp_path, grpc_addr="127.0.0.1:0")
     service = build_service(config, database_url)
     service.start()
+    register_parties(service.commands)
     keys = {}
     for name, role, party in (
         ("admin", "admin", ""), ("provider", "provider", world.NPI), ("other_provider", "provider", world.OTHER_NPI),

@@ -31,7 +31,11 @@ def set_up(parties) -> None:
     )
     admin.EnrollMember(admin_pb2.EnrollMemberRequest(member_id=world.MEMBER, payer_id=world.PAYER,
                                                      plan_id=world.PLAN, effective_date="2026-01-01", terms=terms))
-    admin.RegisterProvider(admin_pb2.RegisterProviderRequest(npi=world.NPI, name="Riverside", taxonomy="207Q00000X"))
+    try:
+        admin.RegisterProvider(admin_pb2.RegisterProviderRequest(npi=world.NPI, name="Riverside", taxonomy="207Q00000X"))
+    except grpc.RpcError as error:  # registered already, to be issued its key (conftest.register_parties)
+        if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
     admin.RecordCredential(admin_pb2.RecordCredentialRequest(npi=world.NPI, licence_number="MD-1", state="NY",
                                                              valid_from="2020-01-01", valid_to="2030-12-31"))
     admin.PublishFeeSchedule(admin_pb2.PublishFeeScheduleRequest(

@@ -91,9 +91,9 @@ def keys_for(server: Server) -> dict[str, str]:
     channel = grpc.insecure_channel(server.addr)
     admin = Client(channel, server.keys["admin"]["api_key"])
     keys = {"admin": server.keys["admin"]["api_key"]}
+    set_up(SimpleNamespace(admin=admin))  # first: keys are issued only for parties the ledger knows
     for name, role, party in (("provider", common_pb2.ROLE_PROVIDER, world.NPI), ("payer", common_pb2.ROLE_PAYER, world.PAYER)):
         keys[name] = admin.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(role=role, party_id=party, label=name)).api_key
-    set_up(SimpleNamespace(admin=admin))
     channel.close()
     return keys
 
@@ -280,9 +280,9 @@ def test_the_database_going_away_is_unavailable_and_the_service_recovers_by_itse
         service.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
         try:
-            key = service.commands.create_api_key(actor="admin:test", role="provider", party_id=world.NPI, label="p")[0]
             admin_key = service.commands.create_api_key(actor="admin:test", role="admin", party_id="", label="a")[0]
             set_up(SimpleNamespace(admin=Client(channel, admin_key)))
+            key = service.commands.create_api_key(actor="admin:test", role="provider", party_id=world.NPI, label="p")[0]
             client = Client(channel, key)
             statuses: list[str] = []
             durations: list[float] = []

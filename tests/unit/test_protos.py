@@ -112,7 +112,8 @@ EXPECTED_RPCS = {
     "admin": (
         "AdminService",
         {"EnrollMember", "TerminateCoverage", "RecordPriorAuthorization", "RegisterProvider",
-         "RecordCredential", "JoinNetwork", "PublishFeeSchedule", "DeployRuleSet", "CreateApiKey"},
+         "RecordCredential", "JoinNetwork", "PublishFeeSchedule", "DeployRuleSet", "CreateApiKey",
+         "RevokeApiKey", "ListApiKeys"},
     ),
     "ledger": (
         "LedgerService",

@@ -683,6 +683,8 @@ class CreateApiKeyRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     PARTY_ID_FIELD_NUMBER: _builtins.int
     LABEL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
     role: _common_pb2.Role.ValueType
     """The role the key acts in."""
     party_id: _builtins.str
@@ -690,17 +692,30 @@ class CreateApiKeyRequest(_message.Message):
     for ROLE_DISPUTE and ROLE_ADMIN.
     """
     label: _builtins.str
-    """A label to recognise the key by (at most 500 characters), e.g. "clinic billing system"."""
+    """A label to recognise the key by (at most 500 characters, no control characters), e.g.
+    "clinic billing system".
+    """
+    expires_at: _builtins.str
+    """When the key stops working: an RFC 3339 instant with its offset, e.g.
+    "2027-01-31T00:00:00Z", in the future and at most 400 days ahead. Empty (and ttl_seconds 0):
+    the key never expires.
+    """
+    ttl_seconds: _builtins.int
+    """Instead of expires_at: the key's lifetime in seconds from now, 1 to 34560000 (400 days);
+    0 for none. Not together with expires_at.
+    """
     def __init__(
         self,
         *,
         role: _common_pb2.Role.ValueType = ...,
         party_id: _builtins.str = ...,
         label: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+        ttl_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "party_id", b"party_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "label", b"label", "party_id", b"party_id", "role", b"role", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -715,10 +730,13 @@ class CreateApiKeyResponse(_message.Message):
     API_KEY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     """The secret key, to send as "authorization: Bearer <api_key>". Shown only this once."""
     key_id: _builtins.str
     """The key's public id, to name it in logs and to revoke it."""
+    expires_at: _builtins.str
+    """When the key expires: RFC 3339 UTC instant, e.g. "2027-01-31T00:00:00Z"; empty: never."""
     @_builtins.property
     def receipt(self) -> _common_pb2.Receipt:
         """Where the key's creation event (with the key's hash, never the key) sits in the ledger."""
@@ -729,11 +747,182 @@ class CreateApiKeyResponse(_message.Message):
         api_key: _builtins.str = ...,
         key_id: _builtins.str = ...,
         receipt: _common_pb2.Receipt | None = ...,
+        expires_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "key_id", b"key_id", "receipt", b"receipt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "expires_at", b"expires_at", "key_id", b"key_id", "receipt", b"receipt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateApiKeyResponse: _TypeAlias = CreateApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class RevokeApiKeyRequest(_message.Message):
+    """An API key to revoke."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The key's id (CreateApiKeyResponse.key_id, the 12 characters after "ck_")."""
+    reason: _builtins.str
+    """Why it is revoked (1 to 500 characters, no control characters), e.g. "leaked in a ticket"."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeApiKeyRequest: _TypeAlias = RevokeApiKeyRequest  # noqa: Y015
+
+@_typing.final
+class RevokeApiKeyResponse(_message.Message):
+    """The key is revoked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    ALREADY_REVOKED_FIELD_NUMBER: _builtins.int
+    already_revoked: _builtins.bool
+    """True when the key had been revoked before: nothing was written."""
+    @_builtins.property
+    def receipt(self) -> _common_pb2.Receipt:
+        """Where the key's revocation event sits in the ledger (the first one, if it was revoked before)."""
+
+    def __init__(
+        self,
+        *,
+        receipt: _common_pb2.Receipt | None = ...,
+        already_revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_revoked", b"already_revoked", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeApiKeyResponse: _TypeAlias = RevokeApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListApiKeysRequest(_message.Message):
+    """A page of API keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Keys per page, 1 to 500; 0 for the default (50)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApiKeysRequest: _TypeAlias = ListApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class ApiKeyInfo(_message.Message):
+    """What is known of one API key: never its secret or the secret's hash."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REVOKE_REASON_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    """The key's public id."""
+    role: _common_pb2.Role.ValueType
+    """The role the key acts in."""
+    party_id: _builtins.str
+    """The party the key acts for (an NPI, a payer id); empty for the dispute and admin roles."""
+    label: _builtins.str
+    """The label given when the key was created."""
+    created_at: _builtins.str
+    """When the key was created: RFC 3339 UTC instant."""
+    created_by: _builtins.str
+    """Who created it, as the ledger records actors, e.g. "admin:team"."""
+    expires_at: _builtins.str
+    """When the key expires: RFC 3339 UTC instant; empty: never."""
+    expired: _builtins.bool
+    """True when expires_at has passed."""
+    revoked: _builtins.bool
+    """True when the key was revoked."""
+    revoked_at: _builtins.str
+    """When it was revoked: RFC 3339 UTC instant; empty unless revoked."""
+    revoke_reason: _builtins.str
+    """Why it was revoked; empty unless revoked."""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        role: _common_pb2.Role.ValueType = ...,
+        party_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+        expired: _builtins.bool = ...,
+        revoked: _builtins.bool = ...,
+        revoked_at: _builtins.str = ...,
+        revoke_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "expired", b"expired", "expires_at", b"expires_at", "key_id", b"key_id", "label", b"label", "party_id", b"party_id", "revoke_reason", b"revoke_reason", "revoked", b"revoked", "revoked_at", b"revoked_at", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKeyInfo: _TypeAlias = ApiKeyInfo  # noqa: Y015
+
+@_typing.final
+class ListApiKeysResponse(_message.Message):
+    """One page of API keys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKeyInfo]:
+        """The keys, in the order they were issued."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___ApiKeyInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015

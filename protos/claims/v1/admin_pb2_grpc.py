@@ -27,8 +27,8 @@ if _version_not_supported:
 
 class AdminServiceStub:
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -84,12 +84,22 @@ class AdminServiceStub:
                 request_serializer=claims_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/claims.v1.AdminService/RevokeApiKey',
+                request_serializer=claims_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/claims.v1.AdminService/ListApiKeys',
+                request_serializer=claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -152,7 +162,25 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateApiKey(self, request, context):
-        """Creates an API key for a principal. The key is returned once and stored only as a hash.
+        """Creates an API key for a principal. The key is returned once and stored only as a hash. The
+        party must be known to the ledger: a registered provider, a payer with an enrolled member or
+        a published contract (else NOT_FOUND naming party_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
+        the server that revoked it). An unknown key is NOT_FOUND; revoking a revoked key writes
+        nothing and returns the first revocation's receipt with already_revoked set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the API keys in the order they were issued, with their state; never a secret or its hash.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,6 +234,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=claims_dot_v1_dot_admin__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=claims_dot_v1_dot_admin__pb2.CreateApiKeyResponse.SerializeToString,
             ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=claims_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'claims.v1.AdminService', rpc_method_handlers)
@@ -216,8 +254,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -455,6 +493,60 @@ class AdminService:
             '/claims.v1.AdminService/CreateApiKey',
             claims_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
             claims_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.AdminService/RevokeApiKey',
+            claims_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
+            claims_dot_v1_dot_admin__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.AdminService/ListApiKeys',
+            claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+            claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,8 +28,8 @@ GRPC_VERSION: str
 
 class AdminServiceStub:
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -57,13 +57,23 @@ class AdminServiceStub:
     DeployRuleSet: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeployRuleSetRequest, _admin_pb2.DeployRuleSetResponse]
     """Makes a rule set version (one the adjudicator ships) the active one from an effective date."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyResponse]
-    """Creates an API key for a principal. The key is returned once and stored only as a hash."""
+    """Creates an API key for a principal. The key is returned once and stored only as a hash. The
+    party must be known to the ledger: a registered provider, a payer with an enrolled member or
+    a published contract (else NOT_FOUND naming party_id).
+    """
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyResponse]
+    """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
+    the server that revoked it). An unknown key is NOT_FOUND; revoking a revoked key writes
+    nothing and returns the first revocation's receipt with already_revoked set.
+    """
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysResponse]
+    """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -88,12 +98,22 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DeployRuleSet: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeployRuleSetRequest, _admin_pb2.DeployRuleSetResponse]  # type: ignore[assignment]
     """Makes a rule set version (one the adjudicator ships) the active one from an effective date."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
-    """Creates an API key for a principal. The key is returned once and stored only as a hash."""
+    """Creates an API key for a principal. The key is returned once and stored only as a hash. The
+    party must be known to the ledger: a registered provider, a payer with an enrolled member or
+    a published contract (else NOT_FOUND naming party_id).
+    """
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
+    """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
+    the server that revoked it). An unknown key is NOT_FOUND; revoking a revoked key writes
+    nothing and returns the first revocation's receipt with already_revoked set.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Enrols members in plans, registers and credentials providers, records network contracts and
-    fee schedules, deploys rule sets and issues API keys. Every RPC is a write that appends an
-    event and returns its Receipt.
+    fee schedules, deploys rule sets, issues, lists and revokes API keys. Every RPC but ListApiKeys
+    is a write that appends an event and returns its Receipt.
 
     Callers: the admin role only.
     """
@@ -170,6 +190,28 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.CreateApiKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.CreateApiKeyResponse, _abc.Awaitable[_admin_pb2.CreateApiKeyResponse]]:
-        """Creates an API key for a principal. The key is returned once and stored only as a hash."""
+        """Creates an API key for a principal. The key is returned once and stored only as a hash. The
+        party must be known to the ledger: a registered provider, a payer with an enrolled member or
+        a published contract (else NOT_FOUND naming party_id).
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _admin_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeApiKeyResponse, _abc.Awaitable[_admin_pb2.RevokeApiKeyResponse]]:
+        """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
+        the server that revoked it). An unknown key is NOT_FOUND; revoking a revoked key writes
+        nothing and returns the first revocation's receipt with already_revoked set.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _admin_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListApiKeysResponse, _abc.Awaitable[_admin_pb2.ListApiKeysResponse]]:
+        """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

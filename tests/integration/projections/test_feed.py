@@ -171,6 +171,9 @@ def test_many_streams_of_one_party_share_one_read_per_advance(database_url, hub)
                     caught_up[index] = True
                 else:
                     seen[index].append(item.position)
+                    if index % 10 == 0:
+                        # A slower consumer: the reader appends and moves on while it takes its time.
+                        await asyncio.sleep(0.002)
 
         async def open_all() -> list[asyncio.Task[None]]:
             return [asyncio.get_running_loop().create_task(follow(i)) for i in range(200)]
