@@ -9,19 +9,22 @@ never enabled (it takes no table lock, see FIELD-NOTES).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, dataclass, replace
 from functools import cached_property
 from typing import Any
 
 import orjson
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent, Repository
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
     OperationalError,
     ProgrammingError,
     Recording,
@@ -29,11 +32,14 @@ from eventsourcing.persistence import (
     Tracking,
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
-from eventsourcing.utils import retry
+from eventsourcing.utils import retry, strtobool
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Composed, Identifier
 
-from claims_service.errors import ConflictError
+from claims_service.errors import ConflictError, DataLossError
+from claims_service.ledger.checkpointer import LatestCheckpoint, StoredCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 def postgres_env(database_url: str, *, pool_size: int = 8, max_overflow: int = 8) -> dict[str, str]:
@@ -157,6 +163,84 @@ class LedgerTranscoder(JSONTranscoder):
         return orjson.dumps(obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
+Locate = Callable[[Any, int], "int | None"]
+"""(stream id, version) -> the event's ledger position, None when it cannot be found."""
+
+
+def _unreadable(locate: Locate | None, stream_id: Any, version: int, what: str) -> DataLossError:
+    position = None
+    if locate is not None:
+        try:
+            position = locate(stream_id, version)
+        except Exception:  # noqa: BLE001 - the error is about the event, whatever finding it costs
+            position = None
+    log.error("stored event %s@%s (position %s) cannot be read: %s", stream_id, version, position, what)
+    return DataLossError(position, f"{what} (stream {stream_id}, version {version})")
+
+
+class LedgerMapper(Mapper[Any]):
+    """The library's mapper, whose failures to read a stored event are DATA_LOSS naming its ledger
+    position, not an internal error: its topic names no event class, its payload does not decode,
+    or it lacks fields its event class requires. (The messages name the failure's type only: a
+    payload's text may hold PHI.)"""
+
+    locate: Locate | None = None
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        try:
+            event = super().to_domain_event(stored_event)
+        except MapperDeserialisationError as error:
+            cause = type(error.__cause__ or error).__name__
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"its payload does not decode ({cause})") from error
+        except Exception as error:
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"it names no event this service knows ({type(error).__name__})") from error
+        required = _declared_fields(type(event))
+        if not required.issubset(event.__dict__):
+            missing = required - event.__dict__.keys()
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"its payload lacks {len(missing)} of the event's fields")
+        return event
+
+
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _declared_fields(cls: type) -> frozenset[str]:
+    """The fields an event class declares without a default (its dataclass fields), per class."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        declared = getattr(cls, "__dataclass_fields__", {}).values()
+        found = _FIELDS[cls] = frozenset(f.name for f in declared if f.default is MISSING and f.default_factory is MISSING
+                                         and f.init)
+    return found
+
+
+class LedgerRepository(Repository[Any]):
+    """The library's repository, whose events that decode but do not apply (a payload whose values
+    no longer fit its event) are DATA_LOSS naming the event's position, like the mapper's."""
+
+    locate: Locate | None = None
+
+    def get(self, aggregate_id: Any, *, projector_func: Any = None, **kwargs: Any) -> Any:
+        return super().get(aggregate_id, projector_func=projector_func or self._project, **kwargs)
+
+    def _project(self, aggregate: Any, events: Iterable[Any]) -> Any:
+        for event in events:  # a row that does not decode fails here, in the mapper
+            aggregate = apply_stored(event, aggregate, self.locate)
+        return aggregate
+
+
+def apply_stored(event: Any, aggregate: Any, locate: Locate | None) -> Any:
+    """A stored event applied to the aggregate as it stands; DATA_LOSS if it no longer applies."""
+    try:
+        return event.mutate(aggregate)
+    except Exception as error:
+        raise _unreadable(locate, event.originator_id, event.originator_version,
+                          f"its event does not apply ({type(error).__name__})") from error
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What a write returns: where its last event sits in the ledger and that event's hash."""
@@ -166,6 +250,9 @@ class Receipt:
     # The event's leaf in the Merkle tree: once a checkpoint's tree_size exceeds it, its inclusion
     # proof can be fetched (LedgerService GetCheckpoint + GetInclusionProof).
     leaf_index: int
+    # The latest signed checkpoint covering the leaf, when one already exists as the receipt is
+    # given (for a fresh write, hardly ever: checkpoints are signed later, every so many events).
+    checkpoint: StoredCheckpoint | None = None
 
 
 class LedgerApplication(Application):
@@ -176,8 +263,26 @@ class LedgerApplication(Application):
         settings = postgres_env(database_url, pool_size=pool_size)
         settings.update(env or {})
         super().__init__(env=settings)
+        self.mapper.locate = self.repository.locate = self.position_of  # type: ignore[attr-defined]
+        # The latest signed checkpoint, for receipts (Receipt.checkpoint).
+        self.checkpoints = LatestCheckpoint(self._latest_checkpoint)
 
     recorder_class: type[LedgerRecorder] = LedgerRecorder
+
+    def construct_mapper(self) -> Any:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=LedgerMapper)
+
+    def construct_repository(self) -> Any:
+        # The library's own construction, with the repository class above.
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return LedgerRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
 
     def construct_recorder(self) -> Any:
         factory = self.factory
@@ -222,14 +327,37 @@ class LedgerApplication(Application):
             return {}
         recent = self.recorder.recent_receipts(positions)  # type: ignore[attr-defined]
         if len(recent) == len(positions):
-            return {p: Receipt(p, event_hash, leaf) for p, (event_hash, leaf) in recent.items()}
+            found = {p: Receipt(p, event_hash, leaf) for p, (event_hash, leaf) in recent.items()}
+        else:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    "SELECT notification_id, hash, leaf_index FROM ledger_events WHERE notification_id = ANY(%s)",
+                    (positions,),
+                )
+                found = {row["notification_id"]: Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"])
+                         for row in curs.fetchall()}
+        # Fresh writes: only a checkpoint already in memory could cover them (see LatestCheckpoint).
+        return {p: self.with_checkpoint(r, refresh=False) for p, r in found.items()}
+
+    def with_checkpoint(self, receipt: Receipt, *, refresh: bool = True) -> Receipt:
+        """The receipt with the latest signed checkpoint that covers its leaf, if there is one."""
+        checkpoint = self.checkpoints.covering(receipt.leaf_index, refresh=refresh)
+        return receipt if checkpoint is None else replace(receipt, checkpoint=checkpoint)
+
+    def _latest_checkpoint(self) -> StoredCheckpoint | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                "SELECT notification_id, hash, leaf_index FROM ledger_events WHERE notification_id = ANY(%s)",
-                (positions,),
-            )
-            return {row["notification_id"]: Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"])
-                    for row in curs.fetchall()}
+            curs.execute("SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints"
+                         " ORDER BY tree_size DESC LIMIT 1")
+            row = curs.fetchone()
+        return StoredCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"], row["signed_at"]) if row else None
+
+    def position_of(self, stream_id: Any, version: int) -> int | None:
+        """The ledger position of a stream's event, None when there is none."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT notification_id FROM ledger_events WHERE originator_id = %s AND originator_version = %s",
+                         (stream_id, version))
+            row = curs.fetchone()
+        return row["notification_id"] if row else None
 
     def load_many(self, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
         """Reconstruct many aggregates with one query (absent ids are left out)."""
@@ -248,7 +376,7 @@ class LedgerApplication(Application):
         for row in rows:
             stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
             event = self.mapper.to_domain_event(stored)
-            aggregates[row["originator_id"]] = event.mutate(aggregates.get(row["originator_id"]))
+            aggregates[row["originator_id"]] = apply_stored(event, aggregates.get(row["originator_id"]), self.position_of)
         return aggregates
 
     def head(self) -> Receipt | None:

@@ -121,7 +121,8 @@ class Commands:
                 (stream_id, version),
             )
             row = curs.fetchone()
-        return Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"])
+        # An earlier write's receipt (a retry, a change that changed nothing): a checkpoint may cover it by now.
+        return self.ledger.with_checkpoint(Receipt(row["notification_id"], bytes(row["hash"]), row["leaf_index"]))
 
     # --- administration ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from claims_service.files import private_dir
 from claims_service.ledger.checkpointer import SigningSettings
 from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
 from claims_service.ledger.signing_key import resolve_signing_key
@@ -96,4 +97,6 @@ class Config(BaseSettings):
 
     def load_signing_key(self) -> Ed25519PrivateKey:
         seed = self.signing_key.get_secret_value() if self.signing_key is not None else None
+        if not seed and self.signing_key_file is None:
+            private_dir(self.data_dir)  # the development key is made (or read) there
         return resolve_signing_key(self.data_dir, seed=seed, key_file=self.signing_key_file)

@@ -178,9 +178,41 @@ class UnauthenticatedError(ClaimsError):
 
 
 class UnavailableError(ClaimsError):
-    """A dependency (the database, a lagging read model) is not ready; retrying later may work."""
+    """A dependency (the database) is not reachable; retrying later, with backoff, may work."""
 
     status: ClassVar[str] = "UNAVAILABLE"
+
+
+# ---------------------------------------------------------------------------
+# DEADLINE_EXCEEDED / OUT_OF_RANGE / DATA_LOSS
+
+
+class DeadlineExceededError(ClaimsError):
+    """What the call waits for (a read model reaching the caller's position, the Merkle tree reaching
+    a size) did not come within its deadline. Nothing is wrong with the request: the caller may try
+    again with the same values after a pause, or with a longer deadline; an automatic retry policy
+    should not (that is UNAVAILABLE's job)."""
+
+    status: ClassVar[str] = "DEADLINE_EXCEEDED"
+
+
+class OutOfRangeError(ClaimsError):
+    """A ledger position or tree size beyond what the ledger holds: no write has reached it yet.
+    Unlike INVALID_ARGUMENT, the same request may become valid once the ledger grows."""
+
+    status: ClassVar[str] = "OUT_OF_RANGE"
+
+
+class DataLossError(ClaimsError):
+    """A stored event cannot be read: its bytes no longer decode into the event they recorded.
+    Never retryable; the message names the ledger position (`claimsctl verify` finds the rest)."""
+
+    status: ClassVar[str] = "DATA_LOSS"
+
+    def __init__(self, position: int | None, detail: str) -> None:
+        self.position = position
+        where = f"the ledger event at position {position}" if position is not None else "a ledger event"
+        super().__init__(f"{where} cannot be read: {detail}; the stored data is damaged (run `claimsctl verify`)")
 
 
 # ---------------------------------------------------------------------------
@@ -199,10 +231,13 @@ __all__ = [
     "ClaimsError",
     "ConflictError",
     "ContractNotFoundError",
+    "DataLossError",
+    "DeadlineExceededError",
     "DuplicateRequestError",
     "FieldViolation",
     "MemberNotFoundError",
     "NotFoundError",
+    "OutOfRangeError",
     "PaymentNotFoundError",
     "PermissionDeniedError",
     "ProviderNotFoundError",

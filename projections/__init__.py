@@ -2,7 +2,7 @@
 
 What lives here, from the bottom up:
 
-* ``errors``: ``ProjectionLagError`` (UNAVAILABLE, retryable) and friends;
+* ``errors``: ``ProjectionLagError`` (DEADLINE_EXCEEDED), ``PositionBeyondHeadError`` (OUT_OF_RANGE) and friends;
 * ``events``: the ledger read as a projection reads it (notifications in position order, payloads
   decoded from the stored JSON, the domain's event topics);
 * ``store``: the PostgreSQL side of writing — a view that is an eventsourcing

@@ -11,7 +11,8 @@ position of a write's receipt) and ``timeout`` (seconds, e.g. the call's remaini
 default 5). It first waits until the read model it reads has processed that position — woken by
 the ``NotificationHub``'s LISTEN when one is passed as ``hub``, otherwise by short, growing sleeps
 (2 → 50 ms) on the projection's tracking row — and past the deadline raises ``ProjectionLagError``
-(UNAVAILABLE, retryable) rather than answer stale.
+(DEADLINE_EXCEEDED: ask again later) rather than answer stale. A position beyond the ledger's head,
+which no receipt can carry, is ``PositionBeyondHeadError`` (OUT_OF_RANGE) at once.
 
 Visibility: a claim, payment or EOB of another party is "not found", never "forbidden", so
 existence does not leak (pass ``provider_id`` or ``payer_id`` of the caller).
@@ -41,7 +42,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from claims_service.errors import ValidationError
-from projections.errors import ProjectionLagError, UnknownProjectionError
+from projections.errors import PositionBeyondHeadError, ProjectionLagError, UnknownProjectionError
 from projections.store import TRACKING_TABLE, tracking_name
 
 Source = Connection[Any] | ConnectionPool
@@ -153,6 +154,12 @@ def _tracked(source: Source, projection: str) -> int | None:
     return (int(found[0]["notification_id"] or 0)) if found else None
 
 
+def ledger_head_position(source: Source) -> int:
+    """The position of the ledger's last event (0 when empty)."""
+    found = fetch(source, "SELECT coalesce(max(notification_id), 0) AS head FROM ledger_events", ())
+    return int(found[0]["head"])
+
+
 def projection_position(source: Source, projection: str) -> int:
     """The ledger position the projection has processed (0 when none)."""
     return _tracked(source, projection) or 0
@@ -177,8 +184,9 @@ def wait_for_position(
     """Block until ``projection`` has processed ``min_position``; return the position reached.
 
     ``wait_for_position(source, projection, min_position, *, timeout=None, hub=None) -> int``;
-    raises ``ProjectionLagError`` after ``timeout`` seconds (default 5), ``UnknownProjectionError``
-    for a name that is no projection.
+    raises ``ProjectionLagError`` after ``timeout`` seconds (default 5), ``PositionBeyondHeadError``
+    at once for a position beyond the ledger's head, ``UnknownProjectionError`` for a name that is
+    no projection.
     """
     tracked = _tracked(source, projection)
     if tracked is None:
@@ -186,6 +194,9 @@ def wait_for_position(
     reached = tracked or 0
     if not min_position or reached >= min_position:
         return reached
+    head = ledger_head_position(source)
+    if min_position > head:
+        raise PositionBeyondHeadError(min_position, head)
     deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
     pause = 0.002
     while True:

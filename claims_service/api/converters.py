@@ -17,6 +17,7 @@ from claims.v1 import common_pb2
 from claims_service.application import Receipt
 from claims_service.domain.formats import MAX_YEAR, MIN_YEAR
 from claims_service.errors import FieldViolation, ValidationError
+from claims_service.ledger.checkpointer import StoredCheckpoint
 from projections.claims import ClaimStatus, Notice
 from projections.payments import Payment
 
@@ -94,7 +95,14 @@ def lines_from_pb(lines: Any, field: str = "lines") -> list[dict[str, Any]]:
 def receipt_pb(receipt: Receipt | None) -> common_pb2.Receipt | None:
     if receipt is None:
         return None
-    return common_pb2.Receipt(position=receipt.position, event_hash=receipt.event_hash, leaf_index=receipt.leaf_index)
+    return common_pb2.Receipt(position=receipt.position, event_hash=receipt.event_hash, leaf_index=receipt.leaf_index,
+                              checkpoint=checkpoint_pb(receipt.checkpoint))
+
+
+def checkpoint_pb(stored: StoredCheckpoint | None) -> common_pb2.SignedCheckpoint | None:
+    if stored is None:
+        return None
+    return common_pb2.SignedCheckpoint(note=stored.note, tree_size=stored.tree_size, root_hash=stored.root_hash)
 
 
 def decision_pb(decision: dict[str, Any] | None) -> common_pb2.Decision | None:

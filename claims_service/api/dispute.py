@@ -57,10 +57,14 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
 
     def VerifyLedger(self, request: Any, context: Any) -> Any:
         expect = None
+        if request.expect_head_position < 0:
+            raise ValidationError.single("expect_head_position", "must not be negative")
         if request.expect_head_position:
             if len(request.expect_head_hash) != 32:
                 raise ValidationError.single("expect_head_hash", "must be the 32-byte SHA-256 of the kept head")
             expect = (request.expect_head_position, bytes(request.expect_head_hash))
+        elif request.expect_head_hash:
+            raise ValidationError.single("expect_head_hash", "must be empty when expect_head_position is 0")
         report = verify_ledger(self.service.ledger.database_url, expect_head=expect)
         response = dispute_pb2.VerifyLedgerResponse(
             intact=report.intact, events=report.events, streams=report.streams,

@@ -1,5 +1,9 @@
 """LedgerService: signed checkpoints, inclusion and consistency proofs, claim bundles and the
-public key — what anyone holding a receipt needs to check the ledger without trusting it."""
+public key — what anyone holding a receipt needs to check the ledger without trusting it.
+
+Sizes and indexes: negative is INVALID_ARGUMENT; a tree size beyond the events the ledger holds is
+OUT_OF_RANGE at once; a size the ledger holds but the tree has not reached yet is built (or waited
+for) within the call's deadline, then DEADLINE_EXCEEDED (README, "Status codes")."""
 
 from __future__ import annotations
 
@@ -7,26 +11,17 @@ from typing import Any
 
 import psycopg
 
-from claims.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
-from claims_service.api.interceptors import principal
-from claims_service.api.reads import ReadSide
-from claims_service.commands import Commands
-from claims_service.errors import NotFoundError, UnavailableError
-from claims_service.ledger import tree
+from claims.v1 import ledger_pb2, ledger_pb2_grpc
 from claims_service.adjudication.bundles import export_claim_bundle
+from claims_service.api.converters import checkpoint_pb
+from claims_service.api.interceptors import principal
+from claims_service.api.reads import ReadSide, wait_budget
+from claims_service.commands import Commands
+from claims_service.errors import NotFoundError, ValidationError
+from claims_service.ledger import tree
 from claims_service.ledger.checkpointer import Checkpointer, latest_checkpoint
 from claims_service.ledger.note import key_id, public_key_bytes
-
-
-def checkpoint_pb(stored: Any) -> common_pb2.SignedCheckpoint:
-    return common_pb2.SignedCheckpoint(note=stored.note, tree_size=stored.tree_size, root_hash=stored.root_hash)
-
-
-def require_tree_size(conn: psycopg.Connection, size: int) -> None:
-    """A proof against a tree the builder has not reached yet is retryable, not an error."""
-    built = tree.tree_size(conn)
-    if size > built:
-        raise UnavailableError(f"the tree has {built} leaves so far; retry once it reaches {size}")
+from projections.reading import non_negative
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
@@ -41,31 +36,48 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.service.ledger.database_url, autocommit=True)
 
+    def _tree_of(self, conn: psycopg.Connection, size: int, context: Any) -> None:
+        """Return once the tree holds `size` leaves (OUT_OF_RANGE, DEADLINE_EXCEEDED otherwise)."""
+        if tree.tree_size(conn) < size:
+            with tree.TreeBuilder(self.service.ledger.database_url) as builder:
+                builder.grow_to(size, timeout=wait_budget(context))
+
     def GetCheckpoint(self, request: Any, context: Any) -> Any:
-        with self._connect() as conn:
-            latest = latest_checkpoint(conn)
-        if request.min_tree_size == 0 and latest is None:
-            raise NotFoundError("no checkpoint has been signed yet; ask for min_tree_size 1 to sign one")
-        if latest is None or latest.tree_size < request.min_tree_size:
-            latest = self.checkpointer.checkpoint_now()
-            if latest.tree_size < request.min_tree_size:
-                raise UnavailableError(
-                    f"the ledger has {latest.tree_size} events; a checkpoint of {request.min_tree_size} is not possible yet")
+        size = non_negative(request.min_tree_size, "min_tree_size")
+        if size == 0:
+            with self._connect() as conn:
+                latest = latest_checkpoint(conn)
+            if latest is None:
+                raise NotFoundError("no checkpoint has been signed yet; ask for min_tree_size 1 to sign one")
+        else:
+            latest = self.checkpointer.checkpoint_covering(size, timeout=wait_budget(context))
+        self.service.ledger.checkpoints.offer(latest)  # later receipts it covers will name it
         return ledger_pb2.GetCheckpointResponse(checkpoint=checkpoint_pb(latest))
 
     def GetInclusionProof(self, request: Any, context: Any) -> Any:
+        leaf_index = non_negative(request.leaf_index, "leaf_index")
+        size = non_negative(request.tree_size, "tree_size")
+        if leaf_index >= size:
+            raise ValidationError.single("tree_size", "must be greater than leaf_index")
         with self._connect() as conn:
-            require_tree_size(conn, request.tree_size)
-            proof = tree.inclusion_proof(conn, request.leaf_index, request.tree_size)
-            leaf = tree.leaf_at(conn, request.leaf_index)
+            self._tree_of(conn, size, context)
+            proof = tree.inclusion_proof(conn, leaf_index, size)
+            leaf = tree.leaf_at(conn, leaf_index)
+        assert leaf is not None  # the tree holds `size` > leaf_index leaves
         return ledger_pb2.GetInclusionProofResponse(
-            leaf_index=request.leaf_index, tree_size=request.tree_size, event_hash=leaf.event_hash, audit_path=proof)
+            leaf_index=leaf_index, tree_size=size, event_hash=leaf.event_hash, audit_path=proof)
 
     def GetConsistencyProof(self, request: Any, context: Any) -> Any:
+        old_size = non_negative(request.old_size, "old_size")
+        new_size = non_negative(request.new_size, "new_size")
+        if old_size < 1:
+            raise ValidationError.single("old_size", "must be at least 1")
+        if old_size > new_size:
+            raise ValidationError.single("new_size", "must be at least old_size")
         with self._connect() as conn:
-            require_tree_size(conn, request.new_size)
-            proof = tree.consistency_proof(conn, request.old_size, request.new_size)
-        return ledger_pb2.GetConsistencyProofResponse(old_size=request.old_size, new_size=request.new_size, proof=proof)
+            self._tree_of(conn, new_size, context)
+            proof = tree.consistency_proof(conn, old_size, new_size)
+        return ledger_pb2.GetConsistencyProofResponse(old_size=old_size, new_size=new_size, proof=proof)
 
     def ExportClaimBundle(self, request: Any, context: Any) -> Any:
         who = principal()

@@ -1,8 +1,9 @@
 """The read side as the servicers see it: projection queries and feeds, converted to protobuf.
 
 Each read waits (up to the call's deadline) for the read model to reach the caller's
-`min_position` — the position in a write's receipt — and otherwise fails with the retryable
-UNAVAILABLE of `ProjectionLagError`. Streams are async generators on the server's event loop
+`min_position` — the position in a write's receipt — and otherwise fails, at the deadline, with the
+DEADLINE_EXCEEDED of `ProjectionLagError` (a position beyond the ledger's head: OUT_OF_RANGE at
+once, `PositionBeyondHeadError`). Streams are async generators on the server's event loop
 (`projections.streams`), woken by the process's one `NotificationHub`; they end when the client
 goes away. The projection runners that feed the tables run in the worker process.
 """

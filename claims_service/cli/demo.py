@@ -34,6 +34,7 @@ from claims.v1 import (
     provider_pb2_grpc,
 )
 from claims_service.config import Config
+from claims_service.files import write_private
 
 CONTRACT = "DEMO-2026"
 FEES = {"99213": 9_000, "97110": 3_000, "97140": 2_800, "29881": 180_000, "80053": 1_500}
@@ -235,8 +236,7 @@ def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
     from claims_service.ledger.bundle import bundle_to_json
 
     path = data_dir / f"bundle-{therapy[:8]}.json"  # beside the demo keys, not in the working tree
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(bundle_to_json(bundle.bundle))
+    write_private(path, bundle_to_json(bundle.bundle))  # member data: 0600, in the 0700 data dir
     say(f"   claim bundle written to {path} ({len(bundle.bundle.events)} events, checkpoint of "
         f"{bundle.bundle.checkpoint.tree_size} leaves); check it offline with:")
     say(f"   claimsctl verify-bundle {path} --public-key '{key.verifier_key}'")

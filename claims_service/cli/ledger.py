@@ -29,6 +29,7 @@ from claims_service.adjudication.bundles import export_claim_bundle, verify_clai
 from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.database import database_url
+from claims_service.files import write_private
 from claims_service.ledger.audit import verify_against_checkpoint
 from claims_service.ledger.bundle import bundle_to_json, load_bundle_file
 from claims_service.ledger.checkpointer import Checkpointer, export_checkpoint
@@ -242,7 +243,7 @@ def cmd_export_bundle(config: Config, args: argparse.Namespace) -> int:
             claim = service.own_claim(args.claim_id)
         text = bundle_to_json(export_claim_bundle(url, claim.id, checkpointer))
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        write_private(args.output, text)  # member data: 0600
         print(f"bundle for claim {args.claim_id} written to {args.output}; verifier key: {checkpointer.verifier_key}")
     else:
         sys.stdout.write(text)

@@ -18,6 +18,7 @@ from claims_service.cli import demo, keys, ledger, projections
 from claims_service.config import Config
 from claims_service.database import database_url
 from claims_service.errors import ClaimsError
+from claims_service.files import private_dir
 from claims_service.garbage_collection import tune_garbage_collector
 from claims_service.migrate import migrate
 from claims_service.server import GRACE_SECONDS, wait_for_signal
@@ -33,7 +34,7 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
         service = build_service(config, url)
         # Development convenience: on the embedded database (or when asked), make one key per role.
         if not config.database_url or config.demo_keys:
-            keys_path = config.data_dir / "demo-keys.json"
+            keys_path = private_dir(config.data_dir) / "demo-keys.json"
             if ensure_demo_keys(service.commands, keys_path):
                 log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
         service.start()

@@ -8,7 +8,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -160,6 +160,19 @@ class Checkpointer:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             return self.sign(conn)
 
+    def checkpoint_covering(self, size: int, *, timeout: float) -> StoredCheckpoint:
+        """The latest checkpoint when it covers `size` leaves; else the tree is grown to `size`
+        within `timeout` seconds (`tree.TreeBuilder.grow_to`: OUT_OF_RANGE beyond the ledger's
+        events, DEADLINE_EXCEEDED past the deadline) and signed as it then stands."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            latest = latest_checkpoint(conn)
+        if latest is not None and latest.tree_size >= size:
+            return latest
+        with tree.TreeBuilder(self.database_url) as builder:
+            builder.grow_to(size, timeout=timeout)
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return self.sign(conn)
+
     def due(self, conn: psycopg.Connection) -> bool:
         size = tree.tree_size(conn)
         latest = latest_checkpoint(conn)
@@ -196,3 +209,45 @@ class Checkpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+
+class LatestCheckpoint:
+    """The latest signed checkpoint, kept in memory, for receipts: a receipt names it when it covers
+    the receipt's leaf. A fresh write's leaf is never covered yet, so asking costs nothing
+    (`refresh=False`); an old receipt (an idempotent retry) may be, so the store is read again, at
+    most every `max_age` seconds. A failed read leaves the receipt without a checkpoint: it is
+    optional, never a reason to fail the call."""
+
+    def __init__(self, load: Callable[[], StoredCheckpoint | None], *, max_age: float = 1.0) -> None:
+        self._load = load
+        self.max_age = max_age
+        self._latest: StoredCheckpoint | None = None
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def offer(self, checkpoint: StoredCheckpoint | None) -> None:
+        """Keep `checkpoint` if it is newer (larger) than the one kept."""
+        if checkpoint is None:
+            return
+        with self._lock:
+            if self._latest is None or checkpoint.tree_size > self._latest.tree_size:
+                self._latest = checkpoint
+
+    def covering(self, leaf_index: int, *, refresh: bool = False) -> StoredCheckpoint | None:
+        """The latest checkpoint if its tree includes leaf `leaf_index`, else None."""
+        latest = self._latest
+        if latest is not None and latest.tree_size > leaf_index:
+            return latest
+        if not refresh:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            if now - self._loaded_at < self.max_age:
+                return None
+            self._loaded_at = now
+        try:
+            self.offer(self._load())
+        except Exception as error:  # noqa: BLE001 - optional enrichment: the receipt goes out without it
+            log.warning("could not read the latest checkpoint for a receipt: %s", error)
+        latest = self._latest
+        return latest if latest is not None and latest.tree_size > leaf_index else None

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import psycopg
 
-from claims_service.errors import ClaimsError
+from claims_service.errors import ClaimsError, DeadlineExceededError
 from claims_service.ledger import merkle
 from claims_service.ledger.chain import GENESIS
 from claims_service.ledger.merkle import Node, Plan
@@ -49,9 +50,20 @@ class TreeError(ClaimsError):
 
 
 class TreeSizeError(TreeError):
-    """A size or leaf index beyond the tree built so far."""
+    """A size or leaf index beyond the tree built so far (or beyond the events the ledger holds)."""
 
     status: ClassVar[str] = "OUT_OF_RANGE"
+
+
+class TreeLagError(DeadlineExceededError):
+    """The tree did not reach the size asked for within the caller's deadline, though the ledger
+    holds enough events: another builder held the tree, or the backlog was too long to build."""
+
+    def __init__(self, wanted: int, reached: int) -> None:
+        self.wanted = wanted
+        self.reached = reached
+        super().__init__(f"the tree has reached {reached} leaves, not yet {wanted}, within the deadline;"
+                         " ask again after a pause or with a longer deadline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +122,21 @@ def leaf_at(conn: psycopg.Connection, leaf_index: int) -> Leaf | None:
         "SELECT leaf_index, position, event_hash FROM ledger_leaves WHERE leaf_index = %s", (leaf_index,)
     ).fetchone()
     return Leaf(row[0], row[1], bytes(row[2])) if row else None
+
+
+def events_for(conn: psycopg.Connection, size: int) -> int:
+    """How many of the first `size` leaves the ledger holds events for: `size` when the tree can
+    grow to it, fewer when the ledger has not that many events (counted after the tree's last leaf,
+    never more than are missing)."""
+    last = last_leaf(conn)
+    built = last.index + 1 if last else 0
+    if size <= built:
+        return size
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM ledger_events WHERE notification_id > %s LIMIT %s) AS ahead",
+        (last.position if last else 0, size - built),
+    ).fetchone()
+    return built + int(row[0])
 
 
 def leaf_index_of(conn: psycopg.Connection, position: int) -> int | None:
@@ -211,11 +238,15 @@ class TreeBuilder:
             self._conn = psycopg.connect(self.database_url, autocommit=True)
         return self._conn
 
-    def extend(self, max_leaves: int = 10_000) -> int:
-        """Append up to `max_leaves` events after the last leaf, in one transaction; return how many."""
+    def extend(self, max_leaves: int = 10_000, *, wait: bool = True) -> int:
+        """Append up to `max_leaves` events after the last leaf, in one transaction; return how many.
+        With `wait` False, return 0 at once while another builder holds the tree."""
         conn = self._connection()
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (TREE_LOCK_KEY,))
+            if wait:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (TREE_LOCK_KEY,))
+            elif not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (TREE_LOCK_KEY,)).fetchone()[0]:
+                return 0
             last = last_leaf(conn)
             size = last.index + 1 if last else 0
             after = last.position if last else 0
@@ -248,6 +279,35 @@ class TreeBuilder:
             total += added
             if added < batch:
                 return total
+
+    def grow_to(self, size: int, *, timeout: float, batch: int = 10_000) -> int:
+        """Extend the tree until it holds `size` leaves, within `timeout` seconds; the size reached.
+
+        A size beyond the events the ledger holds is `TreeSizeError` (OUT_OF_RANGE) at once: no
+        waiting makes it. Otherwise this builds what is missing itself, batch by batch, or, while
+        another builder (the workers') holds the tree, waits for it; past the deadline,
+        `TreeLagError` (DEADLINE_EXCEEDED). A chain that does not link stops it with `TreeError`.
+        """
+        conn = self._connection()
+        built = tree_size(conn)
+        if built >= size:
+            return built
+        held = events_for(conn, size)
+        if held < size:
+            raise TreeSizeError(f"the ledger holds {held} events: no tree of {size} leaves exists")
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            added = self.extend(batch, wait=False)
+            built = tree_size(conn)
+            if built >= size:
+                return built
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TreeLagError(size, built)
+            if not added:  # another builder has the tree: let it work
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.1)
 
     def run_forever(self, stop_event: threading.Event, *, timeout: float = 1.0, batch: int = 10_000,
                     after_extend: Callable[[int], object] | None = None) -> None:

@@ -17,7 +17,7 @@ PACKAGES = ("adjudicator", "claims_service", "projections")
 
 # Lower layers never import higher ones; within a layer, only a module's own group.
 LAYERS: list[tuple[str, ...]] = [
-    ("adjudicator", "claims_service.errors", "claims"),
+    ("adjudicator", "claims_service.errors", "claims_service.files", "claims"),
     ("claims_service.ledger",),
     ("claims_service.domain",),
     ("claims_service.config", "claims_service.database", "claims_service.migrate", "claims_service.supervisor",

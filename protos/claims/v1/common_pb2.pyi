@@ -12,7 +12,12 @@ Conventions, in every file of this package:
 - A ledger position is the global, increasing sequence number of an event in the ledger.
   Every write returns a Receipt; every read of a read model accepts `min_position` and waits
   (within the call's deadline) until the read model has caught up with that position, so a
-  client reads its own writes. A read that cannot catch up in time fails DEADLINE_EXCEEDED.
+  client reads its own writes. A read that cannot catch up in time fails DEADLINE_EXCEEDED; a
+  min_position beyond the ledger's head (no receipt carries one) fails OUT_OF_RANGE at once.
+- Status codes mean the same in every RPC (README, "Status codes"): INVALID_ARGUMENT for a
+  request that is wrong whatever the ledger holds (a negative position, size or page size among
+  them), DATA_LOSS (naming the position) for a stored event that cannot be read, never INTERNAL
+  for anything a caller sends.
 - The caller's identity (role and party id) comes from the call's credential, never from a
   request field: a provider's own id, for example, is not sent.
 """
@@ -275,8 +280,11 @@ class Receipt(_message.Message):
     @_builtins.property
     def checkpoint(self) -> Global___SignedCheckpoint:
         """The latest signed checkpoint that covers this event (tree_size > leaf_index), if one already
-        exists. When absent, fetch one later with LedgerService.GetCheckpoint and prove inclusion
-        with LedgerService.GetInclusionProof(leaf_index, checkpoint.tree_size).
+        exists when the receipt is given: rarely for a new write (checkpoints are signed every so many
+        events or seconds), but a receipt given again (an idempotent retry) carries one once it is
+        signed. When absent, fetch one later with LedgerService.GetCheckpoint(min_tree_size =
+        leaf_index + 1) and prove inclusion with LedgerService.GetInclusionProof(leaf_index,
+        checkpoint.tree_size).
         """
 
     def __init__(

@@ -12,7 +12,12 @@ Conventions, in every file of this package:
 - A ledger position is the global, increasing sequence number of an event in the ledger.
   Every write returns a Receipt; every read of a read model accepts `min_position` and waits
   (within the call's deadline) until the read model has caught up with that position, so a
-  client reads its own writes. A read that cannot catch up in time fails DEADLINE_EXCEEDED.
+  client reads its own writes. A read that cannot catch up in time fails DEADLINE_EXCEEDED; a
+  min_position beyond the ledger's head (no receipt carries one) fails OUT_OF_RANGE at once.
+- Status codes mean the same in every RPC (README, "Status codes"): INVALID_ARGUMENT for a
+  request that is wrong whatever the ledger holds (a negative position, size or page size among
+  them), DATA_LOSS (naming the position) for a stored event that cannot be read, never INTERNAL
+  for anything a caller sends.
 - The caller's identity (role and party id) comes from the call's credential, never from a
   request field: a provider's own id, for example, is not sent.
 """

@@ -27,9 +27,10 @@ class GetCheckpointRequest(_message.Message):
 
     MIN_TREE_SIZE_FIELD_NUMBER: _builtins.int
     min_tree_size: _builtins.int
-    """0: the latest checkpoint already signed. Otherwise the returned checkpoint covers at least
-    this many leaves; the service signs a new one if needed, waiting (within the deadline) for
-    the tree to reach that size. Larger than the ledger can ever reach in time: DEADLINE_EXCEEDED.
+    """0: the latest checkpoint already signed (NOT_FOUND when none has been). Otherwise the returned
+    checkpoint covers at least this many leaves; the service signs a new one if needed, once the
+    tree reaches that size within the call's deadline (DEADLINE_EXCEEDED if it does not). More
+    leaves than the ledger holds events: OUT_OF_RANGE at once. Negative: INVALID_ARGUMENT.
     """
     def __init__(
         self,
@@ -77,10 +78,11 @@ class GetInclusionProofRequest(_message.Message):
     LEAF_INDEX_FIELD_NUMBER: _builtins.int
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     leaf_index: _builtins.int
-    """The leaf's 0-based index (a Receipt's leaf_index)."""
+    """The leaf's 0-based index (a Receipt's leaf_index); not negative."""
     tree_size: _builtins.int
     """Size of the tree to prove against, usually a checkpoint's tree_size; must be greater than
-    leaf_index and at most the current tree size.
+    leaf_index (else INVALID_ARGUMENT) and at most the number of events in the ledger (else
+    OUT_OF_RANGE). A size the tree has not reached yet is waited for within the deadline.
     """
     def __init__(
         self,
@@ -141,9 +143,12 @@ class GetConsistencyProofRequest(_message.Message):
     OLD_SIZE_FIELD_NUMBER: _builtins.int
     NEW_SIZE_FIELD_NUMBER: _builtins.int
     old_size: _builtins.int
-    """The earlier tree size (e.g. of a checkpoint the client kept); at least 1."""
+    """The earlier tree size (e.g. of a checkpoint the client kept); at least 1 (else INVALID_ARGUMENT)."""
     new_size: _builtins.int
-    """The later tree size; at least old_size and at most the current tree size."""
+    """The later tree size; at least old_size (else INVALID_ARGUMENT) and at most the number of events
+    in the ledger (else OUT_OF_RANGE). A size the tree has not reached yet is waited for within the
+    deadline.
+    """
     def __init__(
         self,
         *,

@@ -37,6 +37,10 @@ class LedgerServiceStub:
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     def __init__(self, channel):
@@ -84,6 +88,10 @@ class LedgerServiceServicer:
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     def GetCheckpoint(self, request, context):
@@ -171,6 +179,10 @@ class LedgerService:
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     @staticmethod

@@ -38,6 +38,10 @@ class LedgerServiceStub:
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     @_typing.overload
@@ -72,6 +76,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -102,6 +110,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
     to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+
+    Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
+    ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
+    tree has not reached yet is built within the call's deadline, else DEADLINE_EXCEEDED (ask again).
     """
 
     @_abc_1.abstractmethod

@@ -1,5 +1,6 @@
-"""Read your own writes: a query given a receipt's position waits for the projection; one given a
-position beyond the ledger head fails, at its deadline, with the retryable UNAVAILABLE error."""
+"""Read your own writes: a query given a receipt's position waits for the projection, and fails at
+its deadline with DEADLINE_EXCEEDED while the projection stays behind; one given a position beyond the
+ledger head (which no receipt carries) fails at once with OUT_OF_RANGE."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from projections.benefits import explanation_of_benefits
 from projections.claims import get_claim, list_claims
 from projections.payments import payments_for_claim
 from projections.timeline import claim_timeline
-from projections.errors import ProjectionLagError
+from projections.errors import PositionBeyondHeadError, ProjectionLagError
 from projections.feed import NotificationHub
 from projections.runner import ProjectionSupervisor
 from tests import world
@@ -66,19 +67,35 @@ def test_a_query_with_the_receipts_position_sees_the_write(service, database_url
 
 
 @pytest.mark.parametrize("with_hub", [False, True], ids=["tracking-row", "hub"])
-def test_a_position_beyond_the_head_times_out_with_a_retryable_error(service, database_url, supervisor, pool, with_hub):
+def test_a_position_beyond_the_head_is_out_of_range_at_once(service, database_url, supervisor, pool, with_hub):
     hub = NotificationHub(database_url) if with_hub else None
     try:
         submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("far"))
         beyond = head(database_url) + 1_000
         started = time.monotonic()
-        with pytest.raises(ProjectionLagError) as raised:
-            get_claim(pool, submitted.claim_id, min_position=beyond, timeout=0.3, hub=hub)
-        waited = time.monotonic() - started
-        assert 0.3 <= waited < 1.5
+        with pytest.raises(PositionBeyondHeadError) as raised:
+            get_claim(pool, submitted.claim_id, min_position=beyond, timeout=5, hub=hub)
+        assert time.monotonic() - started < 1.0  # no waiting for what no write has reached
         error = raised.value
-        assert error.status == "UNAVAILABLE" and error.wanted == beyond and error.reached < beyond
-        assert "retry" in str(error)
+        assert error.status == "OUT_OF_RANGE" and error.wanted == beyond and error.head == head(database_url)
+    finally:
+        if hub is not None:
+            hub.close()
+
+
+@pytest.mark.parametrize("with_hub", [False, True], ids=["tracking-row", "hub"])
+def test_a_projection_behind_at_the_deadline_is_deadline_exceeded(service, database_url, pool, with_hub):
+    hub = NotificationHub(database_url) if with_hub else None
+    try:
+        # No projection runs here: the receipt's position is in the ledger but never read.
+        submitted = service.submit_claim(actor=PROVIDER, **world.claim_body("behind"))
+        started = time.monotonic()
+        with pytest.raises(ProjectionLagError) as raised:
+            get_claim(pool, submitted.claim_id, min_position=submitted.receipt.position, timeout=0.3, hub=hub)
+        assert 0.3 <= time.monotonic() - started < 1.5
+        error = raised.value
+        assert error.status == "DEADLINE_EXCEEDED" and error.wanted == submitted.receipt.position
+        assert error.reached < error.wanted and "min_position" in str(error)
     finally:
         if hub is not None:
             hub.close()
