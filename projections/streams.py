@@ -184,14 +184,17 @@ class FeedStreams:
                             woken.add(id(channel))
                     full = len(found) >= self.page_size
                     cursor = feed.position_of(found[-1]) if full else max(tracked, reader.cursor)
-                    moved, reader.cursor = cursor > reader.cursor, cursor
+                    reader.cursor = max(cursor, reader.cursor)
                     for party, channel in reader.channels.items():
                         if party not in asked:
                             # Joined during the read, which did not ask for its rows: it holds
                             # only what comes after this cursor (its streams re-read the table).
                             channel.complete_after = max(channel.complete_after, cursor)
-                        if moved or id(channel) in woken:
-                            channel.wake()  # also the idle ones: their resume point moved
+                            woken.add(id(channel))
+                        if id(channel) in woken:
+                            # Only these: an idle stream learns the new cursor at its heartbeat,
+                            # so a thousand idle streams cost nothing per advance.
+                            channel.wake()
                     if not full:
                         break
             except asyncio.CancelledError:
