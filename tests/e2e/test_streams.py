@@ -87,7 +87,7 @@ async def _open_streams(port: int, key: str, count: int) -> tuple[grpc.aio.Chann
 def test_one_tenants_open_streams_leave_others_calls_and_health_alone(parties):
     set_up(parties)
     limits = parties.service.interceptor.stream_limits
-    count = 300  # far more than the unary threads (64): each stream a thread would starve everyone
+    count = 1_000  # the per-key default; far more than the unary threads (64), which streams once took
     limits.per_principal = count
     loop = asyncio.new_event_loop()
     try:
