@@ -78,7 +78,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
                         servicers=servicers(commands, reads, checkpointer, config))
     workers = WorkerProcess(database_url, config)
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
-    workers.on_alive_change = server.set_serving
+    workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
     return Service(ledger, commands, reads, checkpointer, server, interceptor, workers)
 
 

@@ -7,8 +7,9 @@ streams takes no capacity from unary calls or health checks. Unary handlers stay
 which streams never touch (`api/interceptors.py` decides where each call runs).
 
 `GrpcServer` hides the loop: `start()` returns once the port is bound, `stop(grace)` lets
-in-flight calls finish, `set_serving(bool)` moves every service's health status (the service
-follows the workers' process with it: NOT_SERVING while the adjudicator and projections are down). Health answers
+in-flight calls finish, `set_condition(name, ok)` moves every service's health status: SERVING
+while every condition holds (the workers' process is up, the ledger passed its audits, ...),
+NOT_SERVING while any does not. Health answers
 for the empty service name and for each `claims.v1` service; reflection answers both `v1` and
 `v1alpha` (the messages are the same on the wire; see `_reflection_v1`).
 """
@@ -45,7 +46,7 @@ def claims_service_names() -> list[str]:
 
 class GrpcServer:
     """``GrpcServer(addr, *, interceptors, servicers)``: ``start()``, ``port``, ``stop(grace)``,
-    ``set_serving(serving)``; ``loop`` is the server's event loop (for the stream servicers)."""
+    ``set_condition(name, ok)``, ``failing``; ``loop`` is the server's event loop."""
 
     def __init__(
         self,
@@ -63,7 +64,8 @@ class GrpcServer:
         self._health: health_aio.HealthServicer | None = None
         self.port = 0
         self.service_names = claims_service_names()
-        self._serving = True  # what health should say once (and while) the server runs
+        self._failing: dict[str, bool] = {}  # condition -> True while it does not hold
+        self._conditions_lock = threading.Lock()
 
     def _call(self, coroutine: Any, timeout: float | None = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -96,19 +98,26 @@ class GrpcServer:
         return port
 
     def _status(self) -> int:
-        return health_pb2.HealthCheckResponse.SERVING if self._serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse.NOT_SERVING if self.failing else health_pb2.HealthCheckResponse.SERVING
+
+    @property
+    def failing(self) -> list[str]:
+        """The conditions that do not hold now (health is NOT_SERVING while any is listed)."""
+        return sorted(name for name, failing in self._failing.items() if failing)
 
     async def _set_all(self, status: int) -> None:
         assert self._health is not None
         for name in ("", *self.service_names):
             await self._health.set(name, status)
 
-    def set_serving(self, serving: bool) -> None:
-        """Every service's health: SERVING, or NOT_SERVING (clients and balancers move away).
-        Callable from any thread, before or after ``start()``; it does not wait."""
-        self._serving = serving
+    def set_condition(self, name: str, ok: bool) -> None:
+        """Health follows every named condition: NOT_SERVING while any fails (clients and balancers
+        move away). Callable from any thread, before or after ``start()``; it does not wait."""
+        with self._conditions_lock:
+            self._failing[name] = not ok
+            status = self._status()
         if self._server is not None and self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._set_all(self._status()), self.loop)
+            asyncio.run_coroutine_threadsafe(self._set_all(status), self.loop)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         if self._server is not None:
