@@ -79,6 +79,14 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     workers = WorkerProcess(database_url, config)
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
+
+    def ledger_fault(reason: str) -> None:
+        # The signer (here or in the workers) refused to sign: the ledger is not what it signed.
+        log.error("ledger fault: %s; health NOT_SERVING", reason)
+        server.set_condition("ledger", False)
+
+    checkpointer.on_fault = ledger_fault
+    workers.on_fault = ledger_fault
     return Service(ledger, commands, reads, checkpointer, server, interceptor, workers)
 
 

