@@ -121,7 +121,17 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
             print("claimsctl: --checkpoint needs --public-key KEY (the ledger's verifier key)", file=sys.stderr)
             return 2
         args.file = args.checkpoint
-        return cmd_verify_checkpoint(config, args)
+        code = cmd_verify_checkpoint(config, args)
+        if args.expect_head is None:
+            return code
+        # Both were asked for: the kept head must be in the chain too, whatever the checkpoint says.
+        with database_url(config) as url:
+            report = verify_ledger(url, expect_head=args.expect_head)
+        if report.intact:
+            print(f"the kept head {args.expect_head[0]}:{args.expect_head[1].hex()[:16]}… is in the chain")
+        else:
+            print(f"ledger BROKEN at {report.problem} ({report.events} events verified before it)")
+        return code or (0 if report.intact else 1)
 
     with database_url(config) as url:
         report = verify_ledger(url, expect_head=args.expect_head)

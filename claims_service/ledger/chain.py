@@ -102,6 +102,9 @@ class ChainVerifier:
         self._streams: dict[uuid.UUID, tuple[int, bytes]] = {}
         self._defer = defer_unknown_streams
         self.first_row: LedgerRow | None = None
+        # A row whose link names no row of the chain: either the row before it was deleted, or it
+        # was slipped in itself. The next row tells which (it links past a slipped-in row).
+        self._suspect: LedgerRow | None = None
         self.stream_firsts: dict[uuid.UUID, tuple[int, bytes, int]] = {}  # version, stream_prev_hash, position
 
     @property
@@ -110,9 +113,16 @@ class ChainVerifier:
 
     def feed(self, row: LedgerRow) -> bool:
         """Check one row; return False (and set report.problem) at the first fault."""
+        expected_prev = self._prev.hash if self._prev else self._start_hash
+        if self._suspect is not None:
+            suspect, self._suspect = self._suspect, None
+            if row.prev_hash == expected_prev:
+                return self._fail(suspect.position, Fault.ROW_INSERTED,
+                                  f"the row links to {suspect.prev_hash.hex()[:16]}…, which is in no chain, and the"
+                                  " next row links past it: it was slipped in")
+            return self._fail(suspect.position, Fault.ROW_MISSING, self._missing(suspect))
         if self._prev is None:
             self.first_row = row
-        expected_prev = self._prev.hash if self._prev else self._start_hash
         recomputed = row_hash(row.prev_hash, row.position, row.stream_id, row.version, row.topic, row.state)
         link_ok = expected_prev is None or row.prev_hash == expected_prev
         if recomputed != row.hash:
@@ -127,9 +137,8 @@ class ChainVerifier:
                 # This row links past its predecessor: the predecessor was never in the chain.
                 return self._fail(self._prev.position, Fault.ROW_INSERTED,
                                   f"row at position {self._prev.position} is not linked by the next row")
-            before = f"after position {self._prev.position}" if self._prev else "at the start of the ledger"
-            return self._fail(row.position, Fault.ROW_MISSING,
-                              f"links to {row.prev_hash.hex()[:16]}…, which is no longer in the chain ({before})")
+            self._suspect = row  # missing predecessor or forged row: the next row decides
+            return True
         if not self._check_stream(row):
             return False
         self._prev_prev_hash = row.prev_hash
@@ -162,7 +171,15 @@ class ChainVerifier:
         self.report.problem = Problem(position, fault, detail)
         return False
 
+    def _missing(self, row: LedgerRow) -> str:
+        before = f"after position {self._prev.position}" if self._prev else "at the start of the ledger"
+        return f"links to {row.prev_hash.hex()[:16]}…, which is no longer in the chain ({before})"
+
     def finish(self) -> VerifyReport:
+        if self._suspect is not None and self.report.problem is None:
+            suspect, self._suspect = self._suspect, None
+            self._fail(suspect.position, Fault.ROW_MISSING,
+                       self._missing(suspect) + "; it is the last row, so it may also have been slipped in")
         self.report.streams = len(self._streams)
         return self.report
 

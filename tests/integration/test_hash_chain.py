@@ -190,6 +190,42 @@ def test_verify_names_a_forged_row_even_when_its_own_hash_is_right(ledger, datab
     assert report["problem"]["position"] == 5 and report["problem"]["fault"] == "row inserted"
 
 
+def _slip_in(database_url: str, position: int, prev_hash: bytes, leaf_index: int) -> None:
+    """A superuser inserts a self-consistent row (its own hash right) whose link names `prev_hash`."""
+    forged_id, state = uuid.uuid4(), b'{"name":"forged"}'
+    topic = rows(database_url)[0][3]
+    digest = row_hash(prev_hash, position, forged_id, 1, topic, state)
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("DROP INDEX ledger_events_leaf_index_idx")
+        conn.execute(
+            "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state,"
+            " prev_hash, stream_prev_hash, hash, leaf_index) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s)",
+            (position, forged_id, topic, state, prev_hash, GENESIS, digest, leaf_index),
+        )
+
+
+def test_a_forged_row_with_a_random_link_is_named_inserted_not_missing(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 2)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT nextval('ledger_events_notification_id_seq')")  # position 5 stays free
+    append_tallies(ledger, 2)
+    _slip_in(database_url, 5, uuid.uuid4().bytes + uuid.uuid4().bytes, 4)
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 5 and report["problem"]["fault"] == "row inserted"
+    assert "slipped in" in report["problem"]["detail"]
+
+
+def test_a_last_row_with_a_random_link_is_named_with_both_readings(ledger, database_url, monkeypatch, capsys):
+    append_tallies(ledger, 2)
+    _slip_in(database_url, 100, bytes(range(32)), 4)
+    code, report = verify(database_url, monkeypatch, capsys)
+    assert code == 1
+    assert report["problem"]["position"] == 100 and report["problem"]["fault"] == "row missing"
+    assert "may also have been slipped in" in report["problem"]["detail"]
+
+
 def test_verify_names_two_swapped_rows(ledger, database_url, monkeypatch, capsys):
     append_tallies(ledger, 5)
     tamper(

@@ -229,3 +229,16 @@ def test_bad_arguments_exit_2(kept, database_url, monkeypatch, capsys, tmp_path)
     assert code == 2 and "verifier key" in out
     code, out = verify_checkpoint(database_url, monkeypatch, capsys, tmp_path, tmp_path / "missing")
     assert code == 2 and "cannot read" in out
+
+
+def test_a_kept_checkpoint_and_a_kept_head_are_both_checked(kept, database_url, monkeypatch, capsys, tmp_path):
+    """`verify --checkpoint FILE --expect-head POSITION:HASH` honours both: a head that is not in the
+    chain fails even when the ledger still extends the checkpoint."""
+    position, digest = event_hashes(database_url)[-1]
+    code, out = claimsctl(database_url, monkeypatch, capsys, tmp_path, "verify", "--checkpoint", str(kept),
+                          "--public-key", VKEY, "--expect-head", f"{position}:{digest.hex()}")
+    assert code == 0, out
+    wrong = bytes(32).hex()
+    code, out = claimsctl(database_url, monkeypatch, capsys, tmp_path, "verify", "--checkpoint", str(kept),
+                          "--public-key", VKEY, "--expect-head", f"{position}:{wrong}")
+    assert code == 1 and "head mismatch" in out, out
