@@ -18,6 +18,9 @@ from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.errors import AlreadyExistsError
+from claims_service.fhir.http import fhir_app
+from claims_service.fhir.reads import Records
+from claims_service.fhir.server import FhirServer
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.server import GrpcServer, unary_executor
 from claims_service.workers import WorkerProcess
@@ -46,6 +49,7 @@ class Service:
     server: GrpcServer
     interceptor: ServiceInterceptor
     workers: WorkerProcess
+    fhir: FhirServer | None = None  # the FHIR endpoint (CLAIMS_FHIR_ADDR; None when off)
 
     @property
     def port(self) -> int:
@@ -54,9 +58,13 @@ class Service:
     def start(self) -> None:
         self.workers.start()
         self.reads.start()
+        if self.fhir is not None:
+            self.fhir.start()
         self.server.start()
 
     def stop(self, grace: float = 5.0) -> None:
+        if self.fhir is not None:
+            self.fhir.stop()
         self.server.stop(grace)
         self.interceptor.close()
         self.workers.stop()
@@ -77,6 +85,8 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
                         servicers=servicers(commands, reads, checkpointer, config))
     workers = WorkerProcess(database_url, config)
+    # The read-only FHIR endpoint: the same keys (this authenticator) and read pool as gRPC.
+    fhir = FhirServer(config.fhir_addr, fhir_app(authenticator, Records(reads.pool))) if config.fhir_addr else None
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
 
@@ -87,7 +97,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
 
     checkpointer.on_fault = ledger_fault
     workers.on_fault = ledger_fault
-    return Service(ledger, commands, reads, checkpointer, server, interceptor, workers)
+    return Service(ledger, commands, reads, checkpointer, server, interceptor, workers, fhir)
 
 
 def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,

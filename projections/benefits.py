@@ -1,8 +1,8 @@
 """Read model "benefits": member coverage (the plan's deductible and out-of-pocket maximum),
 accumulators per payer + member + plan year, and the explanation of benefits of every claim —
 its writer (``BenefitsModel``), its rows (``Accumulators``, ``Eob``, ``EobPage``) and its queries
-(``member_accumulators``, ``explanation_of_benefits``, ``member_eobs``; waiting, checks and pages
-as ``reading`` describes).
+(``member_accumulators``, ``explanation_of_benefits``, ``member_eobs``, ``patient_eobs``; waiting,
+checks and pages as ``reading`` describes).
 
 Tables (migrations/0006_benefits.sql): ``member_coverage`` (from ``MemberCoverage`` events),
 ``member_accumulators`` and ``benefit_claims`` (from ``BenefitPeriod`` events: a claim's effect is
@@ -409,6 +409,36 @@ def member_eobs(
     where = Where("payer_id = %s AND member_id = %s", payer_id, member_id)
     if plan_year is not None:
         where.add("first_date_of_service BETWEEN %s AND %s", date(plan_year, 1, 1), date(plan_year, 12, 31))
+    if pager.key is not None:
+        where.add("(first_date_of_service, submitted_position) > (%s::date, %s)", pager.key[0], int(pager.key[1]))
+    found = select(source, Eob, "explanation_of_benefits", where, order="first_date_of_service, submitted_position",
+                   limit=pager.limit)
+    return EobPage(*pager.page(found, lambda eob: [eob.first_date_of_service.isoformat(), eob.submitted_position]))
+
+
+@checked
+def patient_eobs(
+    source: Source,
+    member_id: str,
+    *,
+    payer_id: str | None = None,
+    provider_id: str | None = None,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> EobPage:
+    """``patient_eobs(source, member_id, *, payer_id=None, provider_id=None, page_size=50,
+    page_token=None, min_position=None, timeout=None, hub=None) -> EobPage``: the explanations of
+    benefits of a member id that the caller may see — a payer's members' (``payer_id``), a
+    provider's own claims (``provider_id``), or every payer's (neither) — by first date of service
+    (then submission), oldest first. A member id is unique within its payer only: without
+    ``payer_id`` the page may hold several payers' members of that id (each EOB names its payer)."""
+    pager = Pager("patient_eobs", {"member_id": member_id, "payer_id": payer_id, "provider_id": provider_id},
+                  page_size, page_token, shape=(date_part, position_part))
+    wait_for_position(source, BenefitsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("member_id = %s", member_id).party(provider_id, payer_id)
     if pager.key is not None:
         where.add("(first_date_of_service, submitted_position) > (%s::date, %s)", pager.key[0], int(pager.key[1]))
     found = select(source, Eob, "explanation_of_benefits", where, order="first_date_of_service, submitted_position",

@@ -2,7 +2,8 @@
 claims, and the adjudication notices payers receive as a feed — its writer
 (``ClaimStatusModel``), its rows (``ClaimStatus``, ``WorklistItem``, ``Notice`` and their pages)
 and its queries (``get_claim``, ``list_claims``, ``claim_changes``, ``payer_worklist``,
-``adjudication_notices``; waiting, checks and pages as ``reading`` describes).
+``adjudication_notices``, ``claims_by_id``, ``change_times``; waiting, checks and pages as
+``reading`` describes).
 
 Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
 ``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
@@ -420,6 +421,22 @@ def get_claim(
     where = Where("claim_id = %s", claim_id).party(provider_id, payer_id)
     return select_one(source, ClaimStatus, "claim_status", where, ClaimNotFoundError(f"claim {claim_id} not found"))
 
+
+
+def claims_by_id(source: Source, claim_ids: Sequence[str]) -> dict[str, ClaimStatus]:
+    """``claims_by_id(source, claim_ids) -> dict[str, ClaimStatus]``: the claims of these ids that
+    the read model holds, by id, in one read (no waiting, no party filter: for ids the caller was
+    already allowed to see through another read model, such as the FHIR endpoint's EOBs)."""
+    found = select(source, ClaimStatus, "claim_status", Where("claim_id = ANY(%s)", list(claim_ids)))
+    return {claim.claim_id: claim for claim in found}
+
+
+def change_times(source: Source, positions: Sequence[int]) -> dict[int, datetime]:
+    """``change_times(source, positions) -> dict[int, datetime]``: when each claim change at these
+    ledger positions was recorded (its event's timestamp, from the payers' notices, which hold one
+    for every change but a submission)."""
+    found = rows(source, "adjudication_notices", Where("position = ANY(%s)", list(positions)))
+    return {row["position"]: row["recorded_at"] for row in found if row["recorded_at"] is not None}
 
 @checked
 def list_claims(

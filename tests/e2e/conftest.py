@@ -73,6 +73,13 @@ class Parties:
     payer: Client
     other_payer: Client
     dispute: Client
+    keys: dict[str, str]
+
+    @property
+    def fhir_url(self) -> str:
+        """The FHIR endpoint's base, e.g. http://127.0.0.1:40123/fhir."""
+        assert self.service.fhir is not None
+        return f"http://127.0.0.1:{self.service.fhir.port}/fhir"
 
 
 def register_parties(commands: Any) -> None:
@@ -88,7 +95,8 @@ def register_parties(commands: Any) -> None:
 
 @pytest.fixture
 def parties(database_url: str, tmp_path: Path) -> Iterator[Parties]:
-    config = Config(database_url=database_url, data_dir=tmp_path, grpc_addr="127.0.0.1:0")
+    # Every service runs its FHIR endpoint too, on a free port (tests/e2e/test_fhir.py reads it).
+    config = Config(database_url=database_url, data_dir=tmp_path, grpc_addr="127.0.0.1:0", fhir_addr="127.0.0.1:0")
     service = build_service(config, database_url)
     service.start()
     register_parties(service.commands)
@@ -101,7 +109,7 @@ def parties(database_url: str, tmp_path: Path) -> Iterator[Parties]:
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
     grpc.channel_ready_future(channel).result(timeout=10)
     try:
-        yield Parties(service, channel, **{name: Client(channel, key) for name, key in keys.items()})
+        yield Parties(service, channel, **{name: Client(channel, key) for name, key in keys.items()}, keys=keys)
     finally:
         channel.close()
         service.stop(grace=1.0)

@@ -276,7 +276,7 @@ def test_the_database_going_away_is_unavailable_and_the_service_recovers_by_itse
         ensure_database(server_url(pg, "postgres"), "claims")
         url = server_url(pg, "claims")
         migrate(url)
-        service = build_service(Config(database_url=url, data_dir=tmp_path, grpc_addr="127.0.0.1:0"), url)
+        service = build_service(Config(database_url=url, data_dir=tmp_path, grpc_addr="127.0.0.1:0", fhir_addr=""), url)
         service.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
         try:
