@@ -262,3 +262,21 @@ def test_the_provider_reads_only_its_own(parties, fhir):
     assert outcome["issue"][0]["diagnostics"] == "no ClaimResponse with this id"
     listed = parties.other_provider.provider.ListClaims(provider_pb2.ListClaimsRequest())
     assert list(listed.claims) == []
+
+
+def test_claimsctl_prints_the_resource_the_endpoint_serves(parties, fhir, monkeypatch, capsys):
+    from claims_service.cli.main import main
+
+    set_up(parties)
+    claim = submitted(parties, "printed")
+    served = decided_eob(fhir("payer"), claim.claim_id)
+    monkeypatch.setenv("CLAIMS_DATABASE_URL", parties.service.ledger.database_url)
+    monkeypatch.setenv("CLAIMS_FHIR_ADDR", "")
+    capsys.readouterr()
+    assert main(["fhir", "eob", claim.claim_id]) == 0
+    assert validated(capsys.readouterr().out.encode()) == served
+    assert main(["fhir", "claim-response", claim.claim_id, "--compact"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and validated(printed.encode())["resourceType"] == "ClaimResponse"
+    assert main(["fhir", "eob", str(uuid.uuid4())]) == 2
+    assert "not found" in capsys.readouterr().err
