@@ -18,6 +18,7 @@ from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.errors import AlreadyExistsError
+from claims_service.integrity import Integrity
 from claims_service.fhir.http import fhir_app
 from claims_service.fhir.reads import Records
 from claims_service.fhir.server import FhirServer
@@ -80,28 +81,33 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     authenticator = Authenticator(ledger)
     commands.on_key_revoked(authenticator.forget)  # a key revoked here stops working at once
+    integrity = Integrity()
     interceptor = ServiceInterceptor(authenticator, unary_executor(config.unary_threads),
-                                     StreamLimits(config.max_streams, config.max_streams_per_key))
+                                     StreamLimits(config.max_streams, config.max_streams_per_key), integrity)
     server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
-                        servicers=servicers(commands, reads, checkpointer, config))
+                        servicers=servicers(commands, reads, checkpointer, config, integrity))
     workers = WorkerProcess(database_url, config)
     # The read-only FHIR endpoint: the same keys (this authenticator) and read pool as gRPC.
     fhir = FhirServer(config.fhir_addr, fhir_app(authenticator, Records(reads.pool))) if config.fhir_addr else None
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
 
-    def ledger_fault(reason: str) -> None:
-        # The signer (here or in the workers) refused to sign: the ledger is not what it signed.
-        log.error("ledger fault: %s; health NOT_SERVING", reason)
+    def halt(reason: str) -> None:
+        # The signer (here or in the workers) refused to sign, or the auditor found the ledger
+        # altered: health NOT_SERVING, no more signatures, every call but investigation refused.
+        log.error("ledger fault: %s; the service is halted (health NOT_SERVING)", reason)
+        checkpointer.stop_signing(reason)
         server.set_condition("ledger", False)
 
-    checkpointer.on_fault = ledger_fault
-    workers.on_fault = ledger_fault
+    integrity.on_fault(halt)
+    checkpointer.on_fault = integrity.report_fault
+    workers.on_fault = integrity.report_fault
+    workers.on_audit = integrity.record_audit
     return Service(ledger, commands, reads, checkpointer, server, interceptor, workers, fhir)
 
 
-def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,
-              config: Config) -> list[tuple[object, object]]:
+def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer, config: Config,
+              integrity: Integrity | None = None) -> list[tuple[object, object]]:
     from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
     from claims_service.api.admin import AdminServicer
     from claims_service.api.dispute import DisputeServicer
@@ -112,7 +118,7 @@ def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer,
     return [
         (provider_pb2_grpc.add_ProviderServiceServicer_to_server, ProviderServicer(commands, reads)),
         (payer_pb2_grpc.add_PayerServiceServicer_to_server, PayerServicer(commands, reads)),
-        (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads)),
+        (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads, integrity)),
         (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands)),
         (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer,
                                                                                  config.previous_verifier_keys)),

@@ -59,6 +59,9 @@ class Config(BaseSettings):
     signer_state_file: Path | None = None
     """The signer's memory of the last checkpoint it signed (never the database's); default: beside
     the key file (`<key file>.last-checkpoint`), else `<data dir>/signer.last-checkpoint`."""
+    audit_every_seconds: PositiveFloat = 3600.0
+    """How often the auditor verifies the whole ledger and the tree against the latest checkpoint
+    (new events are audited as they arrive)."""
     checkpoint_every_leaves: PositiveInt = 1000
     checkpoint_every_seconds: PositiveFloat = 60.0
     previous_verifier_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

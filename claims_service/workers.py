@@ -10,6 +10,7 @@ Every worker keeps its position in the database, so a restart continues exactly 
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import multiprocessing.queues
@@ -30,11 +31,14 @@ MAX_RESTART_DELAY = 10.0
 def run_workers(database_url: str, config: Config, stop: threading.Event | None = None,
                 server_pid: int | None = None, report: Callable[[str, str], None] | None = None) -> None:
     """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes.
-    `report(kind, detail)` tells the server process of a fault ("fault", what was found)."""
+    `report(kind, detail)` tells the server process of a fault ("fault", what was found) and of
+    each audit pass ("audit", its status as JSON)."""
     # Imported here, in the child: the server's process has no use for the workers' modules.
     from claims_service.adjudication import AdjudicationFollower
     from claims_service.application import LedgerApplication
+    from claims_service.ledger.auditor import Auditor
     from claims_service.ledger.checkpointer import Checkpointer
+    from claims_service.ledger.note import VerifierKey
     from claims_service.supervisor import Supervisor
     from projections.runner import ProjectionSupervisor
 
@@ -44,15 +48,25 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
             signal.signal(sig, lambda *_: stop.set())
     ledger = LedgerApplication(database_url, pool_size=4)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
-    if report is not None:
-        checkpointer.on_fault = lambda reason: report("fault", reason)
+    tell = report or (lambda _kind, _detail: None)
+    checkpointer.on_fault = lambda reason: tell("fault", reason)
+
+    def audit_fault(reason: str) -> None:
+        checkpointer.stop_signing(reason)
+        tell("fault", reason)
+
+    auditor = Auditor(database_url, verifier=VerifierKey.parse(checkpointer.verifier_key),
+                      full_every_seconds=config.audit_every_seconds, on_fault=audit_fault,
+                      on_status=lambda status: tell("audit", json.dumps(status.as_dict())))
     supervisor = Supervisor()
     projections = ProjectionSupervisor(database_url)
     try:
         supervisor.start("adjudicator", AdjudicationFollower(ledger).run)
         supervisor.start("merkle-tree", checkpointer.run_forever)
+        supervisor.start("auditor", auditor.run_forever)
         projections.start()
-        log.info("workers running in process %d: adjudicator, projections, Merkle tree and checkpoints", os.getpid())
+        log.info("workers running in process %d: adjudicator, projections, Merkle tree and checkpoints, auditor",
+                 os.getpid())
         # Also stop when the server process is gone (killed with SIGKILL, say): an orphaned
         # worker process would keep a second adjudicator running next to the restarted one.
         while not stop.wait(1.0):
@@ -95,8 +109,10 @@ class WorkerProcess:
         self.restarts = 0
         # Told True / False as the child comes and goes (the server's health follows it).
         self.on_alive_change: Callable[[bool], None] = lambda _alive: None
-        # Told of each fault the workers report (the signer's refusal, the auditor's finding).
+        # Told of each fault the workers report (the signer's refusal, the auditor's finding), and
+        # of each audit pass (its status as a dict).
         self.on_fault: Callable[[str], None] = lambda _reason: None
+        self.on_audit: Callable[[dict], None] = lambda _status: None
         self._listener = threading.Thread(target=self._listen, name="worker-reports", daemon=True)
 
     @property
@@ -115,6 +131,8 @@ class WorkerProcess:
                 return
             if kind == "fault":
                 self.on_fault(detail)
+            elif kind == "audit":
+                self.on_audit(json.loads(detail))
 
     def _spawn(self) -> None:
         self._process = self._context.Process(target=_child_main, args=self._args, name="claims-workers", daemon=False)

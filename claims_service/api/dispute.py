@@ -11,8 +11,9 @@ from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
 from claims_service.commands import Commands
 from claims_service.errors import ValidationError
+from claims_service.integrity import Integrity
 from claims_service.ledger.chain import Fault
-from claims_service.ledger.verify import verify_ledger
+from claims_service.ledger.verify import event_hash_at, verify_ledger
 
 RESOLUTIONS = {
     dispute_pb2.DISPUTE_RESOLUTION_UPHELD: "upheld",
@@ -22,9 +23,10 @@ FAULTS = {fault: dispute_pb2.LedgerFault.Value(f"LEDGER_FAULT_{fault.name}") for
 
 
 class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
-    def __init__(self, service: Commands, reads: ReadSide) -> None:
+    def __init__(self, service: Commands, reads: ReadSide, integrity: Integrity | None = None) -> None:
         self.service = service
         self.reads = reads
+        self.integrity = integrity
 
     def OpenDispute(self, request: Any, context: Any) -> Any:
         dispute_id, receipt = self.service.open_dispute(actor=principal().actor, claim_id=request.claim_id,
@@ -65,6 +67,9 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
             expect = (request.expect_head_position, bytes(request.expect_head_hash))
         elif request.expect_head_hash:
             raise ValidationError.single("expect_head_hash", "must be empty when expect_head_position is 0")
+        audited = self._from_audit(expect)
+        if audited is not None:
+            return audited
         report = verify_ledger(self.service.ledger.database_url, expect_head=expect)
         response = dispute_pb2.VerifyLedgerResponse(
             intact=report.intact, events=report.events, streams=report.streams,
@@ -73,4 +78,24 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
         if report.problem is not None:
             response.problem.CopyFrom(dispute_pb2.LedgerProblem(
                 position=report.problem.position, fault=FAULTS[report.problem.fault], detail=report.problem.detail))
+        return response
+
+    def _from_audit(self, expect: tuple[int, bytes] | None) -> dispute_pb2.VerifyLedgerResponse | None:
+        """The auditor's last pass, when it is intact and covers the kept head (None: walk instead)."""
+        audit = self.integrity.last_audit if self.integrity is not None else None
+        if audit is None or not audit["intact"] or self.integrity.fault is not None:
+            return None
+        response = dispute_pb2.VerifyLedgerResponse(
+            intact=True, events=audit["events"], head_position=audit["position"],
+            head_hash=bytes.fromhex(audit["head_hash"]), audited_at=audit["finished_at"])
+        if expect is not None:
+            if expect[0] > audit["position"]:
+                return None
+            found = event_hash_at(self.service.ledger.database_url, expect[0])
+            if found != expect[1]:
+                response.intact = False
+                response.problem.CopyFrom(dispute_pb2.LedgerProblem(
+                    position=expect[0], fault=FAULTS[Fault.HEAD_MISMATCH],
+                    detail="the kept head is not in the ledger" if found is None else
+                    f"expected hash {expect[1].hex()[:16]}…, the ledger has {found.hex()[:16]}…"))
         return response

@@ -36,6 +36,7 @@ from grpc_status import rpc_status
 
 from claims_service.api.auth import PUBLIC_SERVICES, Authenticator, Principal, authorize
 from claims_service.errors import ClaimsError, TooManyStreamsError, ValidationError
+from claims_service.integrity import Integrity
 
 log = logging.getLogger("claims_service.api")
 
@@ -149,10 +150,12 @@ class StreamLimits:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """``ServiceInterceptor(authenticator, unary_executor, stream_limits)``."""
 
-    def __init__(self, authenticator: Authenticator, unary_executor: Executor, stream_limits: StreamLimits) -> None:
+    def __init__(self, authenticator: Authenticator, unary_executor: Executor, stream_limits: StreamLimits,
+                 integrity: Integrity | None = None) -> None:
         self._authenticator = authenticator
         self._executor = unary_executor
         self.stream_limits = stream_limits
+        self._integrity = integrity or Integrity()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -173,6 +176,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             """Authenticate and authorise (blocking: a key lookup may read the ledger)."""
             principal_ = self._authenticator.authenticate(authorization)
             authorize(principal_, service)
+            self._integrity.check(service)  # a ledger that failed verification halts the service
             if isinstance(request, _Undecodable):
                 raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
             return principal_

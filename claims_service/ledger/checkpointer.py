@@ -194,6 +194,11 @@ class Checkpointer:
             self._refuse(f"the tree of {size} leaves does not extend the checkpoint of {last.tree_size} leaves this"
                          f" signer signed ({error}): the ledger or the tree was rewritten")
 
+    def stop_signing(self, reason: str) -> None:
+        """Sign nothing more (another check found the ledger faulty); refusals name `reason`."""
+        if self.fault is None:
+            self.fault = reason
+
     def _refuse(self, reason: str) -> NoReturn:
         self.fault = reason
         log.error("checkpoint signer refuses to sign: %s; signing stopped", reason)

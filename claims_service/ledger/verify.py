@@ -121,3 +121,10 @@ def join_slices(slices: list[Slice], expect_head: tuple[int, bytes] | None) -> V
                                  f"the kept head is no longer in the ledger (its head is now position {report.head_position}): "
                                  "rows were cut off the end")
     return report
+
+
+def event_hash_at(database_url: str, position: int) -> bytes | None:
+    """The stored hash of the event at `position` (None: no such event)."""
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT hash FROM ledger_events WHERE notification_id = %s", (position,)).fetchone()
+    return bytes(found[0]) if found else None

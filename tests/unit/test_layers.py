@@ -19,6 +19,7 @@ PACKAGES = ("adjudicator", "claims_service", "projections")
 LAYERS: list[tuple[str, ...]] = [
     ("adjudicator", "claims_service.errors", "claims_service.files", "claims"),
     ("claims_service.ledger",),
+    ("claims_service.integrity",),
     ("claims_service.domain",),
     ("claims_service.config", "claims_service.database", "claims_service.migrate", "claims_service.supervisor",
      "claims_service.garbage_collection", "claims_service.application"),

@@ -408,6 +408,7 @@ class VerifyLedgerResponse(_message.Message):
     HEAD_HASH_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     STREAMS_FIELD_NUMBER: _builtins.int
+    AUDITED_AT_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
     """True when every hash and link checked out (and the expected head, if given, was found)."""
     events: _builtins.int
@@ -417,7 +418,14 @@ class VerifyLedgerResponse(_message.Message):
     head_hash: _builtins.bytes
     """Hash of the last event checked (32 bytes; empty for an empty ledger)."""
     streams: _builtins.int
-    """Number of streams (aggregates) whose own chains were checked."""
+    """Number of streams (aggregates) whose own chains were checked (0 when the answer comes from
+    the auditor, which does not count them).
+    """
+    audited_at: _builtins.str
+    """When the answer comes from the service's own auditor (which verifies events as they arrive
+    and the whole ledger on a schedule): when its last pass finished, RFC 3339. Empty when this
+    call walked the chain itself.
+    """
     @_builtins.property
     def problem(self) -> Global___LedgerProblem:
         """The first fault; absent when intact."""
@@ -431,10 +439,11 @@ class VerifyLedgerResponse(_message.Message):
         head_hash: _builtins.bytes = ...,
         problem: Global___LedgerProblem | None = ...,
         streams: _builtins.int = ...,
+        audited_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "head_hash", b"head_hash", "head_position", b"head_position", "intact", b"intact", "problem", b"problem", "streams", b"streams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audited_at", b"audited_at", "events", b"events", "head_hash", b"head_hash", "head_position", b"head_position", "intact", b"intact", "problem", b"problem", "streams", b"streams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

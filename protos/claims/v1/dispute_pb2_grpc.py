@@ -106,8 +106,11 @@ class DisputeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyLedger(self, request, context):
-        """Recomputes the whole hash chain from the first event and reports the first fault, if any.
-        Reads the full ledger: give the call a generous deadline. Writes nothing.
+        """The ledger's verification: the service's auditor verifies every event as it arrives and the
+        whole chain on a schedule; this answers from its last pass (audited_at says when), checking
+        expect_head against it. Before the auditor's first report, for a head beyond what it audited,
+        or after a fault (to name it precisely), it recomputes the whole chain itself: give the call
+        a generous deadline. Writes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,8 +54,11 @@ class DisputeServiceStub:
     FAILED_PRECONDITION.
     """
     VerifyLedger: _grpc.UnaryUnaryMultiCallable[_dispute_pb2.VerifyLedgerRequest, _dispute_pb2.VerifyLedgerResponse]
-    """Recomputes the whole hash chain from the first event and reports the first fault, if any.
-    Reads the full ledger: give the call a generous deadline. Writes nothing.
+    """The ledger's verification: the service's auditor verifies every event as it arrives and the
+    whole chain on a schedule; this answers from its last pass (audited_at says when), checking
+    expect_head against it. Before the auditor's first report, for a head beyond what it audited,
+    or after a fault (to name it precisely), it recomputes the whole chain itself: give the call
+    a generous deadline. Writes nothing.
     """
 
 @_typing.type_check_only
@@ -84,8 +87,11 @@ class DisputeServiceAsyncStub(DisputeServiceStub):
     FAILED_PRECONDITION.
     """
     VerifyLedger: _aio.UnaryUnaryMultiCallable[_dispute_pb2.VerifyLedgerRequest, _dispute_pb2.VerifyLedgerResponse]  # type: ignore[assignment]
-    """Recomputes the whole hash chain from the first event and reports the first fault, if any.
-    Reads the full ledger: give the call a generous deadline. Writes nothing.
+    """The ledger's verification: the service's auditor verifies every event as it arrives and the
+    whole chain on a schedule; this answers from its last pass (audited_at says when), checking
+    expect_head against it. Before the auditor's first report, for a head beyond what it audited,
+    or after a fault (to name it precisely), it recomputes the whole chain itself: give the call
+    a generous deadline. Writes nothing.
     """
 
 class DisputeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -141,8 +147,11 @@ class DisputeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispute_pb2.VerifyLedgerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispute_pb2.VerifyLedgerResponse, _abc.Awaitable[_dispute_pb2.VerifyLedgerResponse]]:
-        """Recomputes the whole hash chain from the first event and reports the first fault, if any.
-        Reads the full ledger: give the call a generous deadline. Writes nothing.
+        """The ledger's verification: the service's auditor verifies every event as it arrives and the
+        whole chain on a schedule; this answers from its last pass (audited_at says when), checking
+        expect_head against it. Before the auditor's first report, for a head beyond what it audited,
+        or after a fault (to name it precisely), it recomputes the whole chain itself: give the call
+        a generous deadline. Writes nothing.
         """
 
 def add_DisputeServiceServicer_to_server(servicer: DisputeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

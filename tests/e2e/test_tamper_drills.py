@@ -1,0 +1,119 @@
+"""Tamper drills against the running service: the service notices by itself. A truncation, an
+event altered in place, and a full rewrite (hashes recomputed, tree rebuilt, checkpoints deleted)
+each turn health NOT_SERVING within seconds, stop the signer, and halt every call but the
+investigators' with DATA_LOSS naming what was found; VerifyLedger still answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+import psycopg
+import pytest
+from grpc_health.v1 import health_pb2
+
+from claims.v1 import dispute_pb2, ledger_pb2, provider_pb2
+from tests.e2e.test_claim_flow import claim_request, set_up, wait_decided
+from tests.e2e.test_outside_clients import wait_for_health
+from tests.integration.ledger.conftest import tamper
+from tests.integration.ledger.test_checkpoints import rewrite_history
+
+
+def attacker_url(parties) -> str:
+    """The database as its superuser (the service itself connects as a role that cannot tamper)."""
+    return getattr(parties, "database_url", "") or parties.service.ledger.database_url
+
+
+def busy_ledger(parties) -> int:
+    """A few decided claims and a signed checkpoint; returns the ledger's head position."""
+    set_up(parties)
+    last = 0
+    for n in range(3):
+        submitted = parties.provider.provider.SubmitClaim(claim_request(f"drill-{n}"))
+        last = max(last, wait_decided(parties, submitted.claim_id, submitted.receipt.position).last_position)
+    parties.provider.ledger.GetCheckpoint(ledger_pb2.GetCheckpointRequest(min_tree_size=1))
+    return last
+
+
+def wait_for_audit(parties, position: int, timeout: float = 20.0) -> None:
+    integrity = parties.service.interceptor._integrity
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        audit = integrity.last_audit
+        if audit is not None and audit["position"] >= position:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the auditor never reached the head")
+
+
+def assert_halted(parties, found: str, timeout: float = 30.0) -> None:
+    integrity = parties.service.interceptor._integrity
+    deadline = time.monotonic() + timeout
+    while integrity.fault is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert integrity.fault is not None and found in integrity.fault, integrity.fault
+    wait_for_health(parties.channel, health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert "ledger" in parties.service.server.failing
+    # Writes and reads that rest on the ledger are refused, naming the fault ...
+    for call in (lambda: parties.provider.provider.SubmitClaim(claim_request("after-the-drill")),
+                 lambda: parties.provider.provider.ListClaims(provider_pb2.ListClaimsRequest())):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.DATA_LOSS
+        assert "failed verification" in refused.value.details()
+    # ... the signer signs nothing more ...
+    assert parties.service.checkpointer.fault is not None
+    # ... and the investigators still get their answers.
+    verified = parties.dispute.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest(), timeout=60)
+    assert verified.audited_at == ""  # walked, not taken from an audit that no longer holds
+
+
+def test_a_truncation_halts_the_service(parties):
+    head = busy_ledger(parties)
+    wait_for_audit(parties, head)
+    tamper(attacker_url(parties),
+           f"DELETE FROM ledger_events WHERE notification_id > {head - 3}")
+    assert_halted(parties, "is gone")
+
+
+def test_an_event_altered_in_place_is_found_when_the_workers_start_again(parties):
+    """An event altered after the auditor passed it is found by the next full pass; a restart of
+    the workers audits the whole chain again at once (the scheduled pass is tested in
+    tests/integration/ledger/test_auditor.py)."""
+    head = busy_ledger(parties)
+    wait_for_audit(parties, head)
+    tamper(attacker_url(parties), "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
+                                  f" WHERE notification_id = {head - 1}")
+    os.kill(parties.service.workers.pid, signal.SIGKILL)
+    assert_halted(parties, "payload altered")
+
+
+def test_a_full_rewrite_with_the_tree_rebuilt_and_the_checkpoints_deleted_halts_the_service(parties):
+    head = busy_ledger(parties)
+    wait_for_audit(parties, head)
+    url = attacker_url(parties)
+    with psycopg.connect(url) as conn:
+        (first_claim_event,) = conn.execute("SELECT min(notification_id) FROM ledger_events"
+                                            " WHERE topic LIKE '%Claim.Submitted%'").fetchone()
+    rewrite_history(url, first_claim_event, b'{"forged": true}')
+    tamper(url, "DELETE FROM ledger_checkpoints")
+    assert_halted(parties, "has another hash")
+
+
+def test_an_intact_ledger_is_answered_from_the_audit(parties):
+    head = busy_ledger(parties)
+    wait_for_audit(parties, head)
+    verified = parties.dispute.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest())
+    assert verified.intact and verified.audited_at and verified.head_position >= head
+    with psycopg.connect(parties.service.ledger.database_url) as conn:
+        (digest,) = conn.execute("SELECT hash FROM ledger_events WHERE notification_id = %s", (head,)).fetchone()
+    kept = parties.dispute.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest(
+        expect_head_position=head, expect_head_hash=bytes(digest)))
+    assert kept.intact and kept.audited_at
+    wrong = parties.dispute.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest(
+        expect_head_position=head, expect_head_hash=bytes(32)))
+    assert not wrong.intact and wrong.problem.fault == dispute_pb2.LEDGER_FAULT_HEAD_MISMATCH
+    health = parties.channel
+    wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)

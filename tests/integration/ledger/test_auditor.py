@@ -1,0 +1,131 @@
+"""The auditor notices a tampered ledger by itself: as events arrive (the audited head gone or
+changed, a row altered, a stream link broken across batches, a tree leaf altered) and in its full
+pass (the tree against the latest checkpoint). Each fault is reported once and auditing stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from claims_service.ledger.auditor import Auditor, LedgerFaultFound
+from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.ledger.note import VerifierKey
+from claims_service.ledger.tree import TreeBuilder
+from tests.integration.ledger.conftest import append_events, tamper
+from tests.integration.ledger.test_checkpoints import KEY, ORIGIN, VKEY, rewrite_history
+
+
+@pytest.fixture
+def auditor(database_url):
+    faults: list[str] = []
+    statuses: list = []
+    audit = Auditor(database_url, verifier=VerifierKey.parse(VKEY), batch=7, on_fault=faults.append,
+                    on_status=statuses.append)
+    audit.faults, audit.statuses = faults, statuses  # type: ignore[attr-defined]
+    return audit
+
+
+def audit_all(auditor: Auditor, database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        total = 0
+        while (n := auditor.audit_new(conn)):
+            total += n
+        return total
+
+
+def test_an_honest_ledger_is_audited_as_it_grows_and_in_full(ledger, database_url, auditor):
+    append_events(ledger, 10)
+    assert audit_all(auditor, database_url) == 20
+    append_events(ledger, 4)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+    assert audit_all(auditor, database_url) == 8
+    status = auditor.audit_full()
+    assert status.intact and status.full and status.events == 28 and auditor.faults == []
+    assert auditor.leaves_position == auditor.position
+
+
+def test_a_truncation_below_the_audited_head_is_caught_at_once(ledger, database_url, auditor):
+    append_events(ledger, 10)
+    audit_all(auditor, database_url)
+    tamper(database_url, f"DELETE FROM ledger_events WHERE notification_id >= {auditor.position - 2}")
+    with pytest.raises(LedgerFaultFound, match="is gone"):
+        audit_all(auditor, database_url)
+    assert len(auditor.faults) == 1 and "cut back" in auditor.faults[0]
+    assert auditor.statuses[-1].intact is False
+
+
+def test_a_rewrite_with_recomputed_hashes_below_the_head_is_caught(ledger, database_url, auditor):
+    append_events(ledger, 10)
+    audit_all(auditor, database_url)
+    rewrite_history(database_url, 5, b'{"forged": true}')
+    with pytest.raises(LedgerFaultFound, match="has another hash"):
+        audit_all(auditor, database_url)
+
+
+def test_a_new_row_altered_in_place_is_caught(ledger, database_url, auditor):
+    append_events(ledger, 5)
+    audit_all(auditor, database_url)
+    append_events(ledger, 5)
+    tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
+                         " WHERE notification_id = (SELECT max(notification_id) - 1 FROM ledger_events)")
+    with pytest.raises(LedgerFaultFound, match="payload altered"):
+        audit_all(auditor, database_url)
+
+
+def test_a_stream_link_broken_across_batches_is_caught(ledger, database_url, auditor):
+    append_events(ledger, 10)  # 20 rows: the auditor's batches of 7 split streams across batches
+    tamper(database_url, "UPDATE ledger_events SET stream_prev_hash = sha256(stream_prev_hash)"
+                         " WHERE notification_id = (SELECT notification_id FROM ledger_events"
+                         " WHERE originator_version = 2 ORDER BY notification_id OFFSET 4 LIMIT 1)")
+    with pytest.raises(LedgerFaultFound, match="stream link broken"):
+        audit_all(auditor, database_url)
+
+
+def test_an_altered_tree_leaf_is_caught(ledger, database_url, auditor):
+    append_events(ledger, 5)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    tamper(database_url, "UPDATE ledger_leaves SET event_hash = sha256(event_hash) WHERE leaf_index = 3")
+    with pytest.raises(LedgerFaultFound, match="leaf for position"):
+        audit_all(auditor, database_url)
+
+
+def test_the_full_pass_holds_the_tree_to_the_latest_checkpoint(ledger, database_url, auditor):
+    append_events(ledger, 6)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+    audit_all(auditor, database_url)
+    # Interior nodes rewritten: the leaves still match their events, the root does not.
+    tamper(database_url, "UPDATE merkle_nodes SET hash = sha256(hash)")
+    with pytest.raises(LedgerFaultFound, match="latest checkpoint"):
+        auditor.audit_full()
+
+
+def test_run_forever_follows_new_events_and_stops_at_the_first_fault(ledger, database_url, auditor):
+    stop = threading.Event()
+    thread = threading.Thread(target=auditor.run_forever, args=(stop,), kwargs={"timeout": 0.1}, daemon=True)
+    thread.start()
+    append_events(ledger, 5)
+    deadline = time.monotonic() + 10
+    while auditor.events < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert auditor.events == 10 and auditor.faults == []
+    tamper(database_url, f"DELETE FROM ledger_events WHERE notification_id = {auditor.position}")
+    append_events(ledger, 1)
+    deadline = time.monotonic() + 10
+    while not auditor.faults and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(auditor.faults) == 1
+    events = auditor.events
+    append_events(ledger, 2)
+    time.sleep(0.5)
+    assert auditor.events == events, "after a fault the auditor audits nothing more"
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
