@@ -99,7 +99,8 @@ class Server:
 
     def __init__(self, database_url: str, data_dir: Path, port: int) -> None:
         env = dict(os.environ, CLAIMS_DATABASE_URL=database_url, CLAIMS_DATA_DIR=str(data_dir),
-                   CLAIMS_GRPC_ADDR=f"127.0.0.1:{port}", CLAIMS_DEMO_KEYS="1")
+                   CLAIMS_GRPC_ADDR=f"127.0.0.1:{port}", CLAIMS_DEMO_KEYS="1",
+                   CLAIMS_FHIR_ADDR="")  # no FHIR endpoint: the load is gRPC, and 8080 may be taken
         self.addr = f"127.0.0.1:{port}"
         self.log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([sys.executable, "-m", "claims_service.cli", "serve"], env=env,
