@@ -50,6 +50,7 @@ from claims_service.errors import (
     ValidationError,
     VisitNotFoundError,
 )
+from claims_service.ledger.verify import verify_streams
 from claims_service.group_commit import GroupCommitter
 
 T = TypeVar("T")
@@ -454,6 +455,8 @@ class Commands:
     def replay(self, claim_id: str, ruleset_version: str | None = None) -> Replay:
         """Re-run the recorded rule set (or another version, as a what-if) on the recorded facts."""
         claim = self.own_claim(claim_id)
+        # Evidence first: the claim's events must be the ones the ledger hashed (DATA_LOSS if not).
+        verify_streams(self.ledger.database_url, [claim.id])
         if claim.facts is None or claim.ruleset_version is None:
             raise StateError("this claim has not been adjudicated yet: nothing to replay")
         version = ruleset_version or claim.ruleset_version

@@ -18,7 +18,18 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from claims_service.ledger.chain import GENESIS, ChainVerifier, Fault, LedgerRow, Problem, VerifyReport, verify_rows, walk
+from claims_service.errors import DataLossError
+from claims_service.ledger.chain import (
+    GENESIS,
+    ChainVerifier,
+    Fault,
+    LedgerRow,
+    Problem,
+    VerifyReport,
+    row_hash,
+    verify_rows,
+    walk,
+)
 
 _SELECT_ROWS = (
     "SELECT notification_id, originator_id, originator_version, topic, state,"
@@ -128,3 +139,26 @@ def event_hash_at(database_url: str, position: int) -> bytes | None:
     with psycopg.connect(database_url) as conn:
         found = conn.execute("SELECT hash FROM ledger_events WHERE notification_id = %s", (position,)).fetchone()
     return bytes(found[0]) if found else None
+
+
+def verify_streams(database_url: str, stream_ids: list[uuid.UUID]) -> int:
+    """Before a stream's events are used as evidence (a replay, a bundle): each row of these streams
+    still hashes to its stored hash and links to its stream's previous event. DataLossError naming
+    the position otherwise; returns the number of events checked. (The global chain around them is
+    the auditor's and `claimsctl verify`'s to check.)"""
+    with psycopg.connect(database_url) as conn, conn.cursor(binary=True) as cur:
+        cur.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state, prev_hash, stream_prev_hash, hash"
+            " FROM ledger_events WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version",
+            (stream_ids,))
+        last: dict[uuid.UUID, tuple[int, bytes]] = {}
+        count = 0
+        for position, stream, version, topic, state, prev_hash, stream_prev_hash, digest in cur:
+            if row_hash(bytes(prev_hash), position, stream, version, topic, bytes(state)) != bytes(digest):
+                raise DataLossError(position, "its bytes no longer hash to the hash the ledger recorded for it")
+            before = last.get(stream, (0, GENESIS))
+            if version != before[0] + 1 or bytes(stream_prev_hash) != before[1]:
+                raise DataLossError(position, f"it does not link to version {version - 1} of its stream")
+            last[stream] = (version, bytes(digest))
+            count += 1
+    return count

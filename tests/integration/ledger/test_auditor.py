@@ -129,3 +129,22 @@ def test_run_forever_follows_new_events_and_stops_at_the_first_fault(ledger, dat
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_evidence_reads_check_their_streams_hashes(ledger, database_url):
+    """A replay or a bundle reads a claim's streams only if every event of them still hashes and
+    links (verify_streams): DATA_LOSS naming the position otherwise."""
+    from claims_service.errors import DataLossError
+    from claims_service.ledger.verify import verify_streams
+
+    append_events(ledger, 3)
+    with psycopg.connect(database_url) as conn:
+        streams = [row[0] for row in conn.execute("SELECT DISTINCT originator_id FROM ledger_events")]
+        (position,) = conn.execute("SELECT notification_id FROM ledger_events WHERE originator_id = %s"
+                                   " AND originator_version = 2", (streams[0],)).fetchone()
+    assert verify_streams(database_url, streams) == 6
+    tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
+                         f" WHERE notification_id = {position}")
+    with pytest.raises(DataLossError, match=f"position {position}"):
+        verify_streams(database_url, streams)
+    assert verify_streams(database_url, streams[1:]) == 4  # the other streams are whole
