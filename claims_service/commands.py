@@ -321,6 +321,35 @@ class Commands:
             original.ensure_same_request(request.body_hash())
             return ClaimReceipt(original.claim_id, self.receipt_of(original.id, 1))
 
+    def submit_claims(self, *, actor: str, claims: list[dict[str, Any]]) -> list[ClaimReceipt | Exception]:
+        """Several originals (an 837's) in one write, in the order given, so they are adjudicated in
+        that order: each validated as `submit_claim` validates it, one that fails coming back as its
+        error while the others go on. When one was submitted before (the same file again), each
+        goes through `submit_claim` instead, which answers a retry with its first receipt."""
+        results: list[ClaimReceipt | Exception | None] = [None] * len(claims)
+        new: list[tuple[int, Claim]] = []
+        for index, fields in enumerate(claims):
+            try:
+                request = SubmitClaim.checked(actor=actor, received_on=self.today(), **fields)
+                if request.visit_id is not None:
+                    self._get(Visit.create_id(request.provider_id, request.visit_id),
+                              VisitNotFoundError("visit_id: no such visit is recorded for this provider"))
+                new.append((index, Claim.submit_request(request)))
+            except (ValidationError, NotFoundError) as error:
+                results[index] = error
+        if new:
+            try:
+                receipts = self.writer.record(*(claim for _, claim in new))
+                for (index, claim), receipt in zip(new, receipts, strict=True):
+                    results[index] = ClaimReceipt(claim.claim_id, receipt)
+            except ConflictError:
+                for index, _claim in new:
+                    try:
+                        results[index] = self.submit_claim(actor=actor, **claims[index])
+                    except (ValidationError, NotFoundError, AlreadyExistsError) as error:
+                        results[index] = error
+        return [r for r in results if r is not None]
+
     def own_claim(self, claim_id: str, provider_id: str | None = None) -> Claim:
         """The claim, or NOT_FOUND: also when it belongs to another provider (no existence leak)."""
         missing = ClaimNotFoundError("claim_id: no such claim")

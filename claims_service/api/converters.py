@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adjudicator import PEND_REASONS
-from claims.v1 import common_pb2
+from claims.v1 import common_pb2, provider_pb2
 from claims_service.application import Receipt
 from claims_service.domain.formats import MAX_YEAR, MIN_YEAR
 from claims_service.errors import FieldViolation, ValidationError
@@ -252,4 +252,16 @@ def issued_payment_pb(payment: Any) -> common_pb2.Payment:
         claims=[common_pb2.PaymentClaim(claim_id=claim_id, amount_cents=sum(line["paid_cents"] for line in lines),
                                         lines=[line_result_pb(line) for line in lines])
                 for claim_id, lines in payment.lines.items()],
+    )
+
+
+def x12_response_pb(result: Any) -> Any:
+    """SubmitX12's answer from an `x12.intake.IntakeResult`."""
+    return provider_pb2.SubmitX12Response(
+        ta1=result.ta1.encode("ascii", "replace"), ack_999=result.ack_999.encode("ascii", "replace"),
+        ack_277ca=result.ack_277ca.encode("ascii", "replace"),
+        claims=[provider_pb2.X12ClaimResult(
+            patient_control_number=c.claim.pcn, frequency_code=c.claim.frequency, accepted=c.accepted,
+            claim_id=c.claim_id, receipt=receipt_pb(c.receipt), status=":".join(p for p in c.status if p),
+            field=c.field, description=c.message) for c in result.claims],
     )

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from claims.v1 import common_pb2, provider_pb2, provider_pb2_grpc
-from claims_service.api.converters import lines_from_pb, optional, parse_date, receipt_pb
+from claims_service.api.converters import lines_from_pb, optional, parse_date, receipt_pb, x12_response_pb
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
 from claims_service.commands import Commands
+from claims_service.x12.intake import submit_interchange
 
 
 def claim_fields(request: Any) -> dict[str, Any]:
@@ -79,3 +80,8 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
     def GetRemittance(self, request: Any, context: Any) -> Any:
         payments = self.reads.remittance(request, provider_id=principal().party_id, context=context)
         return provider_pb2.GetRemittanceResponse(payments=payments)
+
+    def SubmitX12(self, request: Any, context: Any) -> Any:
+        result = submit_interchange(self.service, actor=principal().actor, provider_id=principal().party_id,
+                                    data=request.interchange)
+        return x12_response_pb(result)

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("claims_service.adjudication",),
     ("claims_service.commands", "claims_service.reconcile"),
     ("projections",),
+    ("claims_service.x12",),
     ("claims_service.api",),
     ("claims_service.server", "claims_service.workers", "claims_service.fhir"),
     ("claims_service.bootstrap",),

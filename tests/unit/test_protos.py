@@ -98,7 +98,7 @@ EXPECTED_RPCS = {
     "provider": (
         "ProviderService",
         {"RecordVisit", "SubmitClaim", "CorrectClaim", "VoidClaim", "GetClaim", "ListClaims",
-         "WatchClaims", "GetRemittance"},
+         "WatchClaims", "GetRemittance", "SubmitX12"},
     ),
     "payer": (
         "PayerService",

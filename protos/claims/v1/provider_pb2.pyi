@@ -553,3 +553,123 @@ class GetRemittanceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRemittanceResponse: _TypeAlias = GetRemittanceResponse  # noqa: Y015
+
+@_typing.final
+class SubmitX12Request(_message.Message):
+    """An X12 837P interchange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERCHANGE_FIELD_NUMBER: _builtins.int
+    interchange: _builtins.bytes
+    """The interchange as received, ISA to IEA (at most the request limit, 4 MiB)."""
+    def __init__(
+        self,
+        *,
+        interchange: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interchange", b"interchange"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitX12Request: _TypeAlias = SubmitX12Request  # noqa: Y015
+
+@_typing.final
+class SubmitX12Response(_message.Message):
+    """The acknowledgements of the interchange and what became of each claim."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TA1_FIELD_NUMBER: _builtins.int
+    ACK_999_FIELD_NUMBER: _builtins.int
+    ACK_277CA_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    ta1: _builtins.bytes
+    """The TA1 interchange acknowledgement, an interchange of its own: sent when the envelope is in
+    error (nothing else is then read, and the 999 and 277CA are empty) or when ISA14 is 1.
+    """
+    ack_999: _builtins.bytes
+    """The 999 implementation acknowledgement (005010X231A1), one transaction set per functional
+    group: A accepted, E accepted with errors (only claims were in error), R rejected.
+    """
+    ack_277ca: _builtins.bytes
+    """The 277CA claim acknowledgement (005010X214) of every 837 transaction set the 999 accepted;
+    empty when it accepted none.
+    """
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___X12ClaimResult]:
+        """One result per claim (CLM) of the accepted transaction sets, in file order."""
+
+    def __init__(
+        self,
+        *,
+        ta1: _builtins.bytes = ...,
+        ack_999: _builtins.bytes = ...,
+        ack_277ca: _builtins.bytes = ...,
+        claims: _abc.Iterable[Global___X12ClaimResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_277ca", b"ack_277ca", "ack_999", b"ack_999", "claims", b"claims", "ta1", b"ta1"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitX12Response: _TypeAlias = SubmitX12Response  # noqa: Y015
+
+@_typing.final
+class X12ClaimResult(_message.Message):
+    """What became of one claim of an 837."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    FREQUENCY_CODE_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    patient_control_number: _builtins.str
+    """The claim's patient control number (CLM01), as sent."""
+    frequency_code: _builtins.str
+    """Its frequency code (CLM05-3): "1" original, "7" replacement, "8" void."""
+    accepted: _builtins.bool
+    """Whether it was accepted into adjudication (277CA category A2)."""
+    claim_id: _builtins.str
+    """The new claim's id (1 and 7) or the voided claim's (8), a lower-case UUID; empty when rejected."""
+    status: _builtins.str
+    """The 277CA status (STC01): category, status code and, where the code needs one, entity, e.g.
+    "A2:20" accepted, "A7:255" a diagnosis code, "A7:562:85" the billing provider's NPI.
+    """
+    field: _builtins.str
+    """Where the claim is wrong (an 837 element such as "CLM02", or a field path of SubmitClaim
+    such as "lines[0].procedure_code"); empty when accepted.
+    """
+    description: _builtins.str
+    """What to change, in words; it never repeats a value sent. Empty when accepted."""
+    @_builtins.property
+    def receipt(self) -> _common_pb2.Receipt:
+        """Where the claim's event sits in the ledger; unset when rejected."""
+
+    def __init__(
+        self,
+        *,
+        patient_control_number: _builtins.str = ...,
+        frequency_code: _builtins.str = ...,
+        accepted: _builtins.bool = ...,
+        claim_id: _builtins.str = ...,
+        receipt: _common_pb2.Receipt | None = ...,
+        status: _builtins.str = ...,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "claim_id", b"claim_id", "description", b"description", "field", b"field", "frequency_code", b"frequency_code", "patient_control_number", b"patient_control_number", "receipt", b"receipt", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___X12ClaimResult: _TypeAlias = X12ClaimResult  # noqa: Y015

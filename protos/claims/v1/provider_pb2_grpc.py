@@ -79,6 +79,11 @@ class ProviderServiceStub:
                 request_serializer=claims_dot_v1_dot_provider__pb2.GetRemittanceRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_provider__pb2.GetRemittanceResponse.FromString,
                 _registered_method=True)
+        self.SubmitX12 = channel.unary_unary(
+                '/claims.v1.ProviderService/SubmitX12',
+                request_serializer=claims_dot_v1_dot_provider__pb2.SubmitX12Request.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_provider__pb2.SubmitX12Response.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -157,6 +162,21 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitX12(self, request, context):
+        """Takes an X12 837P interchange (005010X222A1) of this provider's claims and answers with its
+        acknowledgements: the 999 (every syntax or implementation-guide error, by segment and element
+        position), the 277CA (each claim accepted into adjudication or rejected, with its claim
+        status codes) and, when the envelope is in error or ISA14 asks for one, a TA1. Each claim of
+        frequency 1 is submitted as SubmitClaim, 7 replaces and 8 voids the claim its REF*F8 names
+        (a claim id, which the 277CA and 835 give as the payer claim control number), with the same
+        validation; the billing provider's NPI must be the caller's. A rejected claim writes nothing.
+        Idempotent: the same file again answers with the same claim ids and receipts. A payload that
+        does not begin with an ISA segment fails INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +219,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.GetRemittance,
                     request_deserializer=claims_dot_v1_dot_provider__pb2.GetRemittanceRequest.FromString,
                     response_serializer=claims_dot_v1_dot_provider__pb2.GetRemittanceResponse.SerializeToString,
+            ),
+            'SubmitX12': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitX12,
+                    request_deserializer=claims_dot_v1_dot_provider__pb2.SubmitX12Request.FromString,
+                    response_serializer=claims_dot_v1_dot_provider__pb2.SubmitX12Response.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -422,6 +447,33 @@ class ProviderService:
             '/claims.v1.ProviderService/GetRemittance',
             claims_dot_v1_dot_provider__pb2.GetRemittanceRequest.SerializeToString,
             claims_dot_v1_dot_provider__pb2.GetRemittanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitX12(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.ProviderService/SubmitX12',
+            claims_dot_v1_dot_provider__pb2.SubmitX12Request.SerializeToString,
+            claims_dot_v1_dot_provider__pb2.SubmitX12Response.FromString,
             options,
             channel_credentials,
             insecure,

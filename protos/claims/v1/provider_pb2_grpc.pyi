@@ -71,6 +71,17 @@ class ProviderServiceStub:
     """
     GetRemittance: _grpc.UnaryUnaryMultiCallable[_provider_pb2.GetRemittanceRequest, _provider_pb2.GetRemittanceResponse]
     """Reads remittances: payments to this provider and the claim lines and adjustments they settle."""
+    SubmitX12: _grpc.UnaryUnaryMultiCallable[_provider_pb2.SubmitX12Request, _provider_pb2.SubmitX12Response]
+    """Takes an X12 837P interchange (005010X222A1) of this provider's claims and answers with its
+    acknowledgements: the 999 (every syntax or implementation-guide error, by segment and element
+    position), the 277CA (each claim accepted into adjudication or rejected, with its claim
+    status codes) and, when the envelope is in error or ISA14 asks for one, a TA1. Each claim of
+    frequency 1 is submitted as SubmitClaim, 7 replaces and 8 voids the claim its REF*F8 names
+    (a claim id, which the 277CA and 835 give as the payer claim control number), with the same
+    validation; the billing provider's NPI must be the caller's. A rejected claim writes nothing.
+    Idempotent: the same file again answers with the same claim ids and receipts. A payload that
+    does not begin with an ISA segment fails INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
@@ -115,6 +126,17 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     """
     GetRemittance: _aio.UnaryUnaryMultiCallable[_provider_pb2.GetRemittanceRequest, _provider_pb2.GetRemittanceResponse]  # type: ignore[assignment]
     """Reads remittances: payments to this provider and the claim lines and adjustments they settle."""
+    SubmitX12: _aio.UnaryUnaryMultiCallable[_provider_pb2.SubmitX12Request, _provider_pb2.SubmitX12Response]  # type: ignore[assignment]
+    """Takes an X12 837P interchange (005010X222A1) of this provider's claims and answers with its
+    acknowledgements: the 999 (every syntax or implementation-guide error, by segment and element
+    position), the 277CA (each claim accepted into adjudication or rejected, with its claim
+    status codes) and, when the envelope is in error or ISA14 asks for one, a TA1. Each claim of
+    frequency 1 is submitted as SubmitClaim, 7 replaces and 8 voids the claim its REF*F8 names
+    (a claim id, which the 277CA and 835 give as the payer claim control number), with the same
+    validation; the billing provider's NPI must be the caller's. A rejected claim writes nothing.
+    Idempotent: the same file again answers with the same claim ids and receipts. A payload that
+    does not begin with an ISA segment fails INVALID_ARGUMENT.
+    """
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Records visits, submits, corrects and voids claims, and reads their status and remittances.
@@ -204,5 +226,22 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provider_pb2.GetRemittanceResponse, _abc.Awaitable[_provider_pb2.GetRemittanceResponse]]:
         """Reads remittances: payments to this provider and the claim lines and adjustments they settle."""
+
+    @_abc_1.abstractmethod
+    def SubmitX12(
+        self,
+        request: _provider_pb2.SubmitX12Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_pb2.SubmitX12Response, _abc.Awaitable[_provider_pb2.SubmitX12Response]]:
+        """Takes an X12 837P interchange (005010X222A1) of this provider's claims and answers with its
+        acknowledgements: the 999 (every syntax or implementation-guide error, by segment and element
+        position), the 277CA (each claim accepted into adjudication or rejected, with its claim
+        status codes) and, when the envelope is in error or ISA14 asks for one, a TA1. Each claim of
+        frequency 1 is submitted as SubmitClaim, 7 replaces and 8 voids the claim its REF*F8 names
+        (a claim id, which the 277CA and 835 give as the payer claim control number), with the same
+        validation; the billing provider's NPI must be the caller's. A rejected claim writes nothing.
+        Idempotent: the same file again answers with the same claim ids and receipts. A payload that
+        does not begin with an ISA segment fails INVALID_ARGUMENT.
+        """
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
