@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from claims_service.api.auth import Authenticator
+from claims_service.api.auth import Authenticator, Principal
 from claims_service.api.interceptors import ServiceInterceptor, StreamLimits
 from claims_service.api.reads import ReadSide
 from claims_service.application import LedgerApplication
@@ -88,7 +88,8 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
                         servicers=servicers(commands, reads, checkpointer, config, integrity))
     workers = WorkerProcess(database_url, config)
     # The read-only FHIR endpoint: the same keys (this authenticator) and read pool as gRPC.
-    fhir = FhirServer(config.fhir_addr, fhir_app(authenticator, Records(reads.pool))) if config.fhir_addr else None
+    fhir = (FhirServer(config.fhir_addr, fhir_app(HaltingAuthenticator(authenticator, integrity), Records(reads.pool)))
+            if config.fhir_addr else None)
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
 
@@ -104,6 +105,20 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     workers.on_fault = integrity.report_fault
     workers.on_audit = integrity.record_audit
     return Service(ledger, commands, reads, checkpointer, server, interceptor, workers, fhir)
+
+
+@dataclass
+class HaltingAuthenticator:
+    """The FHIR endpoint's keys, as gRPC's, and its halt: once the ledger failed verification it
+    serves nothing built from it (503 with an OperationOutcome naming the fault)."""
+
+    authenticator: Authenticator
+    integrity: Integrity
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        principal = self.authenticator.authenticate(authorization)
+        self.integrity.check("fhir")
+        return principal
 
 
 def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer, config: Config,

@@ -63,6 +63,8 @@ HTTP_STATUS = {
     "NOT_FOUND": (404, "not-found"),
     "DEADLINE_EXCEEDED": (503, "transient"),
     "UNAVAILABLE": (503, "transient"),
+    # The ledger failed verification and the service is halted (claims_service/integrity.py).
+    "DATA_LOSS": (503, "exception"),
 }
 # The read models' field names, as the search parameters that carry them.
 PARAMETER_OF_FIELD = {"member_id": "patient", "page_size": "_count", "page_token": "page_token"}
@@ -202,6 +204,8 @@ def answered(answer: Callable[[], Response], *, not_found: str = "not found") ->
             return outcome_response(404, code, not_found)
         if status == 401:
             return outcome_response(401, code, str(error), headers={"WWW-Authenticate": 'Bearer realm="claims-ledger"'})
+        if status == 503 and code == "exception":
+            return outcome_response(503, code, str(error))  # halted: say why, no Retry-After
         if status == 503:
             return unavailable()
         if status == 500:

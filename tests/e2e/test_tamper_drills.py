@@ -10,6 +10,7 @@ import signal
 import time
 
 import grpc
+import httpx
 import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
@@ -63,6 +64,10 @@ def assert_halted(parties, found: str, timeout: float = 30.0) -> None:
             call()
         assert refused.value.code() == grpc.StatusCode.DATA_LOSS
         assert "failed verification" in refused.value.details()
+    # ... over FHIR too ...
+    eobs = httpx.get(f"{parties.fhir_url}/ExplanationOfBenefit", params={"patient": "M-1001"},
+                     headers={"authorization": f"Bearer {parties.payer.key}"}, timeout=10)
+    assert eobs.status_code == 503 and "failed verification" in eobs.text
     # ... the signer signs nothing more ...
     assert parties.service.checkpointer.fault is not None
     # ... and the investigators still get their answers.
