@@ -23,6 +23,8 @@ from claims_service.fhir.http import fhir_app
 from claims_service.fhir.reads import Records
 from claims_service.fhir.server import FhirServer
 from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.observability import metrics, tracing
+from claims_service.observability.progress import ProgressCollector, ProgressMonitor
 from claims_service.server import GrpcServer, unary_executor
 from claims_service.workers import WorkerProcess
 
@@ -51,10 +53,26 @@ class Service:
     interceptor: ServiceInterceptor
     workers: WorkerProcess
     fhir: FhirServer | None = None  # the FHIR endpoint (CLAIMS_FHIR_ADDR; None when off)
+    progress: ProgressMonitor | None = None  # the followers' lag: health, metrics, claimsctl status
 
     @property
     def port(self) -> int:
         return self.server.port
+
+    def metric_collectors(self) -> list[object]:
+        """What the metrics endpoint reads from this process at scrape time (beside every process's
+        recorded families): the followers' progress, health, and both processes' CPU and memory."""
+        from prometheus_client import ProcessCollector
+
+        collectors: list[object] = [
+            ProcessCollector(namespace="claims_server", registry=None),
+            ProcessCollector(namespace="claims_workers", pid=lambda: self.workers.pid or "missing", registry=None),
+        ]
+        if self.progress is not None:
+            collectors.append(ProgressCollector(
+                self.progress, failing=lambda: self.server.failing,
+                workers=lambda: ("workers" not in self.server.failing, self.workers.restarts)))
+        return collectors
 
     def start(self) -> None:
         self.workers.start()
@@ -62,8 +80,12 @@ class Service:
         if self.fhir is not None:
             self.fhir.start()
         self.server.start()
+        if self.progress is not None:
+            self.progress.start()
 
     def stop(self, grace: float = 5.0) -> None:
+        if self.progress is not None:
+            self.progress.stop()
         if self.fhir is not None:
             self.fhir.stop()
         self.server.stop(grace)
@@ -75,7 +97,7 @@ class Service:
 
 
 def build_service(config: Config, database_url: str, *, addr: str | None = None) -> Service:
-    ledger = LedgerApplication(database_url, pool_size=16)
+    ledger = LedgerApplication(database_url, pool_size=16, writer="commands")
     commands = Commands(ledger)
     reads = ReadSide(ledger, database_url)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
@@ -84,7 +106,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     integrity = Integrity()
     interceptor = ServiceInterceptor(authenticator, unary_executor(config.unary_threads),
                                      StreamLimits(config.max_streams, config.max_streams_per_key), integrity)
-    server = GrpcServer(addr or config.grpc_addr, interceptors=[interceptor],
+    server = GrpcServer(addr or config.grpc_addr, interceptors=[i for i in (tracing.server_interceptor(), interceptor) if i is not None],
                         servicers=servicers(commands, reads, checkpointer, config, integrity))
     workers = WorkerProcess(database_url, config)
     # The read-only FHIR endpoint: the same keys (this authenticator) and read pool as gRPC.
@@ -92,6 +114,10 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
             if config.fhir_addr else None)
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
+    # ... and while the adjudicator or a projection falls too far behind (read every second).
+    progress = ProgressMonitor(database_url, max_lag_seconds=config.max_lag_seconds,
+                               max_lag_events=config.max_lag_events, sample_waits=metrics.get().enabled,
+                               on_health=lambda ok, _reason: server.set_condition("followers", ok))
 
     def halt(reason: str) -> None:
         # The signer (here or in the workers) refused to sign, or the auditor found the ledger
@@ -104,7 +130,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     checkpointer.on_fault = integrity.report_fault
     workers.on_fault = integrity.report_fault
     workers.on_audit = integrity.record_audit
-    return Service(ledger, commands, reads, checkpointer, server, interceptor, workers, fhir)
+    return Service(ledger, commands, reads, checkpointer, server, interceptor, workers, fhir, progress)
 
 
 @dataclass

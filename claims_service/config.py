@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
@@ -23,11 +23,13 @@ from claims_service.files import private_dir
 from claims_service.ledger.checkpointer import SigningSettings
 from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
 from claims_service.ledger.signing_key import resolve_signing_key
+from claims_service.observability.metrics import parse_addr
 
 
 DEFAULT_FHIR_ADDR = "127.0.0.1:8080"
 # Settings whose empty value is a value (the feature is off) rather than "unset".
-EMPTY_MEANS_OFF = {"CLAIMS_FHIR_ADDR": "fhir_addr"}
+EMPTY_MEANS_OFF = {"CLAIMS_FHIR_ADDR": "fhir_addr", "CLAIMS_METRICS_ADDR": "metrics_addr"}
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 
 
 class Config(BaseSettings):
@@ -47,6 +49,18 @@ class Config(BaseSettings):
     """Open server streams one API key holds at most; more are RESOURCE_EXHAUSTED."""
     fhir_addr: str = DEFAULT_FHIR_ADDR
     """Where the read-only FHIR endpoint listens (HTTP, docs/FHIR.md); empty: not served."""
+
+    # Observability (docs/OPERATIONS.md). Traces are on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    metrics_addr: str = DEFAULT_METRICS_ADDR
+    """Where `claimsctl serve` serves Prometheus metrics (/metrics) for every process; empty: off."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines: human-readable, or one JSON object per line (trace id, principal, RPC)."""
+    trace_sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    """The fraction of calls traced when tracing is on (a caller's sampled traceparent is always followed)."""
+    max_lag_seconds: PositiveFloat = 30.0
+    """Health is NOT_SERVING while the adjudicator or a projection is further behind the ledger."""
+    max_lag_events: Annotated[int, Field(ge=0)] = 0
+    """The same in events (0: not judged in events)."""
 
     signing_key: SecretStr | None = None
     """The Ed25519 seed that signs checkpoints, base64; else signing_key_file."""
@@ -71,6 +85,13 @@ class Config(BaseSettings):
 
     cipher_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("CIPHER_KEY"))
     """The eventsourcing library's CIPHER_KEY (base64 AES key), when payloads are encrypted."""
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _check_metrics_addr(cls, value: str) -> str:
+        if value:
+            parse_addr(value)  # a bad address stops start-up here, not when the endpoint binds
+        return value
 
     @field_validator("previous_verifier_keys", mode="before")
     @classmethod

@@ -7,6 +7,10 @@ each request. A request is acknowledged only after the commit that holds its eve
 
 A batch that fails as a whole (one request conflicting with an existing record) is retried one
 request at a time, so a single conflict fails only the request that caused it.
+
+Observed (claims_service.observability): each batch's requests and events and each write's wait in
+the queue (metrics); a traced request's events carry its trace context into the ledger's metadata
+column, and its ``ledger.group_commit`` span covers its wait and commit (traces).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from claims_service.application import LedgerApplication, Receipt
 from claims_service.errors import ConflictError
+from claims_service.observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,10 @@ log = logging.getLogger(__name__)
 class _Write:
     # Events, not aggregates: collected once, so a failed batch can be retried request by request.
     events: list[Any]
+    aggregates: dict[Any, Any] = field(default_factory=dict)  # by id, for metrics (an issued amount)
+    traceparent: str | None = None  # the request's trace context, when it is traced
+    queued: float = field(default_factory=time.perf_counter)
+    batch_requests: int = 0
     future: Future[list[Receipt]] = field(default_factory=Future)
 
 
@@ -36,14 +46,20 @@ class GroupCommitter:
         self._ledger = ledger
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._metrics = metrics.get()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
     def record(self, *aggregates: Any, timeout: float | None = None) -> list[Receipt]:
         """Save the aggregates' pending events; once committed, return a receipt per event."""
-        write = _Write([e for a in aggregates for e in a.collect_events()])
-        self._queue.put(write)
-        return write.future.result(timeout=timeout)
+        write = _Write([e for a in aggregates for e in a.collect_events()], {a.id: a for a in aggregates},
+                       tracing.current_traceparent())
+        with tracing.span("ledger.group_commit") as span:
+            self._queue.put(write)
+            receipts = write.future.result(timeout=timeout)
+            if span is not None:
+                span.set_attributes({"claims.batch.requests": write.batch_requests, "claims.events": len(write.events)})
+        return receipts
 
     def close(self) -> None:
         self._queue.put(None)
@@ -68,11 +84,18 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Write]) -> None:
+        started = time.perf_counter()
+        for write in batch:
+            write.batch_requests = len(batch)
+            self._metrics.group_commit_queue.observe(started - write.queued)
+        self._metrics.group_commit_requests.observe(len(batch))
+        self._metrics.group_commit_events.observe(sum(len(w.events) for w in batch))
         if len(batch) == 1:
             self._commit_one(batch[0])
             return
         try:
-            recordings = self._ledger.record_events([e for w in batch for e in w.events])
+            recordings = self._ledger.record_events([e for w in batch for e in w.events], metadata=_metadata(batch),
+                                                    aggregates={k: a for w in batch for k, a in w.aggregates.items()})
             receipts = self._ledger.receipts(recordings)
         except ConflictError:
             for write in batch:
@@ -91,8 +114,19 @@ class GroupCommitter:
 
     def _commit_one(self, write: _Write) -> None:
         try:
-            recordings = self._ledger.record_events(write.events)
+            recordings = self._ledger.record_events(write.events, metadata=_metadata([write]), aggregates=write.aggregates)
             receipts = self._ledger.receipts(recordings)
             write.future.set_result([receipts[r.notification.id] for r in recordings])
         except BaseException as error:
             write.future.set_exception(error)
+
+
+def _metadata(batch: list[_Write]) -> dict[Any, str] | None:
+    """Each traced write's trace context, for its events' metadata (None: no write is traced)."""
+    found = {}
+    for write in batch:
+        if write.traceparent is not None:
+            context = tracing.metadata_json(write.traceparent)
+            for event in write.events:
+                found[event.originator_id] = context
+    return found or None

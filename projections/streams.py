@@ -16,6 +16,10 @@ projection's tracking row, so reading the tracked position first and then the ro
 position gives every row up to the tracked position. ``Heartbeat(position)`` says every item of
 this stream up to ``position`` has been delivered; one is sent when the stream first catches up
 and then at most every ``heartbeat_interval`` seconds while idle.
+
+Traced (while tracing is on): an item whose event carries a trace context (the adjudication of a
+traced claim) is sent inside a ``stream.notice`` span of that trace; the contexts are read with the
+items, one more point query per page only while tracing is on.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from psycopg import Connection
 
+from claims_service.observability import tracing
 from projections.claims import ClaimStatusModel, adjudication_notices, claim_changes
 from projections.feed import Heartbeat, NotificationHub
 from projections.reading import MAX_PAGE_SIZE, projection_position
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOG_LIMIT = 1000  # items a channel keeps for streams that are slightly behind
 RESCAN_SECONDS = 1.0  # a channel re-reads its table this often even without a NOTIFY (one lost)
+TRACED_LIMIT = 10_000  # trace contexts of items read lately, kept for the streams that send them
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class FeedStreams:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.open_streams = 0
         self.queries = 0  # table reads, for tests and benchmarks
+        self._traced: dict[tuple[str, int], str] = {}  # (feed, position) -> traceparent, while tracing is on
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -161,10 +168,30 @@ class FeedStreams:
             with self.hub.pool.connection() as conn:
                 # The position first: every row at or below it is committed, hence in the read below.
                 tracked = projection_position(conn, feed.projection)
-                return tracked, feed.fetch(conn, parties, after, self.page_size)
+                found = feed.fetch(conn, parties, after, self.page_size)
+                if found and tracing.enabled():
+                    self._remember_traces(feed, tracing.traceparents(conn, [feed.position_of(item) for item in found]))
+                return tracked, found
 
         self.queries += 1
         return await asyncio.get_running_loop().run_in_executor(self.executor, read)
+
+    def _remember_traces(self, feed: Feed[Any], traced: dict[int, str]) -> None:
+        if len(self._traced) > TRACED_LIMIT:
+            self._traced = {}  # the streams that were to send them have had their chance
+        for position, traceparent in traced.items():
+            self._traced[(feed.name, position)] = traceparent
+
+    def _notice_span(self, feed: Feed[Any], item: Any) -> Any:
+        """The span that sends a traced item (None for the others)."""
+        if not self._traced:
+            return None
+        position = feed.position_of(item)
+        traceparent = self._traced.get((feed.name, position))
+        if traceparent is None:
+            return None
+        return tracing.start_span("stream.notice", traceparent, attributes={"claims.feed": feed.name,
+                                                                             "claims.position": position})
 
     async def _drive(self, reader: _Reader) -> None:
         """The feed's live reader: the subscribed parties' rows above the cursor, each advance."""
@@ -242,7 +269,12 @@ class FeedStreams:
                     # Catch up from the table, a page at a time.
                     tracked, found = await self._read(feed, party, after)
                     for item in found:
-                        yield item
+                        span = self._notice_span(feed, item)
+                        try:
+                            yield item
+                        finally:  # sent (or the stream closed meanwhile)
+                            if span is not None:
+                                span.end()
                         after = feed.position_of(item)
                     if len(found) >= self.page_size:
                         continue
@@ -257,7 +289,12 @@ class FeedStreams:
                         cursor = reader.cursor
                         positions, items = channel.after(after)
                         for position, item in zip(positions, items, strict=True):
-                            yield item
+                            span = self._notice_span(feed, item)
+                            try:
+                                yield item
+                            finally:  # sent (or the stream closed meanwhile)
+                                if span is not None:
+                                    span.end()
                             after = position
                         if after >= channel.complete_after:
                             after = max(after, cursor)  # everything up to that cursor is delivered

@@ -12,12 +12,17 @@ Voids and replacements: their payments are settled in the command's commit; the 
 them off the member's accumulators when it reaches them (a replaced claim before it decides the
 replacement), being the one writer of benefit periods on the busy path (settlement.py says why).
 Reviews and disputes settle all of their money in their own commits.
+
+Observed: each batch's time and notifications (metrics, follower "adjudicator"); a submission that
+carries a trace context gets an ``adjudicator.adjudicate`` span in its trace, from the batch's start
+to its commit, and the events of its decision carry that span's context on (traces).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from uuid import UUID
 
 import psycopg
@@ -41,6 +46,7 @@ from claims_service.domain.provider import Provider
 from claims_service.domain.rulesets import RuleSetSchedule
 from claims_service.errors import ConflictError
 from claims_service.ledger.following import wait_for_notification
+from claims_service.observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,9 @@ class AdjudicationFollower:
         self.cache = AggregateCache(cache_size)
         self._careful_until = 0  # the last position of a batch that failed
         self._position: int | None = None  # as committed by this follower
+        recorded = metrics.get()
+        self._batch_seconds = recorded.follower_batch.labels(TRACKING_NAME)
+        self._events = recorded.follower_events.labels(TRACKING_NAME)
 
     # --- the loop --------------------------------------------------------------------
 
@@ -122,12 +131,12 @@ class AdjudicationFollower:
     def _read(self, after: int, limit: int) -> list[Header]:
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "SELECT notification_id, originator_id, originator_version, topic FROM ledger_events"
-                " WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
+                "SELECT notification_id, originator_id, originator_version, topic, metadata->>'traceparent' AS traceparent"
+                " FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT %s",
                 (after, limit),
                 prepare=True,
             )
-            return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"])
+            return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"], r["traceparent"])
                     for r in curs.fetchall()]
 
     def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
@@ -153,22 +162,36 @@ class AdjudicationFollower:
             raise
 
     def _decide_batch(self, notifications: list[Header]) -> None:
-        work = UnitOfWork(self.ledger, self.cache)
-        self._prefetch(work, notifications)
-        for notification in notifications:
-            if notification.topic == SUBMITTED:
-                self._adjudicate(work, notification.originator_id)
-            elif notification.topic in ENDED:
-                self._take_off_accumulators(work, work.get(notification.originator_id))
-        tracking = Tracking(TRACKING_NAME, notifications[-1].id)
-        if work.changed:
-            self.ledger.record(*work.changed.values(), tracking=tracking)
-        else:
-            try:
-                self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
-            except IntegrityError:
-                raise ConflictError("another adjudicator advanced past this batch") from None
+        started = time.perf_counter()
+        traced = _TracedClaims(time.time_ns()) if tracing.enabled() else None
+        try:
+            work = UnitOfWork(self.ledger, self.cache)
+            self._prefetch(work, notifications)
+            for notification in notifications:
+                if notification.topic == SUBMITTED:
+                    claim = self._adjudicate(work, notification.originator_id)
+                    if traced is not None and notification.traceparent and claim is not None:
+                        traced.decided(notification.traceparent, claim)
+                elif notification.topic in ENDED:
+                    self._take_off_accumulators(work, work.get(notification.originator_id))
+            tracking = Tracking(TRACKING_NAME, notifications[-1].id)
+            if work.changed:
+                self.ledger.record(*work.changed.values(), tracking=tracking,
+                                   metadata=traced.metadata if traced is not None else None)
+            else:
+                try:
+                    self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
+                except IntegrityError:
+                    raise ConflictError("another adjudicator advanced past this batch") from None
+        except BaseException as error:
+            if traced is not None:
+                traced.end(error)
+            raise
+        if traced is not None:
+            traced.end(None)
         work.forget_transient()
+        self._batch_seconds.observe(time.perf_counter() - started)
+        self._events.inc(len(notifications))
 
     def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
         """Everything the batch's claims will need, in two queries (claims and what they name, then
@@ -214,10 +237,11 @@ class AdjudicationFollower:
                                 reason=f"{claim.status} claim", accumulators_only=True):
             work.add(aggregate)
 
-    def _adjudicate(self, work: UnitOfWork, claim_id: UUID) -> None:
+    def _adjudicate(self, work: UnitOfWork, claim_id: UUID) -> Claim | None:
+        """Decide the claim; return it (None when there was nothing to decide)."""
         claim = work.get(claim_id)
         if claim is None or claim.status != "submitted":
-            return  # already decided (a replay of a batch that committed) or gone
+            return None  # already decided (a replay of a batch that committed) or gone
         if claim.replaces_claim_id:
             # The original's Corrected event follows this submission in the same commit: its
             # accumulators come off first, so that the replacement is judged without them.
@@ -244,6 +268,7 @@ class AdjudicationFollower:
         work.changing(claim)
         for aggregate in settle(work.get, claim, before=None, after=decision, actor=ACTOR, reason="adjudicated"):
             work.add(aggregate)
+        return claim
 
 
 def manual_review(claim: Claim, ruleset: adjudicator.RuleSet) -> Decision:
@@ -259,3 +284,35 @@ def manual_review(claim: Claim, ruleset: adjudicator.RuleSet) -> Decision:
     return Decision(claim_id=claim.claim_id, outcome=Outcome.PENDED, lines=lines, total_billed_cents=billed,
                     total_allowed_cents=0, total_paid_cents=0, total_patient_responsibility_cents=0,
                     accumulator_changes=[], ruleset_version=ruleset.version, ruleset_hash=ruleset.content_hash)
+
+
+class _TracedClaims:
+    """The traced claims of one batch: an ``adjudicator.adjudicate`` span each, continuing the
+    trace its submission carried, from the batch's start to its commit; the decision's events
+    (the claim's and its payment's) carry that span's context on."""
+
+    def __init__(self, started_ns: int) -> None:
+        self.started_ns = started_ns
+        self.spans: list[object] = []
+        self.metadata: dict[UUID, str] = {}
+
+    def decided(self, traceparent: str, claim: Claim) -> None:
+        span = tracing.start_span("adjudicator.adjudicate", traceparent, start_time=self.started_ns, attributes={
+            "claims.outcome": str(claim.decision.get("outcome", "")) if claim.decision else "",
+            "claims.ruleset_version": claim.ruleset_version or ""})
+        self.spans.append(span)
+        own = tracing.traceparent_of(span)
+        if own is not None:
+            context = tracing.metadata_json(own)
+            self.metadata[claim.id] = context
+            self.metadata[Payment.create_id(payment_id_for(claim.claim_id))] = context
+
+    def end(self, error: BaseException | None) -> None:
+        for span in self.spans:
+            if error is not None:
+                span.record_exception(error)  # type: ignore[attr-defined]
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))  # type: ignore[attr-defined]
+            span.end()  # type: ignore[attr-defined]
+        self.spans = []

@@ -22,6 +22,7 @@ class Header(NamedTuple):
     originator_id: UUID
     originator_version: int
     topic: str
+    traceparent: str | None = None  # the trace context its writer left in the event's metadata (traced only)
 
 
 class AggregateCache:

@@ -14,6 +14,7 @@ from claims_service.errors import ValidationError
 from claims_service.integrity import Integrity
 from claims_service.ledger.chain import Fault
 from claims_service.ledger.verify import event_hash_at, verify_ledger
+from claims_service.observability.progress import record_verification
 
 RESOLUTIONS = {
     dispute_pb2.DISPUTE_RESOLUTION_UPHELD: "upheld",
@@ -71,6 +72,8 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
         if audited is not None:
             return audited
         report = verify_ledger(self.service.ledger.database_url, expect_head=expect)
+        with self.service.ledger.datastore.get_connection() as conn:  # kept for metrics and claimsctl status
+            record_verification(conn, report, verified_by="DisputeService/VerifyLedger")
         response = dispute_pb2.VerifyLedgerResponse(
             intact=report.intact, events=report.events, streams=report.streams,
             head_position=report.head_position or 0, head_hash=report.head_hash or b"",

@@ -36,6 +36,7 @@ from grpc_status import rpc_status
 
 from claims_service.api.auth import PUBLIC_SERVICES, Authenticator, Principal, authorize
 from claims_service.errors import ClaimsError, TooManyStreamsError, ValidationError
+from claims_service.observability import metrics
 from claims_service.integrity import Integrity
 
 log = logging.getLogger("claims_service.api")
@@ -186,11 +187,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             inner = handler.unary_unary
 
-            def run(request: Any, context: Any) -> tuple[Any, grpc.Status | None, str]:
-                who = "-"
+            def run(request: Any, context: Any) -> tuple[Any, grpc.Status | None, Principal | None]:
+                who: Principal | None = None
                 try:
                     principal_ = admit(request)
-                    who = principal_.actor
+                    who = principal_
                     current_principal.set(principal_)  # in this call's own copy of the context
                     return inner(request, context), None, who
                 except Exception as error:  # every failure leaves as a status, never a traceback
@@ -213,11 +214,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 raise TypeError(f"{method}: a server stream must be an async generator (it would hold a thread)")
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started, who, outcome = time.perf_counter(), "-", "OK"
+                started, who, outcome = time.perf_counter(), None, "OK"
                 try:
                     principal_ = await asyncio.get_running_loop().run_in_executor(self._executor, admit, request)
-                    who = principal_.actor
-                    with self.stream_limits.admit(principal_):
+                    who = principal_
+                    with self.stream_limits.admit(principal_), _open_stream(method):
                         current_principal.set(principal_)  # this call's task has its own context
                         async for response in inner_stream(request, context):
                             yield response
@@ -229,7 +230,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     outcome = "CANCELLED"  # the client went away
                     raise
                 finally:
-                    _log_call(method, who, outcome, started)
+                    _log_call(method, who, outcome, started, stream=True)
 
             return grpc.unary_stream_rpc_method_handler(stream, **wrap)
         return handler
@@ -242,5 +243,32 @@ def _status_for(error: Exception, method: str) -> grpc.Status:
     return status
 
 
-def _log_call(method: str, who: str, outcome: str, started: float) -> None:
-    log.info("call method=%s principal=%s code=%s ms=%.1f", method, who, outcome, (time.perf_counter() - started) * 1000)
+def _split(method: str) -> tuple[str, str]:
+    """("claims.v1.ProviderService", "SubmitClaim") from "/claims.v1.ProviderService/SubmitClaim"."""
+    service, _, name = method.rpartition("/")
+    return service.lstrip("/"), name
+
+
+@contextmanager
+def _open_stream(method: str) -> Iterator[None]:
+    """Count the stream as open (metrics) while it is."""
+    gauge = metrics.get().open_streams.labels(*_split(method))
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()
+
+
+def _log_call(method: str, who: Principal | None, outcome: str, started: float, *, stream: bool = False) -> None:
+    """One line per call (its principal's role and party, never its key) and its metrics: a count
+    per status code, and the time a unary call took."""
+    seconds = time.perf_counter() - started
+    service, name = _split(method)
+    recorded = metrics.get()
+    recorded.rpc_calls.labels(service, name, outcome).inc()
+    if not stream:
+        recorded.rpc_duration.labels(service, name).observe(seconds)
+    log.info("call method=%s principal=%s code=%s ms=%.1f", method, who.actor if who else "-", outcome, seconds * 1000,
+             extra={"rpc": method, "code": outcome, "ms": round(seconds * 1000, 1),
+                    "role": who.role if who else None, "party": (who.party_id or None) if who else None})

@@ -33,6 +33,7 @@ from claims_service.files import write_private
 from claims_service.ledger.audit import verify_against_checkpoint
 from claims_service.ledger.bundle import bundle_to_json, load_bundle_file
 from claims_service.ledger.checkpointer import Checkpointer, export_checkpoint
+from claims_service.observability.progress import record_verification
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
 from claims_service.reconcile import reconcile
@@ -135,6 +136,8 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
     with database_url(config) as url:
         report = verify_ledger(url, expect_head=args.expect_head)
+        with psycopg.connect(url, autocommit=True) as conn:  # kept for metrics and claimsctl status
+            record_verification(conn, report, verified_by="claimsctl verify")
     rate = report.events / report.seconds if report.seconds else 0.0
     summary = {
         "intact": report.intact,

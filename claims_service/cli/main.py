@@ -15,16 +15,28 @@ import sys
 import pydantic
 
 from claims_service.bootstrap import build_service, ensure_demo_keys
-from claims_service.cli import demo, fhir, keys, ledger, projections
+from claims_service.cli import demo, fhir, keys, ledger, projections, status
 from claims_service.config import Config
 from claims_service.database import database_url
 from claims_service.errors import ClaimsError
 from claims_service.files import private_dir
 from claims_service.garbage_collection import tune_garbage_collector
 from claims_service.migrate import migrate
+from claims_service.observability import logs, metrics, tracing
+from claims_service.observability.metrics import MetricsEndpoint
 from claims_service.server import GRACE_SECONDS, wait_for_signal
 
 log = logging.getLogger("claimsctl")
+
+
+def observe(config: Config) -> None:
+    """Before the service is built (what records takes its metrics then, and the workers' process
+    inherits the metrics directory): metrics through a private directory under the data dir, emptied
+    now (docs/OPERATIONS.md says why one directory for every process), and traces when configured."""
+    if config.metrics_addr:
+        metrics.configure(private_dir(config.data_dir) / "metrics", clean=True)
+    if tracing.configure(config.trace_sample_ratio, process="server"):
+        log.info("tracing %.1f%% of calls to the OTLP endpoint", config.trace_sample_ratio * 100)
 
 
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
@@ -32,6 +44,7 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
         applied = migrate(url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+        observe(config)
         service = build_service(config, url)
         # Development convenience: on the embedded database (or when asked), make one key per role.
         if not config.database_url or config.demo_keys:
@@ -39,6 +52,9 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
             if ensure_demo_keys(service.commands, keys_path):
                 log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
         service.start()
+        endpoint = MetricsEndpoint(config.metrics_addr, service.metric_collectors()) if config.metrics_addr else None
+        if endpoint is not None:
+            log.info("metrics on http://%s:%d/metrics", metrics.parse_addr(config.metrics_addr)[0], endpoint.port)
         tune_garbage_collector()
         host = config.grpc_addr.rsplit(":", 1)[0]
         log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
@@ -46,7 +62,10 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
         try:
             wait_for_signal()
         finally:
+            if endpoint is not None:
+                endpoint.close()
             service.stop(GRACE_SECONDS)
+            tracing.shutdown()
     log.info("stopped")
     return 0
 
@@ -73,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     projections.register(commands)
     keys.register(commands)
     fhir.register(commands)
+    status.register(commands)
     return parser
 
 
@@ -91,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             where = ".".join(str(part) for part in problem["loc"])
             print(f"claimsctl: setting CLAIMS_{where.upper()}: {problem['msg']}", file=sys.stderr)
         return 2
+    logs.configure(config.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(config, args)
     except ClaimsError as error:

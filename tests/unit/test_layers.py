@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("claims_service.ledger",),
     ("claims_service.integrity",),
     ("claims_service.domain",),
+    ("claims_service.observability",),
     ("claims_service.config", "claims_service.database", "claims_service.migrate", "claims_service.supervisor",
      "claims_service.garbage_collection", "claims_service.application"),
     ("claims_service.group_commit",),
@@ -34,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("claims_service.cli",),
 ]
 # The packages' own __init__ modules: docstrings (and re-exports of their own modules).
-PACKAGE_ROOTS = {"claims_service": 0, "projections": 7}
+PACKAGE_ROOTS = {"claims_service": 0, "projections": 8}
 
 # What the ledger's evidence code may import: the standard library, cryptography, psycopg, orjson
 # (payload decoding), protobuf with the generated claims.v1 messages (the bundle's format) and the
