@@ -1,0 +1,414 @@
+"""The stream map: every stream's head (latest version and its event hash) at each tree size, in a
+sparse Merkle tree whose root a checkpoint commits to (an extension line). With it a bundle proves
+it holds *every* event of a stream as of its checkpoint, and that a stream does not exist at all.
+
+Hashing (docs/LEDGER.md, "The stream map"):
+
+    key(stream)              = SHA-256(stream id, 16 bytes)           bit 0 = the first byte's top bit
+    leaf(stream, version, h) = SHA-256(0x02 || stream id || int64 version || h)
+    node(left, right)        = SHA-256(0x03 || left || right)
+    EMPTY                    = 32 zero bytes                            (a subtree without streams)
+
+A subtree holding no stream is EMPTY, one stream its leaf, two or more the node of its two halves
+(split by the key's next bit). Hashes with no known preimage (EMPTY), leaves and nodes cannot be
+confused, so a root opens one way only: a path from the root along a key ends at that key's leaf
+(the stream's head), at EMPTY or at another stream's leaf (no such stream).
+
+Storage (migration 0018): `stream_map_nodes` holds every node and leaf ever made, by hash
+(content-addressed, append-only: a new head makes a new leaf and new nodes up its path; the old
+ones stay, so every earlier root still answers); `stream_map_roots` the root at each tree size
+the tree builder reached. The builder updates the map in the same transaction as the leaves, for
+the streams its batch touched only: O(changed streams × log streams) hashes and rows, never a pass
+over all streams (but once, to build the map of a ledger that predates it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from claims_service.ledger import merkle
+
+EMPTY = bytes(32)
+MAX_DEPTH = 256
+EXTENSION = "claims-ledger/stream-heads/v1"
+"""A checkpoint's extension line: `claims-ledger/stream-heads/v1 <base64 map root>`."""
+
+_LEAF = b"\x02"
+_NODE = b"\x03"
+
+class StreamMapError(LookupError):
+    """The stored map cannot be extended: a node is missing, or a root disagrees with the tree."""
+
+
+Head = tuple[int, bytes]
+"""A stream's head: (latest version, that event's hash)."""
+
+
+# --- hashing (pure) -----------------------------------------------------------------------------
+
+
+def key_of(stream: uuid.UUID) -> bytes:
+    return hashlib.sha256(stream.bytes).digest()
+
+
+def leaf_hash(stream: uuid.UUID, version: int, event_hash: bytes) -> bytes:
+    return hashlib.sha256(_LEAF + stream.bytes + struct.pack(">q", version) + bytes(event_hash)).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(_NODE + left + right).digest()
+
+
+def bit(key: bytes, depth: int) -> int:
+    return (key[depth >> 3] >> (7 - (depth & 7))) & 1
+
+
+def extension_line(root: bytes) -> str:
+    return f"{EXTENSION} {base64.b64encode(root).decode('ascii')}"
+
+
+def root_from_extensions(extensions: Sequence[str]) -> bytes | None:
+    """The map root a checkpoint commits to, or None when it names none."""
+    for line in extensions:
+        name, _, value = line.partition(" ")
+        if name == EXTENSION:
+            try:
+                root = base64.b64decode(value.encode("ascii"), validate=True)
+            except ValueError:
+                raise merkle.ProofError("the checkpoint's stream map line is not base64") from None
+            if len(root) != merkle.HASH_SIZE:
+                raise merkle.ProofError("the checkpoint's stream map root is not 32 bytes")
+            return root
+    return None
+
+
+@dataclass(frozen=True)
+class Leaf:
+    stream: uuid.UUID
+    version: int
+    event_hash: bytes
+
+    @property
+    def hash(self) -> bytes:
+        return leaf_hash(self.stream, self.version, self.event_hash)
+
+
+@dataclass(frozen=True)
+class MapProof:
+    """What the map holds for `stream`: its head (`found`), or its absence shown by the path ending
+    at EMPTY (`other` None) or at another stream's leaf (`other`). `siblings`: deepest first."""
+
+    stream: uuid.UUID
+    found: Leaf | None
+    other: Leaf | None
+    siblings: list[bytes]
+
+
+def verify(root: bytes, proof: MapProof) -> Head | None:
+    """The stream's head under `root`, or None when the map shows it has no event; ProofError
+    naming what failed otherwise."""
+    key = key_of(proof.stream)
+    depth = len(proof.siblings)
+    if depth > MAX_DEPTH:
+        raise merkle.ProofError("a stream map proof has at most 256 siblings")
+    for i, sibling in enumerate(proof.siblings):
+        if len(sibling) != merkle.HASH_SIZE:
+            raise merkle.ProofError(f"stream map proof element {i} is not a 32-byte hash")
+    if proof.found is not None:
+        if proof.found.stream != proof.stream or proof.other is not None:
+            raise merkle.ProofError("a stream map proof of a head names that stream's leaf only")
+        if proof.found.version < 1 or len(proof.found.event_hash) != merkle.HASH_SIZE:
+            raise merkle.ProofError("a stream head is a version from 1 and a 32-byte hash")
+        node = proof.found.hash
+    elif proof.other is not None:
+        other_key = key_of(proof.other.stream)
+        if other_key == key:
+            raise merkle.ProofError("a proof of absence ends at another stream's leaf, not this stream's")
+        if any(bit(other_key, d) != bit(key, d) for d in range(depth)):
+            raise merkle.ProofError("the other stream's leaf is not on this stream's path")
+        node = proof.other.hash
+    else:
+        node = EMPTY
+    for i, sibling in enumerate(proof.siblings):
+        d = depth - 1 - i
+        node = node_hash(bytes(sibling), node) if bit(key, d) else node_hash(node, bytes(sibling))
+    if node != bytes(root):
+        raise merkle.ProofError(f"the stream map proof of {proof.stream} does not lead to the checkpoint's map root")
+    return (proof.found.version, proof.found.event_hash) if proof.found is not None else None
+
+
+# --- building and updating (pure over a node store) -----------------------------------------------
+
+Node = tuple[bytes, bytes] | Leaf
+"""An inner node (left, right) or a leaf."""
+
+
+class _Builder:
+    """Applies new heads to a map whose nodes are in `nodes`; collects the nodes it makes."""
+
+    def __init__(self, nodes: Mapping[bytes, Node]) -> None:
+        self.nodes = nodes
+        self.made: dict[bytes, Node] = {}
+
+    def apply(self, h: bytes, depth: int, items: list[tuple[bytes, Leaf | bytes]]) -> bytes:
+        """`items`: (key, new Leaf) sorted by key, all under this subtree; an existing leaf's hash
+        may stand in for its Leaf (it is kept, not made again)."""
+        if not items:
+            return h
+        if h == EMPTY:
+            return self.build(depth, items)
+        node = self.nodes[h]
+        if isinstance(node, Leaf):
+            existing = key_of(node.stream)
+            if not any(k == existing for k, _ in items):
+                items = sorted([*items, (existing, h)], key=lambda item: item[0])
+            return self.build(depth, items)
+        split = _split(items, depth)
+        left = self.apply(node[0], depth + 1, items[:split])
+        right = self.apply(node[1], depth + 1, items[split:])
+        return self.node(left, right)
+
+    def build(self, depth: int, items: Sequence[tuple[bytes, Leaf | bytes]]) -> bytes:
+        if not items:
+            return EMPTY
+        if len(items) == 1:
+            value = items[0][1]
+            if isinstance(value, bytes):
+                return value  # an existing leaf, moved down unchanged
+            h = value.hash
+            self.made[h] = value
+            return h
+        if depth >= MAX_DEPTH:
+            raise ValueError("two streams with one key")
+        split = _split(items, depth)
+        return self.node(self.build(depth + 1, items[:split]), self.build(depth + 1, items[split:]))
+
+    def node(self, left: bytes, right: bytes) -> bytes:
+        if left == EMPTY and right == EMPTY:
+            return EMPTY
+        h = node_hash(left, right)
+        self.made[h] = (left, right)
+        return h
+
+
+def _split(items: Sequence[tuple[bytes, object]], depth: int) -> int:
+    """The index of the first item whose key has bit `depth` set (items sorted by key)."""
+    for i, (key, _) in enumerate(items):
+        if bit(key, depth):
+            return i
+    return len(items)
+
+
+def _items(heads: Mapping[uuid.UUID, Head]) -> list[tuple[bytes, Leaf | bytes]]:
+    return sorted(((key_of(s), Leaf(s, v, bytes(h))) for s, (v, h) in heads.items()), key=lambda item: item[0])
+
+
+def build_root(heads: Mapping[uuid.UUID, Head]) -> bytes:
+    """The map root of these heads, from nothing (tests, audits)."""
+    return _Builder({}).build(0, _items(heads))
+
+
+class MemoryMap:
+    """A stream map in a dict: proofs without a database (tests, other implementations' checks)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, Node] = {}
+        self.root = EMPTY
+
+    def update(self, heads: Mapping[uuid.UUID, Head]) -> bytes:
+        builder = _Builder(self.nodes)
+        self.root = builder.apply(self.root, 0, _items(heads))
+        self.nodes.update(builder.made)
+        return self.root
+
+    def prove(self, stream: uuid.UUID, root: bytes | None = None) -> MapProof:
+        return _walk(stream, self.root if root is None else root, lambda h: self.nodes[h])
+
+
+def _walk(stream: uuid.UUID, root: bytes, get) -> MapProof:  # noqa: ANN001 - a node lookup
+    key = key_of(stream)
+    siblings: list[bytes] = []
+    h, depth = root, 0
+    while True:
+        if h == EMPTY:
+            return MapProof(stream, None, None, siblings[::-1])
+        node = get(h)
+        if isinstance(node, Leaf):
+            if node.stream == stream:
+                return MapProof(stream, node, None, siblings[::-1])
+            return MapProof(stream, None, node, siblings[::-1])
+        left, right = node
+        if bit(key, depth):
+            siblings.append(left)
+            h = right
+        else:
+            siblings.append(right)
+            h = left
+        depth += 1
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+_SELECT_NODES = ("SELECT hash, left_hash, right_hash, stream_id, version, event_hash FROM stream_map_nodes"
+                 " WHERE hash = ANY(%s)")
+_INSERT_NODES = (
+    "INSERT INTO stream_map_nodes (hash, left_hash, right_hash, stream_id, version, event_hash)"
+    " SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[], %s::uuid[], %s::bigint[], %s::bytea[])"
+    " ON CONFLICT (hash) DO NOTHING"
+)
+# The path of one key from a root, one statement: each step picks the child the key's bit names.
+# PostgreSQL's get_bit numbers a byte's bits from its least significant one, hence 7 - depth % 8.
+_SELECT_PATH = (
+    "WITH RECURSIVE walk(depth, hash) AS ("
+    " SELECT 0, %(root)s::bytea"
+    " UNION ALL"
+    " SELECT w.depth + 1, CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
+    "                          THEN n.right_hash ELSE n.left_hash END"
+    " FROM walk w JOIN stream_map_nodes n ON n.hash = w.hash"
+    " WHERE n.left_hash IS NOT NULL AND w.depth < 256)"
+    " SELECT w.depth, w.hash, n.left_hash, n.right_hash, n.stream_id, n.version, n.event_hash"
+    " FROM walk w LEFT JOIN stream_map_nodes n ON n.hash = w.hash ORDER BY w.depth"
+)
+
+
+def _node_of(row: tuple) -> Node:
+    _, left, right, stream, version, event_hash = row
+    if left is not None:
+        return (bytes(left), bytes(right))
+    return Leaf(stream, int(version), bytes(event_hash))
+
+
+def root_at(conn: psycopg.Connection, tree_size: int) -> bytes | None:
+    """The map root at `tree_size` (EMPTY for 0), None when the builder never stopped at that size."""
+    if tree_size == 0:
+        return EMPTY
+    row = conn.execute("SELECT root FROM stream_map_roots WHERE tree_size = %s", (tree_size,)).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def prove(conn: psycopg.Connection, root: bytes, stream: uuid.UUID) -> MapProof:
+    """What the map with `root` holds for `stream`, with its proof (one statement)."""
+    rows = conn.execute(_SELECT_PATH, {"root": root, "key": key_of(stream)}).fetchall()
+    path: dict[bytes, Node] = {}
+    for _depth, h, left, right, s, version, event_hash in rows:
+        if bytes(h) == EMPTY:
+            continue
+        if left is None and s is None:
+            raise StreamMapError(f"stream map node {bytes(h).hex()[:16]}… is not stored")
+        path[bytes(h)] = _node_of((h, left, right, s, version, event_hash))
+    return _walk(stream, root, path.__getitem__)
+
+
+def checkpoint_extensions(conn: psycopg.Connection, tree_size: int) -> list[str]:
+    """A checkpoint's extension lines: the stream map's root at `tree_size` (built now, from the
+    events, when no batch of the tree builder ended at that size)."""
+    root = root_at(conn, tree_size)
+    if root is None:
+        root = StreamMap().backfill(conn, tree_size)
+    return [extension_line(root)]
+
+
+class StreamMap:
+    """The stored map, updated by the tree builder. Keeps the nodes it read or made recently (content
+    addressed, so never stale): the upper levels are read once, not at every batch."""
+
+    def __init__(self, cache_limit: int = 500_000) -> None:
+        self.cache_limit = cache_limit
+        self._cache: dict[bytes, Node] = {}
+
+    def update(self, conn: psycopg.Connection, old_size: int, new_size: int,
+               heads: Mapping[uuid.UUID, Head]) -> bytes:
+        """Record the map at `new_size`: the map at `old_size` with `heads` (the streams that leaves
+        old_size .. new_size-1 moved, each to its newest event among them). Runs in the caller's
+        transaction, which holds the tree lock."""
+        root = root_at(conn, old_size)
+        if root is None:
+            root = self.backfill(conn, old_size)
+        items = _items(heads)
+        self._load_paths(conn, root, items)
+        builder = _Builder(self._cache)
+        new_root = builder.apply(root, 0, items)
+        self._write(conn, builder.made)
+        stored = conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                              " RETURNING root", (new_size, new_root)).fetchone()
+        if stored is None and root_at(conn, new_size) != new_root:
+            raise StreamMapError(f"the stream map already has another root for tree size {new_size}: the tree was"
+                                 " rebuilt over a different history")
+        return new_root
+
+    def backfill(self, conn: psycopg.Connection, tree_size: int) -> bytes:
+        """Build the map of the first `tree_size` leaves from their events (once, for a tree built
+        before the map existed), and record its root."""
+        row = conn.execute("SELECT position FROM ledger_leaves WHERE leaf_index = %s", (tree_size - 1,)).fetchone()
+        if row is None:
+            raise StreamMapError(f"the tree has no leaf {tree_size - 1}: no stream map can be built for it")
+        heads: dict[uuid.UUID, Head] = {}
+        with conn.cursor(name="stream_map_backfill") as cur:
+            cur.itersize = 50_000
+            cur.execute("SELECT originator_id, originator_version, hash FROM ledger_events"
+                        " WHERE notification_id <= %s ORDER BY notification_id", (row[0],))
+            for stream, version, event_hash in cur:
+                heads[stream] = (version, bytes(event_hash))
+        builder = _Builder({})
+        root = builder.build(0, _items(heads))
+        self._write(conn, builder.made)
+        conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (tree_size, root))
+        return root_at(conn, tree_size) or root
+
+    def _load_paths(self, conn: psycopg.Connection, root: bytes, items: list[tuple[bytes, Leaf | bytes]]) -> None:
+        """Bring every node the update descends through into the cache, a level per statement."""
+        level = [(root, 0, items)] if items else []
+        while level:
+            wanted = [h for h, _, _ in level if h != EMPTY and h not in self._cache]
+            if wanted:
+                for row in conn.execute(_SELECT_NODES, (wanted,)).fetchall():
+                    self._cache[bytes(row[0])] = _node_of(row)
+                absent = [h for h in wanted if h not in self._cache]
+                if absent:
+                    raise StreamMapError(f"stream map node {absent[0].hex()[:16]}… is not stored")
+            below = []
+            for h, depth, its in level:
+                if h == EMPTY:
+                    continue
+                node = self._cache[h]
+                if isinstance(node, Leaf):
+                    continue
+                split = _split(its, depth)
+                if split:
+                    below.append((node[0], depth + 1, its[:split]))
+                if split < len(its):
+                    below.append((node[1], depth + 1, its[split:]))
+            level = below
+
+    def _write(self, conn: psycopg.Connection, made: Mapping[bytes, Node]) -> None:
+        if not made:
+            return
+        columns: list[list] = [[], [], [], [], [], []]
+        for h, node in made.items():
+            columns[0].append(h)
+            if isinstance(node, Leaf):
+                row = (None, None, node.stream, node.version, node.event_hash)
+            else:
+                row = (node[0], node[1], None, None, None)
+            for i, value in enumerate(row, start=1):
+                columns[i].append(value)
+        conn.execute(_INSERT_NODES, columns)
+        if len(self._cache) + len(made) > self.cache_limit:
+            self._cache.clear()
+        self._cache.update(made)
+
+
+def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:
+    """The newest (version, hash) per stream among rows in position order."""
+    heads: dict[uuid.UUID, Head] = {}
+    for stream, version, event_hash in rows:
+        heads[stream] = (version, bytes(event_hash))
+    return heads
