@@ -1,6 +1,6 @@
 """claimsctl: run the service, migrate; the ledger's commands (cli/ledger.py), the read models'
-(cli/projections.py), API keys (cli/keys.py), FHIR resources (cli/fhir.py) and the demo (cli/demo.py)
-register themselves here.
+(cli/projections.py), API keys (cli/keys.py), FHIR resources (cli/fhir.py), the witness
+(cli/witness.py) and the demo (cli/demo.py) register themselves here.
 
 Every command reads its configuration once (`claims_service.config`). Errors print one clear line
 on stderr and exit non-zero; nothing is written by a command that fails validation.
@@ -15,7 +15,7 @@ import sys
 import pydantic
 
 from claims_service.bootstrap import build_service, ensure_demo_keys
-from claims_service.cli import demo, fhir, keys, ledger, projections, status
+from claims_service.cli import demo, fhir, keys, ledger, projections, status, witness
 from claims_service.config import Config
 from claims_service.database import database_url
 from claims_service.errors import ClaimsError
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     projections.register(commands)
     keys.register(commands)
     fhir.register(commands)
+    witness.register(commands)
     status.register(commands)
     return parser
 

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("projections",),
     ("claims_service.x12",),
     ("claims_service.api",),
-    ("claims_service.server", "claims_service.workers", "claims_service.fhir"),
+    ("claims_service.server", "claims_service.workers", "claims_service.fhir", "claims_service.witness"),
     ("claims_service.bootstrap",),
     ("claims_service.cli",),
 ]
