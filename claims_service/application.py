@@ -393,7 +393,7 @@ class LedgerApplication(Application):
 
     def _latest_checkpoint(self) -> StoredCheckpoint | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints"
+            curs.execute("SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints_cosigned"
                          " ORDER BY tree_size DESC LIMIT 1")
             row = curs.fetchone()
         return StoredCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"], row["signed_at"]) if row else None

@@ -23,6 +23,7 @@ from claims_service.files import private_dir
 from claims_service.ledger.checkpointer import SigningSettings
 from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
 from claims_service.ledger.signing_key import resolve_signing_key
+from claims_service.ledger.witnessing import WitnessEndpoint, parse_witnesses
 from claims_service.observability.metrics import parse_addr
 
 
@@ -78,6 +79,11 @@ class Config(BaseSettings):
     (new events are audited as they arrive)."""
     checkpoint_every_leaves: PositiveInt = 1000
     checkpoint_every_seconds: PositiveFloat = 60.0
+    witnesses: Annotated[tuple[WitnessEndpoint, ...], NoDecode] = ()
+    """Witnesses asked to cosign each new checkpoint: `<URL> <witness verifier key>`, comma-separated
+    (docs/LEDGER.md, "Witnesses"); a witness that is down never stops signing."""
+    witness_timeout: PositiveFloat = 5.0
+    """Seconds the signer waits for each witness's answer (the witnesses are asked in parallel)."""
     previous_verifier_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Retired verifier keys (comma-separated) that GetPublicKey still serves after a rotation."""
     demo_keys: bool = False
@@ -91,6 +97,16 @@ class Config(BaseSettings):
     def _check_metrics_addr(cls, value: str) -> str:
         if value:
             parse_addr(value)  # a bad address stops start-up here, not when the endpoint binds
+        return value
+
+    @field_validator("witnesses", mode="before")
+    @classmethod
+    def _parse_witnesses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_witnesses(value)
+            except CheckpointError as error:
+                raise ValueError(str(error)) from None
         return value
 
     @field_validator("previous_verifier_keys", mode="before")
@@ -131,7 +147,8 @@ class Config(BaseSettings):
     def signing_settings(self) -> SigningSettings:
         return SigningSettings(origin=self.checkpoint_origin, key_name=self.signing_key_name or self.checkpoint_origin,
                                every_leaves=self.checkpoint_every_leaves, every_seconds=self.checkpoint_every_seconds,
-                               state_file=self.signer_state_path())
+                               state_file=self.signer_state_path(), witnesses=self.witnesses,
+                               witness_timeout=self.witness_timeout)
 
     def signer_state_path(self) -> Path:
         if self.signer_state_file is not None:

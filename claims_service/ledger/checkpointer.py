@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, NoReturn
@@ -25,7 +25,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.errors import ClaimsError
-from claims_service.ledger import merkle, tree
+from claims_service.ledger import merkle, streammap, tree
 from claims_service.ledger.note import (
     DEFAULT_ORIGIN,
     CheckpointError,
@@ -36,6 +36,7 @@ from claims_service.ledger.note import (
     verifier_key,
 )
 from claims_service.ledger.signer_state import SignedHead, SignerState
+from claims_service.ledger.witnessing import WitnessEndpoint, Witnessing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class SigningSettings:
     every_leaves: int = 1000
     every_seconds: float = 60.0
     state_file: Path | None = None  # the signer's memory of its last note (None: tests only)
+    witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint (CLAIMS_WITNESSES)
+    witness_timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class StoredCheckpoint:
     signed_at: datetime
 
 
-_SELECT_CHECKPOINT = "SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints"
+# The note with its witnesses' cosignatures appended (migration 0017).
+_SELECT_CHECKPOINT = "SELECT tree_size, root_hash, note, signed_at FROM ledger_checkpoints_cosigned"
 
 
 def _stored(row: tuple | None) -> StoredCheckpoint | None:
@@ -107,6 +111,8 @@ class Checkpointer:
     cosigners: Sequence[tuple[Ed25519PrivateKey, str]] = ()
     state_file: Path | None = None
     on_fault: Callable[[str], None] = lambda _reason: None
+    witnesses: Sequence[WitnessEndpoint] = ()
+    witness_timeout: float = 5.0
     fault: str | None = field(default=None, init=False)
     _last_signed: float = field(default_factory=time.monotonic, init=False, repr=False)
 
@@ -114,12 +120,14 @@ class Checkpointer:
         self.key_name = check_key_name(self.key_name or self.origin)
         self.state = (SignerState(self.state_file, VerifierKey.of(self.key, self.key_name), self.origin)
                       if self.state_file is not None else None)
+        self.witnessing = Witnessing(self.witnesses, self.witness_timeout) if self.witnesses else None
 
     @classmethod
     def from_settings(cls, database_url: str, key: Ed25519PrivateKey, settings: SigningSettings) -> Checkpointer:
         return cls(database_url, key, origin=settings.origin, key_name=settings.key_name,
                    every_leaves=settings.every_leaves, every_seconds=settings.every_seconds,
-                   state_file=settings.state_file)
+                   state_file=settings.state_file, witnesses=settings.witnesses,
+                   witness_timeout=settings.witness_timeout)
 
     @property
     def verifier_key(self) -> str:
@@ -158,7 +166,8 @@ class Checkpointer:
                 self._check_extends(conn, last, size, root)
             if latest is not None and latest.tree_size == size:
                 return latest
-            note = sign_checkpoint(self.key, self.key_name, self.origin, size, root)
+            note = sign_checkpoint(self.key, self.key_name, self.origin, size, root,
+                                   streammap.checkpoint_extensions(conn, size))
             for cokey, coname in self.cosigners:
                 note = add_signature(note, cokey, coname)
             if self.state is not None:
@@ -172,7 +181,25 @@ class Checkpointer:
             ).fetchone()
         self._last_signed = time.monotonic()
         log.info("signed checkpoint of %d leaves", size)
-        return _stored(row)  # type: ignore[return-value]
+        return self._cosigned(conn, _stored(row))  # type: ignore[arg-type]
+
+    def _cosigned(self, conn: psycopg.Connection, stored: StoredCheckpoint) -> StoredCheckpoint:
+        """After the INSERT: the witnesses' cosignatures, stored and appended to the note. A witness
+        that is down or refuses is logged, never raised: the log keeps signing."""
+        if self.witnessing is None:
+            return stored
+        note = self.witnessing.cosign(conn, stored.tree_size, stored.root_hash, stored.note,
+                                      lambda old, new: tree.consistency_proof(conn, old, new))
+        return replace(stored, note=note)
+
+    def rewitness(self, conn: psycopg.Connection) -> None:
+        """Offer the latest checkpoint again to the witnesses that have not cosigned it (at most
+        every `Witnessing.retry_seconds`)."""
+        if self.witnessing is None or self.fault is not None or not self.witnessing.retry_due():
+            return
+        latest = latest_checkpoint(conn)
+        if latest is not None and self.witnessing.missing(conn, latest.tree_size, latest.root_hash):
+            self._cosigned(conn, latest)
 
     def _remembered(self) -> AbstractContextManager[SignedHead | None]:
         return self.state.locked() if self.state is not None else nullcontext(None)
@@ -241,6 +268,7 @@ class Checkpointer:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             if self.due(conn):
                 return self.sign(conn)
+            self.rewitness(conn)
         return None
 
     def run_forever(self, stop_event: threading.Event, *, timeout: float = 1.0) -> None:
@@ -254,6 +282,8 @@ class Checkpointer:
                     conn = psycopg.connect(self.database_url, autocommit=True)
                 if self.due(conn):
                     self.sign(conn)
+                else:
+                    self.rewitness(conn)
             except (InconsistentTreeError, tree.TreeError) as error:
                 log.error("checkpoint: %s", error)
 

@@ -174,9 +174,10 @@ def add_signature(note: str, key: Ed25519PrivateKey, name: str) -> str:
     return note + _signature_line(body, key, name)
 
 
-def sign_checkpoint(key: Ed25519PrivateKey, name: str, origin: str, size: int, root: bytes) -> str:
-    """The signed note of a checkpoint (origin, tree size, root hash)."""
-    return sign_note(checkpoint_body(origin, size, root), key, name)
+def sign_checkpoint(key: Ed25519PrivateKey, name: str, origin: str, size: int, root: bytes,
+                    extensions: Sequence[str] = ()) -> str:
+    """The signed note of a checkpoint (origin, tree size, root hash, extension lines)."""
+    return sign_note(checkpoint_body(origin, size, root, extensions), key, name)
 
 
 def _check_text(text: str) -> None:

@@ -1,10 +1,11 @@
 """The ledger's Merkle tree, stored in PostgreSQL and extended incrementally (migration 0010).
 
-`TreeBuilder.extend` appends the events after the last leaf, leaves and completed subtrees, in one
-transaction: a kill at any moment leaves a complete tree of some size, and the next run continues
-from it. It refuses an event that does not link (`prev_hash`) to the last leaf's event: the tree
-only grows over an unbroken chain. Roots and proofs for any size read O(log n) rows by primary key
-in one statement (see `merkle.py` for the subtree naming).
+`TreeBuilder.extend` appends the events after the last leaf, leaves and completed subtrees, and
+updates the stream map (`streammap.py`: each stream's head at the new size), in one transaction:
+a kill at any moment leaves a complete tree of some size, and the next run continues from it. It
+refuses an event that does not link (`prev_hash`) to the last leaf's event: the tree only grows
+over an unbroken chain. Roots and proofs for any size read O(log n) rows by primary key in one
+statement (see `merkle.py` for the subtree naming).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,7 +21,7 @@ from typing import ClassVar
 import psycopg
 
 from claims_service.errors import ClaimsError, DeadlineExceededError
-from claims_service.ledger import merkle
+from claims_service.ledger import merkle, streammap
 from claims_service.ledger.chain import GENESIS
 from claims_service.ledger.merkle import Node, Plan
 from claims_service.ledger.following import wait_for_notification
@@ -31,7 +33,7 @@ TREE_CHANNEL = "ledger_tree"  # extend() NOTIFYs this with the new tree size
 TREE_LOCK_KEY = 0x4D65726B6C65  # "Merkle": serialises tree builders (transaction advisory lock)
 
 _SELECT_EVENTS = (
-    "SELECT notification_id, prev_hash, hash FROM ledger_events"
+    "SELECT notification_id, prev_hash, hash, originator_id, originator_version FROM ledger_events"
     " WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
 )
 _SELECT_LAST_LEAF = "SELECT leaf_index, position, event_hash FROM ledger_leaves ORDER BY leaf_index DESC LIMIT 1"
@@ -221,6 +223,7 @@ class TreeBuilder:
         self.database_url = database_url
         self.coalesce_seconds = coalesce_seconds
         self._conn: psycopg.Connection | None = None
+        self._map = streammap.StreamMap()  # the streams' heads, updated with each batch
 
     def __enter__(self) -> TreeBuilder:
         return self
@@ -255,7 +258,8 @@ class TreeBuilder:
                 return 0
             expected = last.event_hash if last else GENESIS
             leaves = []
-            for position, prev_hash, event_hash in rows:
+            heads: dict[uuid.UUID, tuple[int, bytes]] = {}
+            for position, prev_hash, event_hash, stream, version in rows:
                 if bytes(prev_hash) != expected:
                     # Append the linked part only; the unlinked event is refused loudly.
                     if leaves:
@@ -267,7 +271,13 @@ class TreeBuilder:
                     )
                 expected = bytes(event_hash)
                 leaves.append((position, expected))
+                heads[stream] = (version, expected)
             append_leaves(conn, size, leaves)
+            try:
+                self._map.update(conn, size, size + len(leaves), heads)
+            except LookupError as error:
+                raise TreeError(f"the stream map cannot be updated: {error}; run `claimsctl verify-checkpoint`."
+                                " The tree stops growing until it is resolved.") from None
             conn.execute(f"NOTIFY {TREE_CHANNEL}, '{size + len(leaves)}'")
         return len(leaves)
 

@@ -69,7 +69,8 @@ def verify_checkpoint(database_url, monkeypatch, capsys, tmp_path, path, *extra:
 
 def rewrite_history(database_url: str, position: int, new_state: bytes) -> None:
     """The superuser attacker: change one event's payload, recompute every hash after it (both
-    chains), and rebuild the tree from scratch. `claimsctl verify` finds nothing wrong afterwards."""
+    chains), and rebuild the tree (and its stream map) from scratch. `claimsctl verify` finds
+    nothing wrong afterwards."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute("SELECT notification_id, originator_id, originator_version, topic, state"
                             " FROM ledger_events ORDER BY notification_id").fetchall()
@@ -86,6 +87,8 @@ def rewrite_history(database_url: str, position: int, new_state: bytes) -> None:
             conn.execute("CREATE UNIQUE INDEX ledger_events_prev_hash_idx ON ledger_events (prev_hash)")
             conn.execute("DELETE FROM ledger_leaves")
             conn.execute("DELETE FROM merkle_nodes")
+            conn.execute("DELETE FROM stream_map_roots")
+            conn.execute("DELETE FROM stream_map_nodes")
     with TreeBuilder(database_url) as builder:
         builder.catch_up()
 
