@@ -25,6 +25,8 @@ from claims_service.fhir.server import FhirServer
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.observability import metrics, tracing
 from claims_service.observability.progress import ProgressCollector, ProgressMonitor
+from projections import catalog
+from projections.store import tracking_name
 from claims_service.server import GrpcServer, unary_executor
 from claims_service.workers import WorkerProcess
 
@@ -117,6 +119,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
     # ... and while the adjudicator or a projection falls too far behind (read every second).
     progress = ProgressMonitor(database_url, max_lag_seconds=config.max_lag_seconds,
                                max_lag_events=config.max_lag_events, sample_waits=metrics.get().enabled,
+                               expected=("adjudicator", *(tracking_name(name) for name in catalog.NAMES)),
                                on_health=lambda ok, _reason: server.set_condition("followers", ok))
 
     def halt(reason: str) -> None:

@@ -101,9 +101,11 @@ _WAIT_QUERY = (
 )
 
 
-def read_snapshot(conn: psycopg.Connection[Any], *, wal_query: int | None = 0) -> tuple[Snapshot, int | None]:
+def read_snapshot(conn: psycopg.Connection[Any], *, wal_query: int | None = 0,
+                  expected: Iterable[str] = ()) -> tuple[Snapshot, int | None]:
     """One reading (lag in seconds unknown: see ProgressMonitor); and which WAL query worked
-    (pass it back next time; None: WAL statistics unreadable here)."""
+    (pass it back next time; None: WAL statistics unreadable here). A follower in ``expected``
+    that has recorded no position yet is at position 0 (a follower stuck from the start lags too)."""
     with conn.cursor(row_factory=tuple_row) as cur:
         head_row = cur.execute("SELECT notification_id FROM ledger_events ORDER BY notification_id DESC LIMIT 1").fetchone()
         head = int(head_row[0]) if head_row else 0
@@ -125,8 +127,10 @@ def read_snapshot(conn: psycopg.Connection[Any], *, wal_query: int | None = 0) -
                 wal_query += 1
         if wal_query is not None and wal_query >= len(_WAL_QUERIES):
             wal_query = None
-    followers = [Follower(str(name), int(position or 0), max(0, head - int(position or 0)), None)
-                 for name, position in tracking]
+    positions = {str(name): int(position or 0) for name, position in tracking}
+    for name in expected:
+        positions.setdefault(name, 0)
+    followers = [Follower(name, position, max(0, head - position), None) for name, position in sorted(positions.items())]
     tree_position = int(leaf[1]) if leaf else 0
     followers.append(Follower(TREE_FOLLOWER, tree_position, max(0, head - tree_position), None))
     snapshot = Snapshot(
@@ -170,14 +174,16 @@ def record_verification(conn: psycopg.Connection[Any], report: Any, *, verified_
 
 
 class ProgressMonitor:
-    """``ProgressMonitor(database_url, *, max_lag_seconds, max_lag_events=0, on_health=...,
-    sample_waits=False)``: ``start()``, ``stop()``, ``snapshot`` (the latest, lag in seconds
-    filled in), ``wal_wait_seconds`` (wait event -> seconds, cumulative)."""
+    """``ProgressMonitor(database_url, *, max_lag_seconds, max_lag_events=0, expected=(),
+    on_health=..., sample_waits=False)``: ``start()``, ``stop()``, ``snapshot`` (the latest, lag in
+    seconds filled in), ``wal_wait_seconds`` (wait event -> seconds, cumulative). ``expected``: the
+    followers the service runs (see ``read_snapshot``)."""
 
     def __init__(self, database_url: str, *, max_lag_seconds: float, max_lag_events: int = 0,
-                 on_health: Callable[[bool, str], None] = lambda ok, reason: None,
+                 expected: Iterable[str] = (), on_health: Callable[[bool, str], None] = lambda ok, reason: None,
                  sample_waits: bool = False, interval: float = SAMPLE_SECONDS) -> None:
         self.database_url = database_url
+        self.expected = tuple(expected)
         self.max_lag_seconds = max_lag_seconds
         self.max_lag_events = max_lag_events
         self.on_health = on_health
@@ -231,7 +237,7 @@ class ProgressMonitor:
 
     def sample(self, conn: psycopg.Connection[Any]) -> Snapshot:
         """Read once, fill in the lag in seconds, judge health."""
-        raw, self._wal_query = read_snapshot(conn, wal_query=self._wal_query)
+        raw, self._wal_query = read_snapshot(conn, wal_query=self._wal_query, expected=self.expected)
         now = time.monotonic()
         if not self._heads or raw.head > self._heads[-1]:
             self._times.append(now)

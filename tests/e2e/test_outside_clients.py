@@ -88,3 +88,26 @@ def test_the_google_rpc_protos_clients_need_are_shipped_as_the_server_uses_them(
     for name in ("status.proto", "error_details.proto", "code.proto"):
         shipped = ROOT / "protos" / "google" / "rpc" / name
         assert shipped.read_bytes() == (installed / name).read_bytes(), name
+
+
+def test_health_turns_not_serving_while_the_followers_fall_behind_and_serving_once_they_catch_up(parties):
+    """The workers' process is alive but its followers do not move (stopped with SIGSTOP): once the
+    ledger holds an event they have not processed for longer than the configured lag, health is
+    NOT_SERVING; when they go on and catch up, SERVING again."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    service = parties.service
+    assert service.progress is not None
+    service.progress.max_lag_seconds = 2.0  # CLAIMS_MAX_LAG_SECONDS, short for the test
+    wait_for_health(parties.channel, serving)
+    frozen = service.workers.pid
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        service.commands.register_provider(actor="admin:test", npi="1234567802", name="Hillside", taxonomy="207Q00000X")
+        wait_for_health(parties.channel, not_serving)
+        assert "followers" in service.server.failing and "workers" not in service.server.failing
+        behind = {f.name: f for f in service.progress.snapshot.followers}
+        assert behind["adjudicator"].lag_events >= 1 and behind["adjudicator"].lag_seconds > 2.0
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    wait_for_health(parties.channel, serving)
+    assert service.workers.pid == frozen and service.workers.restarts == 0
