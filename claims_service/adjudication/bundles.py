@@ -6,6 +6,7 @@ claims."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import adjudicator
 from adjudicator.replay import compare
@@ -13,26 +14,47 @@ from claims.v1 import ledger_pb2
 from claims_service.adjudication.effects import payment_id_for
 from claims_service.adjudication.facts import claim_input_from
 from claims_service.domain.payment import Payment
-from claims_service.ledger.bundle import BundleReport, export_bundle, verify_bundle
+from claims_service.ledger.bundle import BundleReport, Completeness, export_bundle, verify_bundle
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.ledger.payloads import UndecodablePayloadError, decode_state
 
-MAX_PAYMENTS_PER_CLAIM = 64
+MAX_PAYMENTS_PER_CLAIM = 10_000  # a bound on the search, far beyond any claim's
 
 
-def claim_streams(claim_stream: uuid.UUID) -> list[uuid.UUID]:
-    """The claim's stream and the streams of the payments that may belong to it (their ids are
-    dense: see effects.payment_id_for)."""
-    return [claim_stream] + [Payment.create_id(payment_id_for(str(claim_stream), n)) for n in range(MAX_PAYMENTS_PER_CLAIM)]
+def claim_completeness(claim_stream: uuid.UUID) -> Completeness:
+    """A claim's streams: its own, and its payments', whose ids are dense (effects.payment_id_for:
+    payment n is scheduled only after payments 0 .. n-1), so the first payment stream that does not
+    exist bounds them, and the stream map proves it does not."""
+
+    def payment(n: int) -> tuple[uuid.UUID, str]:
+        payment_id = payment_id_for(str(claim_stream), n)
+        return Payment.create_id(payment_id), f"payment {n} ({payment_id})"
+
+    return Completeness([(claim_stream, "the claim")], payment, MAX_PAYMENTS_PER_CLAIM)
+
+
+def claim_streams(claim_stream: uuid.UUID, count: int) -> list[uuid.UUID]:
+    """The claim's stream and the streams of its first `count` payments."""
+    family = claim_completeness(claim_stream).family
+    assert family is not None
+    return [claim_stream] + [family(n)[0] for n in range(count)]
 
 
 def export_claim_bundle(database_url: str, claim_stream: uuid.UUID, checkpointer: Checkpointer) -> ledger_pb2.ClaimBundle:
-    return export_bundle(database_url, claim_stream, claim_streams(claim_stream), checkpointer)
+    return export_bundle(database_url, claim_stream, claim_completeness(claim_stream), checkpointer)
 
 
-def verify_claim_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str) -> BundleReport:
-    """The bundle's proofs, then its decision replayed (docs/LEDGER.md, "Claim bundles")."""
-    return verify_bundle(bundle, verifier_key, replay=replay_bundle)
+def verify_claim_bundle(bundle: ledger_pb2.ClaimBundle, verifier_key: str | Sequence[str], *,
+                        witnesses: Sequence[str] = (), min_witnesses: int | None = None,
+                        inclusion_only: bool = False) -> BundleReport:
+    """The bundle's proofs (signature, cosignatures, inclusion, chains, completeness: the claim and
+    every payment of it), then its decision replayed (docs/LEDGER.md, "Claim bundles")."""
+    try:
+        claim = uuid.UUID(bundle.claim_id)
+    except ValueError:
+        return BundleReport(claim_id=bundle.claim_id, failures=["the bundle's claim id is not a UUID"])
+    return verify_bundle(bundle, verifier_key, replay=replay_bundle, completeness=claim_completeness(claim),
+                         witnesses=witnesses, min_witnesses=min_witnesses, inclusion_only=inclusion_only)
 
 
 def replay_bundle(bundle: ledger_pb2.ClaimBundle) -> tuple[str, list[str]]:

@@ -5,7 +5,8 @@ sign and check checkpoints, export and verify claim bundles, re-run a decision, 
     claimsctl checkpoint [-o FILE]                       sign a checkpoint now and print it
     claimsctl verify-checkpoint FILE --public-key KEY    check the live ledger against a kept checkpoint
     claimsctl export-bundle CLAIM_ID [-o FILE]           one claim's events, proofs and signed checkpoint
-    claimsctl verify-bundle FILE --public-key KEY        check a bundle offline
+    claimsctl verify-bundle FILE --public-key KEY [--witness KEY ... --min-witnesses K] [--inclusion-only]
+                                                         check a bundle offline
     claimsctl readjudicate CLAIM_ID [--ruleset VERSION]  re-run the recorded rule set; writes nothing
     claimsctl reconcile [--json] [--wait SECONDS]        every cent explained, from the ledger alone
 """
@@ -33,6 +34,7 @@ from claims_service.files import write_private
 from claims_service.ledger.audit import verify_against_checkpoint
 from claims_service.ledger.bundle import bundle_to_json, load_bundle_file
 from claims_service.ledger.checkpointer import Checkpointer, export_checkpoint
+from claims_service.ledger.cosignature import CosignerKey
 from claims_service.observability.progress import record_verification
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
@@ -69,8 +71,17 @@ def register(commands: Any) -> None:
 
     bundle = commands.add_parser("verify-bundle", help="check an exported claim bundle offline (no database)")
     bundle.add_argument("file", metavar="FILE", help="the bundle (JSON, from ExportClaimBundle or export-bundle)")
-    bundle.add_argument("--public-key", required=True, metavar="KEY",
-                        help="the ledger's verifier key <name>+<key id>+<base64 key>, or a file holding it")
+    bundle.add_argument("--public-key", required=True, action="append", metavar="KEY",
+                        help="the ledger's verifier key <name>+<key id>+<base64 key>, or a file holding it;"
+                             " repeat to trust several keys (key rotation)")
+    bundle.add_argument("--witness", action="append", default=[], metavar="KEY",
+                        help="a witness's verifier key (cosignature/v1, <name>+<key id>+<base64 0x04 key>), or a"
+                             " file holding it; repeat for several witnesses")
+    bundle.add_argument("--min-witnesses", type=int, metavar="K",
+                        help="how many of the --witness keys must have cosigned the checkpoint (default: all)")
+    bundle.add_argument("--inclusion-only", action="store_true",
+                        help="check inclusion only: accept a bundle that does not prove it holds every event"
+                             " (format 1); says so")
     bundle.add_argument("--json", action="store_true", help="print one JSON object")
     bundle.set_defaults(func=cmd_verify_bundle)
 
@@ -221,15 +232,25 @@ def cmd_verify_checkpoint(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_verify_bundle(config: Config, args: argparse.Namespace) -> int:
-    """Offline: no database, no service; the bundle file and the ledger's public key only."""
-    key = _read_key(args.public_key)
-    report = verify_claim_bundle(load_bundle_file(args.file), key)
+    """Offline: no database, no service; the bundle file, the ledger's public key and the witnesses' keys."""
+    keys = [_read_key(k) for k in args.public_key]
+    witnesses = [str(CosignerKey.parse(_read_key(k))) for k in args.witness]  # a bad key: ClaimsError, exit 2
+    if args.min_witnesses is not None and not 0 <= args.min_witnesses <= len(witnesses):
+        print(f"claimsctl: --min-witnesses {args.min_witnesses} needs at least that many --witness keys"
+              f" ({len(witnesses)} given)", file=sys.stderr)
+        return 2
+    report = verify_claim_bundle(load_bundle_file(args.file), keys, witnesses=witnesses,
+                                 min_witnesses=args.min_witnesses, inclusion_only=args.inclusion_only)
     if args.json:
-        print(json.dumps({"ok": report.ok, "claim_id": report.claim_id, "events": report.events,
-                          "tree_size": report.tree_size, "replay": report.replay, "failures": report.failures}))
+        print(json.dumps({"ok": report.ok, "claim_id": report.claim_id, "format_version": report.format_version,
+                          "events": report.events, "tree_size": report.tree_size, "complete": report.complete,
+                          "cosigned_by": report.cosigned_by, "replay": report.replay, "failures": report.failures}))
     elif report.ok:
+        witnessed = f", cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""
+        if args.inclusion_only:
+            print(f"INCLUSION ONLY ({report.complete})")
         print(f"bundle verified: claim {report.claim_id}, {report.events} events included in the signed tree of "
-              f"{report.tree_size} leaves, chains intact, decision {report.replay}")
+              f"{report.tree_size} leaves{witnessed}, chains intact, {report.complete}, decision {report.replay}")
     else:
         print(f"bundle FAILED for claim {report.claim_id}:")
         for failure in report.failures:

@@ -278,6 +278,59 @@ class BundleEvent(_message.Message):
 Global___BundleEvent: _TypeAlias = BundleEvent  # noqa: Y015
 
 @_typing.final
+class StreamHeadProof(_message.Message):
+    """What the checkpoint's stream map holds for one stream: its head (latest version and that event's
+    hash), or that the stream has no event at all, with the sparse Merkle proof of it
+    (docs/LEDGER.md, "The stream map").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    SIBLINGS_FIELD_NUMBER: _builtins.int
+    OTHER_STREAM_ID_FIELD_NUMBER: _builtins.int
+    OTHER_VERSION_FIELD_NUMBER: _builtins.int
+    OTHER_HEAD_HASH_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    """The stream id, a lower-case UUID string."""
+    version: _builtins.int
+    """The stream's latest version in the checkpoint's tree; 0 when the stream has no event in it."""
+    head_hash: _builtins.bytes
+    """The hash of that latest event (32 bytes); empty when version is 0."""
+    other_stream_id: _builtins.str
+    """With version 0, when the path ends at another stream's leaf rather than an empty subtree: that
+    stream's id (a lower-case UUID string); empty otherwise.
+    """
+    other_version: _builtins.int
+    """That other stream's latest version."""
+    other_head_hash: _builtins.bytes
+    """That other stream's head hash (32 bytes)."""
+    @_builtins.property
+    def siblings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The siblings on the stream's path through the map, deepest first, root's child last (32-byte hashes)."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        head_hash: _builtins.bytes = ...,
+        siblings: _abc.Iterable[_builtins.bytes] | None = ...,
+        other_stream_id: _builtins.str = ...,
+        other_version: _builtins.int = ...,
+        other_head_hash: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head_hash", b"head_hash", "other_head_hash", b"other_head_hash", "other_stream_id", b"other_stream_id", "other_version", b"other_version", "siblings", b"siblings", "stream_id", b"stream_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamHeadProof: _TypeAlias = StreamHeadProof  # noqa: Y015
+
+@_typing.final
 class ClaimBundle(_message.Message):
     """A self-contained, offline-checkable record of one claim (format in docs/LEDGER.md)."""
 
@@ -287,17 +340,28 @@ class ClaimBundle(_message.Message):
     CLAIM_ID_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    STREAM_HEADS_FIELD_NUMBER: _builtins.int
     format_version: _builtins.int
-    """Version of the bundle format; 1 for this one."""
+    """Version of the bundle format: 2 (with stream_heads, a proof that no event is left out); 1
+    proved inclusion only and is accepted only when a verifier asks for inclusion alone.
+    """
     claim_id: _builtins.str
     """The claim id, a lower-case UUID string."""
     @_builtins.property
     def checkpoint(self) -> _common_pb2.SignedCheckpoint:
-        """The signed checkpoint every inclusion proof in the bundle is proved against."""
+        """The signed checkpoint every proof in the bundle is proved against; its note carries the
+        witnesses' cosignatures after the log's signature.
+        """
 
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___BundleEvent]:
         """The events of the claim and of the payments that touch it, in ledger (position) order."""
+
+    @_builtins.property
+    def stream_heads(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamHeadProof]:
+        """The stream map's answer, at the checkpoint, for the claim's stream, each of its payments'
+        streams, and the first payment stream that does not exist (format 2).
+        """
 
     def __init__(
         self,
@@ -306,10 +370,11 @@ class ClaimBundle(_message.Message):
         claim_id: _builtins.str = ...,
         checkpoint: _common_pb2.SignedCheckpoint | None = ...,
         events: _abc.Iterable[Global___BundleEvent] | None = ...,
+        stream_heads: _abc.Iterable[Global___StreamHeadProof] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "claim_id", b"claim_id", "events", b"events", "format_version", b"format_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "claim_id", b"claim_id", "events", b"events", "format_version", b"format_version", "stream_heads", b"stream_heads"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
