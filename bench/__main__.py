@@ -1,7 +1,8 @@
 """`make bench`: every part on a fresh embedded PostgreSQL (or CLAIMS_DATABASE_URL's server).
 
 Parts: ledger (hash-chain cost, baselines), adjudication (engine, follower), tree (proofs on a
-large tree), projections (rebuild rate), and service (the whole gRPC path under a mixed load).
+large tree), projections (rebuild rate), service (the whole gRPC path under a mixed load), and
+observability (that load with metrics off, on, and with tracing at a 1 % sample).
 `--only PART` runs some; `--quick` shrinks sizes for a smoke run. Results: bench/results.json.
 """
 
@@ -27,7 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("ledger", "adjudication", "tree", "projections", "service")
+PARTS = ("ledger", "adjudication", "tree", "projections", "service", "observability")
 
 
 def main() -> None:
@@ -141,7 +142,14 @@ def run_service(create_database: Callable[[str], str], args: argparse.Namespace,
     return load.run(create_database, args, progress)
 
 
+def run_observability(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import observability
+
+    return observability.run(create_database, args, progress)
+
+
 RUNNERS = {
+    "observability": run_observability,
     "ledger": run_ledger,
     "adjudication": run_adjudication,
     "tree": run_tree,
@@ -189,6 +197,9 @@ def figures_table(results: dict[str, Any]) -> Table:
                 rec["events_per_s"], "≥ 50,000")
     if "service" in results:
         for label, value, target in results["service"].get("table", []):
+            row(label, value, target)
+    if "observability" in results:
+        for label, value, target in results["observability"].get("table", []):
             row(label, value, target)
     if "ledger" in results:
         # Absolute rates drift with whatever else runs on a shared machine; ratios to baselines

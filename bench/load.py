@@ -99,10 +99,13 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """`claimsctl serve` in a child process on a given database; keys in a temporary data dir."""
 
-    def __init__(self, database_url: str, data_dir: Path, port: int) -> None:
-        env = dict(os.environ, CLAIMS_DATABASE_URL=database_url, CLAIMS_DATA_DIR=str(data_dir),
-                   CLAIMS_GRPC_ADDR=f"127.0.0.1:{port}", CLAIMS_DEMO_KEYS="1",
-                   CLAIMS_FHIR_ADDR="")  # no FHIR endpoint: the load is gRPC, and 8080 may be taken
+    def __init__(self, database_url: str, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        # Metrics on, as by default, on a port of their own (9464 may be taken); `env` adds or
+        # overrides settings (bench/observability.py: metrics off, tracing on).
+        env = {**os.environ, "CLAIMS_DATABASE_URL": database_url, "CLAIMS_DATA_DIR": str(data_dir),
+               "CLAIMS_GRPC_ADDR": f"127.0.0.1:{port}", "CLAIMS_DEMO_KEYS": "1",
+               "CLAIMS_FHIR_ADDR": "",  # no FHIR endpoint: the load is gRPC, and 8080 may be taken
+               "CLAIMS_METRICS_ADDR": f"127.0.0.1:{port + 1}", **(env or {})}
         self.addr = f"127.0.0.1:{port}"
         self.log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([sys.executable, "-m", "claims_service.cli", "serve"], env=env,

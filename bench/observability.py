@@ -1,0 +1,138 @@
+"""What observability costs: the service's saturated load (bench/load.py's mix, 32 calls in flight)
+with metrics off, with metrics on (the default), and with metrics and tracing at a 1 % sample,
+exported over OTLP/gRPC to a collector in this process that only counts what it receives.
+
+Each configuration runs on a fresh database in its own `claimsctl serve`; the rounds alternate
+(off, metrics, tracing, off, ...) so that a machine slowing down or speeding up during the run
+weighs on every configuration alike, and each configuration's figure is the median of its rounds.
+The cost is 1 - (claims adjudicated end to end/s with it) / (the same with metrics off), and, steadier
+on a machine others share, the CPU per call of the server and its workers against metrics off.
+Targets: metrics under 3 %, tracing at a 1 % sample under 5 %.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+
+from bench.load import Load, PayerStream, Server, cpu_seconds, set_up
+from claims.v1 import common_pb2
+
+CONFIGS: dict[str, dict[str, str]] = {
+    "metrics off": {"CLAIMS_METRICS_ADDR": ""},
+    "metrics on": {},
+    "metrics + tracing 1 %": {"CLAIMS_TRACE_SAMPLE_RATIO": "0.01"},
+}
+IN_FLIGHT = 32
+
+
+class SpanSink:
+    """An OTLP/gRPC trace receiver that counts the spans it is sent and keeps nothing."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        self.spans = 0
+        lock = threading.Lock()
+        sink = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the protocol's name
+                with lock:
+                    sink.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+def saturate(create_database: Callable[[str], str], name: str, env: dict[str, str], seconds: float) -> dict[str, Any]:
+    """One configuration once: claims adjudicated end to end per second at saturation."""
+    from claims_service.migrate import migrate
+
+    url = create_database(f"bench_observability_{name}")
+    migrate(url)
+    with tempfile.TemporaryDirectory(prefix="claims-bench-observability-") as tmp:
+        server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000), env=env)
+        try:
+            channel = grpc.insecure_channel(server.addr)
+            provider_keys = set_up(channel, server.keys)
+            with psycopg.connect(url, autocommit=True) as conn:
+                head = conn.execute("SELECT coalesce(max(notification_id), 0) FROM ledger_events").fetchone()[0]
+            stream = PayerStream(channel, server.keys["payer"]["api_key"], head)
+            load = Load(channel, provider_keys, IN_FLIGHT)
+            stream.on_notice = lambda claim_id, status: (load.decided.append((load.providers[claim_id], claim_id))
+                                                         if claim_id in load.providers and status == common_pb2.CLAIM_STATUS_ADJUDICATED else None)
+            stream.start()
+            cpu_before = cpu_seconds(server.process.pid)
+            started = time.monotonic()
+            load.run(seconds, lambda _: None)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and set(load.submitted_at) - set(stream.arrived):
+                time.sleep(0.1)
+            drained = time.monotonic()
+            cpu = cpu_seconds(server.process.pid) - cpu_before
+            adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
+            stream.stop()
+            channel.close()
+        finally:
+            server.stop()
+    return {"claims_per_s": adjudicated / (drained - started), "calls": len(load.latencies),
+            "cpu_ms_per_call": cpu / max(len(load.latencies), 1) * 1000, "errors": dict(load.errors)}
+
+
+def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
+    rounds = 1 if args.quick else 2
+    seconds = max(args.seconds, 4.0)
+    sink = SpanSink()
+    tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
+    task = progress.add_task("observability cost", total=rounds * len(CONFIGS))
+    try:
+        for round_ in range(rounds):
+            for index, (name, env) in enumerate(CONFIGS.items()):
+                progress.update(task, description=f"observability cost: {name}, round {round_ + 1} of {rounds}")
+                full = dict(env, **(tracing_env if "tracing" in name else {}))
+                slug = f"{index}_{round_}"
+                runs[name].append(saturate(create_database, slug, full, seconds))
+                progress.advance(task)
+    finally:
+        sink.stop()
+        progress.remove_task(task)
+    medians = {name: statistics.median(r["claims_per_s"] for r in found) for name, found in runs.items()}
+    cpu = {name: statistics.median(r["cpu_ms_per_call"] for r in found) for name, found in runs.items()}
+    base = medians["metrics off"]
+    cost = {name: 1 - rate / base for name, rate in medians.items() if name != "metrics off"}
+    result = {
+        "rounds": rounds, "seconds_per_run": seconds, "runs": runs, "claims_per_s": medians, "cpu_ms_per_call": cpu,
+        "cost": cost, "spans_exported": sink.spans,
+    }
+    result["table"] = [
+        ("claims end to end/s, saturated: metrics off / on / on + tracing 1 %",
+         " / ".join(f"{medians[name]:,.0f}" for name in CONFIGS), ""),
+        ("  cost of metrics (end-to-end claims/s)", f"{cost['metrics on'] * 100:+.1f} %", "< 3 %"),
+        ("  cost of metrics + tracing at 1 %", f"{cost['metrics + tracing 1 %'] * 100:+.1f} %", "< 5 %"),
+        ("  cost of tracing at 1 % alone (over metrics on)",
+         f"{(1 - medians['metrics + tracing 1 %'] / medians['metrics on']) * 100:+.1f} %", "< 5 %"),
+        ("  CPU ms per call (server + workers): off / on / on + tracing",
+         " / ".join(f"{cpu[name]:.2f}" for name in CONFIGS), ""),
+        ("  cost in CPU per call: metrics / metrics + tracing 1 %",
+         f"{(cpu['metrics on'] / cpu['metrics off'] - 1) * 100:+.1f} % / "
+         f"{(cpu['metrics + tracing 1 %'] / cpu['metrics off'] - 1) * 100:+.1f} %", "< 3 % / < 5 %"),
+    ]
+    return result
