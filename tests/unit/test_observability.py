@@ -87,3 +87,18 @@ def test_a_metrics_address_is_host_and_port(addr):
     with pytest.raises(ValueError):
         metrics.parse_addr(addr)
     assert metrics.parse_addr("[::1]:9464") == ("::1", 9464)
+
+
+def test_every_metric_the_dashboard_plots_is_in_the_operations_table():
+    from pathlib import Path
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    table = (root / "docs" / "OPERATIONS.md").read_text()
+    dashboard = json.loads((root / "docs" / "grafana" / "claims-ledger.json").read_text())
+    plotted = {re.sub(r"_(bucket|sum|count)$", "", name)
+               for panel in dashboard["panels"] for target in panel.get("targets", ())
+               for name in re.findall(r"claims_[a-z_]+", target["expr"])}
+    plotted -= {name for name in plotted if name.startswith(("claims_server_process", "claims_workers_process"))}
+    missing = [name for name in sorted(plotted) if f"`{name}`" not in table and name not in table]
+    assert plotted and missing == []
