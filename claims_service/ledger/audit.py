@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from claims_service.ledger import merkle, tree
+from claims_service.ledger import merkle, streammap, tree
 from claims_service.ledger.chain import ChainVerifier, LedgerRow
 from claims_service.ledger.note import Checkpoint, CheckpointError, VerifierKey, parse_and_verify
 
@@ -65,7 +65,8 @@ def verify_against_checkpoint(database_url: str, note_text: str | bytes,
     1. the note's signature, by a trusted key;
     2. the hash chain of every event (a changed row that kept its old hash shows here);
     3. the leaves: gapless, each naming an existing event with that event's hash, in order;
-    4. the tree recomputed from the leaves equals the stored tree, every subtree of it;
+    4. the tree recomputed from the leaves equals the stored tree, every subtree of it, and the
+       checkpoint's stream map root (if it has one) equals the map of its events' stream heads;
     5. a consistency proof (from the stored tree) from the checkpoint's size to the live size
        verifies against the checkpoint's root and the recomputed root: a ledger rewritten after
        the checkpoint, even with every hash recomputed, fails here; a cut-off one has fewer leaves.
@@ -101,6 +102,12 @@ def _walk(conn: psycopg.Connection, cp: Checkpoint, audit: LedgerAudit) -> None:
     chain = ChainVerifier()
     chain_ok = True
     frontier = merkle.Frontier()
+    try:
+        map_root = streammap.root_from_extensions(cp.extensions)
+    except merkle.ProofError as error:
+        audit.problems.append(f"the checkpoint's stream map line: {error}")
+        map_root = None
+    heads: dict | None = {} if map_root is not None else None  # each stream's head up to the checkpoint
     leaf = next(leaves, None)
     untreed_from: int | None = None  # the first event without a leaf: where the tree lags behind
     for rec in events:
@@ -135,8 +142,16 @@ def _walk(conn: psycopg.Connection, cp: Checkpoint, audit: LedgerAudit) -> None:
                 audit.problems.append(f"the stored subtree ({level}, {idx}) is missing or differs from the one"
                                       " recomputed from the leaves: the tree tables were altered")
                 return
+        if heads is not None and frontier.size <= cp.size:
+            heads[row.stream_id] = (row.version, row.hash)
         if frontier.size == cp.size:
             audit.root_at_checkpoint = frontier.root()
+            # Over the very events the checkpoint signed (a rewrite of them is named below), the map
+            # it signed must be theirs.
+            if heads is not None and audit.root_at_checkpoint == cp.root_hash and streammap.build_root(heads) != map_root:
+                audit.problems.append(f"the checkpoint's stream map root is not the map of the stream heads of its"
+                                      f" {cp.size} events: the log signed a false map (bundles proved against it"
+                                      " could leave events out)")
         leaf = next(leaves, None)
     if leaf is not None:
         audit.problems.append(f"leaf {leaf[0]} names position {leaf[1]}, which is not in the ledger:"

@@ -1,0 +1,97 @@
+"""The stream map in PostgreSQL: the tree builder keeps it batch by batch (equal to the map built
+from the events at every size), checkpoints commit to it, a ledger older than the map gets one, its
+proofs verify, and a false map or damaged map tables are named."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from claims_service.ledger import streammap, tree
+from claims_service.ledger.checkpointer import Checkpointer
+from claims_service.ledger.note import parse_and_verify, sign_checkpoint
+from claims_service.ledger.tree import TreeBuilder
+from tests.integration.ledger.conftest import append_events, tamper
+from tests.integration.ledger.test_checkpoints import KEY, ORIGIN, VKEY, verify_checkpoint
+
+
+def heads_at(conn: psycopg.Connection, size: int) -> dict[uuid.UUID, tuple[int, bytes]]:
+    rows = conn.execute("SELECT e.originator_id, e.originator_version, e.hash FROM ledger_events e"
+                        " JOIN ledger_leaves l ON l.position = e.notification_id WHERE l.leaf_index < %s"
+                        " ORDER BY e.notification_id", (size,)).fetchall()
+    return streammap.heads_of(rows)
+
+
+def test_the_builder_keeps_the_map_of_every_batch(ledger, database_url):
+    with TreeBuilder(database_url) as builder:
+        for round_ in range(4):
+            append_events(ledger, 3 + round_)
+            builder.extend(7)  # batches that end inside a write, too
+            builder.catch_up()
+    with psycopg.connect(database_url) as conn:
+        roots = conn.execute("SELECT tree_size, root FROM stream_map_roots ORDER BY tree_size").fetchall()
+        assert len(roots) >= 6 and roots[-1][0] == tree.tree_size(conn)
+        for size, root in roots:
+            assert bytes(root) == streammap.build_root(heads_at(conn, size)), size
+        size, root = roots[-1][0], bytes(roots[-1][1])
+        heads = heads_at(conn, size)
+        for stream, head in list(heads.items())[:10]:
+            assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+        for _ in range(10):
+            assert streammap.verify(root, streammap.prove(conn, root, uuid.uuid4())) is None
+        # An earlier root still opens: nothing was overwritten.
+        early_size, early_root = roots[0][0], bytes(roots[0][1])
+        stream = next(iter(heads_at(conn, early_size)))
+        assert streammap.verify(early_root, streammap.prove(conn, early_root, stream)) == heads_at(conn, early_size)[stream]
+
+
+def test_checkpoints_commit_to_the_map_and_a_ledger_older_than_the_map_gets_one(ledger, database_url):
+    append_events(ledger, 6)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    # As if the tree was built before migration 0018: no map at all.
+    tamper(database_url, "DELETE FROM stream_map_roots", "DELETE FROM stream_map_nodes")
+    signed = Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+    checkpoint = parse_and_verify(signed.note, VKEY)
+    with psycopg.connect(database_url) as conn:
+        expected = streammap.build_root(heads_at(conn, checkpoint.size))
+    assert checkpoint.extensions == (streammap.extension_line(expected),)
+    append_events(ledger, 2)  # and the builder goes on from the map made for the checkpoint
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    with psycopg.connect(database_url) as conn:
+        size = tree.tree_size(conn)
+        assert streammap.root_at(conn, size) == streammap.build_root(heads_at(conn, size))
+
+
+def test_a_false_map_is_named_by_verify_checkpoint(ledger, database_url, monkeypatch, capsys, tmp_path):
+    append_events(ledger, 5)
+    signed = Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+    honest = verify_checkpoint(database_url, monkeypatch, capsys, tmp_path, _write(tmp_path / "honest", signed.note))
+    assert honest[0] == 0, honest[1]
+    # The key signs a map that leaves one stream's last event out.
+    with psycopg.connect(database_url) as conn:
+        heads = heads_at(conn, signed.tree_size)
+    stream = next(s for s, (version, _) in heads.items() if version > 1)
+    heads[stream] = (heads[stream][0] - 1, b"\x00" * 32)
+    false = sign_checkpoint(KEY, ORIGIN, ORIGIN, signed.tree_size, signed.root_hash,
+                            [streammap.extension_line(streammap.build_root(heads))])
+    code, out = verify_checkpoint(database_url, monkeypatch, capsys, tmp_path, _write(tmp_path / "false", false))
+    assert code == 1 and "the log signed a false map" in out
+
+
+def test_damaged_map_tables_stop_the_tree_naming_the_map(ledger, database_url):
+    append_events(ledger, 4)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    tamper(database_url, "DELETE FROM stream_map_nodes")
+    append_events(ledger, 1)
+    with TreeBuilder(database_url) as builder, pytest.raises(tree.TreeError, match="stream map node .* is not stored"):
+        builder.catch_up()
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
