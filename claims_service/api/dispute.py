@@ -3,6 +3,7 @@ adjudication (or a what-if under another rule-set version), resolve, and verify 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from claims.v1 import dispute_pb2, dispute_pb2_grpc
@@ -20,6 +21,7 @@ RESOLUTIONS = {
     dispute_pb2.DISPUTE_RESOLUTION_UPHELD: "upheld",
     dispute_pb2.DISPUTE_RESOLUTION_OVERTURNED: "overturned",
 }
+AUDIT_WAIT_SECONDS = 2.0
 FAULTS = {fault: dispute_pb2.LedgerFault.Value(f"LEDGER_FAULT_{fault.name}") for fault in Fault}
 
 
@@ -85,9 +87,21 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
 
     def _from_audit(self, expect: tuple[int, bytes] | None) -> dispute_pb2.VerifyLedgerResponse | None:
         """The auditor's last pass, when it is intact and covers the kept head (None: walk instead)."""
-        audit = self.integrity.last_audit if self.integrity is not None else None
-        if audit is None or not audit["intact"] or self.integrity.fault is not None:
+        if self.integrity is None:
             return None
+        # The audit must have reached the ledger's head as of this call (it follows within a
+        # moment); a head beyond it, or no audit yet, is verified by walking the chain instead.
+        head = self.service.ledger.head()
+        deadline = time.monotonic() + AUDIT_WAIT_SECONDS
+        while True:
+            audit = self.integrity.last_audit
+            if self.integrity.fault is not None or (audit is not None and not audit["intact"]):
+                return None
+            if audit is not None and (head is None or audit["position"] >= head.position):
+                break
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
         response = dispute_pb2.VerifyLedgerResponse(
             intact=True, events=audit["events"], head_position=audit["position"],
             head_hash=bytes.fromhex(audit["head_hash"]), audited_at=audit["finished_at"])

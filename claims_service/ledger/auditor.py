@@ -37,6 +37,8 @@ from claims_service.ledger.verify import verify_ledger
 
 log = logging.getLogger(__name__)
 
+REPORT_PAUSE = 0.1  # seconds between passes while events keep arriving
+
 _SELECT_HEAD = "SELECT hash FROM ledger_events WHERE notification_id = %s"
 _SELECT_STREAM_HEADS = (
     "SELECT e.originator_id, e.originator_version, e.hash"
@@ -199,7 +201,7 @@ class Auditor:
         with psycopg.connect(self.database_url, autocommit=True) as listen:
             listen.execute(f"LISTEN {EVENTS_CHANNEL}")
             with psycopg.connect(self.database_url, autocommit=True) as conn:
-                last_report = 0.0
+                last_report, reported = 0.0, -1
                 while not stop_event.is_set() and self.fault is None:
                     try:
                         while self.audit_new(conn) == self.batch and not stop_event.is_set():
@@ -207,11 +209,14 @@ class Auditor:
                         if time.monotonic() - self._last_full >= self.full_every_seconds:
                             self.audit_full()
                             last_report = time.monotonic()
-                        elif time.monotonic() - last_report >= 5.0:
+                        elif self.position != reported or time.monotonic() - last_report >= 5.0:
+                            # Each step forward is told (at most a few times a second), so that
+                            # VerifyLedger's answer from the audit is never far behind the head.
                             self._report(full=False)
-                            last_report = time.monotonic()
+                            reported, last_report = self.position, time.monotonic()
                     except LedgerFaultFound:
                         break
                     wait_for_notification(listen, timeout)
+                    time.sleep(REPORT_PAUSE)  # a burst of inserts is one pass and one report
         # After a fault the auditor stays stopped (and says so) until the workers are stopped.
         stop_event.wait()
