@@ -37,7 +37,11 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAIMS_", env_ignore_empty=True, frozen=True, extra="ignore")
 
     database_url: str | None = None
-    """A PostgreSQL URL; None means "start the embedded server under data_dir"."""
+    """The service's PostgreSQL URL (a role that owns nothing: README, "Production database roles");
+    None (and no migration_database_url) means "start the embedded server under data_dir"."""
+    migration_database_url: str | None = None
+    """The schema owner's URL: migrations (claimsctl migrate, serve's first step) and projection
+    rebuilds; None means database_url does those too (and serve warns if it could alter the ledger)."""
     data_dir: Path = Path(".data")
     """The embedded database, the development signing key, the demo keys."""
     grpc_addr: str = "127.0.0.1:50051"

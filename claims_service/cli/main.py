@@ -17,7 +17,7 @@ import pydantic
 from claims_service.bootstrap import build_service, ensure_demo_keys
 from claims_service.cli import demo, fhir, keys, ledger, projections, status, witness
 from claims_service.config import Config
-from claims_service.database import database_url
+from claims_service.database import DatabaseUrls, database_urls, grant_service_role, ledger_bypass
 from claims_service.errors import ClaimsError
 from claims_service.files import private_dir
 from claims_service.garbage_collection import tune_garbage_collector
@@ -39,15 +39,32 @@ def observe(config: Config) -> None:
         log.info("tracing %.1f%% of calls to the OTLP endpoint", config.trace_sample_ratio * 100)
 
 
+def prepare_database(urls: DatabaseUrls) -> list[str]:
+    """Migrate as the owner, then grant the service's role what it needs (when it is another role)."""
+    applied = migrate(urls.owner)
+    grant_service_role(urls)
+    return applied
+
+
+def warn_if_the_service_can_alter_the_ledger(urls: DatabaseUrls) -> None:
+    bypass = ledger_bypass(urls.service)
+    if bypass:
+        log.warning("the service's database connection could alter the ledger (%s: it can disable the append-only "
+                    "triggers); connect the service as a role that owns nothing (CLAIMS_DATABASE_URL) and migrate "
+                    "as the owner (CLAIMS_MIGRATION_DATABASE_URL): README, \"Production database roles\"", bypass)
+
+
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
-    with database_url(config) as url:
-        applied = migrate(url)
+    with database_urls(config) as urls:
+        url = urls.service
+        applied = prepare_database(urls)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+        warn_if_the_service_can_alter_the_ledger(urls)
         observe(config)
         service = build_service(config, url)
         # Development convenience: on the embedded database (or when asked), make one key per role.
-        if not config.database_url or config.demo_keys:
+        if not (config.database_url or config.migration_database_url) or config.demo_keys:
             keys_path = private_dir(config.data_dir) / "demo-keys.json"
             if ensure_demo_keys(service.commands, keys_path):
                 log.info("created demo API keys for each role in %s (claimsctl demo uses them)", keys_path)
@@ -57,8 +74,9 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
             log.info("metrics on http://%s:%d/metrics", metrics.parse_addr(config.metrics_addr)[0], endpoint.port)
         tune_garbage_collector()
         host = config.grpc_addr.rsplit(":", 1)[0]
+        embedded = not (config.database_url or config.migration_database_url)
         log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
-                 "embedded, data in " + str(config.data_dir) if not config.database_url else "CLAIMS_DATABASE_URL")
+                 "embedded, data in " + str(config.data_dir) if embedded else "CLAIMS_DATABASE_URL")
         try:
             wait_for_signal()
         finally:
@@ -71,8 +89,8 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
-    with database_url(config) as url:
-        applied = migrate(url)
+    with database_urls(config) as urls:
+        applied = prepare_database(urls)
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "; up to date"))
     return 0
 
@@ -83,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("serve", help="apply migrations and serve gRPC (CLAIMS_GRPC_ADDR)").set_defaults(func=cmd_serve)
-    commands.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("migrate", help="apply pending migrations as the owner (CLAIMS_MIGRATION_DATABASE_URL) and grant "
+                        "the service's role (CLAIMS_DATABASE_URL) what it needs").set_defaults(func=cmd_migrate)
 
     commands.add_parser("demo", help="tell one claim's story against the running service (CLAIMS_GRPC_ADDR)"
                         ).set_defaults(func=lambda config, _args: demo.run_demo(config))

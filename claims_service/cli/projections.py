@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+import psycopg
+
 from claims_service.config import Config
-from claims_service.database import database_url
+from claims_service.database import database_url, owner_database_url
 from projections.catalog import NAMES
 from projections.rebuild import REBUILD_BATCH_SIZE, drop_previous, rebuild, status
 
@@ -52,16 +55,31 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_the_owner(error: Exception) -> int:
+    print(f"claimsctl: {error}".strip(), file=sys.stderr)
+    print("claimsctl: a rebuild creates, renames and drops the read model's tables: run it as their owner "
+          "(CLAIMS_MIGRATION_DATABASE_URL)", file=sys.stderr)
+    return 2
+
+
 def cmd_rebuild(config: Config, args: argparse.Namespace) -> int:
-    with database_url(config) as url:
-        report = rebuild(url, args.name, batch_size=args.batch_size, keep_previous=args.keep_previous)
+    # As the owner: the rebuilt tables are created (and the replaced ones dropped) by the role
+    # that owns them; the service keeps its privileges on them (default privileges).
+    with owner_database_url(config) as url:
+        try:
+            report = rebuild(url, args.name, batch_size=args.batch_size, keep_previous=args.keep_previous)
+        except psycopg.errors.InsufficientPrivilege as error:
+            return _not_the_owner(error)
     print(f"rebuilt {report.name}: {report.events} events in {report.seconds:.1f} s "
           f"({report.events_per_second:,.0f} events/s), swapped in at position {report.position}")
     return 0
 
 
 def cmd_drop_previous(config: Config, args: argparse.Namespace) -> int:
-    with database_url(config) as url:
-        dropped = drop_previous(url, args.name)
+    with owner_database_url(config) as url:
+        try:
+            dropped = drop_previous(url, args.name)
+        except psycopg.errors.InsufficientPrivilege as error:
+            return _not_the_owner(error)
     print(f"dropped {', '.join(dropped)}" if dropped else f"{args.name}: no <table>_previous tables to drop")
     return 0
