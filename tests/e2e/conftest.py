@@ -65,6 +65,10 @@ class _Authenticated:
 
 @dataclass
 class Parties:
+    """The running service (connected as the service role, which cannot alter the ledger), a channel
+    to it, a client per party; `database_url` is the same database as its superuser (a DBA or an
+    attacker: what tamper drills connect as)."""
+
     service: Service
     channel: grpc.Channel
     admin: Client
@@ -74,6 +78,7 @@ class Parties:
     other_payer: Client
     dispute: Client
     keys: dict[str, str]
+    database_url: str
 
     @property
     def fhir_url(self) -> str:
@@ -94,10 +99,12 @@ def register_parties(commands: Any) -> None:
 
 
 @pytest.fixture
-def parties(database_url: str, tmp_path: Path) -> Iterator[Parties]:
+def parties(database_url: str, service_database_url: str, owner_database_url: str,
+            tmp_path: Path) -> Iterator[Parties]:
     # Every service runs its FHIR endpoint too, on a free port (tests/e2e/test_fhir.py reads it).
-    config = Config(database_url=database_url, data_dir=tmp_path, grpc_addr="127.0.0.1:0", fhir_addr="127.0.0.1:0")
-    service = build_service(config, database_url)
+    config = Config(database_url=service_database_url, migration_database_url=owner_database_url, data_dir=tmp_path,
+                    grpc_addr="127.0.0.1:0", fhir_addr="127.0.0.1:0")
+    service = build_service(config, service_database_url)
     service.start()
     register_parties(service.commands)
     keys = {}
@@ -109,7 +116,8 @@ def parties(database_url: str, tmp_path: Path) -> Iterator[Parties]:
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")
     grpc.channel_ready_future(channel).result(timeout=10)
     try:
-        yield Parties(service, channel, **{name: Client(channel, key) for name, key in keys.items()}, keys=keys)
+        yield Parties(service, channel, **{name: Client(channel, key) for name, key in keys.items()}, keys=keys,
+                      database_url=database_url)
     finally:
         channel.close()
         service.stop(grace=1.0)

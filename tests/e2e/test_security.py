@@ -1,7 +1,8 @@
 """Security checks over a real channel and a real database: no call without a credential; keys
 stored only as hashes and compared in constant time; a provider can neither read nor write as
-another; the service's database role cannot UPDATE or DELETE events; secrets and PHI never reach
-the logs or the messages a client gets back."""
+another; the service's database role can append events but neither change them nor get past the
+append-only guard (and the README's SQL grants it exactly that); secrets and PHI never reach the
+logs or the messages a client gets back."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from claims.v1 import admin_pb2, common_pb2, ledger_pb2, payer_pb2, provider_pb2
 from claims_service.api import auth
 from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
+from claims_service.database import ledger_bypass
 from claims_service.domain.apikey import secret_hash
 from claims_service.errors import UnauthenticatedError
+from claims_service.migrate import migrate
 from tests import world
 from tests.e2e.test_claim_flow import claim_request, set_up, wait_decided
 from tests.e2e.test_errors import field_violations, ledger_size
@@ -244,38 +247,73 @@ def test_a_provider_can_neither_read_nor_write_as_another(parties):
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-# --- the database role ------------------------------------------------------------------------------
+# --- the database roles -----------------------------------------------------------------------------
+
+LEDGER_TABLES = ("ledger_events", "ledger_leaves", "merkle_nodes", "ledger_checkpoints")
+GUARDS = {"ledger_events": "ledger_events_guard", "ledger_leaves": "ledger_leaves_guard",
+          "merkle_nodes": "merkle_nodes_guard", "ledger_checkpoints": "ledger_checkpoints_guard"}
+
+
+def readme_sql() -> tuple[list[str], list[str]]:
+    """The statements of the README's "Production database roles" section: the superuser's (its
+    first SQL block) and the owner's grants (the block with the GRANTs)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Production database roles", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```sql")[1:]]
+
+    def statements(block: str) -> list[str]:
+        text = "\n".join(line.split("--", 1)[0] for line in block.splitlines())
+        found, current, quoted = [], "", False
+        for piece in re.split(r"(\$\$|;)", text):  # a ; inside $$ ... $$ (a DO block) ends nothing
+            if piece == "$$":
+                quoted = not quoted
+            if piece == ";" and not quoted:
+                found.append(" ".join(current.split()))
+                current = ""
+            else:
+                current += piece
+        return [f for f in found + [" ".join(current.split())] if f]
+
+    setup, grants = statements(blocks[0]), statements(blocks[1])
+    assert any(s.startswith("GRANT") for s in grants) and all(not s.startswith("GRANT") for s in setup), blocks
+    return setup, grants
 
 
 def readme_grants() -> list[str]:
     """The GRANT statements of the README's "Production database roles" section."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Production database roles", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sql", 1)[1].split("```", 1)[0]
-    return [line.split("--", 1)[0].strip() for line in block.splitlines() if line.strip().upper().startswith("GRANT")]
+    return [s for s in readme_sql()[1] if s.upper().startswith("GRANT")]
+
+
+def _privileges(url: str, role: str) -> dict[str, set[str]]:
+    """Every privilege `role` holds in the database: on each table and sequence of public, on the
+    schema, and by default on what the owner creates later."""
+    with psycopg.connect(url) as conn:
+        held: dict[str, set[str]] = {}
+        for name, kind, acl in conn.execute(
+                "SELECT c.relname, c.relkind, c.relacl FROM pg_class c"
+                " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'S')"):
+            held[f"{kind}:{name}"] = {row[0] for row in conn.execute(
+                "SELECT privilege_type FROM aclexplode(%s::aclitem[]) WHERE grantee = %s::regrole",
+                (acl, role))} if acl else set()
+        held["schema:public"] = {p for p in ("USAGE", "CREATE") if conn.execute(
+            "SELECT has_schema_privilege(%s, 'public', %s)", (role, p)).fetchone()[0]}
+        for kind, acl in conn.execute("SELECT defaclobjtype, defaclacl FROM pg_default_acl"
+                                      " WHERE defaclnamespace = 'public'::regnamespace"):
+            held[f"default:{kind}"] = {row[0] for row in conn.execute(
+                "SELECT privilege_type FROM aclexplode(%s::aclitem[]) WHERE grantee = %s::regrole", (acl, role))}
+    return held
 
 
 @pytest.fixture
-def service_role(database_url: str) -> Iterator[str]:
-    """A login role with exactly the README's production grants; its connection URL."""
-    role = f"claims_service_test_{uuid.uuid4().hex[:10]}"
-    grants = readme_grants()
-    assert any("ledger_events" in g for g in grants), grants
-    with psycopg.connect(database_url, autocommit=True) as owner:
-        owner.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        try:
-            for grant in grants:
-                owner.execute(re.sub(r"\bTO\s+claims_service\b", f'TO "{role}"', grant))
-            yield make_conninfo(database_url, user=role)
-        finally:
-            owner.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
-            owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+def roles(pg_roles):
+    if pg_roles is None:
+        pytest.skip("the server's admin may not create roles (CLAIMS_DATABASE_URL): no split to test")
+    return pg_roles
 
 
-def test_the_service_role_appends_but_cannot_update_or_delete_events(database_url, service_role):
+def test_the_service_role_appends_but_cannot_update_or_delete_events(database_url, service_database_url, roles):
     # The normal path works with these grants: the service appends (hash-linked, under its lock).
-    ledger = LedgerApplication(service_role, pool_size=2)
+    ledger = LedgerApplication(service_database_url, pool_size=2)
     commands = Commands(ledger)
     try:
         commands.register_provider(actor=world.ADMIN, npi=world.NPI, name="Riverside", taxonomy="207Q00000X")
@@ -288,8 +326,8 @@ def test_the_service_role_appends_but_cannot_update_or_delete_events(database_ur
     # UPDATE, DELETE and TRUNCATE are refused by the privilege system itself, before any trigger.
     # (For the owner, who has the privileges, the append-only trigger refuses them: see
     # tests/integration/test_hash_chain.py::test_the_database_refuses_update_delete_and_truncate.)
-    with psycopg.connect(service_role, autocommit=True) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0].startswith("claims_service_test_")
+    with psycopg.connect(service_database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == roles.service
         events = conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0]
         assert events == 2
         for statement in ("UPDATE ledger_events SET topic = 'x'",
@@ -297,9 +335,107 @@ def test_the_service_role_appends_but_cannot_update_or_delete_events(database_ur
                           "DELETE FROM ledger_events",
                           "DELETE FROM ledger_events WHERE notification_id = 1",
                           "TRUNCATE ledger_events"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table ledger_events"):
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0] == events
+
+
+@pytest.mark.parametrize("table", LEDGER_TABLES)
+def test_the_service_role_can_neither_change_nor_unguard_a_ledger_table(database_url, service_database_url, roles,
+                                                                         table):
+    """Each way past the append-only guard, tried as the service's role: each refused with
+    InsufficientPrivilege (SQLSTATE 42501), the message saying which check refused it."""
+    guard = GUARDS[table]
+    with psycopg.connect(database_url) as conn:
+        (column,) = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum = 1",
+                                 (table,)).fetchone()
+    denied, not_owner = f"permission denied for table {table}", f"must be owner of (table|relation) {table}"
+    attempts = {
+        f"UPDATE {table} SET {column} = {column}": denied,
+        f"DELETE FROM {table}": denied,
+        f"TRUNCATE {table}": denied,
+        f"ALTER TABLE {table} ADD COLUMN forged bytea": not_owner,
+        f"ALTER TABLE {table} RENAME TO {table}_old": not_owner,
+        f"ALTER TABLE {table} DISABLE TRIGGER ALL": not_owner,
+        f"ALTER TABLE {table} DISABLE TRIGGER {guard}": not_owner,
+        f"ALTER TABLE {table} DISABLE TRIGGER USER": not_owner,
+        f"DROP TRIGGER {guard} ON {table}": not_owner,
+        f"DROP TABLE {table}": not_owner,
+        f"CREATE TRIGGER forged BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION ledger_refuse_rewrite()":
+            denied,
+        f"ALTER TABLE {table} OWNER TO CURRENT_USER": not_owner,
+        # The guard's functions: replacing one with a no-op would unguard every table.
+        "ALTER FUNCTION ledger_refuse_change() RENAME TO unguarded": "must be owner of function ledger_refuse_change",
+        "ALTER FUNCTION ledger_refuse_rewrite() RENAME TO unguarded": "must be owner of function ledger_refuse_rewrite",
+        "CREATE OR REPLACE FUNCTION ledger_refuse_rewrite() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RETURN NEW; END $$": "permission denied for schema public",
+        # Triggers skipped for the session: a superuser's parameter.
+        "SET session_replication_role = replica": 'permission denied to set parameter "session_replication_role"',
+    }
+    with psycopg.connect(service_database_url, autocommit=True) as conn:
+        for statement, refusal in attempts.items():
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=refusal):
+                conn.execute(statement)
+    with psycopg.connect(database_url) as conn:
+        enabled = dict(conn.execute("SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass"
+                                    " AND NOT tgisinternal", (table,)).fetchall())
+        assert enabled[guard] == "O" and all(state == "O" for state in enabled.values()), enabled
+        assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+                            (table,)).fetchone()[0] == roles.owner
+
+
+def test_the_owner_is_no_superuser_but_could_disable_the_guard_so_the_service_is_not_the_owner(
+        database_url, owner_database_url, service_database_url, roles):
+    """Why the service must not connect as the owner (docs/LEDGER.md, "The append-only guard"):
+    DISABLE TRIGGER needs only ownership of the table."""
+    with psycopg.connect(owner_database_url) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+        with conn.transaction(force_rollback=True):
+            conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_guard")
+            conn.execute("DELETE FROM ledger_events")  # accepted: the guard is off in this transaction
+    assert ledger_bypass(owner_database_url) == f"role {roles.owner} owns the ledger's tables"
+    assert ledger_bypass(database_url) is not None and "superuser" in ledger_bypass(database_url)
+    assert ledger_bypass(service_database_url) is None
+
+
+def test_the_readme_sql_grants_a_service_role_exactly_what_claimsctl_migrate_does(
+        pg_admin_url, database_url, roles):
+    """The DBA's way (README, run by hand) and the service's (`grant_service_role`, which the
+    template database's owner ran) give the service's role the same privileges, no more."""
+    setup, grants = readme_sql()
+    suffix = uuid.uuid4().hex[:8]
+    names = {"claims_owner": f"readme_owner_{suffix}", "claims_service": f"readme_service_{suffix}",
+             "claims": f"readme_claims_{suffix}"}
+
+    def ours(statement: str) -> str:
+        return re.sub(r"\b(claims_owner|claims_service|claims)\b", lambda m: f'"{names[m.group(1)]}"', statement)
+
+    admin = psycopg.connect(pg_admin_url, autocommit=True)
+    try:
+        for statement in setup:
+            admin.execute(ours(statement))
+        for role in (names["claims_owner"], names["claims_service"]):
+            admin.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(roles.password)))
+        database = make_conninfo(pg_admin_url, dbname=names["claims"])
+        owner = make_conninfo(database, user=names["claims_owner"], password=roles.password)
+        migrate(owner)
+        with psycopg.connect(owner) as conn, conn.transaction():
+            for statement in grants:
+                conn.execute(ours(statement))
+        by_hand = _privileges(database, names["claims_service"])
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["claims"])))
+        for role in (names["claims_service"], names["claims_owner"]):
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.close()
+    by_migrate = _privileges(database_url, roles.service)
+    assert by_hand == by_migrate
+    assert by_migrate["r:ledger_events"] == {"SELECT", "INSERT", "MAINTAIN"}
+    assert all(by_migrate[f"r:{table}"] == {"SELECT", "INSERT"} for table in LEDGER_TABLES[1:])
+    assert by_migrate["r:claim_status"] == {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    assert by_migrate["r:ledger_tracking"] == {"SELECT", "INSERT", "UPDATE"}
+    assert by_migrate["schema:public"] == {"USAGE"}
+    assert by_migrate["default:r"] == {"SELECT", "INSERT", "UPDATE", "DELETE"}
 
 
 # --- logs and messages ------------------------------------------------------------------------------
