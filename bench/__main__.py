@@ -188,6 +188,14 @@ def figures_table(results: dict[str, Any]) -> Table:
                 f"{proofs[key]['p50_ms']:.2f} / {proofs[key]['p99_ms']:.2f}", "p99 < 5")
         row("tree append µs/event (batches of 10,000 / 100)",
             f"{append['us_per_event_batch_10000']} / {append['us_per_event_batch_100']}")
+        if "stream_map_bytes_per_event" in append:
+            row("stream map rows / bytes per event (every event a new stream)",
+                f"{append['stream_map_rows_per_event']} / {append['stream_map_bytes_per_event']:,.0f}")
+        if "checkpoint" in tree:
+            cp = tree["checkpoint"]
+            row("checkpoint p50 / p99 ms: signed / signed + 1 witness cosignature (HTTP)",
+                f"{cp['signed']['p50_ms']:.1f} / {cp['signed']['p99_ms']:.1f} · "
+                f"{cp['signed_and_cosigned']['p50_ms']:.1f} / {cp['signed_and_cosigned']['p99_ms']:.1f}")
     if "projections" in results:
         proj = results["projections"]
         row(f"projection rebuild events/s (slowest, {proj['events']:,} events)", proj["min_events_per_s"], "≥ 10,000")

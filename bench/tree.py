@@ -3,7 +3,10 @@
 `measure(database_url)` wants a database of its own (it migrates it and fills the tree tables):
 
 1. inserts `real_events` events into ledger_events (hash-linked by the trigger, as in production)
-   and times `TreeBuilder.extend` over them, in large and in small batches;
+   and times `TreeBuilder.extend` over them, in large and in small batches (leaves, subtrees and
+   the stream map: each bench event is a new stream, the map's worst case);
+1b. times signing checkpoints, alone and with one witness's cosignature (a real HTTP witness, in a
+   thread of this process), `checkpoints` of each, 50 new events before each;
 2. grows the tree to `leaves` leaves with SYNTHETIC leaves written straight into ledger_leaves
    and merkle_nodes by the same append code (`tree.append_leaves`) but without events behind them
    (inserting a million real events would dominate the run and tells nothing more about proofs);
@@ -58,8 +61,53 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def _checkpoint_latency(database_url: str, conn: psycopg.Connection, builder: TreeBuilder, rounds: int,
+                        per_round: int = 50) -> dict[str, object]:
+    """Checkpoints signed alone and signed then cosigned by one witness over HTTP, alternately."""
+    import tempfile
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from claims_service.ledger.checkpointer import Checkpointer
+    from claims_service.ledger.note import VerifierKey
+    from claims_service.ledger.witnessing import WitnessEndpoint
+    from claims_service.witness.directory import init_witness, load_witness
+    from claims_service.witness.server import WitnessServer
+
+    key, origin = Ed25519PrivateKey.generate(), "bench.local/ledger"
+    alone: list[float] = []
+    witnessed: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="claims-bench-witness-") as tmp:
+        cosigner = init_witness(Path(tmp) / "witness", "bench.local/witness", {origin: [VerifierKey.of(key, origin)]})
+        server = WitnessServer(load_witness(Path(tmp) / "witness"), "127.0.0.1:0").start()
+        try:
+            state = Path(tmp) / "signer.last-checkpoint"  # the signer's own memory, fsync'ed, as in production
+            plain = Checkpointer(database_url, key, origin=origin, state_file=state)
+            cosigned = Checkpointer(database_url, key, origin=origin, state_file=state,
+                                    witnesses=[WitnessEndpoint(server.url, cosigner)])
+            for i in range(2 * rounds):
+                _insert_events(conn, per_round)
+                builder.extend(10_000)
+                signer, samples = (plain, alone) if i % 2 else (cosigned, witnessed)
+                samples.append(_timed(lambda: signer.sign(conn)))  # noqa: B023 - called at once
+            cosigned.witnessing.close()
+            stored = conn.execute("SELECT count(*) FROM ledger_cosignatures").fetchone()[0]
+        finally:
+            server.stop()
+    return {
+        "checkpoints": rounds,
+        "signed": _percentiles(alone),
+        "signed_and_cosigned": _percentiles(witnessed),
+        "cosignatures_stored": stored,
+        "note": "sign = tree root, consistency check, the signer's state file (fsync), INSERT; cosigned adds one"
+                " witness over HTTP on localhost (keep-alive; a consistency proof from its last size, its state"
+                " file fsync'ed) and the INSERT of its cosignature",
+    }
+
+
 def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20_000, samples: int = 2000,
-            seed: int = 9162, progress: Callable[[str], None] | None = None) -> dict[str, object]:
+            checkpoints: int = 20, seed: int = 9162, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     from claims_service.migrate import migrate
 
     say = progress or (lambda _msg: None)
@@ -80,16 +128,25 @@ def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20
             large_n = tree.tree_size(conn)
             small = _timed(lambda: [builder.extend(100) for _ in range((real_events - large_n) // 100)])
             small_n = tree.tree_size(conn) - large_n
-        results["append"] = {
-            "events": real_events,
-            "us_per_event_batch_10000": round(large / large_n * 1e6, 1),
-            "us_per_event_batch_100": round(small / small_n * 1e6, 1) if small_n else None,
-            "note": "TreeBuilder.extend over events in ledger_events: read, link check, leaf and node hashing,"
-                    " COPY of leaves and nodes, commit",
-        }
+            conn.execute("ANALYZE stream_map_nodes")
+            map_bytes = conn.execute("SELECT pg_total_relation_size('stream_map_nodes')"
+                                     " + pg_total_relation_size('stream_map_roots')").fetchone()[0]
+            map_rows = conn.execute("SELECT count(*) FROM stream_map_nodes").fetchone()[0]
+            results["append"] = {
+                "events": real_events,
+                "us_per_event_batch_10000": round(large / large_n * 1e6, 1),
+                "us_per_event_batch_100": round(small / small_n * 1e6, 1) if small_n else None,
+                "stream_map_rows_per_event": round(map_rows / tree.tree_size(conn), 2),
+                "stream_map_bytes_per_event": round(map_bytes / tree.tree_size(conn), 1),
+                "note": "TreeBuilder.extend over events in ledger_events: read, link check, leaf and node hashing,"
+                        " COPY of leaves and nodes, the stream map's new leaves and paths (every event a new"
+                        " stream here: the map's worst case), commit",
+            }
+            say(f"signing {checkpoints} checkpoints alone and {checkpoints} cosigned by a witness")
+            results["checkpoint"] = _checkpoint_latency(database_url, conn, builder, checkpoints)
 
         # 2. Synthetic leaves up to `leaves`.
-        size = tree.tree_size(conn)
+        size = real = tree.tree_size(conn)
         position = conn.execute("SELECT max(position) FROM ledger_leaves").fetchone()[0] or 0
         say(f"growing the tree to {leaves:,} leaves with synthetic leaves")
         started = time.perf_counter()
@@ -103,7 +160,7 @@ def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20
                 frontier = tree.append_leaves(conn, size, batch, frontier)
             size += n
             position += n
-        synthetic = size - real_events
+        synthetic = size - real
         elapsed = time.perf_counter() - started
         conn.execute("ANALYZE ledger_leaves")
         conn.execute("ANALYZE merkle_nodes")
@@ -114,7 +171,8 @@ def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20
             "synthetic_leaves": synthetic,
             "synthetic_us_per_leaf": round(elapsed / synthetic * 1e6, 1) if synthetic > 0 else None,
             "bytes_per_leaf": round((storage[0] + storage[1]) / size, 1),
-            "note": f"leaves {real_events:,}..{size - 1:,} are synthetic: written directly into ledger_leaves and"
+            "real_leaves": real,
+            "note": f"leaves {real:,}..{size - 1:,} are synthetic: written directly into ledger_leaves and"
                     " merkle_nodes (no events behind them) to reach the size quickly",
         }
 

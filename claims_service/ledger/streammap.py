@@ -16,10 +16,13 @@ confused, so a root opens one way only: a path from the root along a key ends at
 
 Storage (migration 0018): `stream_map_nodes` holds every node and leaf ever made, by hash
 (content-addressed, append-only: a new head makes a new leaf and new nodes up its path; the old
-ones stay, so every earlier root still answers); `stream_map_roots` the root at each tree size
-the tree builder reached. The builder updates the map in the same transaction as the leaves, for
-the streams its batch touched only: O(changed streams × log streams) hashes and rows, never a pass
-over all streams (but once, to build the map of a ledger that predates it).
+ones stay, so every earlier root still answers); `stream_map_roots` the root at the tree sizes the
+map was brought to. It is brought up to date incrementally, from the latest root with the heads
+the leaves since then moved: by the tree builder in the same transaction as the leaves once
+`map_every` (1,000) leaves are unmapped, and by the signer for the size it signs. The cost is
+O(changed streams × log streams) hashes and rows per update, never a pass over all streams (but
+once, to map a ledger that predates the map); updating every 1,000 leaves rather than at every
+small batch shares the upper levels of the paths among more streams.
 """
 
 from __future__ import annotations
@@ -260,7 +263,7 @@ _SELECT_NODES = ("SELECT hash, left_hash, right_hash, stream_id, version, event_
                  " WHERE hash = ANY(%s)")
 _INSERT_NODES = (
     "INSERT INTO stream_map_nodes (hash, left_hash, right_hash, stream_id, version, event_hash)"
-    " SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[], %s::uuid[], %s::bigint[], %s::bytea[])"
+    " SELECT * FROM unnest(%b::bytea[], %b::bytea[], %b::bytea[], %b::uuid[], %b::bigint[], %b::bytea[])"
     " ON CONFLICT (hash) DO NOTHING"
 )
 # The path of one key from a root, one statement: each step picks the child the key's bit names.
@@ -307,34 +310,58 @@ def prove(conn: psycopg.Connection, root: bytes, stream: uuid.UUID) -> MapProof:
 
 
 def checkpoint_extensions(conn: psycopg.Connection, tree_size: int) -> list[str]:
-    """A checkpoint's extension lines: the stream map's root at `tree_size` (built now, from the
-    events, when no batch of the tree builder ended at that size)."""
-    root = root_at(conn, tree_size)
-    if root is None:
-        root = StreamMap().backfill(conn, tree_size)
-    return [extension_line(root)]
+    """A checkpoint's extension lines: the stream map's root at `tree_size` (brought up to that size
+    now when the tree builder has not: from the latest map before it, with the leaves since)."""
+    return [extension_line(StreamMap().catch_up(conn, tree_size))]
+
+
+def mapped_size(conn: psycopg.Connection) -> int:
+    """The largest tree size the map has a root for (0 when none)."""
+    return conn.execute("SELECT coalesce(max(tree_size), 0) FROM stream_map_roots").fetchone()[0]
 
 
 class StreamMap:
-    """The stored map, updated by the tree builder. Keeps the nodes it read or made recently (content
-    addressed, so never stale): the upper levels are read once, not at every batch."""
+    """The stored map. Keeps the nodes it read or made recently (content addressed, so never stale):
+    the upper levels are read once, not at every update."""
 
     def __init__(self, cache_limit: int = 500_000) -> None:
         self.cache_limit = cache_limit
         self._cache: dict[bytes, Node] = {}
 
-    def update(self, conn: psycopg.Connection, old_size: int, new_size: int,
-               heads: Mapping[uuid.UUID, Head]) -> bytes:
-        """Record the map at `new_size`: the map at `old_size` with `heads` (the streams that leaves
-        old_size .. new_size-1 moved, each to its newest event among them). Runs in the caller's
-        transaction, which holds the tree lock."""
-        root = root_at(conn, old_size)
-        if root is None:
-            root = self.backfill(conn, old_size)
+    def catch_up(self, conn: psycopg.Connection, tree_size: int) -> bytes:
+        """The map root at `tree_size`, recorded: the latest map before that size with the heads the
+        leaves since then moved (incrementally: only the streams they touch). A ledger older than
+        the map is mapped from its first leaf, once. Runs in the caller's transaction."""
+        root = root_at(conn, tree_size)
+        if root is not None:
+            return root
+        row = conn.execute("SELECT tree_size, root FROM stream_map_roots WHERE tree_size < %s"
+                           " ORDER BY tree_size DESC LIMIT 1", (tree_size,)).fetchone()
+        since, root = (row[0], bytes(row[1])) if row else (0, EMPTY)
+        heads: dict[uuid.UUID, Head] = {}
+        with conn.cursor(name="stream_map_leaves") as cur:
+            cur.itersize = 50_000
+            cur.execute("SELECT e.originator_id, e.originator_version, l.event_hash FROM ledger_leaves l"
+                        " JOIN ledger_events e ON e.notification_id = l.position"
+                        " WHERE l.leaf_index >= %s AND l.leaf_index < %s ORDER BY l.leaf_index", (since, tree_size))
+            count = 0
+            for stream, version, event_hash in cur:
+                heads[stream] = (version, bytes(event_hash))
+                count += 1
+        if count != tree_size - since:
+            raise StreamMapError(f"the tree's leaves {since}..{tree_size - 1} do not all name an event of the ledger")
+        return self.update(conn, root, tree_size, heads)
+
+    def update(self, conn: psycopg.Connection, root: bytes, new_size: int, heads: Mapping[uuid.UUID, Head]) -> bytes:
+        """Record the map at `new_size`: the map `root` with `heads` applied."""
         items = _items(heads)
-        self._load_paths(conn, root, items)
-        builder = _Builder(self._cache)
-        new_root = builder.apply(root, 0, items)
+        if root == EMPTY and len(items) > 1000:
+            builder = _Builder({})  # from nothing (a first map): no path to read
+            new_root = builder.build(0, items)
+        else:
+            self._load_paths(conn, root, items)
+            builder = _Builder(self._cache)
+            new_root = builder.apply(root, 0, items)
         self._write(conn, builder.made)
         stored = conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s) ON CONFLICT DO NOTHING"
                               " RETURNING root", (new_size, new_root)).fetchone()
@@ -342,26 +369,6 @@ class StreamMap:
             raise StreamMapError(f"the stream map already has another root for tree size {new_size}: the tree was"
                                  " rebuilt over a different history")
         return new_root
-
-    def backfill(self, conn: psycopg.Connection, tree_size: int) -> bytes:
-        """Build the map of the first `tree_size` leaves from their events (once, for a tree built
-        before the map existed), and record its root."""
-        row = conn.execute("SELECT position FROM ledger_leaves WHERE leaf_index = %s", (tree_size - 1,)).fetchone()
-        if row is None:
-            raise StreamMapError(f"the tree has no leaf {tree_size - 1}: no stream map can be built for it")
-        heads: dict[uuid.UUID, Head] = {}
-        with conn.cursor(name="stream_map_backfill") as cur:
-            cur.itersize = 50_000
-            cur.execute("SELECT originator_id, originator_version, hash FROM ledger_events"
-                        " WHERE notification_id <= %s ORDER BY notification_id", (row[0],))
-            for stream, version, event_hash in cur:
-                heads[stream] = (version, bytes(event_hash))
-        builder = _Builder({})
-        root = builder.build(0, _items(heads))
-        self._write(conn, builder.made)
-        conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                     (tree_size, root))
-        return root_at(conn, tree_size) or root
 
     def _load_paths(self, conn: psycopg.Connection, root: bytes, items: list[tuple[bytes, Leaf | bytes]]) -> None:
         """Bring every node the update descends through into the cache, a level per statement."""

@@ -1,7 +1,8 @@
 """The ledger's Merkle tree, stored in PostgreSQL and extended incrementally (migration 0010).
 
 `TreeBuilder.extend` appends the events after the last leaf, leaves and completed subtrees, and
-updates the stream map (`streammap.py`: each stream's head at the new size), in one transaction:
+(every `map_every` leaves) brings the stream map up to the new size (`streammap.py`: each stream's
+head), in one transaction:
 a kill at any moment leaves a complete tree of some size, and the next run continues from it. It
 refuses an event that does not link (`prev_hash`) to the last leaf's event: the tree only grows
 over an unbroken chain. Roots and proofs for any size read O(log n) rows by primary key in one
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -33,7 +33,7 @@ TREE_CHANNEL = "ledger_tree"  # extend() NOTIFYs this with the new tree size
 TREE_LOCK_KEY = 0x4D65726B6C65  # "Merkle": serialises tree builders (transaction advisory lock)
 
 _SELECT_EVENTS = (
-    "SELECT notification_id, prev_hash, hash, originator_id, originator_version FROM ledger_events"
+    "SELECT notification_id, prev_hash, hash FROM ledger_events"
     " WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
 )
 _SELECT_LAST_LEAF = "SELECT leaf_index, position, event_hash FROM ledger_leaves ORDER BY leaf_index DESC LIMIT 1"
@@ -219,9 +219,10 @@ class TreeBuilder:
     """Follows the events table and appends its events to the tree. One per service is enough;
     more are harmless (an advisory lock serialises them)."""
 
-    def __init__(self, database_url: str, *, coalesce_seconds: float = 0.2) -> None:
+    def __init__(self, database_url: str, *, coalesce_seconds: float = 0.2, map_every: int = 1000) -> None:
         self.database_url = database_url
         self.coalesce_seconds = coalesce_seconds
+        self.map_every = map_every  # bring the stream map up to the tree once this many leaves are unmapped
         self._conn: psycopg.Connection | None = None
         self._map = streammap.StreamMap()  # the streams' heads, updated with each batch
 
@@ -258,8 +259,7 @@ class TreeBuilder:
                 return 0
             expected = last.event_hash if last else GENESIS
             leaves = []
-            heads: dict[uuid.UUID, tuple[int, bytes]] = {}
-            for position, prev_hash, event_hash, stream, version in rows:
+            for position, prev_hash, event_hash in rows:
                 if bytes(prev_hash) != expected:
                     # Append the linked part only; the unlinked event is refused loudly.
                     if leaves:
@@ -271,10 +271,10 @@ class TreeBuilder:
                     )
                 expected = bytes(event_hash)
                 leaves.append((position, expected))
-                heads[stream] = (version, expected)
             append_leaves(conn, size, leaves)
             try:
-                self._map.update(conn, size, size + len(leaves), heads)
+                if self.map_every and size + len(leaves) - streammap.mapped_size(conn) >= self.map_every:
+                    self._map.catch_up(conn, size + len(leaves))
             except LookupError as error:
                 raise TreeError(f"the stream map cannot be updated: {error}; run `claimsctl verify-checkpoint`."
                                 " The tree stops growing until it is resolved.") from None

@@ -25,7 +25,7 @@ def heads_at(conn: psycopg.Connection, size: int) -> dict[uuid.UUID, tuple[int, 
 
 
 def test_the_builder_keeps_the_map_of_every_batch(ledger, database_url):
-    with TreeBuilder(database_url) as builder:
+    with TreeBuilder(database_url, map_every=1) as builder:
         for round_ in range(4):
             append_events(ledger, 3 + round_)
             builder.extend(7)  # batches that end inside a write, too
@@ -47,6 +47,21 @@ def test_the_builder_keeps_the_map_of_every_batch(ledger, database_url):
         assert streammap.verify(early_root, streammap.prove(conn, early_root, stream)) == heads_at(conn, early_size)[stream]
 
 
+def test_the_builder_maps_every_thousand_leaves_and_the_signer_the_rest(ledger, database_url):
+    with TreeBuilder(database_url, map_every=30) as builder:
+        for _ in range(5):
+            append_events(ledger, 7)  # 14 events
+            builder.catch_up()
+        with psycopg.connect(database_url) as conn:
+            sizes = [r[0] for r in conn.execute("SELECT tree_size FROM stream_map_roots ORDER BY tree_size")]
+        assert sizes == [42]  # 14, 28: fewer than 30 unmapped; 42: mapped; 56, 70: not yet
+        signed = Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+        assert signed.tree_size == 70
+        with psycopg.connect(database_url) as conn:
+            assert [r[0] for r in conn.execute("SELECT tree_size FROM stream_map_roots ORDER BY tree_size")] == [42, 70]
+            assert streammap.root_at(conn, 70) == streammap.build_root(heads_at(conn, 70))
+
+
 def test_checkpoints_commit_to_the_map_and_a_ledger_older_than_the_map_gets_one(ledger, database_url):
     append_events(ledger, 6)
     with TreeBuilder(database_url) as builder:
@@ -58,12 +73,12 @@ def test_checkpoints_commit_to_the_map_and_a_ledger_older_than_the_map_gets_one(
     with psycopg.connect(database_url) as conn:
         expected = streammap.build_root(heads_at(conn, checkpoint.size))
     assert checkpoint.extensions == (streammap.extension_line(expected),)
-    append_events(ledger, 2)  # and the builder goes on from the map made for the checkpoint
-    with TreeBuilder(database_url) as builder:
-        builder.catch_up()
+    append_events(ledger, 2)  # and the next one goes on from the map made for the first
+    later = parse_and_verify(Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now().note, VKEY)
     with psycopg.connect(database_url) as conn:
-        size = tree.tree_size(conn)
-        assert streammap.root_at(conn, size) == streammap.build_root(heads_at(conn, size))
+        assert later.extensions == (streammap.extension_line(streammap.build_root(heads_at(conn, later.size))),)
+        assert [r[0] for r in conn.execute("SELECT tree_size FROM stream_map_roots ORDER BY tree_size")] == [
+            checkpoint.size, later.size]
 
 
 def test_a_false_map_is_named_by_verify_checkpoint(ledger, database_url, monkeypatch, capsys, tmp_path):
@@ -84,11 +99,11 @@ def test_a_false_map_is_named_by_verify_checkpoint(ledger, database_url, monkeyp
 
 def test_damaged_map_tables_stop_the_tree_naming_the_map(ledger, database_url):
     append_events(ledger, 4)
-    with TreeBuilder(database_url) as builder:
+    with TreeBuilder(database_url, map_every=1) as builder:
         builder.catch_up()
     tamper(database_url, "DELETE FROM stream_map_nodes")
     append_events(ledger, 1)
-    with TreeBuilder(database_url) as builder, pytest.raises(tree.TreeError, match="stream map node .* is not stored"):
+    with TreeBuilder(database_url, map_every=1) as builder, pytest.raises(tree.TreeError, match="stream map node .* is not stored"):
         builder.catch_up()
 
 
