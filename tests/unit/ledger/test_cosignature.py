@@ -79,3 +79,19 @@ def test_an_altered_checkpoint_or_timestamp_fails_and_unknown_cosigners_are_igno
         verify_cosignatures(text + forged, [witness])
     with pytest.raises(CheckpointError):
         cosign(WITNESS_KEY, WITNESS, body, 0)  # the spec forbids a zero timestamp
+
+
+def test_the_example_in_docs_ledger_md():
+    from claims_service.ledger import merkle
+
+    tree_root = merkle.root([hashlib.sha256(f"e{i}".encode()).digest() for i in range(3)])
+    text = sign_checkpoint(LOG_KEY, ORIGIN, ORIGIN, 3, tree_root,
+                           ["claims-ledger/stream-heads/v1 ccfHS/Xt42DWsu6bq221X3FRJP/v4nOaywrqn4tcjWc="])
+    body = text[: text.index("\n\n") + 1]
+    cosigned = text + cosign(WITNESS_KEY, WITNESS, body, 1_700_000_000)
+    assert str(CosignerKey.of(WITNESS_KEY, WITNESS)) == "witness.example/w1+20324abe+BCmsuuFBvMrwsi4alNNNC8c2HlJtC/4SyJeUvJMilm3X"
+    assert cosigned == (
+        "claims.example/ledger\n3\n/uh40sb00pgBxoBgKjiFLwmjepG296cYPmkZG9usg10=\n"
+        "claims-ledger/stream-heads/v1 ccfHS/Xt42DWsu6bq221X3FRJP/v4nOaywrqn4tcjWc=\n\n"
+        "\u2014 claims.example/ledger XqxqUqp/3UkwiKzgkrCWbYodd5BcfILUFWBr5S4++b1z4XlOLq9ZEvORkoUZkshARcoYFQSQ0+Ad64Eu0pCkGPigsQo=\n"
+        "\u2014 witness.example/w1 IDJKvgAAAABlU/EALBDvR1qZ4fJoft39jtqfxVtqB1IkJUtQMwS6Fmpew2IsX14CiW3JxxRvDqsrorXZOsEEq1uzwmJH48pJkZDUCw==\n")

@@ -115,3 +115,29 @@ def test_the_extension_line_round_trips():
     assert streammap.root_from_extensions(["other ext"]) is None
     with pytest.raises(merkle.ProofError):
         streammap.root_from_extensions(["claims-ledger/stream-heads/v1 AAAA"])
+
+
+def test_the_example_in_docs_ledger_md():
+    a = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    b = uuid.UUID("00000000-0000-4000-8000-000000000002")
+    heads = {a: (2, h("event a2")), b: (1, h("event b1"))}
+    assert (streammap.key_of(a).hex()[:8], streammap.key_of(b).hex()[:8]) == ("86a42775", "62207b48")
+    root = build_root(heads)
+    assert root.hex() == "71c7c74bf5ede360d6b2ee9bab6db55f715124ffefe2739acb0aea9f8b5c8d67"
+    assert streammap.extension_line(root) == "claims-ledger/stream-heads/v1 ccfHS/Xt42DWsu6bq221X3FRJP/v4nOaywrqn4tcjWc="
+    # A third stream's path ends at the second's leaf: its absence, proved.
+    memory = MemoryMap()
+    memory.update(heads)
+    c = uuid.UUID("00000000-0000-4000-8000-000000000003")
+    proof = memory.prove(c)
+    assert proof.other is not None and proof.other.stream == b and verify(root, proof) is None
+
+
+def test_a_claims_payment_stream_id_is_the_documented_uuid5():
+    from claims_service.adjudication.bundles import claim_completeness
+
+    claim = uuid.UUID("5f0c2b7e-0000-4000-8000-000000000000")
+    payment, label = claim_completeness(claim).family(1)
+    name = f'["payment","{claim}/1"]'
+    assert payment == uuid.uuid5(uuid.UUID("e290a70c-ef41-557c-85b3-9b66b265524b"), name)
+    assert label == f"payment 1 ({claim}/1)"
