@@ -58,6 +58,9 @@ NO_DELETE_TABLES = ("ledger_tracking",)
 # What the service holds on every other table (read models, tracking) and on every table the
 # owner creates later (ALTER DEFAULT PRIVILEGES): a later migration's table, a rebuild's tables.
 SERVICE_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+# Serialises grant_service_role (two services starting at once would otherwise update the same
+# ACLs concurrently: "tuple concurrently updated").
+GRANT_LOCK_KEY = 0x4772616E7473  # "Grants"
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,7 @@ def grant_service_role(urls: DatabaseUrls) -> str | None:
         owner = _current_user(conn)
         if owner == service:
             return None
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (GRANT_LOCK_KEY,))
         for statement in service_grants(conn, owner, service):
             conn.execute(statement)
     log.info("granted role %s the service's privileges on %s's tables", service, owner)

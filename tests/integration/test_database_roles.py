@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -192,6 +193,27 @@ def test_a_rebuild_runs_as_the_owner_and_the_service_keeps_writing_the_tables_it
     monkeypatch.setenv("CLAIMS_MIGRATION_DATABASE_URL", owner_database_url)
     assert claimsctl(["projections", "drop-previous", "claim_status"]) == 0
     assert drop_previous(owner_database_url, "claim_status") == []
+
+
+def test_services_starting_at_once_grant_one_after_the_other(database_url, owner_database_url,
+                                                              service_database_url, roles):
+    urls = DatabaseUrls(service=service_database_url, owner=owner_database_url)
+    errors: list[BaseException] = []
+
+    def grant() -> None:
+        try:
+            for _ in range(3):
+                grant_service_role(urls)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=grant) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert _privileges(database_url, roles.service, "ledger_events") == {"SELECT", "INSERT"}
 
 
 def test_serve_warns_when_the_service_connection_could_alter_the_ledger(
