@@ -34,6 +34,7 @@ from starlette.routing import Route
 from claims_service.api.auth import Principal
 from claims_service.api.interceptors import UNAVAILABLE_ERRORS
 from claims_service.errors import ClaimsError, ValidationError
+from claims_service.integrity import LedgerHaltedError
 from claims_service.fhir.reads import RecordPage, Records
 from claims_service.fhir.resources import (
     JSON_MEDIA_TYPE,
@@ -63,8 +64,6 @@ HTTP_STATUS = {
     "NOT_FOUND": (404, "not-found"),
     "DEADLINE_EXCEEDED": (503, "transient"),
     "UNAVAILABLE": (503, "transient"),
-    # The ledger failed verification and the service is halted (claims_service/integrity.py).
-    "DATA_LOSS": (503, "exception"),
 }
 # The read models' field names, as the search parameters that carry them.
 PARAMETER_OF_FIELD = {"member_id": "patient", "page_size": "_count", "page_token": "page_token"}
@@ -198,14 +197,15 @@ def answered(answer: Callable[[], Response], *, not_found: str = "not found") ->
         messages = "; ".join(f"{field}: {v.description}" for field, v in zip(fields, error.violations, strict=True))
         code = "not-supported" if "is not a search parameter" in messages else "invalid"
         return outcome_response(400, code, messages, fields)
+    except LedgerHaltedError as error:
+        # The ledger failed verification and the service is halted (claims_service/integrity.py).
+        return outcome_response(503, "exception", str(error))
     except ClaimsError as error:
         status, code = HTTP_STATUS.get(error.status, (500, "exception"))
         if status == 404:
             return outcome_response(404, code, not_found)
         if status == 401:
             return outcome_response(401, code, str(error), headers={"WWW-Authenticate": 'Bearer realm="claims-ledger"'})
-        if status == 503 and code == "exception":
-            return outcome_response(503, code, str(error))  # halted: say why, no Retry-After
         if status == 503:
             return unavailable()
         if status == 500:
