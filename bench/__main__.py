@@ -2,7 +2,8 @@
 
 Parts: ledger (hash-chain cost, baselines), adjudication (engine, follower), tree (proofs on a
 large tree), projections (rebuild rate), service (the whole gRPC path under a mixed load), and
-observability (that load with metrics off, on, and with tracing at a 1 % sample).
+observability (that load with metrics off, on, and with tracing at a 1 % sample), and x12 (837
+intake beside SubmitClaim, 835 generation).
 `--only PART` runs some; `--quick` shrinks sizes for a smoke run. Results: bench/results.json.
 """
 
@@ -28,7 +29,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("ledger", "adjudication", "tree", "projections", "service", "observability")
+PARTS = ("ledger", "adjudication", "tree", "projections", "service", "observability", "x12")
 
 
 def main() -> None:
@@ -148,7 +149,14 @@ def run_observability(create_database: Callable[[str], str], args: argparse.Name
     return observability.run(create_database, args, progress)
 
 
+def run_x12(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import x12
+
+    return x12.run(create_database, args, progress)
+
+
 RUNNERS = {
+    "x12": run_x12,
     "observability": run_observability,
     "ledger": run_ledger,
     "adjudication": run_adjudication,
@@ -205,6 +213,9 @@ def figures_table(results: dict[str, Any]) -> Table:
                 rec["events_per_s"], "≥ 50,000")
     if "service" in results:
         for label, value, target in results["service"].get("table", []):
+            row(label, value, target)
+    if "x12" in results:
+        for label, value, target in results["x12"].get("table", []):
             row(label, value, target)
     if "observability" in results:
         for label, value, target in results["observability"].get("table", []):

@@ -9,7 +9,6 @@ exists is ALREADY_EXISTS. The clock lives here, never in the domain or the adjud
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +32,7 @@ from claims_service.domain.apikey import ApiKey, check_key_id, check_reason, new
 from claims_service.domain.claim import Claim
 from claims_service.domain.contract import Contract
 from claims_service.domain.member import MemberCoverage
-from claims_service.domain.payment import Payment
+from claims_service.domain.payment import Payment, run_id, run_trace_number
 from claims_service.domain.provider import Provider
 from claims_service.domain.rulesets import RuleSetSchedule
 from claims_service.domain.values import RecordVisit, SubmitClaim
@@ -452,9 +451,11 @@ class Commands:
         return receipt, decided
 
     def issue_payments(self, *, actor: str, payer_id: str, payment_ids: list[str]) -> tuple[list[Payment], Receipt | None]:
-        """Issue the given payments that are still scheduled, in one batch (one commit), each with a
-        trace number. A void or a lowered decision that cancels one of them at the same moment wins
-        or loses the race as a whole: the batch is read again and the cancelled payment left out."""
+        """Issue the given payments that are still scheduled, in one batch (one commit): a payment
+        run, whose payments to one provider share one trace number (the run's id and the NPI: one
+        EFT, one 835; `domain.payment.run_id`). A void or a lowered decision that cancels one of
+        them at the same moment wins or loses the race as a whole: the batch is read again and the
+        cancelled payment left out."""
         today = self.today()
         for _ in range(RETRIES):
             issued = []
@@ -462,10 +463,12 @@ class Commands:
                 payment = self._get(Payment.create_id(payment_id), NotFoundError(f"payment {payment_id} not found"))
                 if payment.payer_id != payer_id or payment.status != "scheduled":
                     continue
-                payment.issue(actor=actor, trace_number=trace_number(payment_id), issued_on=today)
                 issued.append(payment)
             if not issued:
                 return [], None
+            run = run_id(self.now(), [p.payment_id for p in issued])
+            for payment in issued:
+                payment.issue(actor=actor, trace_number=run_trace_number(run, payment.provider_id), issued_on=today)
             try:
                 return issued, self.writer.record(*issued)[-1]
             except ConflictError:
@@ -586,11 +589,6 @@ def claim_stream(claim_id: str) -> UUID:
     if str(stream_id) != claim_id:
         raise ValidationError.single("claim_id", "must be a claim id as issued (a lower-case UUID)")
     return stream_id
-
-
-def trace_number(payment_id: str) -> str:
-    """A stable EFT trace number for a payment (TRN02): the same payment always gets the same one."""
-    return "TRN" + hashlib.sha256(payment_id.encode()).hexdigest()[:15].upper()
 
 
 def review_resolution(claim: Claim, *, approve: list[dict[str, int]] | None,

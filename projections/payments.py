@@ -10,7 +10,8 @@ decision in force, so it never reads another projection's tables).
 
 Here: its writer (``PaymentsModel``), its rows (``Payment`` with its ``PaidClaim`` entries,
 ``PaymentPage``) and its queries (``get_payment``, ``payment_by_trace``, ``payments_for_claim``,
-``list_payments``, ``scheduled_payments_due``; waiting, checks and pages as ``reading`` describes).
+``list_payments``, ``scheduled_payments_due``; for the 835 ``latest_run``, ``run_payments``,
+``issued_history``, ``payments_by_id``, ``unpaid_decided_lines``; waiting, checks and pages as ``reading`` describes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from claims_service.errors import PaymentNotFoundError
+from claims_service.domain.payment import RUN_ID, run_of_trace, run_trace_number
+from claims_service.errors import PaymentNotFoundError, ValidationError
 from projections.events import Notification, Topics
 from projections.reading import (
     Hub,
@@ -29,6 +31,7 @@ from projections.reading import (
     Source,
     Where,
     checked,
+    fetch,
     from_row,
     one_of,
     row_limit,
@@ -389,3 +392,96 @@ def scheduled_payments_due(
     wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
     where = Where("payer_id = %s AND status = 'scheduled'", payer_id).given("provider_id = %s", provider_id)
     return _payments(source, where, order="scheduled_position", limit=row_limit(limit, default=500, most=5_000))
+
+
+# --- payment runs: what an 835 reads ---------------------------------------------------------------
+# A run's payments to one provider share a trace number, "<run id>-<NPI>" (domain.payment); run ids
+# begin with "R" and the run's UTC time, so they sort by time. Both bounds below have the shape of
+# every trace of a run (ten digits after the dash), so the range holds exactly the run's traces
+# under any collation, and the trace index serves it.
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPayment:
+    """One issued payment of a provider's history: what the balance carried between 835s needs."""
+
+    payment_id: str
+    trace_number: str
+    issued_position: int
+    amount_cents: int
+    reversals: list[dict[str, Any]]
+    """[{reason, amount_cents, position}], each recoupment in ledger order."""
+
+
+def _run(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise ValidationError.single("run_id", 'must be a payment run id as IssuePayments gives it ("R" and 23 characters)')
+    return run_id
+
+
+@checked
+def latest_run(
+    source: Source,
+    payer_id: str,
+    *,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> str | None:
+    """``latest_run(source, payer_id, *, min_position=None, timeout=None, hub=None) -> str | None``:
+    the id of the payer's latest payment run, None before its first."""
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    found = fetch(source, "SELECT trace_number FROM payments WHERE payer_id = %s AND trace_number >= 'R0'"
+                          " AND trace_number < 'S' ORDER BY trace_number DESC LIMIT 1", (payer_id,))
+    return run_of_trace(found[0]["trace_number"]) if found else None
+
+
+@checked
+def run_payments(
+    source: Source,
+    payer_id: str,
+    run_id: str,
+    *,
+    provider_id: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> list[Payment]:
+    """``run_payments(source, payer_id, run_id, *, provider_id=None, min_position=None, timeout=None,
+    hub=None) -> list[Payment]``: the payments the payer's run issued (to one provider), by trace
+    number, then in the order they were issued; none for a run of another payer."""
+    run_id = _run(run_id)
+    wait_for_position(source, PaymentsModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("payer_id = %s AND trace_number >= %s AND trace_number <= %s", payer_id,
+                  run_trace_number(run_id, "0" * 10), run_trace_number(run_id, "9" * 10))
+    return _payments(source, where.given("provider_id = %s", provider_id), order="trace_number, issued_position")
+
+
+def issued_history(source: Source, payer_id: str, provider_id: str, *, until: int) -> list[IssuedPayment]:
+    """Every payment the payer issued the provider up to ledger position `until`, in issue order,
+    with its recoupments (which may come later)."""
+    found = fetch(source, "SELECT payment_id, trace_number, issued_position, amount_cents, reversals FROM payments"
+                          " WHERE provider_id = %s AND payer_id = %s AND issued_position <= %s"
+                          " ORDER BY issued_position", (provider_id, payer_id, until))
+    return [from_row(IssuedPayment, row) for row in found]
+
+
+def payments_by_id(source: Source, payment_ids: Sequence[str]) -> list[Payment]:
+    """These payments, each with every entry (what it paid, then each recoupment)."""
+    if not payment_ids:
+        return []
+    return _payments(source, Where("payment_id = ANY(%s)", list(payment_ids)), order="scheduled_position")
+
+
+def unpaid_decided_lines(source: Source, claim_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The lines of each claim's decision in force that pay nothing (denied, or all the member's),
+    each with what the claim said of it (procedure, modifiers, units, date), from this projection's
+    own copy of the claims (claim id -> lines; claims without any left out)."""
+    if not claim_ids:
+        return {}
+    found = fetch(source, "SELECT claim_id, unpaid, CASE WHEN jsonb_array_length(unpaid) > 0 THEN lines END AS submitted"
+                          " FROM (SELECT claim_id, lines, jsonb_path_query_array(decision, '$.lines[*] ? (@.paid_cents == 0)')"
+                          " AS unpaid FROM remittance_claims WHERE claim_id = ANY(%s) AND decision IS NOT NULL) AS decided",
+                  (list(claim_ids),))
+    return {row["claim_id"]: remittance_lines({"lines": row["submitted"], "decision": {"lines": row["unpaid"]}}, row["unpaid"])
+            for row in found if row["unpaid"]}

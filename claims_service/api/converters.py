@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adjudicator import PEND_REASONS
-from claims.v1 import common_pb2, provider_pb2
+from claims.v1 import common_pb2, payer_pb2, provider_pb2
 from claims_service.application import Receipt
 from claims_service.domain.formats import MAX_YEAR, MIN_YEAR
 from claims_service.errors import FieldViolation, ValidationError
@@ -264,4 +264,14 @@ def x12_response_pb(result: Any) -> Any:
             patient_control_number=c.claim.pcn, frequency_code=c.claim.frequency, accepted=c.accepted,
             claim_id=c.claim_id, receipt=receipt_pb(c.receipt), status=":".join(p for p in c.status if p),
             field=c.field, description=c.message) for c in result.claims],
+    )
+
+
+def remittance_835_pb(text: str, run_id: str, summaries: Any) -> Any:
+    """GetRemittance835's answer: the interchange and a summary per provider (`x12.remittance`)."""
+    return payer_pb2.GetRemittance835Response(
+        interchange=text.encode("ascii", "replace"), run_id=run_id,
+        remittances=[payer_pb2.Remittance835Summary(
+            provider_id=s.provider_id, trace_number=s.trace_number, amount_cents=s.amount_cents, claims=s.claims,
+            provider_adjustment_cents=s.provider_adjustment_cents) for s in summaries],
     )

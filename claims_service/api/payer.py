@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from claims.v1 import common_pb2, payer_pb2, payer_pb2_grpc
-from claims_service.api.converters import decision_pb, issued_payment_pb, receipt_pb
+from claims_service.api.converters import decision_pb, issued_payment_pb, receipt_pb, remittance_835_pb
 from claims_service.api.interceptors import principal
-from claims_service.api.reads import ReadSide
+from claims_service.api.reads import ReadSide, wait_budget
 from claims_service.commands import Commands
 from claims_service.domain.formats import is_npi
+from claims_service.domain.payment import run_of_trace
 from claims_service.errors import ValidationError
+from claims_service.x12.remittance import RemittancePayer, remittance_835
 
 DEFAULT_MAX_PAYMENTS = 100
 
@@ -60,7 +62,20 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
         issued, receipt = self.service.issue_payments(actor=principal().actor, payer_id=principal().party_id,
                                                       payment_ids=due)
         payments = [issued_payment_pb(payment) for payment in issued]
-        return payer_pb2.IssuePaymentsResponse(payments=payments, receipt=receipt_pb(receipt))
+        run = run_of_trace(issued[0].trace_number) if issued else None
+        return payer_pb2.IssuePaymentsResponse(payments=payments, receipt=receipt_pb(receipt), run_id=run or "")
 
     def GetMemberAccumulators(self, request: Any, context: Any) -> Any:
         return self.reads.member_accumulators(principal().party_id, request, context=context)
+
+    def GetRemittance835(self, request: Any, context: Any) -> Any:
+        if request.min_position < 0:
+            raise ValidationError.single("min_position", "must not be negative")
+        p = request.payer
+        payer = RemittancePayer(payer_id=principal().party_id, name=p.name, tax_id=p.tax_id, address_line=p.address_line,
+                                city=p.city, state=p.state, postal_code=p.postal_code, contact=p.contact)
+        text, run, summaries = remittance_835(
+            self.reads.pool, payer, run_id=request.run_id or None, provider_id=request.provider_id or None,
+            now=self.service.now, min_position=request.min_position or None, timeout=wait_budget(context),
+            hub=self.reads.hub)
+        return remittance_835_pb(text, run, summaries)

@@ -15,7 +15,10 @@ by ``claims_service.adjudication.effects``; this aggregate only guards the trans
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +32,29 @@ SCHEDULED = "scheduled"
 ISSUED = "issued"
 CANCELLED = "cancelled"
 RECOUPED = "recouped"
+
+# A payment run (one IssuePayments call) pays each provider once: every payment it issues to one
+# provider carries the same trace number (TRN02 of that provider's 835, the EFT's trace), made
+# of the run's id and the provider's NPI. Run ids sort by time: "R", the run's UTC time to the
+# microsecond (YYYYMMDDHHMMSSffffff), and 3 hex digits of its payments' ids.
+RUN_ID = re.compile(r"R[0-9]{20}[0-9A-F]{3}")
+
+
+def run_id(issued_at: datetime, payment_ids: Iterable[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(payment_ids)).encode()).hexdigest()[:3].upper()
+    return f"R{issued_at.astimezone(UTC).strftime('%Y%m%d%H%M%S%f')}{digest}"
+
+
+def run_trace_number(run: str, provider_id: str) -> str:
+    """The trace number of what run `run` pays provider `provider_id` (an NPI: ten digits)."""
+    return f"{run}-{provider_id}"
+
+
+def run_of_trace(trace_number: str) -> str | None:
+    """The run a trace number belongs to (None for trace numbers of single payments, issued
+    before runs had ids)."""
+    run, _, provider = trace_number.partition("-")
+    return run if RUN_ID.fullmatch(run) and provider else None
 
 
 class Payment(Aggregate):

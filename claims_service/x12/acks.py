@@ -11,6 +11,7 @@ so a TA1 interchange is not one pyx12 validates).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -54,17 +55,25 @@ def ack_999(report: InterchangeReport, outcomes: Sequence[TransactionOutcome], w
     return write(envelope, [group])
 
 
+def _echo(value: str, pattern: str, default: str) -> str:
+    """A value of the received file as the 999 may carry it (its own type and length), else a
+    stand-in: a mangled file must still get a valid acknowledgement."""
+    return value if re.fullmatch(pattern, value or "") else default
+
+
 def _group_ack(g: GroupReport, outcomes: list[TransactionOutcome]) -> Transaction:
     t = Transaction("999", ACK_VERSION)
-    t.add("AK1", g.functional_id or "HC", g.control or "0", g.version or "005010X222A1")
+    t.add("AK1", _echo(g.functional_id, r"[A-Z]{2}", "HC"), _echo(g.control, r"[0-9]{1,9}", "0"),
+          _echo(g.version, r"[0-9A-Z]{1,12}", "005010X222A1"))
     for outcome in outcomes:
         report = outcome.report
         if outcome.ack == "R" and not report.errors and not report.segments:
             continue  # sound itself, rejected with its group: AK9 says why
-        t.add("AK2", report.code or "837", report.control or "0", report.version or g.version)
+        t.add("AK2", _echo(report.code, r"[0-9]{3}", "837"), _echo(report.control, r"[0-9A-Za-z]{4,9}", "0000"),
+              _echo(report.version or g.version, r"[0-9A-Z]{1,35}", "005010X222A1"))
         for seg in report.segments:
             for code in seg.codes:
-                t.add("IK3", seg.segment_id, str(seg.position), "", code)
+                t.add("IK3", _echo(seg.segment_id, r"[A-Z][A-Z0-9]{1,2}", "ZZZ"), str(seg.position), "", code)
                 if code == "8":
                     for e in seg.elements:
                         where = [str(e.position), str(e.component or ""), str(e.repeat or "")]

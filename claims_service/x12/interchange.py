@@ -185,11 +185,13 @@ def segment_text(elements: Sequence[Element], delimiters: Delimiters = OUTPUT) -
 
 @dataclass
 class Transaction:
-    """A transaction set's segments between ST and SE (the writer adds both)."""
+    """A transaction set's segments between ST and SE (the writer adds both): each a tuple of
+    elements, or (where speed matters) the segment's text in the output delimiters without its
+    terminator."""
 
     code: str  # ST01: "999", "277", "835"
     version: str | None  # ST03 (None where the guide does not use it)
-    segments: list[tuple[Element, ...]] = field(default_factory=list)
+    segments: list[tuple[Element, ...] | str] = field(default_factory=list)
 
     def add(self, *elements: Element) -> None:
         self.segments.append(elements)
@@ -233,7 +235,8 @@ def write(envelope: Envelope, groups: Iterable[Group], delimiters: Delimiters = 
             control = f"{number:04d}"
             head = ["ST", transaction.code, control] + ([transaction.version] if transaction.version else [])
             lines.append(segment_text(head, d))
-            lines += [segment_text(elements, d) for elements in transaction.segments]
+            lines += [elements + d.segment if isinstance(elements, str) else segment_text(elements, d)
+                      for elements in transaction.segments]
             lines.append(segment_text(["SE", str(len(transaction.segments) + 2), control], d))
         lines.append(segment_text(["GE", str(len(group.transactions)), str(group.control)], d))
     if envelope.ta1 is not None:

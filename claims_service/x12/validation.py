@@ -6,7 +6,10 @@ and element (position, component, data element number): what a 999 and a TA1 rep
 
 pyx12's own entry point (`x12n_document`) parses its XML maps again on every call (a quarter of
 a second each); this module runs the same loop over pyx12's parts with each map loaded once (the
-map objects are read-only while a document is walked, so threads share them). pyx12 logs every
+map objects are read-only while a document is walked, so threads share them), and remembers the
+result of validating a segment against its map node (pyx12's pure `is_valid_errors`), and counts
+loops by their paths' text (`_PathCounter`): a file takes a third of the time `x12n_document`'s
+loop takes. tests/unit/x12/test_validation.py holds the two to the same findings. pyx12 logs every
 error with the offending value: its logger is kept quiet here, because a value may be PHI.
 A group whose version has no map (an 837 of 4010, an unknown GS08) is not walked: it is reported
 as a version pyx12 cannot check ("2"), and the caller decides.
@@ -27,13 +30,17 @@ import pyx12.map_if
 import pyx12.map_index
 import pyx12.params
 import pyx12.x12file
-from pyx12.map_if._segment import apply_segment_errors
 from pyx12.map_walker import apply_walk_errors, walk_tree
 
 logging.getLogger("pyx12").setLevel(logging.CRITICAL)  # its messages quote the data
 
 _PARAMS = pyx12.params.params()
 _LOCK = threading.Lock()
+# pyx12's segment validation (`segment_if.is_valid_errors`: every element's type, length and code,
+# the segment's syntax rules) is a pure function of the map node and the segment, and files repeat
+# segments (addresses, the payer, service lines, dates): its results are kept, keyed by both.
+_SEGMENT_RESULTS: dict[tuple[int, str], tuple[bool, list[Any]]] = {}
+MAX_KEPT_RESULTS = 100_000
 
 # What pyx12 reports on ISA/IEA elements, as TA1 error codes (TA105); on GS/GE and ST/SE elements,
 # as AK9 and IK5 codes (pyx12's own 999 writer maps them the same way).
@@ -167,6 +174,7 @@ def _walk(text: str) -> list[InterchangeReport]:
     control = _map("x12.control.00501.xml" if src.icvn == "00501" else "x12.control.00401.xml")
     node = control.getnodebypath("/ISA_LOOP/ISA")
     walker = walk_tree()
+    walker.counter = _PathCounter()
     icvn = ""
     order: list[tuple[Any, GroupReport | None]] = []  # every group in file order: (its err_isa node, None
     # when pyx12 walks it, else the report of a group it cannot walk)
@@ -232,10 +240,74 @@ def _walk(text: str) -> list[InterchangeReport]:
         else:
             errh.add_seg(node, seg, src.get_seg_count(), src.get_cur_line(), src.get_ls_id())
             errh.handle_errors(src.pop_errors())
-        apply_segment_errors(node, seg, errh)
+        _apply_segment_errors(node, seg, errh)
     src.cleanup()
     errh.handle_errors(src.pop_errors())
     return [_interchange(isa, [group for node, group in order if node is isa]) for isa in errh.children]
+
+
+class _PathCounter:
+    """The walker's loop and segment counts (pyx12's `NodeCounter`: reset_to_node, increment,
+    get_count), keyed by each path's text rather than by the path objects, whose hash formats the
+    path on every lookup: that formatting was a third of the walk. Paths are the map nodes'
+    (kept for good, so their ids stay theirs) or strings."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def _text(self, path: Any) -> str:
+        if isinstance(path, str):
+            return path
+        known = self._texts.get(id(path))
+        if known is None or known[0] is not path:
+            known = (path, path.format())
+            self._texts[id(path)] = known
+        return known[1]
+
+    def reset_to_node(self, path: Any) -> None:
+        """Forget the counts of every path below `path` (pyx12's `X12Path.is_child_path`)."""
+        text = self._text(path)
+        if text and not text.endswith("/"):  # then a child's text is the path's and "/" and more
+            below = [k for k in self._counts if k.startswith(text + "/")]
+        else:
+            root = text.split("/")
+            below = [k for k in self._counts if k.count("/") >= len(root) and k.split("/")[: len(root)] == root]
+        for key in below:
+            del self._counts[key]
+
+    def increment(self, path: Any) -> None:
+        key = self._text(path)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def setCount(self, path: Any, count: int) -> None:  # noqa: N802 - pyx12's name
+        self._counts[self._text(path)] = count
+
+    def get_count(self, path: Any) -> int:
+        return self._counts.get(self._text(path), 0)
+
+    def getState(self) -> dict[str, int]:  # noqa: N802 - pyx12's name
+        return self._counts
+
+
+def _apply_segment_errors(node: Any, seg: Any, errh: Any) -> None:
+    """pyx12's `apply_segment_errors` (the same loop), with `is_valid_errors` remembered."""
+    key = (id(node), seg.format())
+    result = _SEGMENT_RESULTS.get(key)
+    if result is None:
+        result = node.is_valid_errors(seg)
+        if len(_SEGMENT_RESULTS) >= MAX_KEPT_RESULTS:
+            _SEGMENT_RESULTS.clear()
+        _SEGMENT_RESULTS[key] = result
+    cursor = None
+    for error in result[1]:
+        if error.map_node is None:
+            errh.seg_error("8", error.err_str, error.err_val)
+            continue
+        if error.map_node is not cursor:
+            errh.add_ele(error.map_node)
+            cursor = error.map_node
+        errh.ele_error(error.err_cde, error.err_str, error.err_val, error.refdes)
 
 
 def _int(value: Any) -> int:

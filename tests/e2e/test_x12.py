@@ -99,3 +99,75 @@ EXPECTED_DECISIONS = {
     THERAPY: ("OUTCOME_PAID", 9_000, 9_000, 7_200),
     CHILD: ("OUTCOME_PAID", 12_000, 9_000, 6_500),
 }
+
+
+PAYER_IDENTITY = payer_pb2.RemittancePayer(name="ACME HEALTH PLAN", tax_id="131234567", address_line="1 PLAN PLAZA",
+                                           city="ALBANY", state="NY", postal_code="12207",
+                                           contact="edi-support@acme.example")
+
+
+def run_835(parties, position: int, run_id: str = "") -> payer_pb2.GetRemittance835Response:
+    return parties.payer.payer.GetRemittance835(payer_pb2.GetRemittance835Request(
+        run_id=run_id, payer=PAYER_IDENTITY, min_position=position))
+
+
+def test_an_837_batch_is_paid_then_replaced_and_voided_and_each_run_comes_back_as_a_balanced_835(parties):
+    from tests.unit.x12.test_remittance import check_balances
+
+    set_up(parties)
+    answer = submit(parties.provider, BATCH)
+    position = max(r.receipt.position for r in answer.claims)
+    decided = [wait_decided(parties, claim_id, position) for claim_id in (VISIT, THERAPY, CHILD)]
+    run = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
+        min_position=max(c.last_position for c in decided), max_payments=100))
+    assert run.run_id and {p.trace_number for p in run.payments} == {f"{run.run_id}-{world.NPI}"}
+    first = run_835(parties, run.receipt.position, run.run_id)
+    clean(first.interchange)
+    assert first.run_id == run.run_id
+    [summary] = first.remittances
+    assert (summary.provider_id, summary.trace_number, summary.claims, summary.amount_cents) == (
+        world.NPI, f"{run.run_id}-{world.NPI}", 3, 6_940 + 7_200 + 6_500)
+    bpr02, _, plb = check_balances(first.interchange.decode())
+    assert (bpr02, plb) == (summary.amount_cents, 0)
+    clps = segments(first.interchange, "CLP")
+    # CLP01 is the provider's CLM01, CLP07 the claim id it sends back in REF*F8.
+    assert sorted((c[1], c[2], c[7]) for c in clps) == sorted([
+        ("RFC-24001", "1", VISIT), ("RFC-24003", "1", THERAPY), ("RFC-24002", "1", CHILD)])
+    assert [s[2] for s in segments(first.interchange, "TRN")] == [summary.trace_number]
+    assert segments(first.interchange, "N1")[1][1:] == ["PE", "Riverside", "XX", world.NPI]
+
+    # A week later the clinic replaces the visit and voids the therapy: both were paid, so the next
+    # run takes the payments back (CLP 22) and pays the replacement.
+    corrections = submit(parties.provider, CORRECTIONS)
+    clean(corrections.ack_999)
+    clean(corrections.ack_277ca)
+    replacement, void = corrections.claims
+    assert (replacement.accepted, replacement.status, void.accepted, void.claim_id) == (True, "A2:20", True, THERAPY)
+    assert [s[2] for s in segments(corrections.ack_277ca, "REF") if s[1] == "1K"] == [replacement.claim_id, THERAPY]
+    position = max(c.receipt.position for c in corrections.claims)
+    new = wait_decided(parties, replacement.claim_id, position)
+    assert [line.procedure_code for line in new.lines] == ["99214", "80053", "36415", "85025", "97140"]
+    assert wait_decided(parties, VISIT, position).status == K.CLAIM_STATUS_REPLACED
+    assert wait_decided(parties, THERAPY, position).status == K.CLAIM_STATUS_VOIDED
+    second_run = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
+        min_position=new.last_position, max_payments=100))
+    second = run_835(parties, second_run.receipt.position)  # the latest run
+    clean(second.interchange)
+    assert second.run_id == second_run.run_id != run.run_id
+    clps = segments(second.interchange, "CLP")
+    assert sorted((c[2], c[7], cents(c[4])) for c in clps) == sorted([
+        ("22", VISIT, -6_940), ("22", THERAPY, -7_200), ("1", replacement.claim_id, new.decision.total_paid_cents)])
+    # The replacement's denied line (97140 is not covered) is in its CLP too, paying nothing.
+    svcs = segments(second.interchange, "SVC")
+    assert ["SVC", "HC:97140", "40", "0"] in svcs
+    bpr02, clp04, plb = check_balances(second.interchange.decode())
+    assert bpr02 == max(0, new.decision.total_paid_cents - 6_940 - 7_200) == second.remittances[0].amount_cents
+    assert clp04 - plb == bpr02  # what could not be taken back is carried (PLB FB)
+
+    # Another payer has no runs; a run id of another shape is refused.
+    with pytest.raises(grpc.RpcError) as error:
+        parties.other_payer.payer.GetRemittance835(payer_pb2.GetRemittance835Request(payer=PAYER_IDENTITY))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as error:
+        run_835(parties, 0, "TRN0")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -103,7 +103,7 @@ EXPECTED_RPCS = {
     "payer": (
         "PayerService",
         {"SubscribeAdjudications", "ListPendedClaims", "ResolvePendedClaim", "IssuePayments",
-         "GetMemberAccumulators"},
+         "GetMemberAccumulators", "GetRemittance835"},
     ),
     "dispute": (
         "DisputeService",

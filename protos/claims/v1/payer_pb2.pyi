@@ -346,9 +346,16 @@ class IssuePaymentsResponse(_message.Message):
 
     PAYMENTS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id ("R", its UTC time to the microsecond, 3 hex digits), for GetRemittance835;
+    empty when nothing was due.
+    """
     @_builtins.property
     def payments(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Payment]:
-        """The payments issued by this batch, each with its trace number; empty when nothing was due."""
+        """The payments issued by this batch, each with its trace number (one per provider paid: the
+        run's id and the provider's NPI); empty when nothing was due.
+        """
 
     @_builtins.property
     def receipt(self) -> _common_pb2.Receipt:
@@ -359,10 +366,11 @@ class IssuePaymentsResponse(_message.Message):
         *,
         payments: _abc.Iterable[_common_pb2.Payment] | None = ...,
         receipt: _common_pb2.Receipt | None = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments", "receipt", b"receipt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments", "receipt", b"receipt", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -447,3 +455,161 @@ class GetMemberAccumulatorsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMemberAccumulatorsResponse: _TypeAlias = GetMemberAccumulatorsResponse  # noqa: Y015
+
+@_typing.final
+class GetRemittance835Request(_message.Message):
+    """Which run's 835 to write, and what the payer's own part of it says."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run (IssuePaymentsResponse.run_id); empty for this payer's latest run."""
+    provider_id: _builtins.str
+    """Only this provider's transaction set (its NPI); empty for every provider paid in the run."""
+    min_position: _builtins.int
+    """Wait until the payments read model has reached this ledger position (the run's receipt
+    position); 0 = no wait.
+    """
+    @_builtins.property
+    def payer(self) -> Global___RemittancePayer:
+        """The payer as the 835 names it (1000A and TRN03): the ledger keeps no payer names or addresses."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        payer: Global___RemittancePayer | None = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_position", b"min_position", "payer", b"payer", "provider_id", b"provider_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRemittance835Request: _TypeAlias = GetRemittance835Request  # noqa: Y015
+
+@_typing.final
+class RemittancePayer(_message.Message):
+    """The payer's name, address and contact, as every 835 must carry them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TAX_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The payer's name (N102), required."""
+    tax_id: _builtins.str
+    """The payer's federal tax id, nine digits (TRN03 is "1" and these), required."""
+    address_line: _builtins.str
+    """Street address (N301), required."""
+    city: _builtins.str
+    """City (N401), required."""
+    state: _builtins.str
+    """Two-letter state code (N402), required."""
+    postal_code: _builtins.str
+    """ZIP code, five or nine digits (N403), required."""
+    contact: _builtins.str
+    """The technical contact for the 835 (PER*BL): an e-mail address, a web address (https://...)
+    or a telephone number; required.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        tax_id: _builtins.str = ...,
+        address_line: _builtins.str = ...,
+        city: _builtins.str = ...,
+        state: _builtins.str = ...,
+        postal_code: _builtins.str = ...,
+        contact: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_line", b"address_line", "city", b"city", "contact", b"contact", "name", b"name", "postal_code", b"postal_code", "state", b"state", "tax_id", b"tax_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemittancePayer: _TypeAlias = RemittancePayer  # noqa: Y015
+
+@_typing.final
+class GetRemittance835Response(_message.Message):
+    """The 835 of a payment run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERCHANGE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REMITTANCES_FIELD_NUMBER: _builtins.int
+    interchange: _builtins.bytes
+    """The interchange: one functional group (HP) with one 835 transaction set per provider."""
+    run_id: _builtins.str
+    """The run it remits."""
+    @_builtins.property
+    def remittances(self) -> _containers.RepeatedCompositeFieldContainer[Global___Remittance835Summary]:
+        """One summary per transaction set, in the interchange's order."""
+
+    def __init__(
+        self,
+        *,
+        interchange: _builtins.bytes = ...,
+        run_id: _builtins.str = ...,
+        remittances: _abc.Iterable[Global___Remittance835Summary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interchange", b"interchange", "remittances", b"remittances", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRemittance835Response: _TypeAlias = GetRemittance835Response  # noqa: Y015
+
+@_typing.final
+class Remittance835Summary(_message.Message):
+    """What one provider's 835 of the run says."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    TRACE_NUMBER_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    PROVIDER_ADJUSTMENT_CENTS_FIELD_NUMBER: _builtins.int
+    provider_id: _builtins.str
+    """The provider (payee) NPI."""
+    trace_number: _builtins.str
+    """The trace number (TRN02), the same as its payments' trace_number."""
+    amount_cents: _builtins.int
+    """The total actual provider payment (BPR02), in cents: the claims' payments less the reversals
+    and provider-level adjustments; 0 when they outweigh the payments.
+    """
+    claims: _builtins.int
+    """Claim payment loops (CLP), reversals included."""
+    provider_adjustment_cents: _builtins.int
+    """Sum of the provider-level adjustments (PLB), in cents: positive amounts reduce the payment."""
+    def __init__(
+        self,
+        *,
+        provider_id: _builtins.str = ...,
+        trace_number: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        claims: _builtins.int = ...,
+        provider_adjustment_cents: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claims", b"claims", "provider_adjustment_cents", b"provider_adjustment_cents", "provider_id", b"provider_id", "trace_number", b"trace_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Remittance835Summary: _TypeAlias = Remittance835Summary  # noqa: Y015

@@ -64,6 +64,11 @@ class PayerServiceStub:
                 request_serializer=claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsResponse.FromString,
                 _registered_method=True)
+        self.GetRemittance835 = channel.unary_unary(
+                '/claims.v1.PayerService/GetRemittance835',
+                request_serializer=claims_dot_v1_dot_payer__pb2.GetRemittance835Request.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_payer__pb2.GetRemittance835Response.FromString,
+                _registered_method=True)
 
 
 class PayerServiceServicer:
@@ -116,6 +121,18 @@ class PayerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRemittance835(self, request, context):
+        """Writes the X12 835 remittance advice (005010X221A1) of a payment run (one IssuePayments
+        call): one transaction set per provider paid in the run, under its trace number (TRN02), with
+        one CLP per claim paid, a reversal (CLP02 22) for each payment taken back whole since the
+        provider's previous run, and provider-level adjustments (PLB) for recoupments in part and
+        for a negative balance carried forward. Each balances as the guide requires. NOT_FOUND when
+        this payer has no such run (or none yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +160,11 @@ def add_PayerServiceServicer_to_server(servicer, server):
                     servicer.GetMemberAccumulators,
                     request_deserializer=claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsRequest.FromString,
                     response_serializer=claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsResponse.SerializeToString,
+            ),
+            'GetRemittance835': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRemittance835,
+                    request_deserializer=claims_dot_v1_dot_payer__pb2.GetRemittance835Request.FromString,
+                    response_serializer=claims_dot_v1_dot_payer__pb2.GetRemittance835Response.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,6 +307,33 @@ class PayerService:
             '/claims.v1.PayerService/GetMemberAccumulators',
             claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsRequest.SerializeToString,
             claims_dot_v1_dot_payer__pb2.GetMemberAccumulatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRemittance835(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.PayerService/GetRemittance835',
+            claims_dot_v1_dot_payer__pb2.GetRemittance835Request.SerializeToString,
+            claims_dot_v1_dot_payer__pb2.GetRemittance835Response.FromString,
             options,
             channel_credentials,
             insecure,

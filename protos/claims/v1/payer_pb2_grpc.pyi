@@ -58,6 +58,14 @@ class PayerServiceStub:
     """
     GetMemberAccumulators: _grpc.UnaryUnaryMultiCallable[_payer_pb2.GetMemberAccumulatorsRequest, _payer_pb2.GetMemberAccumulatorsResponse]
     """Reads a member's deductible and out-of-pocket accumulators for one plan year."""
+    GetRemittance835: _grpc.UnaryUnaryMultiCallable[_payer_pb2.GetRemittance835Request, _payer_pb2.GetRemittance835Response]
+    """Writes the X12 835 remittance advice (005010X221A1) of a payment run (one IssuePayments
+    call): one transaction set per provider paid in the run, under its trace number (TRN02), with
+    one CLP per claim paid, a reversal (CLP02 22) for each payment taken back whole since the
+    provider's previous run, and provider-level adjustments (PLB) for recoupments in part and
+    for a negative balance carried forward. Each balances as the guide requires. NOT_FOUND when
+    this payer has no such run (or none yet).
+    """
 
 @_typing.type_check_only
 class PayerServiceAsyncStub(PayerServiceStub):
@@ -89,6 +97,14 @@ class PayerServiceAsyncStub(PayerServiceStub):
     """
     GetMemberAccumulators: _aio.UnaryUnaryMultiCallable[_payer_pb2.GetMemberAccumulatorsRequest, _payer_pb2.GetMemberAccumulatorsResponse]  # type: ignore[assignment]
     """Reads a member's deductible and out-of-pocket accumulators for one plan year."""
+    GetRemittance835: _aio.UnaryUnaryMultiCallable[_payer_pb2.GetRemittance835Request, _payer_pb2.GetRemittance835Response]  # type: ignore[assignment]
+    """Writes the X12 835 remittance advice (005010X221A1) of a payment run (one IssuePayments
+    call): one transaction set per provider paid in the run, under its trace number (TRN02), with
+    one CLP per claim paid, a reversal (CLP02 22) for each payment taken back whole since the
+    provider's previous run, and provider-level adjustments (PLB) for recoupments in part and
+    for a negative balance carried forward. Each balances as the guide requires. NOT_FOUND when
+    this payer has no such run (or none yet).
+    """
 
 class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Follows adjudications, works pended claims, issues payments and reads member accumulators.
@@ -147,5 +163,19 @@ class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payer_pb2.GetMemberAccumulatorsResponse, _abc.Awaitable[_payer_pb2.GetMemberAccumulatorsResponse]]:
         """Reads a member's deductible and out-of-pocket accumulators for one plan year."""
+
+    @_abc_1.abstractmethod
+    def GetRemittance835(
+        self,
+        request: _payer_pb2.GetRemittance835Request,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payer_pb2.GetRemittance835Response, _abc.Awaitable[_payer_pb2.GetRemittance835Response]]:
+        """Writes the X12 835 remittance advice (005010X221A1) of a payment run (one IssuePayments
+        call): one transaction set per provider paid in the run, under its trace number (TRN02), with
+        one CLP per claim paid, a reversal (CLP02 22) for each payment taken back whole since the
+        provider's previous run, and provider-level adjustments (PLB) for recoupments in part and
+        for a negative balance carried forward. Each balances as the guide requires. NOT_FOUND when
+        this payer has no such run (or none yet).
+        """
 
 def add_PayerServiceServicer_to_server(servicer: PayerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

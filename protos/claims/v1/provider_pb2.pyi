@@ -509,7 +509,7 @@ class GetRemittanceRequest(_message.Message):
     none yet is an empty list, a claim that is not this provider's is NOT_FOUND.
     """
     trace_number: _builtins.str
-    """One issued payment, by its trace number."""
+    """The payments issued under a trace number: a run's payments to this provider."""
     min_position: _builtins.int
     """Wait until the read model has reached this ledger position (read-your-writes); 0 = no wait."""
     def __init__(

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from claims_service.application import Receipt
 from claims_service.commands import ClaimReceipt
@@ -165,7 +167,7 @@ def test_a_replacement_and_a_void_name_their_originals_by_ref_f8():
     assert (ledger.status[visit], ledger.status[therapy]) == ("replaced", "voided")
     assert ledger.claims[replacement.claim_id]["frequency_code"] == "7"
     assert [line["procedure_code"] for line in ledger.claims[replacement.claim_id]["lines"]] == [
-        "99214", "80053", "36415", "85025"]
+        "99214", "80053", "36415", "85025", "97140"]
     # Sent again: the replacement is the same claim, the void answers with the void's receipt.
     again, _ = take(CORRECTIONS, ledger)
     assert [(c.accepted, c.claim_id) for c in again.claims] == [(True, replacement.claim_id), (True, therapy)]
@@ -174,7 +176,7 @@ def test_a_replacement_and_a_void_name_their_originals_by_ref_f8():
 def test_replacing_a_replaced_claim_or_a_claim_nobody_sent_is_a_277ca_rejection():
     _, ledger = take(BATCH)
     take(CORRECTIONS, ledger)
-    other = replace_segment(CORRECTIONS, "CLM*RFC-24001*200***11:B:7", "CLM*RFC-24001-B*200***11:B:7")
+    other = replace_segment(CORRECTIONS, "CLM*RFC-24001*240***11:B:7", "CLM*RFC-24001-B*240***11:B:7")
     result, _ = take(other, ledger)
     assert [c.status for c in result.claims] == [("A3", "495", ""), ("A2", "20", "")]
     unknown = replace_segment(CORRECTIONS, "REF*F8*dc58537a-64aa-5fbd-bfed-975a1486f652",
@@ -297,3 +299,18 @@ def test_keys_fit_the_identifier_limit_and_tell_frequencies_and_originals_apart(
     other = ParsedClaim(pcn="P" * 38, position=1, frequency="7", original=str(uuid.uuid4()))
     assert idempotency_key(("ZZ", "S" * 15), other) != key
     assert idempotency_key(("ZZ", "OTHER"), long) != key
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(BATCH) - 1), st.integers(0, 12),
+                          st.text(alphabet="*:~^\n0123456789ABCDEFHIKLMNPRSTUVXZ-.", max_size=6)), min_size=1, max_size=4))
+def test_a_mangled_file_is_answered_or_refused_as_no_interchange_but_never_crashes(edits):
+    text = BATCH
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut:]
+    try:
+        result, _ = take(text)
+    except ValidationError as error:  # only: not an interchange at all
+        assert error.fields == ["interchange"]
+        return
+    assert result.ta1 or result.ack_999
