@@ -21,7 +21,7 @@ import base64
 import hashlib
 import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -143,29 +143,3 @@ def verify_cosignatures(note: str | bytes, keys: str | CosignerKey | Iterable[st
         if key.label not in found or found[key.label].timestamp < timestamp:
             found[key.label] = Cosignature(key.label, timestamp)
     return sorted(found.values(), key=lambda c: c.witness)
-
-
-def signature_lines(note: str) -> list[str]:
-    """The note's signature lines, each with its newline, in order."""
-    cut = note.rfind("\n\n")
-    if cut < 0:
-        raise CheckpointError("malformed note: no blank line before the signatures")
-    return [line + "\n" for line in note[cut + 2:].split("\n")[:-1]]
-
-
-def lines_by(note_or_lines: str, keys: Sequence[CosignerKey]) -> list[str]:
-    """The signature lines (of a note, or a bare block of lines) whose name and key id are one of `keys`."""
-    wanted = {(k.name, k.key_id) for k in keys}
-    text = note_or_lines if "\n\n" not in note_or_lines else note_or_lines[note_or_lines.rfind("\n\n") + 2:]
-    picked = []
-    for line in text.split("\n")[:-1]:
-        parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != EM_DASH:
-            continue
-        try:
-            raw = decode_base64(parts[2], "a signature")
-        except CheckpointError:
-            continue
-        if (parts[1], raw[:4]) in wanted:
-            picked.append(line + "\n")
-    return picked
