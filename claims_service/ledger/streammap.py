@@ -399,7 +399,9 @@ class StreamMap:
         if not made:
             return
         columns: list[list] = [[], [], [], [], [], []]
-        for h, node in made.items():
+        # In hash order: two transactions writing the same new nodes (the builder and a signer
+        # bringing the map to nearby sizes) then wait for each other instead of deadlocking.
+        for h, node in sorted(made.items(), key=lambda item: item[0]):
             columns[0].append(h)
             if isinstance(node, Leaf):
                 row = (None, None, node.stream, node.version, node.event_hash)
