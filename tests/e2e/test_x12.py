@@ -171,3 +171,43 @@ def test_an_837_batch_is_paid_then_replaced_and_voided_and_each_run_comes_back_a
     with pytest.raises(grpc.RpcError) as error:
         run_835(parties, 0, "TRN0")
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_claimsctl_sends_an_837_writes_its_acknowledgements_and_a_runs_835(parties, database_url, tmp_path,
+                                                                            monkeypatch, capsys):
+    from claims_service.cli.main import main
+
+    set_up(parties)
+    monkeypatch.setenv("CLAIMS_GRPC_ADDR", f"127.0.0.1:{parties.service.port}")
+    monkeypatch.setenv("CLAIMS_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLAIMS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLAIMS_API_KEY", parties.provider.key)
+    (tmp_path / "in").mkdir()
+    batch = tmp_path / "in" / "claims.837"
+    batch.write_bytes(BATCH)
+    assert main(["x12", "submit", str(batch), "-o", str(tmp_path / "acks")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["RFC-24001", "RFC-24003", "RFC-24002"]
+    assert all("accepted A2:20" in line for line in lines) and VISIT in lines[0]
+    position = max(int(line.rsplit("position ", 1)[1]) for line in lines)
+    for suffix in ("999", "277ca"):
+        written = tmp_path / "acks" / f"claims.837.{suffix}"
+        assert written.stat().st_mode & 0o777 == 0o600
+        clean(written.read_bytes())
+    # Another provider's file: its claims are refused (the NPI is not the caller's), exit 1.
+    monkeypatch.setenv("CLAIMS_API_KEY", parties.other_provider.key)
+    assert main(["x12", "submit", str(batch)]) == 1
+    assert all("rejected A7:562:85" in line for line in capsys.readouterr().out.splitlines())
+    assert (tmp_path / "in" / "claims.837.277ca").exists()
+
+    decided = [wait_decided(parties, claim_id, position) for claim_id in (VISIT, THERAPY, CHILD)]
+    run = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
+        min_position=max(c.last_position for c in decided), max_payments=100))
+    parties.payer.payer.GetRemittance835(payer_pb2.GetRemittance835Request(  # the read model has the run
+        run_id=run.run_id, payer=PAYER_IDENTITY, min_position=run.receipt.position))
+    out = tmp_path / "run.835"
+    assert main(["x12", "remittance", "--payer", world.PAYER, "-o", str(out), "--payer-name", "ACME HEALTH PLAN",
+                 "--payer-tax-id", "131234567", "--payer-address", "1 PLAN PLAZA", "--payer-city", "ALBANY",
+                 "--payer-state", "NY", "--payer-zip", "12207", "--payer-contact", "edi@acme.example"]) == 0
+    clean(out.read_bytes())
+    assert f"trace {run.run_id}-{world.NPI}\tpaid 206.40\tclaims 3" in capsys.readouterr().out
