@@ -4,8 +4,9 @@ An administrator sets up a plan, a provider and a fee schedule; the provider sub
 (clean, duplicate, not covered, high-dollar, over the daily unit limit); the payer's stream shows
 each adjudication; the payer resolves the pended claim and issues payments; a dispute team replays
 the unit-limit denial, tries rule set 2026.2 as a what-if, and overturns it; the ledger verifies and
-one claim's bundle is exported for offline checking. Every run uses a fresh member, so it can be
-run again and again.
+one claim's bundle is exported for offline checking; then a clearinghouse's day in X12: an 837
+of three claims in, its 999 and 277CA, the payer's run and its 835 out (files beside the demo
+keys). Every run uses a fresh member, so it can be run again and again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from claims.v1 import (
 )
 from claims_service.config import Config
 from claims_service.files import write_private
+from claims_service.x12.interchange import Envelope, Group, Transaction, amount, d8, read, write
 
 CONTRACT = "DEMO-2026"
 FEES = {"99213": 9_000, "97110": 3_000, "97140": 2_800, "29881": 180_000, "80053": 1_500}
@@ -240,5 +242,81 @@ def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
     say(f"   claim bundle written to {path} ({len(bundle.bundle.events)} events, checkpoint of "
         f"{bundle.bundle.checkpoint.tree_size} leaves); check it offline with:")
     say(f"   claimsctl verify-bundle {path} --public-key '{key.verifier_key}'")
+
+    say("\n== 8. A clearinghouse's day in X12: an 837 in, its 999 and 277CA, the payer's run, the 835 out")
+    text = demo_837(npi, member, payer_id, today - timedelta(days=2), run)
+    answer = provider.call(provider_api.SubmitX12, provider_pb2.SubmitX12Request(interchange=text))
+    for suffix, content in (("999", answer.ack_999), ("277ca", answer.ack_277ca)):
+        write_private(data_dir / f"claims-{run}.837.{suffix}", content)
+    ak9 = next(s for s in read(answer.ack_999.decode())[1] if s.id == "AK9")
+    say(f"   999: functional group {ak9[1]} ({ak9[4]} of {ak9[3]} transaction sets accepted); 277CA, claim by claim:")
+    for claim in answer.claims:
+        say(f"   {claim.patient_control_number:<12} {claim.status:<8} "
+            + (f"accepted, claim {claim.claim_id[:8]}…" if claim.accepted else f"rejected: {claim.field}: {claim.description}"))
+    taken = [c for c in answer.claims if c.accepted]
+    with arrived:
+        arrived.wait_for(lambda: all(c.claim_id in {n.claim_id for n in notices} for c in taken), timeout=30)
+    decided = max([n.position for n in notices if n.claim_id in {c.claim_id for c in taken}] or [0])
+    issued = payer.call(payer_api.IssuePayments, payer_pb2.IssuePaymentsRequest(min_position=decided))
+    if not issued.payments:
+        say("   nothing was due")
+        stream.cancel()
+        return 0
+    remittance = payer.call(payer_api.GetRemittance835, payer_pb2.GetRemittance835Request(
+        run_id=issued.run_id, min_position=issued.receipt.position, payer=payer_pb2.RemittancePayer(
+            name="DEMO HEALTH PLAN", tax_id="131234567", address_line="1 PLAN PLAZA", city="ALBANY", state="NY",
+            postal_code="12207", contact="edi@plan.example")))
+    path = write_private(data_dir / f"run-{issued.run_id}.835", remittance.interchange)
+    for summary in remittance.remittances:
+        say(f"   run {issued.run_id}: 835 to {summary.provider_id}, trace {summary.trace_number}, "
+            f"{summary.claims} claim(s), {dollars(summary.amount_cents)} paid (BPR02); written to {path}")
+    for clp in (s for s in read(remittance.interchange.decode())[1] if s.id == "CLP"):
+        say(f"     CLP {clp[1]:<22} status {clp[2]:<2} charged ${clp[3]:<8} paid ${clp[4]:<8} claim {clp[7][:8]}…")
     stream.cancel()
     return 0
+
+
+def demo_837(npi: str, member: str, payer_id: str, day: Any, run: str) -> bytes:
+    """The 837P a clinic's billing system sends for the day: an office visit with labs, a
+    dependent's visit (2000C) and a claim with a diagnosis code that does not exist."""
+    t = Transaction("837", "005010X222A1")
+    t.add("BHT", "0019", "00", f"DEMO-{run}", d8(day), "1700", "CH")
+    t.add("NM1", "41", "2", "RIVERSIDE FAMILY CLINIC", "", "", "", "", "46", "RIVERSIDE")
+    t.add("PER", "IC", "BILLING OFFICE", "TE", "5185550100")
+    t.add("NM1", "40", "2", "DEMO HEALTH PLAN", "", "", "", "", "46", "DEMOPLAN")
+    t.add("HL", "1", "", "20", "1")
+    t.add("NM1", "85", "2", "RIVERSIDE FAMILY CLINIC", "", "", "", "", "XX", npi)
+    t.add("N3", "12 RIVER ROAD")
+    t.add("N4", "ALBANY", "NY", "122070001")
+    t.add("REF", "EI", "141234567")
+    claims = [("self", f"{run}-A", [("99213", "", 12_000), ("80053", "", 4_000)], ["E119", "I10"]),
+              ("child", f"{run}-B", [("99213", "25", 12_000)], ["J069"]),
+              ("self", f"{run}-C", [("99213", "", 12_000)], ["Q9999X"])]
+    hl = 1
+    for who, pcn, lines, diagnoses in claims:
+        hl += 1
+        t.add("HL", str(hl), "1", "22", "1" if who == "child" else "0")
+        t.add("SBR", "P", "18" if who == "self" else "", "DEMOGOLD", "", "", "", "", "", "CI")
+        t.add("NM1", "IL", "1", "SAMPLE", "ALEX", "", "", "", "MI", member)
+        if who == "self":
+            t.add("N3", "44 ELM STREET")
+            t.add("N4", "ALBANY", "NY", "122080002")
+            t.add("DMG", "D8", "19790312", "F")
+        t.add("NM1", "PR", "2", "DEMO HEALTH PLAN", "", "", "", "", "PI", payer_id)
+        if who == "child":
+            hl += 1
+            t.add("HL", str(hl), str(hl - 1), "23", "0")
+            t.add("PAT", "19")
+            t.add("NM1", "QC", "1", "SAMPLE", "LILY")
+            t.add("N3", "44 ELM STREET")
+            t.add("N4", "ALBANY", "NY", "122080002")
+            t.add("DMG", "D8", "20150704", "F")
+        t.add("CLM", pcn, amount(sum(c for _, _, c in lines)), "", "", ["11", "B", "1"], "Y", "A", "Y", "Y")
+        t.add("HI", *[["ABK" if i == 0 else "ABF", code] for i, code in enumerate(diagnoses)])
+        for number, (code, modifier, cents) in enumerate(lines, start=1):
+            t.add("LX", str(number))
+            t.add("SV1", ["HC", code, modifier], amount(cents), "UN", "1", "", "", [str(i + 1) for i in range(len(diagnoses))][:4])
+            t.add("DTP", "472", "D8", d8(day))
+    control = int(run, 16) % 999_999_999 + 1
+    return write(Envelope(("ZZ", "RIVERSIDE"), ("ZZ", "DEMOPLAN"), control, datetime.now(UTC)),
+                 [Group("HC", "RIVERSIDE", "DEMOPLAN", "005010X222A1", control, [t])]).encode()
