@@ -33,6 +33,7 @@ from claims_service.ledger.chain import GENESIS, row_hash
 from claims_service.ledger.checkpointer import Checkpointer, latest_checkpoint
 from claims_service.ledger.cosignature import CosignerKey, verify_cosignatures
 from claims_service.ledger.note import CheckpointError, parse_and_verify, parse_checkpoint_body, split_note
+from claims_service.ledger.verify import verify_streams
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def export_bundle(database_url: str, claim_stream: uuid.UUID, completeness: Comp
                 if conn.execute("SELECT 1 FROM ledger_events WHERE originator_id = %s LIMIT 1", (stream,)).fetchone() is None:
                     break
                 streams.append(stream)
+        # No bundle of events the ledger did not hash: each must still hash and link (DATA_LOSS).
+        verify_streams(database_url, streams)
         row = conn.execute("SELECT max(notification_id) FROM ledger_events WHERE originator_id = ANY(%s)",
                            (streams,)).fetchone()
         last_position = row[0] if row else None
