@@ -149,10 +149,13 @@ def parse_d8(value: str) -> date | None:
         return None
 
 
+_UNSAFE = re.compile(r"[*:^~|>]|[^ -~]")  # delimiters we write or may meet, and anything not printable ASCII
+
+
 def clean(value: str, limit: int | None = None) -> str:
-    """A value safe to write as one element: delimiters and control characters become spaces,
-    surrounding spaces go, and it is cut at ``limit`` characters."""
-    out = "".join(" " if (ch in "*:^~|>" or not ch.isprintable()) else ch for ch in value).strip()
+    """A value safe to write as one element: delimiters and other characters outside printable
+    ASCII become spaces, surrounding spaces go, and it is cut at ``limit`` characters."""
+    out = _UNSAFE.sub(" ", value).strip() if _UNSAFE.search(value) else value.strip()
     return out[:limit].rstrip() if limit else out
 
 
