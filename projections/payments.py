@@ -402,15 +402,23 @@ def scheduled_payments_due(
 
 
 @dataclass(frozen=True, slots=True)
-class IssuedPayment:
-    """One issued payment of a provider's history: what the balance carried between 835s needs."""
+class IssuedRun:
+    """One run's payments to a provider (one trace number), as the balance carried between 835s
+    needs it."""
+
+    trace_number: str
+    end: int  # the last issue position of its payments
+    paid_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recoupment:
+    """One recoupment of one payment: the payment's n-th (``entry``), at ledger ``position``."""
 
     payment_id: str
-    trace_number: str
-    issued_position: int
-    amount_cents: int
-    reversals: list[dict[str, Any]]
-    """[{reason, amount_cents, position}], each recoupment in ledger order."""
+    entry: int
+    cents: int
+    position: int
 
 
 def _run(run_id: str) -> str:
@@ -457,13 +465,21 @@ def run_payments(
     return _payments(source, where.given("provider_id = %s", provider_id), order="trace_number, issued_position")
 
 
-def issued_history(source: Source, payer_id: str, provider_id: str, *, until: int) -> list[IssuedPayment]:
-    """Every payment the payer issued the provider up to ledger position `until`, in issue order,
-    with its recoupments (which may come later)."""
-    found = fetch(source, "SELECT payment_id, trace_number, issued_position, amount_cents, reversals FROM payments"
+def issued_history(source: Source, payer_id: str, provider_id: str, *,
+                   until: int) -> tuple[list[IssuedRun], list[Recoupment]]:
+    """The payer's runs to the provider up to ledger position `until`, in issue order, and every
+    recoupment of their payments (which may come later), in ledger order: two aggregates over the
+    provider's payments, not the payments themselves."""
+    runs = fetch(source, "SELECT trace_number, max(issued_position) AS end, sum(amount_cents) AS paid_cents"
+                         " FROM payments WHERE provider_id = %s AND payer_id = %s AND issued_position <= %s"
+                         " GROUP BY trace_number ORDER BY 2", (provider_id, payer_id, until))
+    taken = fetch(source, "SELECT payment_id, r.entry, (r.taken->>'amount_cents')::bigint AS cents,"
+                          " (r.taken->>'position')::bigint AS position FROM payments,"
+                          " jsonb_array_elements(reversals) WITH ORDINALITY AS r(taken, entry)"
                           " WHERE provider_id = %s AND payer_id = %s AND issued_position <= %s"
-                          " ORDER BY issued_position", (provider_id, payer_id, until))
-    return [from_row(IssuedPayment, row) for row in found]
+                          " AND reversals <> '[]'::jsonb ORDER BY 4, 1", (provider_id, payer_id, until))
+    return ([IssuedRun(r["trace_number"], r["end"], int(r["paid_cents"])) for r in runs],
+            [Recoupment(r["payment_id"], r["entry"], r["cents"], r["position"]) for r in taken])
 
 
 def payments_by_id(source: Source, payment_ids: Sequence[str]) -> list[Payment]:

@@ -41,10 +41,11 @@ from claims_service.ledger.payloads import decode_state
 from claims_service.x12.interchange import Envelope, Group, Transaction, amount, clean, control_number, d8, write
 from claims_service.x12.intake import patient_control_number
 from projections.payments import (
-    IssuedPayment,
+    IssuedRun,
     PaidClaim,
     Payment,
     PaymentsModel,
+    Recoupment,
     unpaid_decided_lines,
     issued_history,
     latest_run,
@@ -256,23 +257,16 @@ class Window:
     carried_from: str
 
 
-def window(history: Sequence[IssuedPayment], trace_number: str) -> Window:
+def window(runs: Sequence[IssuedRun], recoupments: Sequence[Recoupment], trace_number: str) -> Window:
     """The provider's runs in issue order, each netting its payments against the recoupments since
     the run before and what that one could not take back (never below 0): this run's share."""
-    runs: dict[str, list[IssuedPayment]] = defaultdict(list)
-    for payment in history:
-        runs[payment.trace_number].append(payment)
-    ordered = sorted(runs.items(), key=lambda item: max(p.issued_position for p in item[1]))
-    recoupments = sorted(((r["position"], payment.payment_id, n, r["amount_cents"])
-                          for payment in history for n, r in enumerate(payment.reversals, start=1)))
     carried, carried_from, start = 0, "", 0
-    for trace, payments in ordered:
-        end = max(p.issued_position for p in payments)
-        taken = [(pid, n, cents) for position, pid, n, cents in recoupments if start < position <= end]
-        if trace == trace_number:
-            return Window(start, end, taken, carried, carried_from)
-        balance = carried + sum(cents for _, _, cents in taken) - sum(p.amount_cents for p in payments)
-        carried, carried_from, start = max(0, balance), trace, end
+    for run in sorted(runs, key=lambda r: r.end):
+        taken = [(r.payment_id, r.entry, r.cents) for r in recoupments if start < r.position <= run.end]
+        if run.trace_number == trace_number:
+            return Window(start, run.end, taken, carried, carried_from)
+        balance = carried + sum(cents for _, _, cents in taken) - run.paid_cents
+        carried, carried_from, start = max(0, balance), run.trace_number, run.end
     raise NotFoundError("run_id: no such payment run")
 
 
@@ -295,7 +289,7 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
     for trace, paid in by_trace.items():
         npi = paid[0].provider_id
         end = max(p.issued_position or 0 for p in paid)
-        span = window(issued_history(source, payer_id, npi, until=end), trace)
+        span = window(*issued_history(source, payer_id, npi, until=end), trace)
         taken = {pid for pid, _, _ in span.recoupments}
         earlier = {p.payment_id: p for p in payments_by_id(source, sorted(taken))}
         reversals, recovered = [], []

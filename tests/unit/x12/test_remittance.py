@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from claims_service.x12.interchange import cents, read
 from claims_service.x12.remittance import ProviderRemittance, RemittancePayer, interchange_835, window
 from claims_service.x12.validation import validate
-from projections.payments import IssuedPayment, PaidClaim
+from projections.payments import IssuedRun, PaidClaim, Recoupment
 from tests import world
 
 PAYER = RemittancePayer(payer_id=world.PAYER, name="ACME HEALTH PLAN", tax_id="131234567", address_line="1 PLAN PLAZA",
@@ -140,21 +140,15 @@ def test_a_reversal_mirrors_the_original_payment_negated():
     assert summary.amount_cents == 0 and check_balances(text)[0] == 0
 
 
-def issued(payment_id: str, trace: str, position: int, amount_cents: int,
-           reversals: list[tuple[int, int]] = ()) -> IssuedPayment:
-    return IssuedPayment(payment_id, trace, position, amount_cents,
-                         [{"reason": "voided", "amount_cents": a, "position": p} for p, a in reversals])
-
-
 def test_a_runs_window_holds_the_recoupments_since_the_providers_previous_run_and_what_it_carried():
-    history = [
-        issued("a/0", "R1-1", 10, 5_000, [(25, 5_000)]),  # paid in run 1, taken back before run 2
-        issued("b/0", "R2-1", 30, 1_000, [(45, 1_000)]),  # run 2 pays 10.00 and owes 50.00: 40.00 carried
-        issued("c/0", "R3-1", 50, 9_000),                 # run 3: 40.00 carried in, 10.00 taken back
+    runs = [IssuedRun("R1-1", 10, 5_000), IssuedRun("R2-1", 30, 1_000), IssuedRun("R3-1", 50, 9_000)]
+    recoupments = [
+        Recoupment("a/0", 1, 5_000, 25),  # paid in run 1, taken back before run 2
+        Recoupment("b/0", 1, 1_000, 45),  # run 2 pays 10.00 and owes 50.00: 40.00 carried into run 3
     ]
-    first = window(history, "R1-1")
+    first = window(runs, recoupments, "R1-1")
     assert (first.start, first.end, first.recoupments, first.carried_in) == (0, 10, [], 0)
-    second = window(history, "R2-1")
+    second = window(runs, recoupments, "R2-1")
     assert (second.start, second.end, second.recoupments, second.carried_in) == (10, 30, [("a/0", 1, 5_000)], 0)
-    third = window(history, "R3-1")
+    third = window(runs, recoupments, "R3-1")
     assert (third.recoupments, third.carried_in, third.carried_from) == ([("b/0", 1, 1_000)], 4_000, "R2-1")
