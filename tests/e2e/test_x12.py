@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from claims.v1 import common_pb2, payer_pb2, provider_pb2
-from claims_service.x12.interchange import cents, decode, read
+from claims.v1 import common_pb2, dispute_pb2, payer_pb2, provider_pb2
+from claims_service.x12.interchange import amount, cents, decode, read
 from claims_service.x12.validation import validate
 from tests import world
 from tests.e2e.test_claim_flow import set_up, wait_decided
@@ -211,3 +211,41 @@ def test_claimsctl_sends_an_837_writes_its_acknowledgements_and_a_runs_835(parti
                  "--payer-state", "NY", "--payer-zip", "12207", "--payer-contact", "edi@acme.example"]) == 0
     clean(out.read_bytes())
     assert f"trace {run.run_id}-{world.NPI}\tpaid 206.40\tclaims 3" in capsys.readouterr().out
+
+
+def test_the_835_after_a_void_and_a_lowering_overturn_reverses_one_payment_and_recovers_part_of_another(parties):
+    from tests.e2e.test_money import visit
+    from tests.unit.x12.test_remittance import check_balances
+
+    set_up(parties)
+    provider, payer, dispute = parties.provider.provider, parties.payer.payer, parties.dispute.dispute
+    # An office visit pays 15.00 (copay, then the 50.00 deductible); a 99214 visit the next day
+    # pays 105.00 (130.00 allowed less its copay). Both are paid in one run.
+    first = provider.SubmitClaim(visit("x12-visit"))
+    second = provider.SubmitClaim(visit("x12-second", day="2026-10-16", code="99214", billed=13_000))
+    decided = [wait_decided(parties, c.claim_id, second.receipt.position) for c in (first, second)]
+    assert [c.decision.total_paid_cents for c in decided] == [1_500, 10_500]
+    run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=max(c.last_position for c in decided)))
+    assert len(run.payments) == 2
+    # The first visit is voided (its payment taken back whole); the second visit's dispute is
+    # overturned on today's accumulators, the deductible now its own: 55.00, so 50.00 comes back.
+    provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=first.claim_id, reason="duplicate"))
+    opened = dispute.OpenDispute(dispute_pb2.OpenDisputeRequest(claim_id=second.claim_id, reason="recheck"))
+    resolved = dispute.ResolveDispute(dispute_pb2.ResolveDisputeRequest(
+        claim_id=second.claim_id, dispute_id=opened.dispute_id, resolution=dispute_pb2.DISPUTE_RESOLUTION_OVERTURNED,
+        note="recheck"))
+    assert resolved.decision.total_paid_cents == 5_500
+    # A third claim, paid in the next run, whose 835 also settles what was taken back.
+    third = provider.SubmitClaim(visit("x12-third", day="2026-10-20", code="80053", billed=2_000))
+    paid = wait_decided(parties, third.claim_id, max(third.receipt.position, resolved.receipt.position))
+    next_run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=paid.last_position))
+    answer = run_835(parties, next_run.receipt.position, next_run.run_id)
+    clean(answer.interchange)
+    clps = [(c[2], c[7], cents(c[4])) for c in segments(answer.interchange, "CLP")]
+    assert clps == [("22", first.claim_id, -1_500), ("1", third.claim_id, paid.decision.total_paid_cents)]
+    [plb] = segments(answer.interchange, "PLB")
+    assert plb[3:5] == [f"WO:{second.claim_id}", "50"]
+    bpr02, _, _ = check_balances(answer.interchange.decode())
+    assert bpr02 == max(0, paid.decision.total_paid_cents - 1_500 - 5_000) == answer.remittances[0].amount_cents
+    if bpr02 == 0:  # what this run cannot take back is carried to the provider's next one
+        assert plb[5:7] == [f"FB:{next_run.run_id}-{world.NPI}", amount(paid.decision.total_paid_cents - 6_500)]
