@@ -37,7 +37,7 @@ from typing import Any
 
 from claims_service.application import Receipt
 from claims_service.commands import Commands
-from claims_service.domain.formats import MAX_DIAGNOSES, is_npi
+from claims_service.domain.formats import MAX_DIAGNOSES
 from claims_service.errors import (
     AlreadyExistsError,
     FieldViolation,
