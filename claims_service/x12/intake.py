@@ -52,6 +52,7 @@ from claims_service.x12.validation import InterchangeReport, TransactionReport, 
 FUNCTIONAL_ID = "HC"
 VERSION = "005010X222A1"
 VOID_REASON = "voided by an 837 (claim frequency 8)"
+CLAIMS_PER_WRITE = 500  # a file's originals go to the ledger in writes of at most this many, in order
 
 # --- the 277CA status of each refusal (README "X12": the table) ------------------------------------
 
@@ -480,8 +481,9 @@ def _decide(report: TransactionReport, segments: list[Segment], *, group_rejecte
 
 def _take_claims(commands: Commands, *, actor: str, provider_id: str, sender: tuple[str, str],
                  claims: list[ParsedClaim], syntax_errors: set[int]) -> list[ClaimOutcome]:
-    """The originals in one write, in file order (they are adjudicated in that order), then the
-    replacements and voids one by one in file order (one may name a claim the same file sent)."""
+    """The originals in writes of up to CLAIMS_PER_WRITE, in file order (they are adjudicated in
+    that order), then the replacements and voids one by one in file order (one may name a claim
+    the same file sent)."""
     results: dict[int, ClaimOutcome] = {}
     originals, changes = [], []
     for claim in claims:
@@ -495,8 +497,11 @@ def _take_claims(commands: Commands, *, actor: str, provider_id: str, sender: tu
             originals.append(claim)
         else:
             changes.append(claim)
+    answers: list[Any] = []
+    for first in range(0, len(originals), CLAIMS_PER_WRITE):
+        chunk = originals[first:first + CLAIMS_PER_WRITE]
+        answers += commands.submit_claims(actor=actor, claims=[_fields(provider_id, sender, c) for c in chunk])
     if originals:
-        answers = commands.submit_claims(actor=actor, claims=[_fields(provider_id, sender, c) for c in originals])
         for claim, answer in zip(originals, answers, strict=True):
             if isinstance(answer, Exception):
                 results[id(claim)] = _refusal(commands, claim, provider_id, answer)
