@@ -1,13 +1,19 @@
-"""Tamper drills against the running service: the service notices by itself. A truncation, an
-event altered in place, and a full rewrite (hashes recomputed, tree rebuilt, checkpoints deleted)
-each turn health NOT_SERVING within seconds, stop the signer, and halt every call but the
-investigators' with DATA_LOSS naming what was found; VerifyLedger still answers."""
+"""Tamper drills against the running service, each asserting who detects it: the auditor at once
+(a truncation, a forged row appended, a full rewrite with hashes recomputed, the tree rebuilt and
+the checkpoints deleted), or `claimsctl verify` and the auditor's next whole pass (a row altered in
+place, deleted or swapped below the head it has passed). Detection turns health NOT_SERVING, stops
+the signer, and halts every call but the investigators' with DATA_LOSS naming what was found;
+VerifyLedger still answers. (The signer's refusal of a rewrite or of an older backup restored is
+tests/integration/ledger/test_signer_state.py; a witness refusing a split view,
+tests/integration/ledger/test_witnesses.py; a holder of an earlier checkpoint,
+tests/integration/ledger/test_checkpoints.py.)"""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+import uuid
 
 import grpc
 import httpx
@@ -16,6 +22,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from claims.v1 import dispute_pb2, ledger_pb2, provider_pb2
+from claims_service.ledger.chain import GENESIS, row_hash
+from claims_service.ledger.verify import verify_ledger
 from tests.e2e.test_claim_flow import claim_request, set_up, wait_decided
 from tests.e2e.test_outside_clients import wait_for_health
 from tests.integration.ledger.conftest import tamper
@@ -83,16 +91,44 @@ def test_a_truncation_halts_the_service(parties):
     assert_halted(parties, "is gone")
 
 
-def test_an_event_altered_in_place_is_found_when_the_workers_start_again(parties):
-    """An event altered after the auditor passed it is found by the next full pass; a restart of
-    the workers audits the whole chain again at once (the scheduled pass is tested in
-    tests/integration/ledger/test_auditor.py)."""
+@pytest.mark.parametrize(("drill", "fault"), [
+    ("UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3) WHERE notification_id = {mid}",
+     "payload altered"),
+    ("DELETE FROM ledger_events WHERE notification_id = {mid}", "row missing"),
+    ("UPDATE ledger_events SET notification_id = -1 WHERE notification_id = {mid};"
+     " UPDATE ledger_events SET notification_id = {mid} WHERE notification_id = {mid} + 1;"
+     " UPDATE ledger_events SET notification_id = {mid} + 1 WHERE notification_id = -1", "rows reordered"),
+], ids=["altered in place", "deleted", "swapped"])
+def test_a_change_below_the_audited_head_is_named_by_verify_and_found_when_the_workers_start_again(
+        parties, drill, fault):
+    """Below the head the auditor has passed, a change is not seen as events arrive: `claimsctl
+    verify` names it, the scheduled full pass finds it (tests/integration/ledger/test_auditor.py),
+    and so does a restarted workers process, which audits the whole chain again first."""
     head = busy_ledger(parties)
     wait_for_audit(parties, head)
-    tamper(attacker_url(parties), "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
-                                  f" WHERE notification_id = {head - 1}")
+    url = attacker_url(parties)
+    tamper(url, *drill.format(mid=head // 2).split("; "))
+    assert verify_ledger(url, processes=1).problem.fault.value == fault
     os.kill(parties.service.workers.pid, signal.SIGKILL)
-    assert_halted(parties, "payload altered")
+    assert_halted(parties, fault)
+
+
+def test_a_forged_row_appended_halts_the_service_at_once(parties):
+    head = busy_ledger(parties)
+    wait_for_audit(parties, head)
+    url = attacker_url(parties)
+    with psycopg.connect(url) as conn:
+        (topic,) = conn.execute("SELECT topic FROM ledger_events WHERE notification_id = %s", (head,)).fetchone()
+    state = b'{"forged": true}'
+    prev = os.urandom(32)  # a link to nothing: the forger cannot know the next hash in the chain
+    forged = uuid.uuid4()
+    digest = row_hash(prev, head + 100, forged, 1, topic, state)
+    tamper(url, "DROP INDEX ledger_events_leaf_index_idx",
+           "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state,"
+           f" prev_hash, stream_prev_hash, hash, leaf_index) VALUES ({head + 100}, '{forged}', 1, '{topic}',"
+           f" '\\x{state.hex()}', '\\x{prev.hex()}', '\\x{GENESIS.hex()}', '\\x{digest.hex()}',"
+           " (SELECT max(leaf_index) + 1 FROM ledger_events))")
+    assert_halted(parties, "slipped in")
 
 
 def test_a_full_rewrite_with_the_tree_rebuilt_and_the_checkpoints_deleted_halts_the_service(parties):
