@@ -404,17 +404,16 @@ def submit_interchange(commands: Commands, *, actor: str, provider_id: str, data
         for t_report, t_segments in group_transactions:
             outcome = _decide(t_report, t_segments, group_rejected=not group.checked or bool(group.errors))
             outcomes.append(outcome)
-    accepted_claims = [(o, c) for o in outcomes if o.parsed is not None for c in o.parsed.claims]
-    for outcome in outcomes:
-        if outcome.parsed is None:
-            continue
-        for claim in outcome.parsed.claims:
-            if not any(s.position <= claim.end and s.position >= claim.position for s in outcome.report.segments):
-                check_claim(claim, provider_id)
-    results = _take_claims(commands, actor=actor, provider_id=provider_id, sender=report.sender,
-                           claims=[c for _o, c in accepted_claims],
-                           syntax_errors={id(c) for o, c in accepted_claims
-                                          if any(c.position <= s.position <= c.end for s in o.report.segments)})
+    claims = [c for o in outcomes if o.parsed is not None for c in o.parsed.claims]
+    # A claim a segment error falls in is refused as such (the 999 names the error); the others
+    # are checked for what the guide leaves to the payer.
+    in_error = {id(c) for o in outcomes if o.parsed is not None for c in o.parsed.claims
+                if any(c.position <= s.position <= c.end for s in o.report.segments)}
+    for claim in claims:
+        if id(claim) not in in_error:
+            check_claim(claim, provider_id)
+    results = _take_claims(commands, actor=actor, provider_id=provider_id, sender=report.sender, claims=claims,
+                           syntax_errors=in_error)
     by_claim = {id(r.claim): r for r in results}
     for outcome in outcomes:
         if outcome.parsed is not None:
