@@ -24,6 +24,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -35,10 +36,13 @@ from claims_service.adjudication import AdjudicationFollower
 from claims_service.adjudication.settlement import settle
 from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
+from claims_service.domain.access import EmergencyAccess, MemberAccess
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
+from claims_service.domain.consent import Consent
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
+from claims_service.domain.visit import Visit
 from projections import catalog
 from projections.events import ledger_head
 from projections.rebuild import rebuild
@@ -91,6 +95,7 @@ class _History:
         self.money: dict[Any, Any] = {}  # payments and benefit periods by id, for settle's loads
         self.decided: list[Any] = []  # claims that may be voided, corrected or disputed
         self.enrolled: set[tuple[str, str]] = set()
+        self.consents: dict[tuple[str, str], Any] = {}  # (member, NPI) -> Consent
         self.written = 0
         self.n = 0
 
@@ -119,6 +124,10 @@ class _History:
             self.correct()
         elif roll < 0.12 and self.decided:
             self.dispute()
+        elif roll < 0.13 and self.decided:
+            self.consent()
+        elif roll < 0.14 and self.decided:
+            self.emergency()
         else:
             self.new_claim()
 
@@ -139,6 +148,10 @@ class _History:
             payer, member, npi = replaces.payer_id, replaces.member_id, replaces.provider_id
         self.enrol(payer, member)
         day = date(2026, 1, 1) + timedelta(days=rng.randrange(300))
+        if replaces is None and rng.random() < 0.05:  # a visit the payer hears of before the claim
+            self.touch(Visit.record(actor=f"provider:{npi}", visit_id=f"V-{self.n}", provider_id=npi, member_id=member,
+                                    payer_id=payer, date_of_service=day, place_of_service=rng.choice(("11", "23")),
+                                    diagnosis_codes=["E119"]))
         codes = rng.sample(sorted(PROCEDURES), rng.choice((1, 1, 2, 3)))
         lines = [
             {"line_number": i + 1, "procedure_code": code, "modifiers": [], "diagnosis_pointers": [1],
@@ -175,7 +188,48 @@ class _History:
                              ruleset_version=RULESET_VERSION, ruleset_hash=RULESET_HASH)
             self.settle(claim, None, decision)
             self.decided.append(claim)
+        if rng.random() < 0.3:  # the provider reads it (GetClaim): one access record
+            self.accessed(claim.member_id, f"provider:{npi}", "claims.v1.ProviderService/GetClaim",
+                          [f"claim:{claim.claim_id}"], "provider")
         return claim
+
+    # --- members' data read, consent, emergency access ---------------------------------------
+
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128))
+
+    def accessed(self, member: str, actor: str, method: str, resources: list[str], grant: str) -> None:
+        self.touch(MemberAccess.record(access_id=self.uuid(), actor=actor, key_id="benchkey0001", member_id=member,
+                                       method=method, resources=resources, grant=grant))
+
+    def consent(self) -> None:
+        """A member grants another provider their history (which it reads), or revokes a grant."""
+        claim = self.rng.choice(self.decided)
+        npi = self.rng.choice([n for n in self.npis if n != claim.provider_id])
+        consent = self.consents.get((claim.member_id, npi))
+        if consent is not None and consent.grant is not None and not consent.grant["revoked"] and self.rng.random() < 0.5:
+            consent.revoke(actor=f"member:{claim.member_id}", reason="no longer needed")
+            self.touch(consent)
+            return
+        if consent is None:
+            consent = self.consents[(claim.member_id, npi)] = Consent.open(member_id=claim.member_id, provider_id=npi)
+        now = datetime(2026, 6, 1, tzinfo=UTC)
+        grant_id = str(self.uuid())
+        consent.give(actor=f"member:{claim.member_id}", grant_id=grant_id, scope="claim_history", now=now,
+                     expires_at=now + timedelta(days=self.rng.randrange(1, 300)))
+        self.touch(consent)
+        self.accessed(claim.member_id, f"provider:{npi}", "claims.v1.ProviderService/GetMemberHistory",
+                      [f"claim:{claim.claim_id}"], f"consent:{grant_id}")
+
+    def emergency(self) -> None:
+        """Another provider reads a member's history declaring an emergency."""
+        claim = self.rng.choice(self.decided)
+        npi = self.rng.choice([n for n in self.npis if n != claim.provider_id])
+        declared = self.touch(EmergencyAccess.declare(
+            access_id=self.uuid(), actor=f"provider:{npi}", key_id="benchkey0001", provider_id=npi,
+            member_id=claim.member_id, reason="unconscious on arrival", payer_ids=[claim.payer_id]))
+        self.accessed(claim.member_id, f"provider:{npi}", "claims.v1.ProviderService/GetMemberHistory",
+                      [f"claim:{claim.claim_id}"], declared.grant)
 
     @staticmethod
     def pended(decision: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from claims_service.api.access import AccessLog
 from claims_service.api.auth import Authenticator, Principal
 from claims_service.api.interceptors import ServiceInterceptor, StreamLimits
 from claims_service.api.reads import ReadSide
@@ -101,7 +102,8 @@ class Service:
 def build_service(config: Config, database_url: str, *, addr: str | None = None) -> Service:
     ledger = LedgerApplication(database_url, pool_size=16, writer="commands")
     commands = Commands(ledger)
-    reads = ReadSide(ledger, database_url)
+    # Every read of a member's data is recorded on the ledger, through the commands' group commit.
+    reads = ReadSide(ledger, database_url, access=AccessLog(commands.writer))
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     authenticator = Authenticator(ledger)
     commands.on_key_revoked(authenticator.forget)  # a key revoked here stops working at once
@@ -112,7 +114,8 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None)
                         servicers=servicers(commands, reads, checkpointer, config, integrity))
     workers = WorkerProcess(database_url, config)
     # The read-only FHIR endpoint: the same keys (this authenticator) and read pool as gRPC.
-    fhir = (FhirServer(config.fhir_addr, fhir_app(HaltingAuthenticator(authenticator, integrity), Records(reads.pool)))
+    fhir = (FhirServer(config.fhir_addr, fhir_app(HaltingAuthenticator(authenticator, integrity),
+                                                Records(reads.pool, reads.access)))
             if config.fhir_addr else None)
     # Without the workers nothing is adjudicated and reads fall behind: health says so.
     workers.on_alive_change = lambda alive: server.set_condition("workers", alive)
@@ -152,10 +155,18 @@ class HaltingAuthenticator:
 
 def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer, config: Config,
               integrity: Integrity | None = None) -> list[tuple[object, object]]:
-    from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
+    from claims.v1 import (
+        admin_pb2_grpc,
+        dispute_pb2_grpc,
+        ledger_pb2_grpc,
+        member_pb2_grpc,
+        payer_pb2_grpc,
+        provider_pb2_grpc,
+    )
     from claims_service.api.admin import AdminServicer
     from claims_service.api.dispute import DisputeServicer
     from claims_service.api.ledger import LedgerServicer
+    from claims_service.api.member import MemberServicer
     from claims_service.api.payer import PayerServicer
     from claims_service.api.provider import ProviderServicer
 
@@ -164,6 +175,7 @@ def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer, c
         (payer_pb2_grpc.add_PayerServiceServicer_to_server, PayerServicer(commands, reads)),
         (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads, integrity)),
         (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands)),
+        (member_pb2_grpc.add_MemberServiceServicer_to_server, MemberServicer(commands, reads)),
         (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer,
                                                                                  config.previous_verifier_keys)),
     ]
@@ -179,7 +191,8 @@ def ensure_demo_keys(commands: Commands, path: Path) -> bool:
         return False
     ensure_demo_parties(commands)
     keys = {}
-    for role, party in (("admin", ""), ("provider", DEMO_NPI), ("payer", DEMO_PAYER), ("dispute", "")):
+    for role, party in (("admin", ""), ("provider", DEMO_NPI), ("payer", DEMO_PAYER), ("dispute", ""),
+                        ("member", DEMO_MEMBER)):
         api_key, key_id, _ = commands.create_api_key(actor="admin:bootstrap", role=role, party_id=party,
                                                      label=f"demo {role} key")
         keys[role] = {"api_key": api_key, "key_id": key_id, "party_id": party}

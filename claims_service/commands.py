@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
@@ -30,6 +30,10 @@ from claims_service.application import LedgerApplication, Receipt
 from claims_service.domain.apikey import MAX_LIFETIME as MAX_KEY_LIFETIME
 from claims_service.domain.apikey import ApiKey, check_key_id, check_reason, new_key, secret_hash
 from claims_service.domain.claim import Claim
+from claims_service.domain.consent import MAX_LIFETIME as MAX_CONSENT_LIFETIME
+from claims_service.domain.consent import Consent, check_scope
+from claims_service.domain.consent import check_reason as check_revoke_reason
+from claims_service.domain.formats import is_npi
 from claims_service.domain.contract import Contract
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment, run_id, run_trace_number
@@ -79,6 +83,7 @@ class Commands:
         self.today = today
         self.now = now
         self._known_payers: set[str] = set()  # payers never become unknown: only hits are kept
+        self._known_members: set[str] = set()  # neither do members
         self._key_revoked: list[Callable[[str], None]] = []
 
     def close(self) -> None:
@@ -236,6 +241,26 @@ class Commands:
         elif role == "payer" and not self._payer_known(party_id):
             raise NotFoundError("party_id: the ledger knows no payer of this id "
                                 "(enrol a member with it or publish a contract with it first)")
+        elif role == "member" and not self._member_known(party_id):
+            raise MemberNotFoundError("party_id: no payer enrols a member of this id (enrol the member first)")
+
+    def _member_known(self, member_id: str) -> bool:
+        """Whether a member enrolment of the ledger names this member id (with any payer), by the
+        same pass over the enrolments as `_payer_known`; members seen on the way are remembered."""
+        if member_id in self._known_members:
+            return True
+        with self.ledger.datastore.get_connection() as conn, conn.transaction(force_rollback=True), \
+                conn.cursor(name="known_members") as curs:
+            curs.itersize = PAYER_SCAN_CHUNK
+            curs.execute("SELECT originator_id, originator_version, topic, state FROM ledger_events WHERE topic = %s",
+                         (get_topic(MemberCoverage.Enrolled),))
+            for row in curs:
+                stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
+                seen = self.ledger.mapper.to_domain_event(stored).member_id  # type: ignore[attr-defined]
+                self._known_members.add(seen)
+                if seen == member_id:
+                    return True
+        return False
 
     def _payer_known(self, payer_id: str) -> bool:
         """Whether a member enrolment or a contract of the ledger names this payer. There is no
@@ -291,6 +316,62 @@ class Commands:
             rows = curs.fetchall()
         keys = self.ledger.load_many([row["originator_id"] for row in rows])
         return [(row["notification_id"], keys[row["originator_id"]]) for row in rows]
+
+    # --- members -----------------------------------------------------------------------
+
+    def consent_expiry(self, *, expires_at: datetime | None = None, ttl_seconds: int = 0) -> datetime:
+        """When a new grant lapses: at `expires_at`, or `ttl_seconds` from now (one of them)."""
+        if ttl_seconds and expires_at is not None:
+            raise ValidationError.single("ttl_seconds", "give expires_at or ttl_seconds, not both")
+        if expires_at is not None:
+            return expires_at
+        most = int(MAX_CONSENT_LIFETIME.total_seconds())
+        if not 0 < ttl_seconds <= most:
+            raise ValidationError.single("ttl_seconds", f"must be between 1 and {most} "
+                                                        f"({MAX_CONSENT_LIFETIME.days} days), or give expires_at")
+        return self.now() + timedelta(seconds=ttl_seconds)
+
+    def grant_consent(self, *, actor: str, member_id: str, provider_id: str, scope: str,
+                      expires_at: datetime) -> tuple[str, Receipt]:
+        """The member lets a registered provider read their claim history across providers, in
+        `scope`, until `expires_at` (replacing the grant in force for it); returns the grant's id."""
+        check_scope(scope)
+        if not is_npi(provider_id):
+            raise ValidationError.single("provider_id", "must be a valid NPI (10 digits, check digit)")
+        if not isinstance(self._load(Provider.create_id(provider_id)), Provider):
+            raise ProviderNotFoundError("provider_id: no provider with this NPI is registered")
+        grant_id = str(uuid4())
+        for _ in range(RETRIES):
+            consent = self._load(Consent.create_id(member_id, provider_id))
+            if not isinstance(consent, Consent):
+                consent = Consent.open(member_id=member_id, provider_id=provider_id)
+            consent.give(actor=actor, grant_id=grant_id, scope=scope, expires_at=expires_at, now=self.now())
+            try:
+                return grant_id, self._save(consent)
+            except ConflictError:
+                continue
+        raise ConflictError("the consent kept changing under this grant; retry")
+
+    def revoke_consent(self, *, actor: str, member_id: str, provider_id: str, reason: str) -> tuple[Receipt, bool]:
+        """End the grant to a provider at once. Idempotent: a revoked grant is not revoked again
+        (nothing written, the first revocation's receipt, True for "already revoked")."""
+        reason = check_revoke_reason(reason)
+        if not is_npi(provider_id):
+            raise ValidationError.single("provider_id", "must be a valid NPI (10 digits, check digit)")
+        already: list[bool] = []
+
+        def change(consent: Consent) -> None:
+            already[:] = [not consent.revoke(actor=actor, reason=reason)]
+
+        receipt = self._change(Consent.create_id(member_id, provider_id),
+                               NotFoundError("provider_id: you have given this provider no consent"), change)
+        return receipt, already[0]
+
+    def consent_in_force(self, member_id: str, provider_id: str) -> dict[str, Any] | None:
+        """The member's grant to the provider in force now, read from the ledger (so a revocation
+        counts at once), or None."""
+        consent = self._load(Consent.create_id(member_id, provider_id))
+        return consent.in_force(self.now()) if isinstance(consent, Consent) else None
 
     # --- providers ---------------------------------------------------------------------
 
@@ -502,11 +583,11 @@ class Commands:
         except Exception as error:  # the rule set cannot decide these facts (the run was pended for review)
             return Replay(recorded=recorded.model_dump(mode="json"), replayed=recorded.model_dump(mode="json"),
                           differences=[f"rule set {ruleset.version} cannot decide this claim ({type(error).__name__})"],
-                          recorded_position=self.decision_position(claim))
+                          recorded_position=self.decision_position(claim), member_id=claim.member_id)
         differences = compare(recorded, replayed)
         position = self.decision_position(claim)
         return Replay(recorded=recorded.model_dump(mode="json"), replayed=replayed.model_dump(mode="json"),
-                      differences=differences, recorded_position=position)
+                      differences=differences, recorded_position=position, member_id=claim.member_id)
 
     def decision_position(self, claim: Claim) -> int:
         """The ledger position of the claim's automatic decision (Adjudicated or Pended)."""
@@ -573,6 +654,7 @@ class Replay:
     replayed: dict[str, Any]
     differences: list[str]
     recorded_position: int
+    member_id: str = ""  # whose claim it is (the dispute team's read is recorded in their access log)
 
     @property
     def identical(self) -> bool:

@@ -61,6 +61,15 @@ class GroupCommitter:
                 span.set_attributes({"claims.batch.requests": write.batch_requests, "claims.events": len(write.events)})
         return receipts
 
+    def submit(self, *aggregates: Any) -> Future[list[Receipt]]:
+        """Queue the aggregates' pending events for the next commit without waiting: the future
+        gives a receipt per event once they are committed (or the commit's error). For writes whose
+        caller does other work meanwhile, or waits on an event loop (the access log)."""
+        write = _Write([e for a in aggregates for e in a.collect_events()], {a.id: a for a in aggregates},
+                       tracing.current_traceparent())
+        self._queue.put(write)
+        return write.future
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()

@@ -14,7 +14,8 @@ What lives here, from the bottom up:
   notifications into row changes), its rows (frozen dataclasses) and its queries (what the gRPC
   read side calls): ``claims`` (claim status, payer worklist, adjudication notices, claim
   changes), ``benefits`` (member coverage, accumulators, explanation of benefits), ``payments``
-  (payments and remittances), ``timeline`` (every event of a claim and its payments, with hashes);
+  (payments and remittances), ``timeline`` (every event of a claim and its payments, with hashes),
+  ``access`` (every read of a member's data, emergency accesses, consents);
 * ``catalog``: every projection by name;
 * ``group``: several read models advanced in one transaction per batch (one read, one decoding);
 * ``rebuild``: rebuild from position 0 into ``<table>_rebuild`` and swap in atomically, status;

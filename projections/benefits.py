@@ -1,8 +1,8 @@
 """Read model "benefits": member coverage (the plan's deductible and out-of-pocket maximum),
 accumulators per payer + member + plan year, and the explanation of benefits of every claim —
 its writer (``BenefitsModel``), its rows (``Accumulators``, ``Eob``, ``EobPage``) and its queries
-(``member_accumulators``, ``explanation_of_benefits``, ``member_eobs``, ``patient_eobs``; waiting,
-checks and pages as ``reading`` describes).
+(``member_accumulators``, ``member_payers``, ``explanation_of_benefits``, ``member_eobs``,
+``patient_eobs``; waiting, checks and pages as ``reading`` describes).
 
 Tables (migrations/0006_benefits.sql): ``member_coverage`` (from ``MemberCoverage`` events),
 ``member_accumulators`` and ``benefit_claims`` (from ``BenefitPeriod`` events: a claim's effect is
@@ -364,6 +364,14 @@ def member_accumulators(
         benefit_units={k: v for k, v in period["benefit_units"].items() if v},
         last_position=max(period["last_position"], member["last_position"]),
     )
+
+
+@checked
+def member_payers(source: Source, member_id: str) -> list[str]:
+    """``member_payers(source, member_id) -> list[str]``: the payers that enrol this member id
+    (whatever the coverage dates), by payer id; empty when none does."""
+    found = rows(source, "member_coverage", Where("member_id = %s", member_id), order="payer_id")
+    return [row["payer_id"] for row in found]
 
 
 @checked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.access import AccessLogModel
 from projections.benefits import BenefitsModel
 from projections.claims import ClaimStatusModel
 from projections.errors import UnknownProjectionError
@@ -10,7 +11,8 @@ from projections.store import ReadModel
 from projections.timeline import DisputeTimelineModel
 
 MODELS: dict[str, type[ReadModel]] = {
-    model.name: model for model in (ClaimStatusModel, BenefitsModel, PaymentsModel, DisputeTimelineModel)
+    model.name: model for model in (ClaimStatusModel, BenefitsModel, PaymentsModel, DisputeTimelineModel,
+                                    AccessLogModel)
 }
 NAMES: tuple[str, ...] = tuple(MODELS)
 

@@ -8,8 +8,14 @@ and its queries (``get_claim``, ``list_claims``, ``claim_changes``, ``payer_work
 Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
 ``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
 ``adjudication_notices`` (one row per event a payer is told of: adjudicated, pended, review
-resolved, dispute resolved, voided, replaced, payment cancelled, payment recouped — append-only,
-so a payer's feed is an index range scan).
+resolved, dispute resolved, voided, replaced, payment cancelled, payment recouped; and, without a
+claim, a member's visit and an emergency access to a member's history — append-only, so a payer's
+feed is an index range scan; migrations/0019_members.sql).
+
+A visit is told to the payer the provider named, as its claims are: who (member, provider),
+when, where and whether it is an emergency (``EMERGENCY_PLACES_OF_SERVICE`` or declared), never
+its diagnoses. An emergency access is told to every payer that covered the member when it was
+declared (the declaration names them), one row per payer at the declaration's position.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 
+from claims_service.domain.formats import EMERGENCY_PLACES_OF_SERVICE
 from claims_service.errors import ClaimNotFoundError, ValidationError
 from projections.events import Notification, Topics
 from projections.reading import (
@@ -52,6 +59,11 @@ NOTICE_KINDS = {
 PAYMENT_NOTICE_KINDS = {
     Topics.PAYMENT_CANCELLED: "payment_cancelled",
     Topics.PAYMENT_RECOUPED: "payment_recouped",
+}
+# Notices of a member without a claim.
+MEMBER_NOTICE_KINDS = {
+    Topics.VISIT_RECORDED: "visit",
+    Topics.EMERGENCY_ACCESS_DECLARED: "emergency_access",
 }
 
 
@@ -99,6 +111,7 @@ class ClaimStatusModel(ReadModel):
             Topics.CLAIM_DISPUTE_OPENED,
             Topics.CLAIM_DISPUTE_RESOLVED,
             *PAYMENT_NOTICE_KINDS,
+            *MEMBER_NOTICE_KINDS,
         }
     )
 
@@ -121,7 +134,8 @@ class ClaimStatusModel(ReadModel):
         worklist = batch.table("payer_worklist", ("claim_id",))
         notices = batch.append_table("adjudication_notices")
         changes = batch.append_table("claim_changes")
-        wanted = {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED and n.topic not in PAYMENT_NOTICE_KINDS}
+        wanted = {str(n.stream_id) for n in mine if n.topic != Topics.CLAIM_SUBMITTED and n.topic not in PAYMENT_NOTICE_KINDS
+                  and n.topic not in MEMBER_NOTICE_KINDS}
         for n in mine:
             if n.topic in PAYMENT_NOTICE_KINDS:
                 wanted.update(paid_claim_ids(n))
@@ -129,6 +143,9 @@ class ClaimStatusModel(ReadModel):
         for n in mine:
             if n.topic in PAYMENT_NOTICE_KINDS:
                 self._payment_notice(notices, claims, n)
+                continue
+            if n.topic in MEMBER_NOTICE_KINDS:
+                self._member_notices(notices, n)
                 continue
             handler = getattr(self, self.handlers[n.topic])
             if n.topic == Topics.CLAIM_SUBMITTED:
@@ -295,6 +312,21 @@ class ClaimStatusModel(ReadModel):
         )
 
     @staticmethod
+    def _member_notices(notices: AppendTable, n: Notification) -> None:
+        """A visit, told to its payer; an emergency access, told to each payer of the member."""
+        p = n.payload
+        common = {"position": n.position, "member_id": p["member_id"], "provider_id": p["provider_id"],
+                  "kind": MEMBER_NOTICE_KINDS[n.topic], "recorded_at": p.get("timestamp")}
+        if n.topic == Topics.VISIT_RECORDED:
+            emergency = bool(p.get("emergency")) or p["place_of_service"] in EMERGENCY_PLACES_OF_SERVICE
+            notices.add({**common, "payer_id": p["payer_id"], "visit_id": p["visit_id"],
+                         "date_of_service": p["date_of_service"], "place_of_service": p["place_of_service"],
+                         "emergency": emergency})
+            return
+        for payer_id in p["payer_ids"]:
+            notices.add({**common, "payer_id": payer_id, "reason": p["reason"], "access_id": str(n.stream_id)})
+
+    @staticmethod
     def _notice_columns(claim: Row, n: Notification) -> dict[str, Any]:
         return {
             "position": n.position,
@@ -377,16 +409,17 @@ class WorklistPage:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """An adjudication notice for a payer (see ``feed``)."""
+    """An adjudication notice for a payer (see ``feed``); a visit or an emergency access has no
+    claim (``claim_id``, ``status`` None)."""
 
     position: int
     payer_id: str
-    claim_id: str
+    claim_id: str | None
     member_id: str
     provider_id: str
     kind: str  # adjudicated / pended / review_resolved / dispute_resolved / voided / replaced /
-    # payment_cancelled / payment_recouped
-    status: str
+    # payment_cancelled / payment_recouped / visit / emergency_access
+    status: str | None
     outcome: str | None
     decision: dict[str, Any] | None
     dispute_id: str | None
@@ -397,6 +430,11 @@ class Notice:
     amount_cents: int | None = None
     reason: str | None = None
     replaced_by: str | None = None
+    visit_id: str | None = None
+    date_of_service: date | None = None
+    place_of_service: str | None = None
+    emergency: bool | None = None
+    access_id: str | None = None
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -409,16 +447,17 @@ def get_claim(
     *,
     provider_id: str | None = None,
     payer_id: str | None = None,
+    member_id: str | None = None,
     min_position: int | None = None,
     timeout: float | None = None,
     hub: Hub | None = None,
 ) -> ClaimStatus:
-    """``get_claim(source, claim_id, *, provider_id=None, payer_id=None, min_position=None,
-    timeout=None, hub=None) -> ClaimStatus``; ``ClaimNotFoundError`` when it does not exist or
-    belongs to another provider / payer than the one given."""
+    """``get_claim(source, claim_id, *, provider_id=None, payer_id=None, member_id=None,
+    min_position=None, timeout=None, hub=None) -> ClaimStatus``; ``ClaimNotFoundError`` when it
+    does not exist or belongs to another provider / payer / member than the one given."""
     claim_id = valid_claim_id(claim_id)
     wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
-    where = Where("claim_id = %s", claim_id).party(provider_id, payer_id)
+    where = Where("claim_id = %s", claim_id).party(provider_id, payer_id).given("member_id = %s", member_id)
     return select_one(source, ClaimStatus, "claim_status", where, ClaimNotFoundError(f"claim {claim_id} not found"))
 
 
@@ -469,6 +508,29 @@ def list_claims(
         .given("received_on >= %s", received_from)
         .given("received_on <= %s", received_to)
     )
+    if pager.key is not None:
+        where.add("submitted_position < %s", int(pager.key[0]))
+    found = select(source, ClaimStatus, "claim_status", where, order="submitted_position DESC", limit=pager.limit)
+    return ClaimPage(*pager.page(found, lambda claim: [claim.submitted_position]))
+
+
+@checked
+def member_claims(
+    source: Source,
+    member_id: str,
+    *,
+    page_size: int = 50,
+    page_token: str | None = None,
+    min_position: int | None = None,
+    timeout: float | None = None,
+    hub: Hub | None = None,
+) -> ClaimPage:
+    """``member_claims(source, member_id, *, page_size=50, page_token=None, min_position=None,
+    timeout=None, hub=None) -> ClaimPage``: a member id's claims of every provider and payer,
+    newest submission first (the member's own reads; a provider's under consent or emergency)."""
+    pager = Pager("member_claims", {"member_id": member_id}, page_size, page_token)
+    wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
+    where = Where("member_id = %s", member_id)
     if pager.key is not None:
         where.add("submitted_position < %s", int(pager.key[0]))
     found = select(source, ClaimStatus, "claim_status", where, order="submitted_position DESC", limit=pager.limit)

@@ -19,10 +19,13 @@ from eventsourcing.utils import get_topic
 from psycopg import Connection, sql
 from psycopg.rows import tuple_row
 
+from claims_service.domain.access import EmergencyAccess, MemberAccess
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
+from claims_service.domain.consent import Consent
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
+from claims_service.domain.visit import Visit
 from claims_service.ledger.chain import EVENTS_TABLE
 from claims_service.ledger.payloads import decode_json, decode_state
 
@@ -50,6 +53,12 @@ class Topics:
     MEMBER_ENROLLED = get_topic(MemberCoverage.Enrolled)
     MEMBER_CHANGED = get_topic(MemberCoverage.Changed)
     MEMBER_TERMINATED = get_topic(MemberCoverage.Terminated)
+    VISIT_RECORDED = get_topic(Visit.Recorded)
+    MEMBER_ACCESS_RECORDED = get_topic(MemberAccess.Recorded)
+    EMERGENCY_ACCESS_DECLARED = get_topic(EmergencyAccess.Declared)
+    CONSENT_OPENED = get_topic(Consent.Opened)
+    CONSENT_GRANTED = get_topic(Consent.Granted)
+    CONSENT_REVOKED = get_topic(Consent.Revoked)
     # Every event of these aggregates, including ones added later: "<module>:<Class>." prefixes.
     CLAIM_PREFIX = get_topic(Claim) + "."
     PAYMENT_PREFIX = get_topic(Payment) + "."

@@ -17,6 +17,10 @@ position gives every row up to the tracked position. ``Heartbeat(position)`` say
 this stream up to ``position`` has been delivered; one is sent when the stream first catches up
 and then at most every ``heartbeat_interval`` seconds while idle.
 
+Before a batch of items is sent (a page read from the table, or what a channel holds beyond the
+stream's position), ``before_send(items)`` is awaited when the caller gives one: the access log
+records the batch there, so that nothing is sent before its record is committed.
+
 Traced (while tracing is on): an item whose event carries a trace context (the adjudication of a
 traced claim) is sent inside a ``stream.notice`` span of that trace; the contexts are read with the
 items, one more point query per page only while tracing is on.
@@ -28,7 +32,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,9 +259,11 @@ class FeedStreams:
 
     # --- a stream ------------------------------------------------------------------------------
 
-    async def stream(self, feed: Feed[T], party: str, after: int) -> AsyncIterator[T | Heartbeat]:
+    async def stream(self, feed: Feed[T], party: str, after: int, *,
+                     before_send: Callable[[Sequence[T]], Awaitable[None]] | None = None) -> AsyncIterator[T | Heartbeat]:
         """Every item of ``party``'s feed after ``after``, in ledger order, with heartbeats, until
-        the consumer stops iterating (gRPC cancels the task when its client goes away)."""
+        the consumer stops iterating (gRPC cancels the task when its client goes away);
+        ``before_send(batch)`` is awaited before each batch of items is sent."""
         self._attach()
         self.open_streams += 1
         try:
@@ -268,6 +274,8 @@ class FeedStreams:
                 if channel is None or after < channel.complete_after:
                     # Catch up from the table, a page at a time.
                     tracked, found = await self._read(feed, party, after)
+                    if found and before_send is not None:
+                        await before_send(found)
                     for item in found:
                         span = self._notice_span(feed, item)
                         try:
@@ -288,6 +296,8 @@ class FeedStreams:
                         # the reader may append more and move the cursor past items not yet sent.
                         cursor = reader.cursor
                         positions, items = channel.after(after)
+                        if items and before_send is not None:
+                            await before_send(items)
                         for position, item in zip(positions, items, strict=True):
                             span = self._notice_span(feed, item)
                             try:

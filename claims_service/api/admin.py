@@ -18,6 +18,7 @@ ROLE_NAMES = {
     common_pb2.ROLE_PAYER: "payer",
     common_pb2.ROLE_DISPUTE: "dispute",
     common_pb2.ROLE_ADMIN: "admin",
+    common_pb2.ROLE_MEMBER: "member",
 }
 ROLE_VALUES = {name: value for value, name in ROLE_NAMES.items()}
 

@@ -29,14 +29,17 @@ CACHE_SECONDS = 2.0
 CACHE_ENTRIES = 10_000  # ids looked up lately, known or not: bounded, whatever ids clients make up
 KEY_FORMAT = re.compile(r"^ck_([a-z0-9]{12})_([A-Z2-7]{52})$")
 
-# Which role may call which service. The ledger's proofs are public to any authenticated caller;
-# health and reflection need no credential (probes and tooling).
+# Which role may call which service. The ledger's proofs are public to any authenticated caller
+# (a member exports only their own claims' bundles); health and reflection need no credential
+# (probes and tooling).
 SERVICE_ROLES = {
     "claims.v1.ProviderService": {"provider"},
     "claims.v1.PayerService": {"payer"},
     "claims.v1.DisputeService": {"dispute"},
     "claims.v1.AdminService": {"admin"},
-    "claims.v1.LedgerService": {"provider", "payer", "dispute", "admin"},
+    "claims.v1.AttachmentService": {"provider", "payer", "dispute"},  # tenancy per claim: api/attachment.py
+    "claims.v1.MemberService": {"member"},
+    "claims.v1.LedgerService": {"provider", "payer", "dispute", "admin", "member"},
 }
 PUBLIC_SERVICES = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
 

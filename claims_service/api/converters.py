@@ -13,11 +13,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from adjudicator import PEND_REASONS
-from claims.v1 import common_pb2, payer_pb2, provider_pb2
+from claims.v1 import common_pb2, member_pb2, payer_pb2, provider_pb2
 from claims_service.application import Receipt
 from claims_service.domain.formats import MAX_YEAR, MIN_YEAR
 from claims_service.errors import FieldViolation, ValidationError
 from claims_service.ledger.checkpointer import StoredCheckpoint
+from projections.access import AccessEntry, ConsentEntry, EmergencyAccessEntry
+from projections.benefits import Accumulators, Eob
 from projections.claims import ClaimStatus, Notice
 from projections.payments import Payment
 
@@ -224,6 +226,9 @@ def notice_pb(notice: Notice) -> common_pb2.AdjudicationNotice:
         decision=decision_pb(notice.decision), kind=NOTICE_KINDS.get(notice.kind, common_pb2.NOTICE_KIND_UNSPECIFIED),
         pend_reasons=pend_reasons_pb(notice.pend_reasons), payment_id=notice.payment_id or "",
         amount_cents=notice.amount_cents or 0, reason=notice.reason or "", replaced_by_claim_id=notice.replaced_by or "",
+        visit_id=notice.visit_id or "", date_of_service=iso(notice.date_of_service),
+        place_of_service=notice.place_of_service or "", emergency=bool(notice.emergency),
+        access_id=notice.access_id or "",
     )
 
 
@@ -236,7 +241,83 @@ NOTICE_KINDS = {
     "replaced": common_pb2.NOTICE_KIND_REPLACED,
     "payment_cancelled": common_pb2.NOTICE_KIND_PAYMENT_CANCELLED,
     "payment_recouped": common_pb2.NOTICE_KIND_PAYMENT_RECOUPED,
+    "visit": common_pb2.NOTICE_KIND_VISIT,
+    "emergency_access": common_pb2.NOTICE_KIND_EMERGENCY_ACCESS,
 }
+
+# --- members --------------------------------------------------------------------------------
+
+CONSENT_SCOPES = {
+    common_pb2.CONSENT_SCOPE_CLAIM_HISTORY: "claim_history",
+    common_pb2.CONSENT_SCOPE_CLAIM_HISTORY_WITH_DECISIONS: "claim_history_with_decisions",
+}
+CONSENT_SCOPE_VALUES = {name: value for value, name in CONSENT_SCOPES.items()}
+ROLE_VALUES = {"provider": common_pb2.ROLE_PROVIDER, "payer": common_pb2.ROLE_PAYER, "dispute": common_pb2.ROLE_DISPUTE,
+               "admin": common_pb2.ROLE_ADMIN, "member": common_pb2.ROLE_MEMBER}
+
+
+def history_claim_pb(claim: ClaimStatus, *, decisions: bool) -> common_pb2.Claim:
+    """A claim of a member's history as a provider reads it: without its decision and pend
+    reasons unless the consent's scope includes decisions."""
+    found = claim_status_pb(claim)
+    if not decisions:
+        found.ClearField("decision")
+        del found.pend_reasons[:]
+    return found
+
+
+def eob_pb(eob: Eob) -> member_pb2.ExplanationOfBenefit:
+    return member_pb2.ExplanationOfBenefit(
+        claim_id=eob.claim_id, payer_id=eob.payer_id, provider_id=eob.provider_id,
+        status=CLAIM_STATUS.get(eob.claim_status, common_pb2.CLAIM_STATUS_UNSPECIFIED),
+        outcome=common_pb2.Outcome.Value(f"OUTCOME_{eob.outcome}") if eob.outcome else common_pb2.OUTCOME_UNSPECIFIED,
+        received_on=iso(eob.received_on), first_date_of_service=iso(eob.first_date_of_service),
+        lines=[member_pb2.ExplanationOfBenefitLine(
+            line_number=line["line_number"], date_of_service=iso(line.get("date_of_service")),
+            procedure_code=line.get("procedure_code") or "", modifiers=line.get("modifiers") or [],
+            units=line.get("units") or 0, billed_cents=line.get("billed_cents") or 0,
+            allowed_cents=line.get("allowed_cents") or 0, paid_cents=line.get("paid_cents") or 0,
+            you_owe_cents=line.get("you_owe_cents") or 0, status=line.get("status") or "",
+            adjustments=[common_pb2.Adjustment(group=a["group"], carc=a["carc"], amount_cents=a["amount_cents"])
+                         for a in line.get("adjustments") or []],
+            remarks=line.get("remarks") or []) for line in eob.lines],
+        total_billed_cents=eob.total_billed_cents, total_allowed_cents=eob.total_allowed_cents or 0,
+        total_paid_cents=eob.total_paid_cents or 0, total_you_owe_cents=eob.total_you_owe_cents or 0,
+        last_position=eob.last_position,
+    )
+
+
+def own_accumulators_pb(acc: Accumulators) -> member_pb2.OwnAccumulators:
+    return member_pb2.OwnAccumulators(
+        payer_id=acc.payer_id, plan_year=acc.plan_year, plan_id=acc.plan_id, deductible_cents=acc.deductible_cents or 0,
+        deductible_met_cents=acc.deductible_met_cents, oop_max_cents=acc.oop_max_cents or 0,
+        oop_met_cents=acc.oop_met_cents, last_position=acc.last_position,
+    )
+
+
+def access_record_pb(entry: AccessEntry) -> member_pb2.AccessRecord:
+    return member_pb2.AccessRecord(
+        position=entry.position, accessed_at=instant(entry.accessed_at),
+        role=ROLE_VALUES.get(entry.role, common_pb2.ROLE_UNSPECIFIED), party_id=entry.party_id, key_id=entry.key_id,
+        method=entry.method, resources=entry.resources, grant=entry.access_grant,
+        emergency=entry.emergency_reason is not None, emergency_reason=entry.emergency_reason or "",
+    )
+
+
+def consent_pb(entry: ConsentEntry) -> member_pb2.ConsentGrant:
+    return member_pb2.ConsentGrant(
+        grant_id=entry.grant_id, provider_id=entry.provider_id,
+        scope=CONSENT_SCOPE_VALUES.get(entry.scope, common_pb2.CONSENT_SCOPE_UNSPECIFIED),
+        granted_at=instant(entry.granted_at), expires_at=instant(entry.expires_at), revoked_at=instant(entry.revoked_at),
+        revoke_reason=entry.revoke_reason or "", last_position=entry.last_position,
+    )
+
+
+def emergency_access_pb(entry: EmergencyAccessEntry) -> common_pb2.EmergencyAccess:
+    return common_pb2.EmergencyAccess(
+        access_id=entry.access_id, position=entry.position, member_id=entry.member_id, provider_id=entry.provider_id,
+        reason=entry.reason, declared_at=instant(entry.declared_at), claim_ids=entry.claim_ids, key_id=entry.key_id,
+    )
 
 
 def claim_status_pb(claim: ClaimStatus) -> common_pb2.Claim:

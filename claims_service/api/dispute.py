@@ -42,6 +42,7 @@ class DisputeServicer(dispute_pb2_grpc.DisputeServiceServicer):
 
     def ReplayAdjudication(self, request: Any, context: Any) -> Any:
         replay = self.service.replay(request.claim_id, request.ruleset_version or None)
+        self.reads.accessed([(replay.member_id, f"claim:{request.claim_id}")])
         return dispute_pb2.ReplayAdjudicationResponse(
             identical=replay.identical,
             differences=replay.differences,

@@ -42,6 +42,7 @@ from claims_service.integrity import Integrity
 log = logging.getLogger("claims_service.api")
 
 current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("current_principal")
+current_method: contextvars.ContextVar[str] = contextvars.ContextVar("current_method", default="")
 
 # Failures of the database that a retry may outlive.
 UNAVAILABLE_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout, StoreOperationalError)
@@ -49,6 +50,11 @@ UNAVAILABLE_ERRORS = (psycopg.OperationalError, psycopg_pool.PoolTimeout, StoreO
 
 def principal() -> Principal:
     return current_principal.get()
+
+
+def method() -> str:
+    """The RPC being served, e.g. "claims.v1.ProviderService/GetClaim" (what the access log names)."""
+    return current_method.get()
 
 
 class _Undecodable:
@@ -193,6 +199,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     principal_ = admit(request)
                     who = principal_
                     current_principal.set(principal_)  # in this call's own copy of the context
+                    current_method.set(method.lstrip("/"))
                     return inner(request, context), None, who
                 except Exception as error:  # every failure leaves as a status, never a traceback
                     return None, _status_for(error, method), who
@@ -220,6 +227,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     who = principal_
                     with self.stream_limits.admit(principal_), _open_stream(method):
                         current_principal.set(principal_)  # this call's task has its own context
+                        current_method.set(method.lstrip("/"))
                         async for response in inner_stream(request, context):
                             yield response
                 except Exception as error:  # every failure leaves as a status, never a traceback

@@ -82,9 +82,11 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     def ExportClaimBundle(self, request: Any, context: Any) -> Any:
         who = principal()
         claim = self.service.own_claim(request.claim_id, who.party_id if who.role == "provider" else None)
-        if who.role == "payer" and claim.payer_id != who.party_id:
+        if (who.role == "payer" and claim.payer_id != who.party_id) or (
+                who.role == "member" and claim.member_id != who.party_id):
             raise NotFoundError(f"claim {request.claim_id} not found")
         bundle = export_claim_bundle(self.service.ledger.database_url, claim.id, self.checkpointer)
+        self.reads.accessed([(claim.member_id, f"bundle:{claim.claim_id}")])
         return ledger_pb2.ExportClaimBundleResponse(bundle=bundle)
 
     def GetPublicKey(self, request: Any, context: Any) -> Any:

@@ -1,5 +1,6 @@
-"""PayerService: a payer follows adjudications as a resumable stream, works its pended claims,
-issues payments and reads its members' accumulators. The payer id comes from its credential."""
+"""PayerService: a payer follows adjudications (and its members' visits and emergency accesses) as
+a resumable stream, works its pended claims, issues payments, reads its members' accumulators and
+reviews emergency accesses to their histories. The payer id comes from its credential."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class PayerServicer(payer_pb2_grpc.PayerServiceServicer):
                 yield payer_pb2.SubscribeAdjudicationsResponse(heartbeat=item)
             else:
                 yield payer_pb2.SubscribeAdjudicationsResponse(notice=item)
+
+    def ListEmergencyAccesses(self, request: Any, context: Any) -> Any:
+        return self.reads.emergency_accesses(principal().party_id, request, context=context)
 
     def ListPendedClaims(self, request: Any, context: Any) -> Any:
         claims, token = self.reads.pended_claims(principal().party_id, request, context=context)

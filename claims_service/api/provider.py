@@ -1,5 +1,6 @@
 """ProviderService: a provider records visits and submits, corrects and voids its own claims,
-and reads their status and remittances. The provider's NPI comes from its credential, never from
+reads their status and remittances, and reads a member's history across providers under the
+member's consent or a declared emergency. The provider's NPI comes from its credential, never from
 the request."""
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
             date_of_service=parse_date(request.date_of_service, "date_of_service"),
             place_of_service=request.place_of_service,
             diagnosis_codes=list(request.diagnosis_codes),
+            emergency=request.emergency,
         )
         return provider_pb2.RecordVisitResponse(receipt=receipt_pb(receipt))
 
@@ -80,6 +82,9 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
     def GetRemittance(self, request: Any, context: Any) -> Any:
         payments = self.reads.remittance(request, provider_id=principal().party_id, context=context)
         return provider_pb2.GetRemittanceResponse(payments=payments)
+
+    def GetMemberHistory(self, request: Any, context: Any) -> Any:
+        return self.reads.member_history(principal().party_id, request, self.service.consent_in_force, context=context)
 
     def SubmitX12(self, request: Any, context: Any) -> Any:
         result = submit_interchange(self.service, actor=principal().actor, provider_id=principal().party_id,

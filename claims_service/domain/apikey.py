@@ -10,7 +10,8 @@ the first keys were issued: their events do not carry it and read as never expir
 attribute's class default), so the bytes already hashed into the ledger never change. Revoking a
 revoked key writes nothing: the first revocation stands.
 
-A key acts for a party: a provider by NPI, a payer by payer id. The party id is checked as it is
+A key acts for a party: a provider by NPI, a payer by payer id, a member by member id (the member
+reads their own claims, grants consent and reads who read their data). The party id is checked as it is
 given (no trimming): a control character or surrounding whitespace would make a principal that
 no claim, member or contract ever names. Whether the party exists is a question of the ledger,
 for the command (`Commands.create_api_key`).
@@ -31,7 +32,7 @@ from claims_service.domain.formats import MAX_IDENTIFIER_LENGTH, is_npi
 from claims_service.domain.ids import make_id
 from claims_service.errors import ValidationError
 
-ROLES = ("provider", "payer", "dispute", "admin")
+ROLES = ("provider", "payer", "dispute", "admin", "member")
 MAX_LIFETIME = timedelta(days=400)
 """The furthest ahead a key may expire: a year's rotation and some slack. (A key issued without
 an expiry never expires; one with an expiry further out is more likely a typo than a plan.)"""
@@ -121,8 +122,9 @@ class ApiKey(Aggregate):
 
 
 def check_party_id(role: str, party_id: str) -> None:
-    """The party's id as the key will carry it: an NPI for a provider, a printable payer id
-    without surrounding whitespace for a payer, nothing for the dispute team and admins."""
+    """The party's id as the key will carry it: an NPI for a provider, a printable payer id or
+    member id without surrounding whitespace for a payer or a member, nothing for the dispute team
+    and admins."""
     field = "party_id"
     if not isinstance(party_id, str):
         raise ValidationError.single(field, "must be a string")

@@ -42,6 +42,11 @@ CPT_RE = re.compile(r"^(?:[0-9]{5}|[0-9]{4}[FTU])$")
 HCPCS_RE = re.compile(r"^[A-V][0-9]{4}$")
 MODIFIER_RE = re.compile(r"^[0-9A-Z]{2}$")
 PLACE_OF_SERVICE_RE = re.compile(r"^[0-9]{2}$")
+# Places of service (CMS codes) that make a visit an emergency by themselves: 23, the hospital's
+# emergency room. An emergency seen elsewhere (admitted straight to an inpatient bed, 21; carried
+# by ambulance, 41/42; at an urgent care facility, 20, which is not itself an emergency) is
+# flagged by the provider (RecordVisit's `emergency`).
+EMERGENCY_PLACES_OF_SERVICE = frozenset({"23"})
 TAXONOMY_RE = re.compile(r"^[0-9]{3}[0-9A-Z]{6}X$")
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 ACTOR_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[!-~]{1,128}$")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from claims_service.domain.codesets import BillableIcd10Cm
 from claims_service.domain.formats import (
+    EMERGENCY_PLACES_OF_SERVICE,
     MAX_CENTS,
     MAX_DIAGNOSES,
     MAX_LINES,
@@ -369,14 +370,21 @@ class RecordVisit(Command):
     date_of_service: LedgerDate
     place_of_service: PlaceOfService
     diagnosis_codes: list[BillableIcd10Cm] = Field(min_length=1, max_length=MAX_DIAGNOSES)
+    emergency: bool = False
+    """Declared by the provider; a visit at an emergency place of service is one anyway."""
 
     def violations(self) -> list[FieldViolation]:
         return _duplicates(self.diagnosis_codes, "diagnosis_codes", "diagnosis code")
 
+    @property
+    def is_emergency(self) -> bool:
+        """Declared so, or at a place of service that is an emergency by itself (23)."""
+        return self.emergency or self.place_of_service in EMERGENCY_PLACES_OF_SERVICE
+
     def body(self) -> dict[str, Any]:
         """The visit as recorded: what a retry with the same visit id must repeat (the actor
         aside, as for a claim: another user of the same provider sends the same visit)."""
-        return self.model_dump(mode="python", exclude={"actor"})
+        return {**self.model_dump(mode="python", exclude={"actor"}), "emergency": self.is_emergency}
 
 
 # --- claim -------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""A visit (encounter) as the provider records it, before or without a claim."""
+"""A visit (encounter) as the provider records it, before or without a claim.
+
+Its payer hears of it at once (a visit notice on SubscribeAdjudications, before any claim of it):
+who, where, when and whether it is an emergency, never the diagnoses."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from claims_service.domain.formats import EMERGENCY_PLACES_OF_SERVICE
 from claims_service.domain.ids import make_id
 from claims_service.domain.values import RecordVisit
 from claims_service.errors import DuplicateRequestError
@@ -17,7 +21,11 @@ class Visit(Aggregate):
     """Id from (provider_id, visit_id): visit ids are the provider's own.
 
     State: ``visit_id``, ``provider_id`` (NPI), ``member_id``, ``payer_id``,
-    ``date_of_service``, ``place_of_service``, ``diagnosis_codes``.
+    ``date_of_service``, ``place_of_service``, ``diagnosis_codes``, ``emergency``.
+
+    ``emergency`` was added to ``Recorded`` later: visits recorded before carry none and read as
+    False (the class default), so the bytes already hashed never change; their emergency is
+    their place of service's (``is_emergency``).
     """
 
     class Recorded(Aggregate.Created):
@@ -29,6 +37,7 @@ class Visit(Aggregate):
         date_of_service: date
         place_of_service: str
         diagnosis_codes: list[str]
+        emergency: bool = False  # absent from visits recorded before it existed
 
         def apply(self, visit: Visit) -> None:
             visit.visit_id = self.visit_id
@@ -38,6 +47,7 @@ class Visit(Aggregate):
             visit.date_of_service = self.date_of_service
             visit.place_of_service = self.place_of_service
             visit.diagnosis_codes = list(self.diagnosis_codes)
+            visit.emergency = self.emergency
 
     @staticmethod
     def create_id(provider_id: str, visit_id: str) -> UUID:
@@ -55,6 +65,7 @@ class Visit(Aggregate):
         date_of_service: date,
         place_of_service: str,
         diagnosis_codes: list[str],
+        emergency: bool = False,
     ) -> Visit:
         cmd = RecordVisit.checked(
             actor=actor,
@@ -65,6 +76,7 @@ class Visit(Aggregate):
             date_of_service=date_of_service,
             place_of_service=place_of_service,
             diagnosis_codes=diagnosis_codes,
+            emergency=emergency,
         )
         return cls.record_request(cmd)
 
@@ -83,7 +95,12 @@ class Visit(Aggregate):
             date_of_service=cmd.date_of_service,
             place_of_service=cmd.place_of_service,
             diagnosis_codes=list(cmd.diagnosis_codes),
+            emergency=cmd.is_emergency,
         )
+
+    @property
+    def is_emergency(self) -> bool:
+        return self.emergency or self.place_of_service in EMERGENCY_PLACES_OF_SERVICE
 
     def body(self) -> dict[str, Any]:
         """The visit as recorded, in the shape of ``RecordVisit.body()``."""
@@ -95,6 +112,7 @@ class Visit(Aggregate):
             "date_of_service": self.date_of_service,
             "place_of_service": self.place_of_service,
             "diagnosis_codes": list(self.diagnosis_codes),
+            "emergency": self.is_emergency,
         }
 
     def ensure_same_request(self, request: RecordVisit) -> None:

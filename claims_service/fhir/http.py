@@ -104,7 +104,7 @@ class Endpoint:
             def answer() -> Response:
                 principal = self._principal(request)
                 _json_only(request)
-                record = self.records.claim(request.path_params["id"], principal)
+                record = self.records.claim(request.path_params["id"], principal, kind)
                 return fhir_response(build(record), headers={"ETag": f'W/"{record.eob.last_position}"'})
 
             return answered(answer, not_found=f"no {kind} with this id")

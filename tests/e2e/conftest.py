@@ -1,5 +1,6 @@
 """End-to-end fixtures: the real service (gRPC server, adjudicator, projections, Merkle tree) on a
-fresh PostgreSQL database, reached through a real channel, with one API key per role."""
+fresh PostgreSQL database, reached through a real channel, with one API key per role (the member's
+for KEYHOLDER_MEMBER, who is enrolled with both payers)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 import grpc
 import pytest
 
-from claims.v1 import admin_pb2_grpc, dispute_pb2_grpc, ledger_pb2_grpc, payer_pb2_grpc, provider_pb2_grpc
+from claims.v1 import (
+    admin_pb2_grpc,
+    dispute_pb2_grpc,
+    ledger_pb2_grpc,
+    member_pb2_grpc,
+    payer_pb2_grpc,
+    provider_pb2_grpc,
+)
 from claims_service.bootstrap import Service, build_service
 from claims_service.config import Config
 from tests import world
@@ -39,6 +47,7 @@ class Client:
             "dispute": dispute_pb2_grpc.DisputeServiceStub,
             "admin": admin_pb2_grpc.AdminServiceStub,
             "ledger": ledger_pb2_grpc.LedgerServiceStub,
+            "member": member_pb2_grpc.MemberServiceStub,
         }
         if service not in stubs:
             raise AttributeError(service)
@@ -77,6 +86,7 @@ class Parties:
     payer: Client
     other_payer: Client
     dispute: Client
+    member: Client
     keys: dict[str, str]
     database_url: str
 
@@ -111,6 +121,7 @@ def parties(database_url: str, service_database_url: str, owner_database_url: st
     for name, role, party in (
         ("admin", "admin", ""), ("provider", "provider", world.NPI), ("other_provider", "provider", world.OTHER_NPI),
         ("payer", "payer", world.PAYER), ("other_payer", "payer", OTHER_PAYER), ("dispute", "dispute", ""),
+        ("member", "member", KEYHOLDER_MEMBER),
     ):
         keys[name] = service.commands.create_api_key(actor="admin:test", role=role, party_id=party, label=name)[0]
     channel = grpc.insecure_channel(f"127.0.0.1:{service.port}")

@@ -11,6 +11,7 @@ from claims.v1 import (
     common_pb2,
     dispute_pb2,
     ledger_pb2,
+    member_pb2,
     payer_pb2,
     provider_pb2,
     provider_pb2_grpc,
@@ -23,9 +24,10 @@ PROBES = {
     "payer": (lambda c: c.payer.ListPendedClaims(payer_pb2.ListPendedClaimsRequest()), {"payer", "other_payer"}),
     "dispute": (lambda c: c.dispute.VerifyLedger(dispute_pb2.VerifyLedgerRequest()), {"dispute"}),
     "admin": (lambda c: c.admin.DeployRuleSet(admin_pb2.DeployRuleSetRequest(version="2026.1", effective_date="2026-01-01")), {"admin"}),
-    "ledger": (lambda c: c.ledger.GetPublicKey(ledger_pb2.GetPublicKeyRequest()), {"admin", "provider", "other_provider", "payer", "other_payer", "dispute"}),
+    "member": (lambda c: c.member.ListOwnClaims(member_pb2.ListOwnClaimsRequest()), {"member"}),
+    "ledger": (lambda c: c.ledger.GetPublicKey(ledger_pb2.GetPublicKeyRequest()), {"admin", "provider", "other_provider", "payer", "other_payer", "dispute", "member"}),
 }
-ROLES = ("admin", "provider", "other_provider", "payer", "other_payer", "dispute")
+ROLES = ("admin", "provider", "other_provider", "payer", "other_payer", "dispute", "member")
 
 
 @pytest.mark.parametrize("service", list(PROBES))

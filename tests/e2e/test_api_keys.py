@@ -235,7 +235,8 @@ def test_list_api_keys_shows_every_key_and_its_state_but_no_secret(parties):
             break
     listed = {k.key_id: k for page in pages for k in page.keys}
     secrets = [key.split("_")[2] for key in (expiring.api_key, revoked.api_key)] + \
-              [getattr(parties, p).key.split("_")[2] for p in ("admin", "provider", "other_provider", "payer", "other_payer", "dispute")]
+              [getattr(parties, p).key.split("_")[2] for p in ("admin", "provider", "other_provider", "payer", "other_payer", "dispute",
+                                                                  "member")]
     assert len(listed) == len(secrets) == sum(len(p.keys) for p in pages)  # each key once
     assert [k.key_id for page in pages for k in page.keys][-2:] == [expiring.key_id, revoked.key_id]  # issue order
 

@@ -30,7 +30,7 @@ from google.protobuf.message import Message
 
 import claims_service
 import projections
-from claims.v1 import admin_pb2, common_pb2, dispute_pb2, ledger_pb2, payer_pb2, provider_pb2
+from claims.v1 import admin_pb2, attachment_pb2, common_pb2, dispute_pb2, ledger_pb2, payer_pb2, provider_pb2
 from claims_service.errors import ClaimsError
 from claims_service.ledger import merkle
 from claims_service.ledger.tree import TREE_LOCK_KEY
@@ -49,7 +49,9 @@ INTS = {FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64}
 FAR = 2**63 - 1
 # A party whose role may not call the service (LedgerService is open to every role).
 WRONG_PARTY = {"claims.v1.ProviderService": "payer", "claims.v1.PayerService": "provider",
-               "claims.v1.DisputeService": "provider", "claims.v1.AdminService": "provider"}
+               "claims.v1.DisputeService": "provider", "claims.v1.AdminService": "provider",
+               "claims.v1.AttachmentService": "admin",
+               "claims.v1.MemberService": "provider"}
 
 
 def readme_codes() -> list[str]:
@@ -180,7 +182,7 @@ def terms() -> admin_pb2.PlanTerms:
         cost_share={k: admin_pb2.CostShare(**v) for k, v in t["cost_share"].items()})
 
 
-P, PR, D, A, L = provider_pb2, payer_pb2, dispute_pb2, admin_pb2, ledger_pb2
+P, PR, D, A, L, AT = provider_pb2, payer_pb2, dispute_pb2, admin_pb2, ledger_pb2, attachment_pb2
 SPECIFIC: dict[str, list[Case]] = {
     # ProviderService
     "RecordVisit": [
@@ -306,6 +308,31 @@ SPECIFIC: dict[str, list[Case]] = {
     ],
     "CreateApiKey": [
         Case("no role", lambda w: A.CreateApiKeyRequest(label="x"), Code.INVALID_ARGUMENT, field="role"),
+    ],
+    "EraseMember": [
+        Case("no member id", lambda w: A.EraseMemberRequest(), Code.INVALID_ARGUMENT, field="member_id"),
+        Case("a member the ledger holds nothing of", lambda w: A.EraseMemberRequest(member_id="M-NOBODY"), Code.NOT_FOUND),
+    ],
+    "UploadAttachment": [
+        Case("no media type", lambda w: P.UploadAttachmentRequest(claim_id=w.claim_id, chunk=b"x"), Code.INVALID_ARGUMENT,
+             field="media_type"),
+        Case("an unknown claim", lambda w: P.UploadAttachmentRequest(claim_id=unknown(), media_type="text/plain",
+                                                                     chunk=b"x"), Code.NOT_FOUND),
+        Case("a document", lambda w: P.UploadAttachmentRequest(claim_id=w.claim_id, media_type="text/plain",
+                                                               chunk=b"a referral letter"), Code.OK),
+    ],
+    # AttachmentService (as the claim's payer)
+    "GetClaimAttachments": [
+        Case("a claim", lambda w: AT.GetClaimAttachmentsRequest(claim_id=w.claim_id), Code.OK),
+        Case("an unknown claim", lambda w: AT.GetClaimAttachmentsRequest(claim_id=unknown()), Code.NOT_FOUND),
+        Case("a claim id that is no UUID", lambda w: AT.GetClaimAttachmentsRequest(claim_id="x"), Code.INVALID_ARGUMENT,
+             field="claim_id"),
+    ],
+    "GetAttachment": [
+        Case("an attachment the claim does not have",
+             lambda w: AT.GetAttachmentRequest(claim_id=w.claim_id, attachment_id=unknown()), Code.NOT_FOUND),
+        Case("an unknown claim", lambda w: AT.GetAttachmentRequest(claim_id=unknown(), attachment_id=unknown()),
+             Code.NOT_FOUND),
     ],
     # LedgerService (in this order: the first checkpoint is signed by the third case)
     "GetCheckpoint": [

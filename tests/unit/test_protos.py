@@ -98,11 +98,11 @@ EXPECTED_RPCS = {
     "provider": (
         "ProviderService",
         {"RecordVisit", "SubmitClaim", "CorrectClaim", "VoidClaim", "GetClaim", "ListClaims",
-         "WatchClaims", "GetRemittance", "SubmitX12"},
+         "WatchClaims", "GetRemittance", "SubmitX12", "GetMemberHistory"},
     ),
     "payer": (
         "PayerService",
-        {"SubscribeAdjudications", "ListPendedClaims", "ResolvePendedClaim", "IssuePayments",
+        {"SubscribeAdjudications", "ListPendedClaims", "ResolvePendedClaim", "IssuePayments", "ListEmergencyAccesses",
          "GetMemberAccumulators", "GetRemittance835"},
     ),
     "dispute": (
@@ -114,6 +114,11 @@ EXPECTED_RPCS = {
         {"EnrollMember", "TerminateCoverage", "RecordPriorAuthorization", "RegisterProvider",
          "RecordCredential", "JoinNetwork", "PublishFeeSchedule", "DeployRuleSet", "CreateApiKey",
          "RevokeApiKey", "ListApiKeys"},
+    ),
+    "member": (
+        "MemberService",
+        {"GetOwnClaim", "ListOwnClaims", "GetExplanationOfBenefit", "ListExplanationsOfBenefit", "GetOwnAccumulators",
+         "GrantConsent", "RevokeConsent", "ListConsents", "ListAccessLog"},
     ),
     "ledger": (
         "LedgerService",

@@ -54,6 +54,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """The dispute team: DisputeService."""
     ROLE_ADMIN: _Role.ValueType  # 4
     """An administrator: AdminService."""
+    ROLE_MEMBER: _Role.ValueType  # 5
+    """A member (patient), identified by their member id: MemberService, their own data only."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """The principal kinds an API key can stand for."""
@@ -68,6 +70,8 @@ ROLE_DISPUTE: Role.ValueType  # 3
 """The dispute team: DisputeService."""
 ROLE_ADMIN: Role.ValueType  # 4
 """An administrator: AdminService."""
+ROLE_MEMBER: Role.ValueType  # 5
+"""A member (patient), identified by their member id: MemberService, their own data only."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _ClaimStatus:
@@ -162,6 +166,16 @@ class _NoticeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeKind
     """A scheduled payment of the claim was cancelled before it was issued."""
     NOTICE_KIND_PAYMENT_RECOUPED: _NoticeKind.ValueType  # 8
     """Money issued on the claim was taken back (amount_cents)."""
+    NOTICE_KIND_VISIT: _NoticeKind.ValueType  # 9
+    """A provider recorded a visit of the member (ProviderService.RecordVisit), before any claim of
+    it: visit_id, date_of_service, place_of_service and emergency say what a case needs. No
+    claim_id, status or decision.
+    """
+    NOTICE_KIND_EMERGENCY_ACCESS: _NoticeKind.ValueType  # 10
+    """A provider read the member's claim history without their consent by declaring an emergency
+    (ProviderService.GetMemberHistory with emergency_reason): reason says why, access_id names
+    it (PayerService.ListEmergencyAccesses). No claim_id, status or decision.
+    """
 
 class NoticeKind(_NoticeKind, metaclass=_NoticeKindEnumTypeWrapper):
     """What a notice on the payer's stream reports."""
@@ -184,7 +198,41 @@ NOTICE_KIND_PAYMENT_CANCELLED: NoticeKind.ValueType  # 7
 """A scheduled payment of the claim was cancelled before it was issued."""
 NOTICE_KIND_PAYMENT_RECOUPED: NoticeKind.ValueType  # 8
 """Money issued on the claim was taken back (amount_cents)."""
+NOTICE_KIND_VISIT: NoticeKind.ValueType  # 9
+"""A provider recorded a visit of the member (ProviderService.RecordVisit), before any claim of
+it: visit_id, date_of_service, place_of_service and emergency say what a case needs. No
+claim_id, status or decision.
+"""
+NOTICE_KIND_EMERGENCY_ACCESS: NoticeKind.ValueType  # 10
+"""A provider read the member's claim history without their consent by declaring an emergency
+(ProviderService.GetMemberHistory with emergency_reason): reason says why, access_id names
+it (PayerService.ListEmergencyAccesses). No claim_id, status or decision.
+"""
 Global___NoticeKind: _TypeAlias = NoticeKind  # noqa: Y015
+
+class _ConsentScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConsentScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConsentScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONSENT_SCOPE_UNSPECIFIED: _ConsentScope.ValueType  # 0
+    """Not set; rejected where a scope is required."""
+    CONSENT_SCOPE_CLAIM_HISTORY: _ConsentScope.ValueType  # 1
+    """The claims: dates and places of service, diagnoses, services, status; no decisions."""
+    CONSENT_SCOPE_CLAIM_HISTORY_WITH_DECISIONS: _ConsentScope.ValueType  # 2
+    """The claims with their decisions (amounts allowed, paid and owed, adjustments)."""
+
+class ConsentScope(_ConsentScope, metaclass=_ConsentScopeEnumTypeWrapper):
+    """What a member's consent lets a provider read of their claim history across providers."""
+
+CONSENT_SCOPE_UNSPECIFIED: ConsentScope.ValueType  # 0
+"""Not set; rejected where a scope is required."""
+CONSENT_SCOPE_CLAIM_HISTORY: ConsentScope.ValueType  # 1
+"""The claims: dates and places of service, diagnoses, services, status; no decisions."""
+CONSENT_SCOPE_CLAIM_HISTORY_WITH_DECISIONS: ConsentScope.ValueType  # 2
+"""The claims with their decisions (amounts allowed, paid and owed, adjustments)."""
+Global___ConsentScope: _TypeAlias = ConsentScope  # noqa: Y015
 
 class _PaymentStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -642,7 +690,9 @@ Global___PendReason: _TypeAlias = PendReason  # noqa: Y015
 
 @_typing.final
 class AdjudicationNotice(_message.Message):
-    """A claim's adjudication (or pend, void, replacement) as a payer is notified of it."""
+    """A claim's adjudication (or pend, void, replacement), a member's visit or an emergency access to
+    a member's history, as a payer is notified of it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -659,18 +709,23 @@ class AdjudicationNotice(_message.Message):
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REPLACED_BY_CLAIM_ID_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    DATE_OF_SERVICE_FIELD_NUMBER: _builtins.int
+    PLACE_OF_SERVICE_FIELD_NUMBER: _builtins.int
+    EMERGENCY_FIELD_NUMBER: _builtins.int
+    ACCESS_ID_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     """Ledger position of the event notified. Resume a stream after it."""
     claim_id: _builtins.str
-    """The claim id, a lower-case UUID string."""
+    """The claim id, a lower-case UUID string; empty for a visit or an emergency access."""
     payer_id: _builtins.str
     """The payer notified (the subscriber)."""
     member_id: _builtins.str
     """The member (patient) id at the payer."""
     provider_id: _builtins.str
-    """NPI of the billing provider."""
+    """NPI of the billing provider (of the visiting provider, of the provider that read)."""
     status: Global___ClaimStatus.ValueType
-    """The claim's status after this event."""
+    """The claim's status after this event (unspecified for a visit or an emergency access)."""
     kind: Global___NoticeKind.ValueType
     """What happened."""
     payment_id: _builtins.str
@@ -678,9 +733,23 @@ class AdjudicationNotice(_message.Message):
     amount_cents: _builtins.int
     """The amount cancelled or recouped, in cents (payment notices only)."""
     reason: _builtins.str
-    """Why: the void's reason, the cancellation's or the recoupment's (empty otherwise)."""
+    """Why: the void's reason, the cancellation's, the recoupment's or the emergency declared
+    (empty otherwise).
+    """
     replaced_by_claim_id: _builtins.str
     """The replacement claim's id (replaced notices only)."""
+    visit_id: _builtins.str
+    """The provider's own id for the visit, which its claims name as visit_id (visit notices only)."""
+    date_of_service: _builtins.str
+    """Date of the visit, "YYYY-MM-DD" (visit notices only)."""
+    place_of_service: _builtins.str
+    """Two-digit CMS place of service code of the visit, e.g. "23" (visit notices only)."""
+    emergency: _builtins.bool
+    """The visit is an emergency: declared so by the provider, or at place of service 23 (the
+    hospital's emergency room). Visit notices only.
+    """
+    access_id: _builtins.str
+    """The emergency access's id, a lower-case UUID string (emergency access notices only)."""
     @_builtins.property
     def decision(self) -> Global___Decision:
         """The claim's decision after this event; absent when it has none (e.g. voided before one)."""
@@ -705,14 +774,71 @@ class AdjudicationNotice(_message.Message):
         amount_cents: _builtins.int = ...,
         reason: _builtins.str = ...,
         replaced_by_claim_id: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+        date_of_service: _builtins.str = ...,
+        place_of_service: _builtins.str = ...,
+        emergency: _builtins.bool = ...,
+        access_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "claim_id", b"claim_id", "decision", b"decision", "kind", b"kind", "member_id", b"member_id", "payer_id", b"payer_id", "payment_id", b"payment_id", "pend_reasons", b"pend_reasons", "position", b"position", "provider_id", b"provider_id", "reason", b"reason", "replaced_by_claim_id", b"replaced_by_claim_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "amount_cents", b"amount_cents", "claim_id", b"claim_id", "date_of_service", b"date_of_service", "decision", b"decision", "emergency", b"emergency", "kind", b"kind", "member_id", b"member_id", "payer_id", b"payer_id", "payment_id", b"payment_id", "pend_reasons", b"pend_reasons", "place_of_service", b"place_of_service", "position", b"position", "provider_id", b"provider_id", "reason", b"reason", "replaced_by_claim_id", b"replaced_by_claim_id", "status", b"status", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdjudicationNotice: _TypeAlias = AdjudicationNotice  # noqa: Y015
+
+@_typing.final
+class EmergencyAccess(_message.Message):
+    """A provider's emergency access to a member's claim history, as the member's payer reviews it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECLARED_AT_FIELD_NUMBER: _builtins.int
+    CLAIM_IDS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    access_id: _builtins.str
+    """The access's id, a lower-case UUID string."""
+    position: _builtins.int
+    """Ledger position of the declaration."""
+    member_id: _builtins.str
+    """The member whose history was read."""
+    provider_id: _builtins.str
+    """NPI of the provider that read it."""
+    reason: _builtins.str
+    """The emergency the provider declared, in its words."""
+    declared_at: _builtins.str
+    """When it was declared: RFC 3339 UTC instant."""
+    key_id: _builtins.str
+    """The API key the provider used (its public id)."""
+    @_builtins.property
+    def claim_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The claims the provider read under it, lower-case UUID strings."""
+
+    def __init__(
+        self,
+        *,
+        access_id: _builtins.str = ...,
+        position: _builtins.int = ...,
+        member_id: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        declared_at: _builtins.str = ...,
+        claim_ids: _abc.Iterable[_builtins.str] | None = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "claim_ids", b"claim_ids", "declared_at", b"declared_at", "key_id", b"key_id", "member_id", b"member_id", "position", b"position", "provider_id", b"provider_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmergencyAccess: _TypeAlias = EmergencyAccess  # noqa: Y015
 
 @_typing.final
 class HistoryEvent(_message.Message):

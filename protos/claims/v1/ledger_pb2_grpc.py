@@ -35,8 +35,9 @@ class LedgerServiceStub:
     checkpoint whose signature it verified with a public key it obtained out of band (or pinned
     from GetPublicKey once), so a database that was rewritten cannot produce passing proofs.
 
-    Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
-    to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+    Callers: any authenticated role (provider, payer, dispute, admin, member). ExportClaimBundle is
+    limited to claims the caller may see (a provider its own, a payer its members', a member their
+    own), else NOT_FOUND, and is recorded in the member's access log like any read of their data.
 
     Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
     ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
@@ -86,8 +87,9 @@ class LedgerServiceServicer:
     checkpoint whose signature it verified with a public key it obtained out of band (or pinned
     from GetPublicKey once), so a database that was rewritten cannot produce passing proofs.
 
-    Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
-    to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+    Callers: any authenticated role (provider, payer, dispute, admin, member). ExportClaimBundle is
+    limited to claims the caller may see (a provider its own, a payer its members', a member their
+    own), else NOT_FOUND, and is recorded in the member's access log like any read of their data.
 
     Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
     ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the
@@ -177,8 +179,9 @@ class LedgerService:
     checkpoint whose signature it verified with a public key it obtained out of band (or pinned
     from GetPublicKey once), so a database that was rewritten cannot produce passing proofs.
 
-    Callers: any authenticated role (provider, payer, dispute, admin). ExportClaimBundle is limited
-    to claims the caller may see (a provider its own, a payer its members'), else NOT_FOUND.
+    Callers: any authenticated role (provider, payer, dispute, admin, member). ExportClaimBundle is
+    limited to claims the caller may see (a provider its own, a payer its members', a member their
+    own), else NOT_FOUND, and is recorded in the member's access log like any read of their data.
 
     Sizes and indexes: negative is INVALID_ARGUMENT; a tree size larger than the number of events the
     ledger holds is OUT_OF_RANGE at once (no receipt leads to it); a size the ledger holds but the

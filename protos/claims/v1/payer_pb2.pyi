@@ -81,6 +81,70 @@ class SubscribeAdjudicationsResponse(_message.Message):
 Global___SubscribeAdjudicationsResponse: _TypeAlias = SubscribeAdjudicationsResponse  # noqa: Y015
 
 @_typing.final
+class ListEmergencyAccessesRequest(_message.Message):
+    """Which emergency accesses to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """Only this member's; empty for every member of this payer."""
+    page_size: _builtins.int
+    """Maximum accesses to return; 0 means the server default (50); values above 500 are capped."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page. Other fields must not change
+    between pages.
+    """
+    min_position: _builtins.int
+    """Wait until the read model has reached this ledger position (read-your-writes); 0 = no wait."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmergencyAccessesRequest: _TypeAlias = ListEmergencyAccessesRequest  # noqa: Y015
+
+@_typing.final
+class ListEmergencyAccessesResponse(_message.Message):
+    """One page of emergency accesses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESSES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    @_builtins.property
+    def accesses(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.EmergencyAccess]:
+        """The accesses, newest first."""
+
+    def __init__(
+        self,
+        *,
+        accesses: _abc.Iterable[_common_pb2.EmergencyAccess] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accesses", b"accesses", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmergencyAccessesResponse: _TypeAlias = ListEmergencyAccessesResponse  # noqa: Y015
+
+@_typing.final
 class ListPendedClaimsRequest(_message.Message):
     """Which pended claims to list."""
 

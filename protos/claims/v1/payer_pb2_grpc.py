@@ -30,7 +30,8 @@ class PayerServiceStub:
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     def __init__(self, channel):
@@ -43,6 +44,11 @@ class PayerServiceStub:
                 '/claims.v1.PayerService/SubscribeAdjudications',
                 request_serializer=claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsResponse.FromString,
+                _registered_method=True)
+        self.ListEmergencyAccesses = channel.unary_unary(
+                '/claims.v1.PayerService/ListEmergencyAccesses',
+                request_serializer=claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesResponse.FromString,
                 _registered_method=True)
         self.ListPendedClaims = channel.unary_unary(
                 '/claims.v1.PayerService/ListPendedClaims',
@@ -76,7 +82,8 @@ class PayerServiceServicer:
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     def SubscribeAdjudications(self, request, context):
@@ -84,7 +91,19 @@ class PayerServiceServicer:
         order, resuming after a ledger position: first those already recorded, then new ones as they
         happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
         it has reached, so the client can move its resume point past events not meant for it.
+        The same stream tells of its members' visits as providers record them (NOTICE_KIND_VISIT,
+        before any claim of the visit) and of emergency accesses to their history
+        (NOTICE_KIND_EMERGENCY_ACCESS, at once).
         RESOURCE_EXHAUSTED when the credential holds too many open streams.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEmergencyAccesses(self, request, context):
+        """Lists the emergency accesses to this payer's members' claim histories (providers that read
+        without consent, declaring an emergency), newest first, each with its reason and the claims
+        read, for review.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +160,11 @@ def add_PayerServiceServicer_to_server(servicer, server):
                     request_deserializer=claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsRequest.FromString,
                     response_serializer=claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsResponse.SerializeToString,
             ),
+            'ListEmergencyAccesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEmergencyAccesses,
+                    request_deserializer=claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesResponse.SerializeToString,
+            ),
             'ListPendedClaims': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPendedClaims,
                     request_deserializer=claims_dot_v1_dot_payer__pb2.ListPendedClaimsRequest.FromString,
@@ -179,7 +203,8 @@ class PayerService:
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     @staticmethod
@@ -199,6 +224,33 @@ class PayerService:
             '/claims.v1.PayerService/SubscribeAdjudications',
             claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsRequest.SerializeToString,
             claims_dot_v1_dot_payer__pb2.SubscribeAdjudicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEmergencyAccesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.PayerService/ListEmergencyAccesses',
+            claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesRequest.SerializeToString,
+            claims_dot_v1_dot_payer__pb2.ListEmergencyAccessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

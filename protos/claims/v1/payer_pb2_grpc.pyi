@@ -31,7 +31,8 @@ class PayerServiceStub:
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     @_typing.overload
@@ -43,7 +44,15 @@ class PayerServiceStub:
     order, resuming after a ledger position: first those already recorded, then new ones as they
     happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
     it has reached, so the client can move its resume point past events not meant for it.
+    The same stream tells of its members' visits as providers record them (NOTICE_KIND_VISIT,
+    before any claim of the visit) and of emergency accesses to their history
+    (NOTICE_KIND_EMERGENCY_ACCESS, at once).
     RESOURCE_EXHAUSTED when the credential holds too many open streams.
+    """
+    ListEmergencyAccesses: _grpc.UnaryUnaryMultiCallable[_payer_pb2.ListEmergencyAccessesRequest, _payer_pb2.ListEmergencyAccessesResponse]
+    """Lists the emergency accesses to this payer's members' claim histories (providers that read
+    without consent, declaring an emergency), newest first, each with its reason and the claims
+    read, for review.
     """
     ListPendedClaims: _grpc.UnaryUnaryMultiCallable[_payer_pb2.ListPendedClaimsRequest, _payer_pb2.ListPendedClaimsResponse]
     """Lists this payer's claims waiting for manual review (status PENDED), oldest first."""
@@ -73,7 +82,8 @@ class PayerServiceAsyncStub(PayerServiceStub):
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -82,7 +92,15 @@ class PayerServiceAsyncStub(PayerServiceStub):
     order, resuming after a ledger position: first those already recorded, then new ones as they
     happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
     it has reached, so the client can move its resume point past events not meant for it.
+    The same stream tells of its members' visits as providers record them (NOTICE_KIND_VISIT,
+    before any claim of the visit) and of emergency accesses to their history
+    (NOTICE_KIND_EMERGENCY_ACCESS, at once).
     RESOURCE_EXHAUSTED when the credential holds too many open streams.
+    """
+    ListEmergencyAccesses: _aio.UnaryUnaryMultiCallable[_payer_pb2.ListEmergencyAccessesRequest, _payer_pb2.ListEmergencyAccessesResponse]  # type: ignore[assignment]
+    """Lists the emergency accesses to this payer's members' claim histories (providers that read
+    without consent, declaring an emergency), newest first, each with its reason and the claims
+    read, for review.
     """
     ListPendedClaims: _aio.UnaryUnaryMultiCallable[_payer_pb2.ListPendedClaimsRequest, _payer_pb2.ListPendedClaimsResponse]  # type: ignore[assignment]
     """Lists this payer's claims waiting for manual review (status PENDED), oldest first."""
@@ -111,7 +129,8 @@ class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Callers: the payer role only. The payer is the principal of the call's credential (its payer
     id); it is never sent in a request. A payer sees only claims billed to it for its members:
-    anything else is NOT_FOUND, exactly like a missing one.
+    anything else is NOT_FOUND, exactly like a missing one. Every read of a member's data (a
+    notice streamed included) is recorded on the ledger in the member's access log.
     """
 
     @_abc_1.abstractmethod
@@ -124,7 +143,21 @@ class PayerServiceServicer(metaclass=_abc_1.ABCMeta):
         order, resuming after a ledger position: first those already recorded, then new ones as they
         happen. At least once, no gaps. While idle, the stream sends heartbeats carrying the position
         it has reached, so the client can move its resume point past events not meant for it.
+        The same stream tells of its members' visits as providers record them (NOTICE_KIND_VISIT,
+        before any claim of the visit) and of emergency accesses to their history
+        (NOTICE_KIND_EMERGENCY_ACCESS, at once).
         RESOURCE_EXHAUSTED when the credential holds too many open streams.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEmergencyAccesses(
+        self,
+        request: _payer_pb2.ListEmergencyAccessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payer_pb2.ListEmergencyAccessesResponse, _abc.Awaitable[_payer_pb2.ListEmergencyAccessesResponse]]:
+        """Lists the emergency accesses to this payer's members' claim histories (providers that read
+        without consent, declaring an emergency), newest first, each with its reason and the claims
+        read, for review.
         """
 
     @_abc_1.abstractmethod

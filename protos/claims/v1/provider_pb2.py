@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from claims.v1 import common_pb2 as claims_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63laims/v1/provider.proto\x12\tclaims.v1\x1a\x16\x63laims/v1/common.proto\"\x97\x01\n\x12RecordVisitRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08payer_id\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x61te_of_service\x18\x04 \x01(\t\x12\x18\n\x10place_of_service\x18\x05 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x06 \x03(\t\":\n\x13RecordVisitResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\"\xbe\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08payer_id\x18\x03 \x01(\t\x12\x10\n\x08visit_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x05 \x03(\t\x12\x18\n\x10place_of_service\x18\x06 \x01(\t\x12%\n\x05lines\x18\x07 \x03(\x0b\x32\x16.claims.v1.ServiceLine\"L\n\x13SubmitClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x10\n\x08\x63laim_id\x18\x02 \x01(\t\"\xd1\x01\n\x13\x43orrectClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x10\n\x08payer_id\x18\x04 \x01(\t\x12\x10\n\x08visit_id\x18\x05 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x06 \x03(\t\x12\x18\n\x10place_of_service\x18\x07 \x01(\t\x12%\n\x05lines\x18\x08 \x03(\x0b\x32\x16.claims.v1.ServiceLine\"M\n\x14\x43orrectClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x10\n\x08\x63laim_id\x18\x02 \x01(\t\"4\n\x10VoidClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x11VoidClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\"9\n\x0fGetClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"3\n\x10GetClaimResponse\x12\x1f\n\x05\x63laim\x18\x01 \x01(\x0b\x32\x10.claims.v1.Claim\"\xb7\x01\n\x11ListClaimsRequest\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.claims.v1.ClaimStatus\x12\x15\n\rreceived_from\x18\x02 \x01(\t\x12\x13\n\x0breceived_to\x18\x03 \x01(\t\x12\x11\n\tmember_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x14\n\x0cmin_position\x18\x07 \x01(\x03\"O\n\x12ListClaimsResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.claims.v1.Claim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x12WatchClaimsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\"}\n\x13WatchClaimsResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\x12!\n\x05\x63laim\x18\x02 \x01(\x0b\x32\x10.claims.v1.ClaimH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.claims.v1.HeartbeatH\x00\x42\x06\n\x04kind\"z\n\x14GetRemittanceRequest\x12\x14\n\npayment_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x63laim_id\x18\x02 \x01(\tH\x00\x12\x16\n\x0ctrace_number\x18\x03 \x01(\tH\x00\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\x42\n\n\x08selector\"=\n\x15GetRemittanceResponse\x12$\n\x08payments\x18\x01 \x03(\x0b\x32\x12.claims.v1.Payment\"\'\n\x10SubmitX12Request\x12\x13\n\x0binterchange\x18\x01 \x01(\x0c\"o\n\x11SubmitX12Response\x12\x0b\n\x03ta1\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63k_999\x18\x02 \x01(\x0c\x12\x11\n\tack_277ca\x18\x03 \x01(\x0c\x12)\n\x06\x63laims\x18\x04 \x03(\x0b\x32\x19.claims.v1.X12ClaimResult\"\xc5\x01\n\x0eX12ClaimResult\x12\x1e\n\x16patient_control_number\x18\x01 \x01(\t\x12\x16\n\x0e\x66requency_code\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12#\n\x07receipt\x18\x05 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\r\n\x05\x66ield\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t2\xc2\x05\n\x0fProviderService\x12L\n\x0bRecordVisit\x12\x1d.claims.v1.RecordVisitRequest\x1a\x1e.claims.v1.RecordVisitResponse\x12L\n\x0bSubmitClaim\x12\x1d.claims.v1.SubmitClaimRequest\x1a\x1e.claims.v1.SubmitClaimResponse\x12O\n\x0c\x43orrectClaim\x12\x1e.claims.v1.CorrectClaimRequest\x1a\x1f.claims.v1.CorrectClaimResponse\x12\x46\n\tVoidClaim\x12\x1b.claims.v1.VoidClaimRequest\x1a\x1c.claims.v1.VoidClaimResponse\x12\x43\n\x08GetClaim\x12\x1a.claims.v1.GetClaimRequest\x1a\x1b.claims.v1.GetClaimResponse\x12I\n\nListClaims\x12\x1c.claims.v1.ListClaimsRequest\x1a\x1d.claims.v1.ListClaimsResponse\x12N\n\x0bWatchClaims\x12\x1d.claims.v1.WatchClaimsRequest\x1a\x1e.claims.v1.WatchClaimsResponse0\x01\x12R\n\rGetRemittance\x12\x1f.claims.v1.GetRemittanceRequest\x1a .claims.v1.GetRemittanceResponse\x12\x46\n\tSubmitX12\x12\x1b.claims.v1.SubmitX12Request\x1a\x1c.claims.v1.SubmitX12Responseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63laims/v1/provider.proto\x12\tclaims.v1\x1a\x16\x63laims/v1/common.proto\"\xaa\x01\n\x12RecordVisitRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08payer_id\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x61te_of_service\x18\x04 \x01(\t\x12\x18\n\x10place_of_service\x18\x05 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x06 \x03(\t\x12\x11\n\temergency\x18\x07 \x01(\x08\":\n\x13RecordVisitResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\"\xbe\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08payer_id\x18\x03 \x01(\t\x12\x10\n\x08visit_id\x18\x04 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x05 \x03(\t\x12\x18\n\x10place_of_service\x18\x06 \x01(\t\x12%\n\x05lines\x18\x07 \x03(\x0b\x32\x16.claims.v1.ServiceLine\"L\n\x13SubmitClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x10\n\x08\x63laim_id\x18\x02 \x01(\t\"\xd1\x01\n\x13\x43orrectClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x10\n\x08payer_id\x18\x04 \x01(\t\x12\x10\n\x08visit_id\x18\x05 \x01(\t\x12\x17\n\x0f\x64iagnosis_codes\x18\x06 \x03(\t\x12\x18\n\x10place_of_service\x18\x07 \x01(\t\x12%\n\x05lines\x18\x08 \x03(\x0b\x32\x16.claims.v1.ServiceLine\"M\n\x14\x43orrectClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x10\n\x08\x63laim_id\x18\x02 \x01(\t\"4\n\x10VoidClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x11VoidClaimResponse\x12#\n\x07receipt\x18\x01 \x01(\x0b\x32\x12.claims.v1.Receipt\"9\n\x0fGetClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x14\n\x0cmin_position\x18\x02 \x01(\x03\"3\n\x10GetClaimResponse\x12\x1f\n\x05\x63laim\x18\x01 \x01(\x0b\x32\x10.claims.v1.Claim\"\xb7\x01\n\x11ListClaimsRequest\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.claims.v1.ClaimStatus\x12\x15\n\rreceived_from\x18\x02 \x01(\t\x12\x13\n\x0breceived_to\x18\x03 \x01(\t\x12\x11\n\tmember_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x14\n\x0cmin_position\x18\x07 \x01(\x03\"O\n\x12ListClaimsResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.claims.v1.Claim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x12WatchClaimsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\"}\n\x13WatchClaimsResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\x12!\n\x05\x63laim\x18\x02 \x01(\x0b\x32\x10.claims.v1.ClaimH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.claims.v1.HeartbeatH\x00\x42\x06\n\x04kind\"z\n\x14GetRemittanceRequest\x12\x14\n\npayment_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08\x63laim_id\x18\x02 \x01(\tH\x00\x12\x16\n\x0ctrace_number\x18\x03 \x01(\tH\x00\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\x42\n\n\x08selector\"=\n\x15GetRemittanceResponse\x12$\n\x08payments\x18\x01 \x03(\x0b\x32\x12.claims.v1.Payment\"\'\n\x10SubmitX12Request\x12\x13\n\x0binterchange\x18\x01 \x01(\x0c\"o\n\x11SubmitX12Response\x12\x0b\n\x03ta1\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63k_999\x18\x02 \x01(\x0c\x12\x11\n\tack_277ca\x18\x03 \x01(\x0c\x12)\n\x06\x63laims\x18\x04 \x03(\x0b\x32\x19.claims.v1.X12ClaimResult\"\xc5\x01\n\x0eX12ClaimResult\x12\x1e\n\x16patient_control_number\x18\x01 \x01(\t\x12\x16\n\x0e\x66requency_code\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12#\n\x07receipt\x18\x05 \x01(\x0b\x32\x12.claims.v1.Receipt\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\r\n\x05\x66ield\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"\x83\x01\n\x17GetMemberHistoryRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x18\n\x10\x65mergency_reason\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0cmin_position\x18\x05 \x01(\x03\"\xc7\x01\n\x18GetMemberHistoryResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.claims.v1.Claim\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12&\n\x05scope\x18\x03 \x01(\x0e\x32\x17.claims.v1.ConsentScope\x12\x10\n\x08grant_id\x18\x04 \x01(\t\x12\x11\n\temergency\x18\x05 \x01(\x08\x12#\n\x07receipt\x18\x06 \x01(\x0b\x32\x12.claims.v1.Receipt2\x9f\x06\n\x0fProviderService\x12L\n\x0bRecordVisit\x12\x1d.claims.v1.RecordVisitRequest\x1a\x1e.claims.v1.RecordVisitResponse\x12L\n\x0bSubmitClaim\x12\x1d.claims.v1.SubmitClaimRequest\x1a\x1e.claims.v1.SubmitClaimResponse\x12O\n\x0c\x43orrectClaim\x12\x1e.claims.v1.CorrectClaimRequest\x1a\x1f.claims.v1.CorrectClaimResponse\x12\x46\n\tVoidClaim\x12\x1b.claims.v1.VoidClaimRequest\x1a\x1c.claims.v1.VoidClaimResponse\x12\x43\n\x08GetClaim\x12\x1a.claims.v1.GetClaimRequest\x1a\x1b.claims.v1.GetClaimResponse\x12I\n\nListClaims\x12\x1c.claims.v1.ListClaimsRequest\x1a\x1d.claims.v1.ListClaimsResponse\x12N\n\x0bWatchClaims\x12\x1d.claims.v1.WatchClaimsRequest\x1a\x1e.claims.v1.WatchClaimsResponse0\x01\x12R\n\rGetRemittance\x12\x1f.claims.v1.GetRemittanceRequest\x1a .claims.v1.GetRemittanceResponse\x12\x46\n\tSubmitX12\x12\x1b.claims.v1.SubmitX12Request\x1a\x1c.claims.v1.SubmitX12Response\x12[\n\x10GetMemberHistory\x12\".claims.v1.GetMemberHistoryRequest\x1a#.claims.v1.GetMemberHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,43 +33,47 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'claims.v1.provider_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDVISITREQUEST']._serialized_start=64
-  _globals['_RECORDVISITREQUEST']._serialized_end=215
-  _globals['_RECORDVISITRESPONSE']._serialized_start=217
-  _globals['_RECORDVISITRESPONSE']._serialized_end=275
-  _globals['_SUBMITCLAIMREQUEST']._serialized_start=278
-  _globals['_SUBMITCLAIMREQUEST']._serialized_end=468
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=470
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=546
-  _globals['_CORRECTCLAIMREQUEST']._serialized_start=549
-  _globals['_CORRECTCLAIMREQUEST']._serialized_end=758
-  _globals['_CORRECTCLAIMRESPONSE']._serialized_start=760
-  _globals['_CORRECTCLAIMRESPONSE']._serialized_end=837
-  _globals['_VOIDCLAIMREQUEST']._serialized_start=839
-  _globals['_VOIDCLAIMREQUEST']._serialized_end=891
-  _globals['_VOIDCLAIMRESPONSE']._serialized_start=893
-  _globals['_VOIDCLAIMRESPONSE']._serialized_end=949
-  _globals['_GETCLAIMREQUEST']._serialized_start=951
-  _globals['_GETCLAIMREQUEST']._serialized_end=1008
-  _globals['_GETCLAIMRESPONSE']._serialized_start=1010
-  _globals['_GETCLAIMRESPONSE']._serialized_end=1061
-  _globals['_LISTCLAIMSREQUEST']._serialized_start=1064
-  _globals['_LISTCLAIMSREQUEST']._serialized_end=1247
-  _globals['_LISTCLAIMSRESPONSE']._serialized_start=1249
-  _globals['_LISTCLAIMSRESPONSE']._serialized_end=1328
-  _globals['_WATCHCLAIMSREQUEST']._serialized_start=1330
-  _globals['_WATCHCLAIMSREQUEST']._serialized_end=1374
-  _globals['_WATCHCLAIMSRESPONSE']._serialized_start=1376
-  _globals['_WATCHCLAIMSRESPONSE']._serialized_end=1501
-  _globals['_GETREMITTANCEREQUEST']._serialized_start=1503
-  _globals['_GETREMITTANCEREQUEST']._serialized_end=1625
-  _globals['_GETREMITTANCERESPONSE']._serialized_start=1627
-  _globals['_GETREMITTANCERESPONSE']._serialized_end=1688
-  _globals['_SUBMITX12REQUEST']._serialized_start=1690
-  _globals['_SUBMITX12REQUEST']._serialized_end=1729
-  _globals['_SUBMITX12RESPONSE']._serialized_start=1731
-  _globals['_SUBMITX12RESPONSE']._serialized_end=1842
-  _globals['_X12CLAIMRESULT']._serialized_start=1845
-  _globals['_X12CLAIMRESULT']._serialized_end=2042
-  _globals['_PROVIDERSERVICE']._serialized_start=2045
-  _globals['_PROVIDERSERVICE']._serialized_end=2751
+  _globals['_RECORDVISITREQUEST']._serialized_end=234
+  _globals['_RECORDVISITRESPONSE']._serialized_start=236
+  _globals['_RECORDVISITRESPONSE']._serialized_end=294
+  _globals['_SUBMITCLAIMREQUEST']._serialized_start=297
+  _globals['_SUBMITCLAIMREQUEST']._serialized_end=487
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=489
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=565
+  _globals['_CORRECTCLAIMREQUEST']._serialized_start=568
+  _globals['_CORRECTCLAIMREQUEST']._serialized_end=777
+  _globals['_CORRECTCLAIMRESPONSE']._serialized_start=779
+  _globals['_CORRECTCLAIMRESPONSE']._serialized_end=856
+  _globals['_VOIDCLAIMREQUEST']._serialized_start=858
+  _globals['_VOIDCLAIMREQUEST']._serialized_end=910
+  _globals['_VOIDCLAIMRESPONSE']._serialized_start=912
+  _globals['_VOIDCLAIMRESPONSE']._serialized_end=968
+  _globals['_GETCLAIMREQUEST']._serialized_start=970
+  _globals['_GETCLAIMREQUEST']._serialized_end=1027
+  _globals['_GETCLAIMRESPONSE']._serialized_start=1029
+  _globals['_GETCLAIMRESPONSE']._serialized_end=1080
+  _globals['_LISTCLAIMSREQUEST']._serialized_start=1083
+  _globals['_LISTCLAIMSREQUEST']._serialized_end=1266
+  _globals['_LISTCLAIMSRESPONSE']._serialized_start=1268
+  _globals['_LISTCLAIMSRESPONSE']._serialized_end=1347
+  _globals['_WATCHCLAIMSREQUEST']._serialized_start=1349
+  _globals['_WATCHCLAIMSREQUEST']._serialized_end=1393
+  _globals['_WATCHCLAIMSRESPONSE']._serialized_start=1395
+  _globals['_WATCHCLAIMSRESPONSE']._serialized_end=1520
+  _globals['_GETREMITTANCEREQUEST']._serialized_start=1522
+  _globals['_GETREMITTANCEREQUEST']._serialized_end=1644
+  _globals['_GETREMITTANCERESPONSE']._serialized_start=1646
+  _globals['_GETREMITTANCERESPONSE']._serialized_end=1707
+  _globals['_SUBMITX12REQUEST']._serialized_start=1709
+  _globals['_SUBMITX12REQUEST']._serialized_end=1748
+  _globals['_SUBMITX12RESPONSE']._serialized_start=1750
+  _globals['_SUBMITX12RESPONSE']._serialized_end=1861
+  _globals['_X12CLAIMRESULT']._serialized_start=1864
+  _globals['_X12CLAIMRESULT']._serialized_end=2061
+  _globals['_GETMEMBERHISTORYREQUEST']._serialized_start=2064
+  _globals['_GETMEMBERHISTORYREQUEST']._serialized_end=2195
+  _globals['_GETMEMBERHISTORYRESPONSE']._serialized_start=2198
+  _globals['_GETMEMBERHISTORYRESPONSE']._serialized_end=2397
+  _globals['_PROVIDERSERVICE']._serialized_start=2400
+  _globals['_PROVIDERSERVICE']._serialized_end=3199
 # @@protoc_insertion_point(module_scope)

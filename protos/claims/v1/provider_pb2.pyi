@@ -31,6 +31,7 @@ class RecordVisitRequest(_message.Message):
     DATE_OF_SERVICE_FIELD_NUMBER: _builtins.int
     PLACE_OF_SERVICE_FIELD_NUMBER: _builtins.int
     DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    EMERGENCY_FIELD_NUMBER: _builtins.int
     visit_id: _builtins.str
     """The provider's own id for the visit; unique per provider."""
     member_id: _builtins.str
@@ -41,6 +42,11 @@ class RecordVisitRequest(_message.Message):
     """Date of the visit, "YYYY-MM-DD"."""
     place_of_service: _builtins.str
     """Two-digit CMS place of service code, e.g. "11" (office)."""
+    emergency: _builtins.bool
+    """An emergency (an emergency admission, an ambulance run): the payer's notice says so. A visit
+    at place of service 23 (the hospital's emergency room) is an emergency whether or not this
+    is set, and is recorded as one.
+    """
     @_builtins.property
     def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """ICD-10-CM diagnosis codes without the dot, 1 to 12, no duplicates, each a billable code of
@@ -57,10 +63,11 @@ class RecordVisitRequest(_message.Message):
         date_of_service: _builtins.str = ...,
         place_of_service: _builtins.str = ...,
         diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        emergency: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_service", b"date_of_service", "diagnosis_codes", b"diagnosis_codes", "member_id", b"member_id", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_service", b"date_of_service", "diagnosis_codes", b"diagnosis_codes", "emergency", b"emergency", "member_id", b"member_id", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -673,3 +680,96 @@ class X12ClaimResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___X12ClaimResult: _TypeAlias = X12ClaimResult  # noqa: Y015
+
+@_typing.final
+class GetMemberHistoryRequest(_message.Message):
+    """Which member's history to read, and on what ground."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    EMERGENCY_REASON_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MIN_POSITION_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """The member (patient) id."""
+    emergency_reason: _builtins.str
+    """Empty: read under the member's consent in force for this provider. Set (1 to 500
+    characters, no control characters): read without consent, declaring this emergency ("break
+    the glass"); the declaration is recorded and told to the member and their payers.
+    """
+    page_size: _builtins.int
+    """Maximum claims to return; 0 means the server default (50); values above 500 are capped."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page. An emergency read of the
+    next page is a new declaration.
+    """
+    min_position: _builtins.int
+    """Wait until the read model has reached this ledger position (read-your-writes); 0 = no wait."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        emergency_reason: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        min_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emergency_reason", b"emergency_reason", "member_id", b"member_id", "min_position", b"min_position", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemberHistoryRequest: _TypeAlias = GetMemberHistoryRequest  # noqa: Y015
+
+@_typing.final
+class GetMemberHistoryResponse(_message.Message):
+    """One page of a member's claim history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    EMERGENCY_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    scope: _common_pb2.ConsentScope.ValueType
+    """What the read was allowed under: the consent's scope (CONSENT_SCOPE_CLAIM_HISTORY for an
+    emergency).
+    """
+    grant_id: _builtins.str
+    """The consent's grant id, or the emergency access's id, as the member's access log names it."""
+    emergency: _builtins.bool
+    """True when the read was an emergency access."""
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Claim]:
+        """The member's claims of every provider, newest received first; without their decisions (and
+        pend reasons) unless the consent's scope includes them (an emergency read never does).
+        """
+
+    @_builtins.property
+    def receipt(self) -> _common_pb2.Receipt:
+        """Where the record of this read (for an emergency, its declaration with it) sits in the ledger."""
+
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[_common_pb2.Claim] | None = ...,
+        next_page_token: _builtins.str = ...,
+        scope: _common_pb2.ConsentScope.ValueType = ...,
+        grant_id: _builtins.str = ...,
+        emergency: _builtins.bool = ...,
+        receipt: _common_pb2.Receipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "emergency", b"emergency", "grant_id", b"grant_id", "next_page_token", b"next_page_token", "receipt", b"receipt", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemberHistoryResponse: _TypeAlias = GetMemberHistoryResponse  # noqa: Y015

@@ -30,7 +30,10 @@ class ProviderServiceStub:
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     def __init__(self, channel):
@@ -84,6 +87,11 @@ class ProviderServiceStub:
                 request_serializer=claims_dot_v1_dot_provider__pb2.SubmitX12Request.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_provider__pb2.SubmitX12Response.FromString,
                 _registered_method=True)
+        self.GetMemberHistory = channel.unary_unary(
+                '/claims.v1.ProviderService/GetMemberHistory',
+                request_serializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -91,13 +99,18 @@ class ProviderServiceServicer:
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     def RecordVisit(self, request, context):
         """Records a patient visit (encounter) that claims may later bill for. Writes one event.
         Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
-        the same visit_id with a different visit fails ALREADY_EXISTS.
+        the same visit_id with a different visit fails ALREADY_EXISTS. The payer named hears of it at
+        once on its SubscribeAdjudications stream (a NOTICE_KIND_VISIT notice: member, provider,
+        date, place of service, emergency; never the diagnoses), before any claim of the visit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +190,18 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMemberHistory(self, request, context):
+        """Reads a member's claim history across providers, newest first: under the member's consent
+        in force for this provider (MemberService.GrantConsent; its scope says whether decisions are
+        included), or without it by declaring an emergency (emergency_reason), which is recorded on
+        the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
+        notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
+        (an emergency for a member no payer covers is NOT_FOUND too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +250,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     request_deserializer=claims_dot_v1_dot_provider__pb2.SubmitX12Request.FromString,
                     response_serializer=claims_dot_v1_dot_provider__pb2.SubmitX12Response.SerializeToString,
             ),
+            'GetMemberHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemberHistory,
+                    request_deserializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'claims.v1.ProviderService', rpc_method_handlers)
@@ -238,7 +268,10 @@ class ProviderService:
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     @staticmethod
@@ -474,6 +507,33 @@ class ProviderService:
             '/claims.v1.ProviderService/SubmitX12',
             claims_dot_v1_dot_provider__pb2.SubmitX12Request.SerializeToString,
             claims_dot_v1_dot_provider__pb2.SubmitX12Response.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemberHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.ProviderService/GetMemberHistory',
+            claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.SerializeToString,
+            claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

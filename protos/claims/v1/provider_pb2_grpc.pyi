@@ -31,7 +31,10 @@ class ProviderServiceStub:
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     @_typing.overload
@@ -41,7 +44,9 @@ class ProviderServiceStub:
     RecordVisit: _grpc.UnaryUnaryMultiCallable[_provider_pb2.RecordVisitRequest, _provider_pb2.RecordVisitResponse]
     """Records a patient visit (encounter) that claims may later bill for. Writes one event.
     Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
-    the same visit_id with a different visit fails ALREADY_EXISTS.
+    the same visit_id with a different visit fails ALREADY_EXISTS. The payer named hears of it at
+    once on its SubscribeAdjudications stream (a NOTICE_KIND_VISIT notice: member, provider,
+    date, place of service, emergency; never the diagnoses), before any claim of the visit.
     """
     SubmitClaim: _grpc.UnaryUnaryMultiCallable[_provider_pb2.SubmitClaimRequest, _provider_pb2.SubmitClaimResponse]
     """Submits an original claim (frequency code 1). Idempotent by idempotency_key: the same key
@@ -82,6 +87,14 @@ class ProviderServiceStub:
     Idempotent: the same file again answers with the same claim ids and receipts. A payload that
     does not begin with an ISA segment fails INVALID_ARGUMENT.
     """
+    GetMemberHistory: _grpc.UnaryUnaryMultiCallable[_provider_pb2.GetMemberHistoryRequest, _provider_pb2.GetMemberHistoryResponse]
+    """Reads a member's claim history across providers, newest first: under the member's consent
+    in force for this provider (MemberService.GrantConsent; its scope says whether decisions are
+    included), or without it by declaring an emergency (emergency_reason), which is recorded on
+    the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
+    notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
+    (an emergency for a member no payer covers is NOT_FOUND too).
+    """
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
@@ -89,14 +102,19 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordVisit: _aio.UnaryUnaryMultiCallable[_provider_pb2.RecordVisitRequest, _provider_pb2.RecordVisitResponse]  # type: ignore[assignment]
     """Records a patient visit (encounter) that claims may later bill for. Writes one event.
     Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
-    the same visit_id with a different visit fails ALREADY_EXISTS.
+    the same visit_id with a different visit fails ALREADY_EXISTS. The payer named hears of it at
+    once on its SubscribeAdjudications stream (a NOTICE_KIND_VISIT notice: member, provider,
+    date, place of service, emergency; never the diagnoses), before any claim of the visit.
     """
     SubmitClaim: _aio.UnaryUnaryMultiCallable[_provider_pb2.SubmitClaimRequest, _provider_pb2.SubmitClaimResponse]  # type: ignore[assignment]
     """Submits an original claim (frequency code 1). Idempotent by idempotency_key: the same key
@@ -137,13 +155,24 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     Idempotent: the same file again answers with the same claim ids and receipts. A payload that
     does not begin with an ISA segment fails INVALID_ARGUMENT.
     """
+    GetMemberHistory: _aio.UnaryUnaryMultiCallable[_provider_pb2.GetMemberHistoryRequest, _provider_pb2.GetMemberHistoryResponse]  # type: ignore[assignment]
+    """Reads a member's claim history across providers, newest first: under the member's consent
+    in force for this provider (MemberService.GrantConsent; its scope says whether decisions are
+    included), or without it by declaring an emergency (emergency_reason), which is recorded on
+    the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
+    notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
+    (an emergency for a member no payer covers is NOT_FOUND too).
+    """
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Records visits, submits, corrects and voids claims, and reads their status and remittances.
 
     Callers: the provider role only. The provider is the principal of the call's credential (its
     NPI); it is never sent in a request. A provider sees only its own claims: another provider's
-    claim is NOT_FOUND, exactly like a missing one.
+    claim is NOT_FOUND, exactly like a missing one. Other providers' claims of a member are read
+    only with GetMemberHistory, under the member's consent or a declared emergency. Every read of a
+    member's data is recorded on the ledger, before it is answered, in the member's access log
+    (MemberService.ListAccessLog).
     """
 
     @_abc_1.abstractmethod
@@ -154,7 +183,9 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_provider_pb2.RecordVisitResponse, _abc.Awaitable[_provider_pb2.RecordVisitResponse]]:
         """Records a patient visit (encounter) that claims may later bill for. Writes one event.
         Idempotent by visit_id: the same visit again returns the original receipt and writes nothing;
-        the same visit_id with a different visit fails ALREADY_EXISTS.
+        the same visit_id with a different visit fails ALREADY_EXISTS. The payer named hears of it at
+        once on its SubscribeAdjudications stream (a NOTICE_KIND_VISIT notice: member, provider,
+        date, place of service, emergency; never the diagnoses), before any claim of the visit.
         """
 
     @_abc_1.abstractmethod
@@ -242,6 +273,20 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         validation; the billing provider's NPI must be the caller's. A rejected claim writes nothing.
         Idempotent: the same file again answers with the same claim ids and receipts. A payload that
         does not begin with an ISA segment fails INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMemberHistory(
+        self,
+        request: _provider_pb2.GetMemberHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_pb2.GetMemberHistoryResponse, _abc.Awaitable[_provider_pb2.GetMemberHistoryResponse]]:
+        """Reads a member's claim history across providers, newest first: under the member's consent
+        in force for this provider (MemberService.GrantConsent; its scope says whether decisions are
+        included), or without it by declaring an emergency (emergency_reason), which is recorded on
+        the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
+        notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
+        (an emergency for a member no payer covers is NOT_FOUND too).
         """
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

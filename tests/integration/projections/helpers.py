@@ -18,9 +18,10 @@ from projections.streams import ADJUDICATIONS, CLAIM_CHANGES, Feed, FeedStreams
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 
-# The events a payer is told of: decisions, voids and replacements, and money taken back.
+# The events a payer is told of: decisions, voids and replacements, money taken back, its
+# members' visits and emergency accesses to their histories.
 NOTICED = ("Claim.Adjudicated", "Claim.Pended", "Claim.ReviewResolved", "Claim.DisputeResolved", "Claim.Voided",
-           "Claim.Corrected", "Payment.Cancelled", "Payment.Recouped")
+           "Claim.Corrected", "Payment.Cancelled", "Payment.Recouped", "Visit.Recorded", "EmergencyAccess.Declared")
 
 
 class BlockingStreams:
@@ -103,20 +104,27 @@ def assert_equals_from_scratch(database_url: str, names: tuple[str, ...] = catal
             assert differences(database_url, table, table + "_rebuild") == 0, table
 
 
-def expected_notices(database_url: str) -> list[tuple[int, str, str, str]]:
+def expected_notices(database_url: str) -> list[tuple[int, str, str | None, str]]:
     """(position, payer_id, claim_id, event type) of every event a payer is told of, read straight
-    from the events table (independently of the projection)."""
+    from the events table (independently of the projection); a visit or an emergency access has no
+    claim id, and an emergency access is told to each payer it names."""
     payers: dict[str, str] = {}
     notices = []
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT notification_id, originator_id::text, topic, convert_from(state, 'UTF8') FROM ledger_events"
             " WHERE topic LIKE 'claims_service.domain.claim:Claim.%%' OR topic LIKE 'claims_service.domain.payment:Payment.%%'"
+            " OR topic IN ('claims_service.domain.visit:Visit.Recorded',"
+            " 'claims_service.domain.access:EmergencyAccess.Declared')"
             " ORDER BY notification_id"
         ).fetchall()
     for position, stream, topic, state in rows:
         kind = topic.rsplit(":", 1)[-1]
-        if kind == "Claim.Submitted":
+        if kind == "Visit.Recorded":
+            notices.append((position, json.loads(state)["payer_id"], None, kind))
+        elif kind == "EmergencyAccess.Declared":
+            notices += [(position, payer, None, kind) for payer in json.loads(state)["payer_ids"]]
+        elif kind == "Claim.Submitted":
             payers[stream] = json.loads(state)["payer_id"]
         elif kind in ("Payment.Cancelled", "Payment.Recouped"):
             payload = json.loads(state)

@@ -23,7 +23,8 @@ from tests.integration.projections.helpers import NOTICED, BlockingStreams, drai
 
 KINDS = {"adjudicated": "Claim.Adjudicated", "pended": "Claim.Pended", "review_resolved": "Claim.ReviewResolved",
          "dispute_resolved": "Claim.DisputeResolved", "voided": "Claim.Voided", "replaced": "Claim.Corrected",
-         "payment_cancelled": "Payment.Cancelled", "payment_recouped": "Payment.Recouped"}
+         "payment_cancelled": "Payment.Cancelled", "payment_recouped": "Payment.Recouped", "visit": "Visit.Recorded",
+         "emergency_access": "EmergencyAccess.Declared"}
 
 PAYERS = ("PAYER-00", "PAYER-01", "PAYER-02")
 
@@ -72,7 +73,7 @@ def test_a_feed_resumed_from_any_position_delivers_exactly_the_missing_notices(d
             stop.set()
             got = [(n.position, n.claim_id, KINDS[n.kind]) for n in notices]
             assert got == [m for m in mine if m[0] > start], (payer, start)
-            assert all(n.payer_id == payer and n.decision is not None for n in notices)
+            assert all(n.payer_id == payer and (n.decision is not None) == (n.claim_id is not None) for n in notices)
             assert beats[-1].position == end
 
 
