@@ -2,6 +2,7 @@
 
 Parts: ledger (hash-chain cost, baselines), adjudication (engine, follower), tree (proofs on a
 large tree), projections (rebuild rate), service (the whole gRPC path under a mixed load), and
+processes (that load with one and with two server processes and adjudicator partitions),
 observability (that load with metrics off, on, and with tracing at a 1 % sample), and x12 (837
 intake beside SubmitClaim, 835 generation).
 `--only PART` runs some; `--quick` shrinks sizes for a smoke run. Results: bench/results.json.
@@ -29,7 +30,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("ledger", "adjudication", "tree", "projections", "service", "observability", "x12")
+PARTS = ("ledger", "adjudication", "tree", "projections", "service", "processes", "observability", "x12")
 
 
 def main() -> None:
@@ -155,7 +156,14 @@ def run_x12(create_database: Callable[[str], str], args: argparse.Namespace, pro
     return x12.run(create_database, args, progress)
 
 
+def run_processes(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import processes
+
+    return processes.run(create_database, args, progress)
+
+
 RUNNERS = {
+    "processes": run_processes,
     "x12": run_x12,
     "observability": run_observability,
     "ledger": run_ledger,
@@ -213,6 +221,9 @@ def figures_table(results: dict[str, Any]) -> Table:
                 rec["events_per_s"], "≥ 50,000")
     if "service" in results:
         for label, value, target in results["service"].get("table", []):
+            row(label, value, target)
+    if "processes" in results:
+        for label, value, target in results["processes"].get("table", []):
             row(label, value, target)
     if "x12" in results:
         for label, value, target in results["x12"].get("table", []):

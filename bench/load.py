@@ -171,8 +171,11 @@ def set_up(channel: grpc.Channel, keys: dict[str, Any]) -> dict[str, str]:
 class Load:
     """Keeps `in_flight` submissions going; records latencies and submit times per claim."""
 
-    def __init__(self, channel: grpc.Channel, provider_keys: dict[str, str], in_flight: int, seed: int = 7) -> None:
-        self.stub = provider_pb2_grpc.ProviderServiceStub(channel)
+    def __init__(self, channel: grpc.Channel | list[grpc.Channel], provider_keys: dict[str, str], in_flight: int,
+                 seed: int = 7) -> None:
+        # Several channels (each with a connection of its own) spread the calls over server processes.
+        self.stubs = [provider_pb2_grpc.ProviderServiceStub(c) for c in (channel if isinstance(channel, list) else [channel])]
+        self.stub = self.stubs[0]
         self.keys = provider_keys
         self.in_flight = in_flight
         self.rng = random.Random(seed)
@@ -197,18 +200,19 @@ class Load:
             target = self.decided.pop(self.rng.randrange(len(self.decided))) if roll < 0.08 and self.decided else None
         npi = self.rng.choice(PROVIDERS)
         member = f"BM{self.rng.randrange(MEMBERS)}"
+        stub = self.stubs[n % len(self.stubs)]
         day = (self.today - timedelta(days=self.rng.randrange(1, 300))).isoformat()
         lines = [("99213", 1, 12_000, 1), ("80053", 1, 2_500, 1), ("36415", 1, 500, 1)]
         kind = "clean"
         if roll < 0.05 and target:
             kind = "void"
             npi, claim_id = target
-            return kind, npi, provider_pb2.VoidClaimRequest(claim_id=claim_id, reason="billed in error"), self.stub.VoidClaim
+            return kind, npi, provider_pb2.VoidClaimRequest(claim_id=claim_id, reason="billed in error"), stub.VoidClaim
         if roll < 0.08 and target:
             kind = "correction"
             npi, claim_id = target
             body = self._claim(f"fix-{n}", member, day, [("99214", 1, 15_000, 1)])
-            return kind, npi, provider_pb2.CorrectClaimRequest(claim_id=claim_id, **body), self.stub.CorrectClaim
+            return kind, npi, provider_pb2.CorrectClaimRequest(claim_id=claim_id, **body), stub.CorrectClaim
         if roll < 0.13:
             kind = "duplicate"
             lines = [("99213", 1, 12_000, 1)]
@@ -219,7 +223,7 @@ class Load:
         elif roll < 0.21:
             kind, lines = "high dollar", [("29881", 1, 250_000, 3)]
         body = self._claim(f"load-{n}", member, day, lines)
-        return kind, npi, provider_pb2.SubmitClaimRequest(**body), self.stub.SubmitClaim
+        return kind, npi, provider_pb2.SubmitClaimRequest(**body), stub.SubmitClaim
 
     @staticmethod
     def _claim(key: str, member: str, day: str, lines: list[tuple[str, int, int, int]]) -> dict[str, Any]:

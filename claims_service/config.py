@@ -52,6 +52,10 @@ class Config(BaseSettings):
     """Open server streams (WatchClaims, SubscribeAdjudications) the server holds at most."""
     max_streams_per_key: PositiveInt = 1_000
     """Open server streams one API key holds at most; more are RESOURCE_EXHAUSTED."""
+    server_processes: Annotated[int, Field(ge=1, le=256)] = 1
+    """gRPC server processes on grpc_addr (SO_REUSEPORT), each with its own pools and limits."""
+    adjudicator_partitions: Annotated[int, Field(ge=1, le=256)] = 1
+    """Adjudicator processes, each deciding the claims of its share of the members (README)."""
     fhir_addr: str = DEFAULT_FHIR_ADDR
     """Where the read-only FHIR endpoint listens (HTTP, docs/FHIR.md); empty: not served."""
 

@@ -36,6 +36,8 @@ from eventsourcing.utils import get_topic
 from psycopg.rows import dict_row, tuple_row
 
 from claims_service.adjudication.effects import PaymentSoFar, spread_unitemised
+from claims_service.adjudication.partitions import NAME as ADJUDICATOR
+from claims_service.adjudication.partitions import done_for_every_member, position_for_member
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.member import MemberCoverage
@@ -44,7 +46,6 @@ from claims_service.ledger.chain import EVENTS_TABLE
 from claims_service.ledger.payloads import open_payload
 
 READ_MODELS = ("claim_status", "payments", "benefits")
-ADJUDICATOR = "adjudicator"  # claims_service.adjudication.follower.TRACKING_NAME
 CHUNK = 20_000
 
 T = {name: get_topic(cls) for name, cls in {
@@ -196,13 +197,15 @@ def marked_date(value: Any) -> date:
     return date.fromisoformat(value["_data_"] if isinstance(value, dict) else value)
 
 
-def tracked_positions(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    """(the lowest position the compared read models have reached, the adjudicator's position)."""
-    names = [f"projection.{name}" for name in READ_MODELS] + [ADJUDICATOR]
-    rows = conn.execute("SELECT application_name, notification_id FROM ledger_tracking WHERE application_name = ANY(%s)",
-                        (names,)).fetchall()
+def tracked_positions(conn: psycopg.Connection[Any]) -> tuple[int, dict[str, int]]:
+    """(the lowest position the compared read models have reached, the adjudicator's positions by
+    tracking name: one, or one per partition, see adjudication/partitions.py)."""
+    names = [f"projection.{name}" for name in READ_MODELS]
+    rows = conn.execute("SELECT application_name, notification_id FROM ledger_tracking"
+                        " WHERE application_name = ANY(%s) OR application_name = %s OR application_name LIKE %s",
+                        (names, ADJUDICATOR, ADJUDICATOR + ".%")).fetchall()
     found = {row[0]: int(row[1]) for row in rows}
-    return min(found.get(name, 0) for name in names[:-1]), found.get(ADJUDICATOR, 0)
+    return min(found.get(name, 0) for name in names), {k: v for k, v in found.items() if k not in names}
 
 
 def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
@@ -210,7 +213,10 @@ def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
     with psycopg.connect(database_url, autocommit=True) as conn:
         head = int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])
         deadline = time.monotonic() + wait_seconds
-        while min(tracked_positions(conn)) < head and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            read_models_at, adjudicators = tracked_positions(conn)
+            if min(read_models_at, done_for_every_member(adjudicators)) >= head:
+                break
             time.sleep(0.05)
     started = time.perf_counter()
     # Hundreds of thousands of small, acyclic dicts: the collector would walk them again and again
@@ -229,7 +235,7 @@ def reconcile(database_url: str, *, wait_seconds: float = 30.0) -> Report:
 def _reconcile(database_url: str) -> Report:
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        read_models_at, adjudicator_at = tracked_positions(conn)
+        read_models_at, adjudicators = tracked_positions(conn)
         position = int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])
         ledger = LedgerMoney()
         report = Report(position=position)
@@ -248,7 +254,7 @@ def _reconcile(database_url: str) -> Report:
                     break
                 after = rows[-1][0]
         report.events = ledger.events
-        ledger.check(report, adjudicator_at)
+        ledger.check(report, adjudicators)
         compare_read_models(conn, ledger, read_models_at, report)
     return report
 
@@ -354,7 +360,7 @@ class LedgerMoney:
 
     # --- the checks ----------------------------------------------------------------------
 
-    def check(self, report: Report, adjudicator_at: int) -> None:
+    def check(self, report: Report, adjudicators: dict[str, int]) -> None:
         report.claims, report.payments, report.periods = len(self.claims), len(self.payments), len(self.periods)
         report.scheduled_cents = self.totals["scheduled"]
         report.issued_cents = self.totals["issued"]
@@ -376,6 +382,8 @@ class LedgerMoney:
         in_flight: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
         for period in self.periods.values():
             key = (period.payer_id, period.member_id, period.plan_year)
+            # The adjudicator (its partition of the member) that takes the member's voids off.
+            adjudicator_at = position_for_member(adjudicators, period.member_id)
             for claim_id, (deductible, oop, reversed_) in period.claims.items():
                 claim = self.claims.get(claim_id)
                 if reversed_ or claim is None or claim.ended_at is None or claim.ended_at <= adjudicator_at:

@@ -1,13 +1,18 @@
-"""Run background workers (the adjudicator, the tree builder, projections) and restart them.
+"""Keep things running: worker threads (`Supervisor`) and child processes (`ChildProcess`).
 
 A worker is a function `run(stop: threading.Event) -> None` that returns only when asked to stop;
 if it raises (its LISTEN connection dropped, the database restarted), it is logged and run again
 after a backoff that grows to `max_backoff` seconds and resets once the worker has run a while.
+
+A `ChildProcess` is one of the service's processes (a worker process, a further gRPC server
+process): started by a function of the owner's, and started again the same way whenever it exits
+on its own (killed, crashed), after a backoff from 1 s growing to 10 s.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing.process
 import threading
 from collections.abc import Callable
 
@@ -16,6 +21,8 @@ from claims_service.ledger.following import Backoff
 log = logging.getLogger(__name__)
 
 Worker = Callable[[threading.Event], None]
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 10.0
 
 
 class Supervisor:
@@ -51,3 +58,73 @@ class Supervisor:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+
+
+class ChildProcess:
+    """``ChildProcess(name, spawn, on_alive_change=...)``: ``spawn()`` starts the process and returns
+    it; ``start()`` calls it and watches the child, calling it again after the child exits (while
+    not stopping); ``on_alive_change(alive)`` is told as the child comes and goes; ``stop()`` sends
+    SIGTERM, then SIGKILL after ``timeout``."""
+
+    def __init__(self, name: str, spawn: Callable[[], multiprocessing.process.BaseProcess], *,
+                 on_alive_change: Callable[[bool], None] = lambda _alive: None,
+                 restart_delay: float = RESTART_DELAY, max_restart_delay: float = MAX_RESTART_DELAY) -> None:
+        self.name = name
+        self._spawn = spawn
+        self.on_alive_change = on_alive_change
+        self._backoff = Backoff(restart_delay, max_restart_delay)
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # no start again once stopping
+        self._monitor = threading.Thread(target=self._keep_running, name=f"process-{name}", daemon=True)
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> None:
+        self._process = self._spawn()
+        self._monitor.start()
+
+    def _keep_running(self) -> None:
+        was_alive: bool | None = None
+        while not self._stopping.is_set():
+            assert self._process is not None
+            self._process.join(0.5)
+            alive = self._process.is_alive()
+            if alive != was_alive and not self._stopping.is_set():
+                was_alive = alive
+                self.on_alive_change(alive)
+            if self._process.exitcode is not None and not self._stopping.is_set():
+                self.restarts += 1
+                wait = self._backoff.next_wait()
+                log.error("the %s process exited (code %s); starting it again in %.1f s", self.name,
+                          self._process.exitcode, wait)
+                if not self._stopping.wait(wait):
+                    with self._lock:
+                        if self._stopping.is_set():
+                            return
+                        self._backoff.started()
+                        self._process = self._spawn()
+
+    def terminate(self) -> None:
+        """Ask the child to stop (SIGTERM) without waiting: ``stop`` after it waits."""
+        with self._lock:
+            self._stopping.set()
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.terminate()
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        if self._monitor.is_alive():
+            self._monitor.join(2)

@@ -1,11 +1,19 @@
-"""The background workers, in a process of their own: the adjudicator, the projections, and the
-Merkle tree with its checkpoints.
+"""The background workers, each kind in a process of its own: the adjudicator (one process per
+partition, ``CLAIMS_ADJUDICATOR_PARTITIONS``), the projections, and the Merkle tree with its
+checkpoints and the auditor ("tree").
 
 They follow the ledger and do most of the CPU work; in the gRPC server's process they would
-compete with request handling for one interpreter lock. `WorkerProcess` starts them in a child
-process (spawned, so nothing of the parent's threads or connections is inherited) and starts it
-again if it dies; inside, each worker runs under a `Supervisor` that restarts a failed thread.
-Every worker keeps its position in the database, so a restart continues exactly where it stopped.
+compete with request handling for one interpreter lock, and in one process together they would
+compete with each other for it (the adjudicator and the projections each take most of a core at
+the saturated rate). `WorkerProcesses` starts each in a child process (spawned, so nothing of the
+parent's threads or connections is inherited) and starts it again if it dies; inside, each worker
+runs under a `Supervisor` that restarts a failed thread. Every worker keeps its position in the
+database, so a restart continues exactly where it stopped.
+
+What the workers tell the server processes (a fault the auditor or the signer found, each audit
+pass) and whether they all run reach every server process: `WorkerProcesses.subscribe` in the
+process that started them, `RelayedWorkers` in a further server process (``bootstrap``), to which
+the first relays them.
 """
 
 from __future__ import annotations
@@ -13,60 +21,60 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import multiprocessing.queues
+import multiprocessing.connection
 import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
+from claims_service.adjudication.partitions import Partition, partitions
 from claims_service.config import Config
-from claims_service.ledger.following import Backoff
+from claims_service.supervisor import ChildProcess, Supervisor
 
 log = logging.getLogger(__name__)
 
-RESTART_DELAY = 1.0
-MAX_RESTART_DELAY = 10.0
+Listener = Callable[[str, Any], None]
+"""Told ("alive", bool): every worker process runs, or not; ("fault", reason); ("audit", status dict)."""
+
+PROJECTIONS = "projections"
+TREE = "tree"
 
 
-def run_workers(database_url: str, config: Config, stop: threading.Event | None = None,
-                server_pid: int | None = None, report: Callable[[str, str], None] | None = None) -> None:
-    """Run every worker until SIGTERM/SIGINT (or `stop`); what the child process executes.
+@dataclass(frozen=True)
+class Role:
+    """One worker process: an adjudicator partition, the projections, or the tree."""
+
+    name: str  # "adjudicator" or "adjudicator.<index>/<count>", "projections", "tree"
+    partition: Partition | None = None
+
+
+def roles(adjudicator_partitions: int = 1) -> list[Role]:
+    return [*(Role(p.tracking_name, p) for p in partitions(adjudicator_partitions)), Role(PROJECTIONS), Role(TREE)]
+
+
+def run_worker(role: Role, database_url: str, config: Config, stop: threading.Event | None = None,
+               server_pid: int | None = None, report: Callable[[str, str], None] | None = None) -> None:
+    """Run one worker process's workers until SIGTERM/SIGINT (or `stop`); what the child executes.
     `report(kind, detail)` tells the server process of a fault ("fault", what was found) and of
     each audit pass ("audit", its status as JSON)."""
-    # Imported here, in the child: the server's process has no use for the workers' modules.
-    from claims_service.adjudication import AdjudicationFollower
-    from claims_service.application import LedgerApplication
-    from claims_service.ledger.auditor import Auditor
-    from claims_service.ledger.checkpointer import Checkpointer
-    from claims_service.ledger.note import VerifierKey
-    from claims_service.supervisor import Supervisor
-    from projections.runner import ProjectionSupervisor
-
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    ledger = LedgerApplication(database_url, pool_size=4, writer="adjudicator")
-    checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     tell = report or (lambda _kind, _detail: None)
-    checkpointer.on_fault = lambda reason: tell("fault", reason)
-
-    def audit_fault(reason: str) -> None:
-        checkpointer.stop_signing(reason)
-        tell("fault", reason)
-
-    auditor = Auditor(database_url, verifier=VerifierKey.parse(checkpointer.verifier_key),
-                      full_every_seconds=config.audit_every_seconds, on_fault=audit_fault,
-                      on_status=lambda status: tell("audit", json.dumps(status.as_dict())))
     supervisor = Supervisor()
-    projections = ProjectionSupervisor(database_url)
+    closing: list[Callable[[], None]] = []
     try:
-        supervisor.start("adjudicator", AdjudicationFollower(ledger).run)
-        supervisor.start("merkle-tree", checkpointer.run_forever)
-        supervisor.start("auditor", auditor.run_forever)
-        projections.start()
-        log.info("workers running in process %d: adjudicator, projections, Merkle tree and checkpoints, auditor",
-                 os.getpid())
+        if role.partition is not None:
+            _adjudicator(role.partition, database_url, supervisor, closing)
+        elif role.name == PROJECTIONS:
+            _projections(database_url, closing)
+        else:
+            _tree(database_url, config, supervisor, tell)
+        log.info("workers running in process %d: %s", os.getpid(), role.name)
         # Also stop when the server process is gone (killed with SIGKILL, say): an orphaned
         # worker process would keep a second adjudicator running next to the restarted one.
         while not stop.wait(1.0):
@@ -77,13 +85,50 @@ def run_workers(database_url: str, config: Config, stop: threading.Event | None 
                 threading.Timer(3.0, os._exit, args=(0,)).start()
                 break
     finally:
-        projections.stop(10)
         supervisor.stop()
-        ledger.close()
+        for close in reversed(closing):
+            close()
 
 
-def _child_main(database_url: str, config: Config, log_level: int, server_pid: int,
-                reports: multiprocessing.queues.SimpleQueue) -> None:
+def _adjudicator(partition: Partition, database_url: str, supervisor: Supervisor,
+                 closing: list[Callable[[], None]]) -> None:
+    from claims_service.adjudication import AdjudicationFollower
+    from claims_service.application import LedgerApplication
+
+    ledger = LedgerApplication(database_url, pool_size=4, writer=partition.tracking_name)
+    closing.append(ledger.close)
+    supervisor.start(partition.tracking_name, AdjudicationFollower(ledger, partition=partition).run)
+
+
+def _projections(database_url: str, closing: list[Callable[[], None]]) -> None:
+    from projections.runner import ProjectionSupervisor
+
+    projections = ProjectionSupervisor(database_url)
+    projections.start()
+    closing.append(lambda: projections.stop(10))
+
+
+def _tree(database_url: str, config: Config, supervisor: Supervisor, tell: Callable[[str, str], None]) -> None:
+    from claims_service.ledger.auditor import Auditor
+    from claims_service.ledger.checkpointer import Checkpointer
+    from claims_service.ledger.note import VerifierKey
+
+    checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
+    checkpointer.on_fault = lambda reason: tell("fault", reason)
+
+    def audit_fault(reason: str) -> None:
+        checkpointer.stop_signing(reason)
+        tell("fault", reason)
+
+    auditor = Auditor(database_url, verifier=VerifierKey.parse(checkpointer.verifier_key),
+                      full_every_seconds=config.audit_every_seconds, on_fault=audit_fault,
+                      on_status=lambda status: tell("audit", json.dumps(status.as_dict())))
+    supervisor.start("merkle-tree", checkpointer.run_forever)
+    supervisor.start("auditor", auditor.run_forever)
+
+
+def _child_main(role: Role, database_url: str, config: Config, log_level: int, server_pid: int,
+                reports: multiprocessing.connection.Connection) -> None:
     from claims_service.observability import logs, metrics, tracing
 
     # As the server set them up: its log format, its metrics directory (inherited in the
@@ -96,84 +141,154 @@ def _child_main(database_url: str, config: Config, log_level: int, server_pid: i
     from claims_service.garbage_collection import tune_garbage_collector
 
     tune_garbage_collector()
+    sending = threading.Lock()  # the signer and the auditor report from threads of their own
+
+    def report(kind: str, detail: str) -> None:
+        with sending:
+            reports.send((kind, detail))
+
     try:
-        run_workers(database_url, config, server_pid=server_pid, report=lambda kind, detail: reports.put((kind, detail)))
+        run_worker(role, database_url, config, server_pid=server_pid, report=report)
     finally:
         tracing.shutdown()  # export the spans still buffered
 
 
-class WorkerProcess:
-    """The workers' child process, restarted whenever it exits on its own."""
+class _Listeners:
+    """Who hears of the workers, and what they last said (health starts from it)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def emit(self, kind: str, value: Any) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(kind, value)
+            except Exception:  # noqa: BLE001 - one listener's failure must not silence the others
+                log.exception("a listener of the workers failed on %s", kind)
+
+
+def decode_report(kind: str, detail: str) -> tuple[str, Any]:
+    return (kind, json.loads(detail)) if kind == "audit" else (kind, detail)
+
+
+class WorkerProcesses:
+    """Every worker process (`roles`), each started again whenever it exits on its own.
+    ``subscribe(listener)``: see `Listener`; ``pid_of(role name)``, ``pids``, ``restarts``."""
 
     def __init__(self, database_url: str, config: Config) -> None:
-        # The child gets the configuration read here (it is not read twice from the environment).
+        # The children get the configuration read here (it is not read twice from the environment).
         self._context = multiprocessing.get_context("spawn")
-        # The child's reports (faults it found) reach the server process through this queue.
-        self._reports = self._context.SimpleQueue()
-        self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid(), self._reports)
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._stopping = threading.Event()
-        self._monitor = threading.Thread(target=self._keep_running, name="worker-process", daemon=True)
-        self.restarts = 0
-        # Told True / False as the child comes and goes (the server's health follows it).
-        self.on_alive_change: Callable[[bool], None] = lambda _alive: None
-        # Told of each fault the workers report (the signer's refusal, the auditor's finding), and
-        # of each audit pass (its status as a dict).
-        self.on_fault: Callable[[str], None] = lambda _reason: None
-        self.on_audit: Callable[[dict], None] = lambda _status: None
-        self._listener = threading.Thread(target=self._listen, name="worker-reports", daemon=True)
+        self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid())
+        self.roles = roles(config.adjudicator_partitions)
+        self._listeners = _Listeners()
+        self._alive: dict[str, bool] = {}
+        self._all_alive: bool | None = None
+        self._alive_lock = threading.Lock()
+        self._children = {role.name: ChildProcess(f"worker ({role.name})", partial(self._spawn, role),
+                                                  on_alive_change=partial(self._alive_changed, role.name))
+                          for role in self.roles}
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.subscribe(listener)
+
+    def fault_found(self, reason: str) -> None:
+        """A fault found outside the workers (a server process's signer): told like theirs."""
+        self._listeners.emit("fault", reason)
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+    def pids(self) -> dict[str, int | None]:
+        return {name: child.pid for name, child in self._children.items()}
+
+    def pid_of(self, role: str) -> int | None:
+        """The pid of a worker process: "adjudicator" (the first partition's when there are
+        several), "projections", "tree", or a partition's full name."""
+        if role not in self._children and role == Partition().tracking_name:
+            role = self.roles[0].name
+        return self._children[role].pid
+
+    @property
+    def restarts(self) -> int:
+        return sum(child.restarts for child in self._children.values())
 
     def start(self) -> None:
-        self._spawn()
-        self._monitor.start()
-        self._listener.start()
+        for child in self._children.values():
+            child.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for child in self._children.values():
+            child.terminate()  # SIGTERM to all: each finishes its batch and stops, together
+        for child in self._children.values():
+            child.stop(timeout)
+
+    def _spawn(self, role: Role) -> multiprocessing.process.BaseProcess:
+        reader, writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=_child_main, args=(role, *self._args, writer),
+                                        name=f"claims-{role.name}", daemon=False)
+        process.start()
+        writer.close()  # the child's now: the reader sees the end of it when the child is gone
+        threading.Thread(target=self._listen, args=(reader,), name=f"reports-{role.name}", daemon=True).start()
+        return process
+
+    def _listen(self, reader: multiprocessing.connection.Connection) -> None:
+        with reader:
+            while True:
+                try:
+                    kind, detail = reader.recv()
+                except (EOFError, OSError):
+                    return
+                self._listeners.emit(*decode_report(kind, detail))
+
+    def _alive_changed(self, name: str, alive: bool) -> None:
+        with self._alive_lock:
+            self._alive[name] = alive
+            everyone = len(self._alive) == len(self._children) and all(self._alive.values())
+            if everyone == self._all_alive:
+                return
+            self._all_alive = everyone
+        self._listeners.emit("alive", everyone)
+
+
+class RelayedWorkers:
+    """The workers as a further server process knows them: what the process that runs them
+    relays (``bootstrap.ServerProcesses``), read from ``inbox`` (a duplex pipe: this process's own
+    faults go back on it). The same face as `WorkerProcesses`, without processes of its own."""
+
+    def __init__(self, inbox: multiprocessing.connection.Connection) -> None:
+        self._inbox = inbox
+        self._sending = threading.Lock()
+        self._listeners = _Listeners()
+        self._thread = threading.Thread(target=self._listen, name="worker-relay", daemon=True)
+        self.pids: dict[str, int | None] = {}
+        self.restarts = 0
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.subscribe(listener)
+
+    def fault_found(self, reason: str) -> None:
+        """A fault this process found: to the first process, which tells every other."""
+        try:
+            with self._sending:
+                self._inbox.send(("fault", reason))
+        except (OSError, ValueError):
+            log.error("the first server process could not be told of the fault")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pass  # the relay ends with the process (or with the inbox's writer)
 
     def _listen(self) -> None:
         while True:
-            kind, detail = self._reports.get()
-            if kind == "stop":
+            try:
+                kind, value = self._inbox.recv()
+            except (EOFError, OSError):
                 return
-            if kind == "fault":
-                self.on_fault(detail)
-            elif kind == "audit":
-                self.on_audit(json.loads(detail))
-
-    def _spawn(self) -> None:
-        self._process = self._context.Process(target=_child_main, args=self._args, name="claims-workers", daemon=False)
-        self._process.start()
-
-    def _keep_running(self) -> None:
-        backoff = Backoff(RESTART_DELAY, MAX_RESTART_DELAY)
-        was_alive: bool | None = None
-        while not self._stopping.is_set():
-            assert self._process is not None
-            self._process.join(0.5)
-            alive = self._process.is_alive()
-            if alive != was_alive and not self._stopping.is_set():
-                was_alive = alive
-                self.on_alive_change(alive)
-            if self._process.exitcode is not None and not self._stopping.is_set():
-                self.restarts += 1
-                wait = backoff.next_wait()
-                log.error("the worker process exited (code %s); starting it again in %.1f s", self._process.exitcode, wait)
-                if not self._stopping.wait(wait):
-                    backoff.started()
-                    self._spawn()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stopping.set()
-        if self._process is not None and self._process.is_alive():
-            self._process.terminate()  # SIGTERM: the workers finish their batch and stop
-            self._process.join(timeout)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
-        if self._monitor.is_alive():
-            self._monitor.join(2)
-        if self._listener.is_alive():
-            self._reports.put(("stop", ""))
-            self._listener.join(2)
+            self._listeners.emit(kind, value)

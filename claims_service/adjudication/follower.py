@@ -13,7 +13,12 @@ them off the member's accumulators when it reaches them (a replaced claim before
 replacement), being the one writer of benefit periods on the busy path (settlement.py says why).
 Reviews and disputes settle all of their money in their own commits.
 
-Observed: each batch's time and notifications (metrics, follower "adjudicator"); a submission that
+Partitions (``CLAIMS_ADJUDICATOR_PARTITIONS``, partitions.py): one follower per partition, each in
+a process of its own, reads every notification and decides the claims of its share of the members,
+with a position of its own.
+
+Observed: each batch's time and notifications (metrics, follower "adjudicator", or
+"adjudicator.<index>/<count>" for a partition); a submission that
 carries a trace context gets an ``adjudicator.adjudicate`` span in its trace, from the batch's start
 to its commit, and the events of its decision carry that span's context on (traces).
 """
@@ -23,10 +28,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, PersistenceError, Tracking
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
 from eventsourcing.utils import get_topic
 
 import adjudicator
@@ -34,6 +40,7 @@ from adjudicator.models import Adjustment, Decision, LineResult, Outcome
 from adjudicator.review import RULESET_FAILED
 from claims_service.adjudication.effects import payment_id_for
 from claims_service.adjudication.facts import claim_input_of, gather_facts, plan_year, ruleset_version_on
+from claims_service.adjudication.partitions import NAME, Partition, start_position
 from claims_service.adjudication.settlement import settle
 from claims_service.adjudication.unit_of_work import AggregateCache, Header, UnitOfWork
 from claims_service.application import LedgerApplication
@@ -51,28 +58,39 @@ from claims_service.observability import metrics, tracing
 log = logging.getLogger(__name__)
 
 ACTOR = "system:adjudicator"
-TRACKING_NAME = "adjudicator"
+TRACKING_NAME = NAME  # the single adjudicator's (a partition's: Partition.tracking_name)
 LINGER_SECONDS = 0.02
 
 SUBMITTED = get_topic(Claim.Submitted)
 ENDED = frozenset({get_topic(Claim.Voided), get_topic(Claim.Corrected)})
+ACTED_ON = [SUBMITTED, *sorted(ENDED)]
 
 
 class AdjudicationFollower:
-    def __init__(self, ledger: LedgerApplication, *, batch_size: int = 500, cache_size: int = 50_000) -> None:
+    def __init__(self, ledger: LedgerApplication, *, partition: Partition = Partition(), batch_size: int = 500,
+                 cache_size: int = 50_000) -> None:
         self.ledger = ledger
+        self.partition = partition
+        self.tracking_name = partition.tracking_name
         self.batch_size = batch_size
         self.cache = AggregateCache(cache_size)
         self._careful_until = 0  # the last position of a batch that failed
         self._position: int | None = None  # as committed by this follower
+        self._members: OrderedDict[UUID, str] = OrderedDict()  # claim -> member, when partitioned
         recorded = metrics.get()
-        self._batch_seconds = recorded.follower_batch.labels(TRACKING_NAME)
-        self._events = recorded.follower_events.labels(TRACKING_NAME)
+        self._batch_seconds = recorded.follower_batch.labels(self.tracking_name)
+        self._events = recorded.follower_events.labels(self.tracking_name)
 
     # --- the loop --------------------------------------------------------------------
 
     def position(self) -> int:
-        return self.ledger.recorder.max_tracking_id(TRACKING_NAME) or 0  # type: ignore[attr-defined]
+        """Where this follower goes on from: its recorded position, or (a partition that has none,
+        or a set of partitions that went further) where every member is surely done."""
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT application_name, notification_id FROM ledger_tracking"
+                         " WHERE application_name = %s OR application_name LIKE %s", (NAME, NAME + ".%"))
+            recorded = {row["application_name"]: row["notification_id"] for row in curs.fetchall()}
+        return start_position(recorded, self.partition)
 
     def process_available(self) -> int:
         """Process one batch after the tracked position; return how many notifications it covered."""
@@ -116,7 +134,7 @@ class AdjudicationFollower:
         self.cache.clear()
         work = UnitOfWork(self.ledger, self.cache)
         claim = work.get(notification.originator_id)
-        tracking = Tracking(TRACKING_NAME, notification.id)
+        tracking = Tracking(self.tracking_name, notification.id)
         if claim is None or claim.status != "submitted":
             self.ledger.recorder.insert_tracking(tracking)  # type: ignore[attr-defined]
             return
@@ -129,6 +147,8 @@ class AdjudicationFollower:
         self.ledger.record(claim, tracking=tracking)
 
     def _read(self, after: int, limit: int) -> list[Header]:
+        if self.partition.count > 1:
+            return self._read_with_members(after, limit)
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute(
                 "SELECT notification_id, originator_id, originator_version, topic, metadata->>'traceparent' AS traceparent"
@@ -138,6 +158,42 @@ class AdjudicationFollower:
             )
             return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"], r["traceparent"])
                     for r in curs.fetchall()]
+
+    def _read_with_members(self, after: int, limit: int) -> list[Header]:
+        """The headers, each claim event's with its claim's member, from the claim's first event."""
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                " e.metadata->>'traceparent' AS traceparent, s.topic AS first_topic, s.state AS first_state"
+                " FROM ledger_events e LEFT JOIN ledger_events s ON e.topic = ANY(%s)"
+                "  AND s.originator_id = e.originator_id AND s.originator_version = 1"
+                " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s",
+                (ACTED_ON, after, limit),
+                prepare=True,
+                binary=True,  # the claims' first payloads as they are, without hex text
+            )
+            return [Header(r["notification_id"], r["originator_id"], r["originator_version"], r["topic"], r["traceparent"],
+                           None if r["first_state"] is None
+                           else self._member_of(r["originator_id"], r["first_topic"], r["first_state"]))
+                    for r in curs.fetchall()]
+
+    def _member_of(self, claim_id: UUID, topic: str, state: bytes) -> str:
+        """A claim's member, from its first event as the ledger reads it (opened, whatever seals it)."""
+        member = self._members.get(claim_id)
+        if member is None:
+            event = self.ledger.mapper.to_domain_event(StoredEvent(claim_id, 1, topic, bytes(state)))
+            found = getattr(event, "member_id", None)
+            member = found if isinstance(found, str) else ""
+            self._members[claim_id] = member
+            if len(self._members) > self.cache.capacity:
+                self._members.popitem(last=False)
+        return member
+
+    def _mine(self, notification: Header) -> bool:
+        """Whether this follower acts on the notification: a claim event of one of its members."""
+        if notification.topic != SUBMITTED and notification.topic not in ENDED:
+            return False
+        return self.partition.count == 1 or self.partition.owns(notification.member_id or "")
 
     def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
         """Follow the ledger until `stop` is set, waking on the events table's NOTIFY."""
@@ -168,13 +224,15 @@ class AdjudicationFollower:
             work = UnitOfWork(self.ledger, self.cache)
             self._prefetch(work, notifications)
             for notification in notifications:
+                if not self._mine(notification):
+                    continue
                 if notification.topic == SUBMITTED:
                     claim = self._adjudicate(work, notification.originator_id)
                     if traced is not None and notification.traceparent and claim is not None:
                         traced.decided(notification.traceparent, claim)
                 elif notification.topic in ENDED:
                     self._take_off_accumulators(work, work.get(notification.originator_id))
-            tracking = Tracking(TRACKING_NAME, notifications[-1].id)
+            tracking = Tracking(self.tracking_name, notifications[-1].id)
             if work.changed:
                 self.ledger.record(*work.changed.values(), tracking=tracking,
                                    metadata=traced.metadata if traced is not None else None)
@@ -196,7 +254,7 @@ class AdjudicationFollower:
     def _prefetch(self, work: UnitOfWork, notifications: list[Header]) -> None:
         """Everything the batch's claims will need, in two queries (claims and what they name, then
         the contracts their providers name)."""
-        claim_ids = [n.originator_id for n in notifications if n.topic == SUBMITTED or n.topic in ENDED]
+        claim_ids = [n.originator_id for n in notifications if self._mine(n)]
         if not claim_ids:
             return
         work.prefetch(claim_ids + [RuleSetSchedule.create_id()])

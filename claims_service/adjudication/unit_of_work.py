@@ -23,6 +23,7 @@ class Header(NamedTuple):
     originator_version: int
     topic: str
     traceparent: str | None = None  # the trace context its writer left in the event's metadata (traced only)
+    member_id: str | None = None  # a claim event's member, read only when the adjudicator is partitioned
 
 
 class AggregateCache:

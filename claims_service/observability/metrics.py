@@ -228,6 +228,35 @@ class MetricsEndpoint:
         self._thread.join(5)
 
 
+class ProcessesCollector:
+    """prometheus-client's process families (CPU seconds, memory, open files, start time) of
+    several processes summed under one namespace: ``claims_server`` for the server processes,
+    ``claims_workers`` for the worker processes (``pids()`` names them at scrape time; a process
+    that is gone is left out). The start time is the earliest; the file limit the lowest."""
+
+    def __init__(self, namespace: str, pids: Any) -> None:
+        self.namespace = namespace
+        self.pids = pids
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client import ProcessCollector
+
+        merged: dict[str, Any] = {}
+        for pid in self.pids():
+            if pid is None:
+                continue
+            for family in ProcessCollector(namespace=self.namespace, pid=lambda p=pid: p, registry=None).collect():
+                if not family.samples:
+                    continue  # the process is gone
+                kept = merged.get(family.name)
+                if kept is None:
+                    merged[family.name] = family
+                    continue
+                combine = min if family.name.endswith(("_start_time_seconds", "_max_fds")) else (lambda a, b: a + b)
+                kept.samples[0] = kept.samples[0]._replace(value=combine(kept.samples[0].value, family.samples[0].value))
+        return list(merged.values())
+
+
 class _RegistryCollector:
     """Another registry's families, collected through this one (in-memory mode)."""
 

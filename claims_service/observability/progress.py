@@ -42,10 +42,15 @@ HISTORY_SECONDS = 3600.0  # how far back first sightings of head positions are r
 APPLICATION_NAME = "claims-progress"
 
 
-def gates_health(follower: str) -> bool:
-    """Whether a follower's lag turns health NOT_SERVING: the adjudicator and the projections that
-    answer reads (a rebuild catching up beside its live projection does not)."""
-    return follower == "adjudicator" or (follower.startswith("projection.") and not follower.endswith(".rebuild"))
+def gates_health(follower: str, expected: Iterable[str] = ()) -> bool:
+    """Whether a follower's lag turns health NOT_SERVING: the adjudicator (each of its partitions:
+    "adjudicator.<index>/<count>") and the projections that answer reads (a rebuild catching up
+    beside its live projection does not). Given the ``expected`` followers, a partition that is not
+    among them does not either: it belongs to another partition count, left behind when it changed."""
+    if follower == "adjudicator" or follower.startswith("adjudicator."):
+        expected = tuple(expected)
+        return not expected or follower in expected
+    return follower.startswith("projection.") and not follower.endswith(".rebuild")
 
 
 @dataclass(frozen=True)
@@ -262,7 +267,7 @@ class ProgressMonitor:
     def _judge(self, snapshot: Snapshot) -> None:
         behind = []
         for follower in snapshot.followers:
-            if not gates_health(follower.name):
+            if not gates_health(follower.name, self.expected):
                 continue
             if follower.lag_seconds is not None and follower.lag_seconds > self.max_lag_seconds:
                 behind.append(f"{follower.name} is {follower.lag_seconds:.0f} s behind the ledger")

@@ -402,14 +402,18 @@ def test_claimsctl_reconcile_is_clean_and_names_a_payment_written_behind_the_ser
 def test_a_payment_run_at_the_last_notice_sees_its_payment_when_a_commit_outgrows_a_projection_batch(
         parties, database_url):
     """The same, when one adjudication commit holds more events than a projection batch (1,000):
-    400 claims decided together. The worker process is paused while they are submitted, and paused
+    400 claims decided together. The worker processes are paused while they are submitted, and paused
     again the moment the read models have moved, so that the payer acts exactly then: a read model
     never stops inside a commit (its batch takes the rest of the commit along), so its stream has
     notified it of decisions up to a commit's end, and the run at the last notice's position holds
     every one of their payments."""
     set_up(parties)
-    pid = parties.service.workers.pid
-    assert pid is not None
+    pids = [parties.service.workers.pid_of(role) for role in ("adjudicator", "projections")]
+    assert None not in pids
+
+    def signal_workers(sig: signal.Signals) -> None:
+        for pid in pids:
+            os.kill(pid, sig)
 
     def payments_position(conn: psycopg.Connection) -> int:
         return conn.execute("SELECT notification_id FROM ledger_tracking"
@@ -420,7 +424,7 @@ def test_a_payment_run_at_the_last_notice_sees_its_payment_when_a_commit_outgrow
         deadline = time.monotonic() + 20
         while payments_position(conn) < head and time.monotonic() < deadline:
             time.sleep(0.02)
-        os.kill(pid, signal.SIGSTOP)
+        signal_workers(signal.SIGSTOP)
         try:
             days = [f"2026-{month:02d}-{day:02d}" for month in range(2, 12) for day in range(1, 29)]  # 280 days
             requests = [visit(f"burst-{n}", day=days[n % len(days)], code=("99213", "99214")[n // len(days)])
@@ -428,11 +432,11 @@ def test_a_payment_run_at_the_last_notice_sees_its_payment_when_a_commit_outgrow
             with ThreadPoolExecutor(8) as pool:
                 submitted = list(pool.map(parties.provider.provider.SubmitClaim, requests))
             last_submitted = max(s.receipt.position for s in submitted)
-            os.kill(pid, signal.SIGCONT)
+            signal_workers(signal.SIGCONT)
             deadline = time.monotonic() + 30
             while payments_position(conn) <= last_submitted and time.monotonic() < deadline:
                 pass  # no sleep: pause the workers right after the read models' first batch of decisions
-            os.kill(pid, signal.SIGSTOP)
+            signal_workers(signal.SIGSTOP)
             reached = payments_position(conn)
             ledger_head = conn.execute(f"SELECT max(notification_id) FROM {EVENTS_TABLE}").fetchone()[0]
             assert reached > last_submitted
@@ -453,6 +457,6 @@ def test_a_payment_run_at_the_last_notice_sees_its_payment_when_a_commit_outgrow
                 f"{len(unpaid)} of the {len(decided)} decisions notified, scheduled in their decisions' commit: "
                 f"(claim, decision position) {unpaid[:3]}")
         finally:
-            os.kill(pid, signal.SIGCONT)
+            signal_workers(signal.SIGCONT)
     run_payments(parties, ledger_head)  # the rest of the 400
     assert_reconciled(database_url)

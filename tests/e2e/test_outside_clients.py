@@ -66,13 +66,13 @@ def test_health_per_service_follows_the_workers_process(parties):
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     wait_for_health(parties.channel, serving)
     workers = parties.service.workers
-    killed = workers.pid
+    killed = workers.pid_of("adjudicator")
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
     wait_for_health(parties.channel, not_serving)
     # The supervisor starts the workers again, and health comes back with them.
     wait_for_health(parties.channel, serving)
-    assert workers.pid != killed and workers.restarts == 1
+    assert workers.pid_of("adjudicator") != killed and workers.restarts == 1
     # An unknown service name is NOT_FOUND, as the health protocol says.
     try:
         health_of(parties.channel, "claims.v1.NoSuchService")
@@ -99,7 +99,7 @@ def test_health_turns_not_serving_while_the_followers_fall_behind_and_serving_on
     assert service.progress is not None
     service.progress.max_lag_seconds = 2.0  # CLAIMS_MAX_LAG_SECONDS, short for the test
     wait_for_health(parties.channel, serving)
-    frozen = service.workers.pid
+    frozen = service.workers.pid_of("adjudicator")
     os.kill(frozen, signal.SIGSTOP)
     try:
         service.commands.register_provider(actor="admin:test", npi="1234567802", name="Hillside", taxonomy="207Q00000X")
@@ -110,4 +110,4 @@ def test_health_turns_not_serving_while_the_followers_fall_behind_and_serving_on
     finally:
         os.kill(frozen, signal.SIGCONT)
     wait_for_health(parties.channel, serving)
-    assert service.workers.pid == frozen and service.workers.restarts == 0
+    assert service.workers.pid_of("adjudicator") == frozen and service.workers.restarts == 0

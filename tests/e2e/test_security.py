@@ -452,9 +452,9 @@ def every_log(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str
 
 
 def worker_log(parties: Any) -> str:
-    """All the worker process has logged (its stderr, read from the start through /proc)."""
+    """All the worker processes have logged (their stderr, one file, read from the start through /proc)."""
     assert parties.service.workers.restarts == 0
-    stderr = Path(f"/proc/{parties.service.workers.pid}/fd/2")
+    stderr = Path(f"/proc/{parties.service.workers.pid_of('adjudicator')}/fd/2")
     assert stat.S_ISREG(stderr.stat().st_mode), "the worker process's stderr is not a file"
     return stderr.read_bytes().decode(errors="replace")
 

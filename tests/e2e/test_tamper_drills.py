@@ -109,7 +109,7 @@ def test_a_change_below_the_audited_head_is_named_by_verify_and_found_when_the_w
     url = attacker_url(parties)
     tamper(url, *drill.format(mid=head // 2).split("; "))
     assert verify_ledger(url, processes=1).problem.fault.value == fault
-    os.kill(parties.service.workers.pid, signal.SIGKILL)
+    os.kill(parties.service.workers.pid_of("tree"), signal.SIGKILL)  # the auditor's process
     assert_halted(parties, fault)
 
 
