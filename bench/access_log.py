@@ -133,7 +133,7 @@ def run(service: Any, url: str, args: argparse.Namespace) -> dict[str, Any]:
             place_of_service="11", lines=[line]), metadata=meta, timeout=30).claim_id)
     last = stub.GetClaim(provider_pb2.GetClaimRequest(claim_id=claim_ids[-1], min_position=head(url)), metadata=meta,
                          timeout=60)
-    assert last.claim_id == claim_ids[-1]
+    assert last.claim.claim_id == claim_ids[-1]
     logging_on = service.reads.access
     results: dict[str, Any] = {"threads": args.threads, "seconds": args.seconds, "rounds": []}
     for round_ in range(args.rounds):

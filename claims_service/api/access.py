@@ -17,9 +17,9 @@ saves them in the next transaction together with everything else queued (other r
 claims); the call answers once that commit is done. So no member data leaves without its record
 on disk (a failed commit fails the call: UNAVAILABLE, and the caller got nothing), and a crash
 after the commit cannot lose it. The price is one group commit's latency per read call: not a
-transaction and WAL flush of its own, since every concurrent read and write shares one
-(measured in README, "The access log's cost"). A stream waits on its loop (not a thread) for each
-batch's commit before sending the batch.
+transaction and WAL flush of its own, since every concurrent read and write shares one (measured
+in README, "The access log: what is recorded, and what it costs"). A stream waits on its loop (not
+a thread) for each batch's commit before sending the batch.
 
 Recording nothing at all: calls that return no member's data (an empty page, NOT_FOUND, a
 heartbeat) record nothing. The member's reads of the access log itself and of their consents are
