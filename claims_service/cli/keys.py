@@ -39,7 +39,7 @@ def register(commands: Any) -> None:
     create = sub.add_parser("create", help="issue a key for a role and party; prints the key once")
     create.add_argument("--role", required=True, choices=ROLES, help="the role the key acts in")
     create.add_argument("--party-id", "--party", dest="party_id", default="",
-                        help="the provider's NPI or the payer id (none for dispute and admin keys)")
+                        help="the provider's NPI, the payer id or the member id (none for dispute and admin keys)")
     create.add_argument("--label", default="", help="a label to recognise the key by")
     expiry = create.add_mutually_exclusive_group()
     expiry.add_argument("--ttl", type=_duration, metavar="DURATION",

@@ -688,8 +688,8 @@ class CreateApiKeyRequest(_message.Message):
     role: _common_pb2.Role.ValueType
     """The role the key acts in."""
     party_id: _builtins.str
-    """The party the key acts for: the NPI for ROLE_PROVIDER, the payer id for ROLE_PAYER; empty
-    for ROLE_DISPUTE and ROLE_ADMIN.
+    """The party the key acts for: the NPI for ROLE_PROVIDER, the payer id for ROLE_PAYER, the
+    member id for ROLE_MEMBER; empty for ROLE_DISPUTE and ROLE_ADMIN.
     """
     label: _builtins.str
     """A label to recognise the key by (at most 500 characters, no control characters), e.g.
@@ -859,7 +859,9 @@ class ApiKeyInfo(_message.Message):
     role: _common_pb2.Role.ValueType
     """The role the key acts in."""
     party_id: _builtins.str
-    """The party the key acts for (an NPI, a payer id); empty for the dispute and admin roles."""
+    """The party the key acts for (an NPI, a payer id, a member id); empty for the dispute and admin
+    roles.
+    """
     label: _builtins.str
     """The label given when the key was created."""
     created_at: _builtins.str

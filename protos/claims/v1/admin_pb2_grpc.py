@@ -164,7 +164,7 @@ class AdminServiceServicer:
     def CreateApiKey(self, request, context):
         """Creates an API key for a principal. The key is returned once and stored only as a hash. The
         party must be known to the ledger: a registered provider, a payer with an enrolled member or
-        a published contract (else NOT_FOUND naming party_id).
+        a published contract, a member id some payer enrols (else NOT_FOUND naming party_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,7 +59,7 @@ class AdminServiceStub:
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyResponse]
     """Creates an API key for a principal. The key is returned once and stored only as a hash. The
     party must be known to the ledger: a registered provider, a payer with an enrolled member or
-    a published contract (else NOT_FOUND naming party_id).
+    a published contract, a member id some payer enrols (else NOT_FOUND naming party_id).
     """
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyResponse]
     """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
@@ -100,7 +100,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateApiKeyRequest, _admin_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     """Creates an API key for a principal. The key is returned once and stored only as a hash. The
     party must be known to the ledger: a registered provider, a payer with an enrolled member or
-    a published contract (else NOT_FOUND naming party_id).
+    a published contract, a member id some payer enrols (else NOT_FOUND naming party_id).
     """
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes an API key for good: calls with it fail UNAUTHENTICATED within seconds (at once on
@@ -192,7 +192,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.CreateApiKeyResponse, _abc.Awaitable[_admin_pb2.CreateApiKeyResponse]]:
         """Creates an API key for a principal. The key is returned once and stored only as a hash. The
         party must be known to the ledger: a registered provider, a payer with an enrolled member or
-        a published contract (else NOT_FOUND naming party_id).
+        a published contract, a member id some payer enrols (else NOT_FOUND naming party_id).
         """
 
     @_abc_1.abstractmethod
