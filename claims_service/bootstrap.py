@@ -124,7 +124,7 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None,
     ledger = LedgerApplication(database_url, pool_size=16, writer="commands")
     commands = Commands(ledger)
     # Every read of a member's data is recorded on the ledger, through the commands' group commit.
-    reads = ReadSide(ledger, database_url, access=AccessLog(commands.writer))
+    reads = ReadSide(ledger, database_url, access=AccessLog(commands.writer), read_url=config.read_database_url)
     checkpointer = Checkpointer.from_settings(database_url, config.load_signing_key(), config.signing_settings())
     authenticator = Authenticator(ledger)
     commands.on_key_revoked(authenticator.forget)  # a key revoked here stops working at once

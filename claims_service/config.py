@@ -39,6 +39,9 @@ class Config(BaseSettings):
     database_url: str | None = None
     """The service's PostgreSQL URL (a role that owns nothing: README, "Production database roles");
     None (and no migration_database_url) means "start the embedded server under data_dir"."""
+    read_database_url: str | None = None
+    """A streaming replica of database_url for the read side (read models, streams, FHIR); reads
+    wait for it to have replayed the caller's position. None: the read side reads database_url."""
     migration_database_url: str | None = None
     """The schema owner's URL: migrations (claimsctl migrate, serve's first step) and projection
     rebuilds; None means database_url does those too (and serve warns if it could alter the ledger)."""

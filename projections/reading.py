@@ -12,7 +12,9 @@ default 5). It first waits until the read model it reads has processed that posi
 the ``NotificationHub``'s LISTEN when one is passed as ``hub``, otherwise by short, growing sleeps
 (2 → 50 ms) on the projection's tracking row — and past the deadline raises ``ProjectionLagError``
 (DEADLINE_EXCEEDED: ask again later) rather than answer stale. A position beyond the ledger's head,
-which no receipt can carry, is ``PositionBeyondHeadError`` (OUT_OF_RANGE) at once.
+which no receipt can carry, is ``PositionBeyondHeadError`` (OUT_OF_RANGE) at once. From a streaming
+replica (``CLAIMS_READ_DATABASE_URL``) the same holds: the replica's tracking rows are the judge
+(they replicate with the rows they cover), and the primary's head the limit.
 
 Visibility: a claim, payment or EOB of another party is "not found", never "forbidden", so
 existence does not leak (pass ``provider_id`` or ``payer_id`` of the caller).
@@ -54,9 +56,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Hub(Protocol):
-    """What waiting needs of a ``feed.NotificationHub``: to be woken when a projection advances."""
+    """What waiting needs of a ``feed.NotificationHub``: to be woken when a projection advances;
+    and, reading from a streaming replica (``replica``), the ledger's head on the primary."""
+
+    replica: bool
 
     def wait_for(self, projection: str, position: int, timeout: float) -> bool: ...
+
+    def primary_head(self) -> int: ...
 
 
 # --- rows --------------------------------------------------------------------------------------
@@ -196,7 +203,11 @@ def wait_for_position(
         return reached
     head = ledger_head_position(source)
     if min_position > head:
-        raise PositionBeyondHeadError(min_position, head)
+        # On a replica, a receipt's position may be one it has not replayed yet: the primary judges.
+        if hub is not None and hub.replica:
+            head = max(head, hub.primary_head())
+        if min_position > head:
+            raise PositionBeyondHeadError(min_position, head)
     deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
     pause = 0.002
     while True:

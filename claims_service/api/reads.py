@@ -70,12 +70,15 @@ def wait_budget(context: grpc.ServicerContext | None) -> float:
 
 
 class ReadSide:
-    def __init__(self, ledger: LedgerApplication, database_url: str, *, access: AccessLog, pool_size: int = 16) -> None:
+    def __init__(self, ledger: LedgerApplication, database_url: str, *, access: AccessLog, pool_size: int = 16,
+                 read_url: str | None = None) -> None:
+        """``read_url``: a streaming replica of ``database_url`` to read from (CLAIMS_READ_DATABASE_URL);
+        what waits for a position waits for the replica to have replayed it (``projections.feed``)."""
         self.ledger = ledger
         self.access = access
-        self.pool = ConnectionPool(database_url, min_size=2, max_size=pool_size, open=False,
+        self.pool = ConnectionPool(read_url or database_url, min_size=2, max_size=pool_size, open=False,
                                    kwargs={"autocommit": True, "application_name": "claims-reads"})
-        self.hub = NotificationHub(database_url)
+        self.hub = NotificationHub(read_url or database_url, primary_url=database_url)
         # The streams' table reads: a few threads of their own, never the unary calls'.
         self._feed_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feed")
         self.streams = FeedStreams(self.hub, self._feed_executor)
