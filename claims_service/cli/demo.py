@@ -155,9 +155,15 @@ def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
     say(f"   stream open after position {enrolled.receipt.position}")
 
     say("\n== 3. The provider records a visit and submits five claims")
-    provider.call(provider_api.RecordVisit, provider_pb2.RecordVisitRequest(
+    visit = provider.call(provider_api.RecordVisit, provider_pb2.RecordVisitRequest(
         visit_id=f"V-{run}", member_id=member, payer_id=payer_id, date_of_service=day, place_of_service="11",
         diagnosis_codes=["E119", "M5450", "M1711"]))
+    with arrived:  # the payer hears of the visit before any claim of it
+        arrived.wait_for(lambda: any(n.visit_id == f"V-{run}" for n in notices), timeout=10)
+    told = next((n for n in notices if n.visit_id == f"V-{run}"), None)
+    say(f"   visit V-{run} at position {visit.receipt.position}: "
+        + (f"the payer was told at once (place of service {told.place_of_service}, "
+           f"emergency: {'yes' if told.emergency else 'no'}; no diagnoses)" if told else "the payer has not heard of it yet"))
 
     def submit(label: str, lines: list[tuple[str, int, int]], pointer: int) -> str:
         request = provider_pb2.SubmitClaimRequest(
@@ -183,8 +189,8 @@ def _story(channel: grpc.Channel, keys: dict[str, Any], data_dir: Path) -> int:
 
     say("\n== 4. The payer's stream shows each adjudication")
     with arrived:
-        arrived.wait_for(lambda: len(notices) >= len(claims), timeout=30)
-    by_claim = {n.claim_id: n for n in notices}
+        arrived.wait_for(lambda: sum(1 for n in notices if n.claim_id) >= len(claims), timeout=30)
+    by_claim = {n.claim_id: n for n in notices if n.claim_id}
     for label, claim_id in claims.items():
         notice = by_claim.get(claim_id)
         say(f"   {label:<13} " + (f"position {notice.position}: {describe(notice.decision)}" if notice else "(no notice yet)"))
