@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 
-from claims.v1 import common_pb2, ledger_pb2, member_pb2, payer_pb2, provider_pb2
+from claims.v1 import admin_pb2, common_pb2, ledger_pb2, member_pb2, payer_pb2, provider_pb2
 from tests import world
 from tests.e2e.conftest import KEYHOLDER_MEMBER, OTHER_PAYER
 from tests.e2e.test_claim_flow import DAY, claim_request, set_up, wait_decided
@@ -161,6 +161,12 @@ def test_a_member_reads_their_own_claims_decisions_eobs_and_accumulators_and_nob
     # A member calls no other party's service.
     error = refused(parties.member.provider.ListClaims, provider_pb2.ListClaimsRequest())
     assert error.code() == Code.PERMISSION_DENIED
+    # A member key is issued only for a member id some payer enrols.
+    unknown = refused(parties.admin.admin.CreateApiKey, admin_pb2.CreateApiKeyRequest(
+        role=common_pb2.ROLE_MEMBER, party_id="M-SECRET-404", label="nobody"))
+    assert unknown.code() == Code.NOT_FOUND and "M-SECRET-404" not in unknown.details()
+    assert parties.admin.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(
+        role=common_pb2.ROLE_MEMBER, party_id=world.MEMBER, label="the other member")).api_key
     # Their EOBs over HTTP too, and nobody else's.
     with httpx.Client(base_url=parties.fhir_url, headers={"Authorization": f"Bearer {parties.keys['member']}"},
                       timeout=20) as fhir:
