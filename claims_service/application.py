@@ -10,6 +10,7 @@ never enabled (it takes no table lock, see FIELD-NOTES).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -31,13 +32,18 @@ from eventsourcing.persistence import (
     Recording,
     StoredEvent,
     Tracking,
+    find_id_convertor,
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
-from eventsourcing.utils import retry, strtobool
+from eventsourcing.utils import resolve_topic, retry, strtobool
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Composed, Identifier
 
 from claims_service.errors import ConflictError, DataLossError
+from claims_service.keys.kek import KeyEncryptionKeyError
+from claims_service.keys.sealing import ErasedEvent, Sealer
+from claims_service.keys.store import MemberDataErasedError, MemberKeyStore
+from claims_service.ledger import payloads
 from claims_service.ledger.checkpointer import LatestCheckpoint, StoredCheckpoint
 from claims_service.observability import metrics
 
@@ -66,6 +72,30 @@ def postgres_env(database_url: str, *, pool_size: int = 8, max_overflow: int = 8
         "SINGLE_ROW_TRACKING": "y",
     }
     return env
+
+
+def member_encryption(env: Mapping[str, str] | None = None) -> bool:
+    """Whether new member events are sealed under their member's key: ``CLAIMS_MEMBER_ENCRYPTION``
+    ``on`` (the default) or ``off`` (as before: plain, or the library's one-key cipher)."""
+    value = ((env or {}).get("CLAIMS_MEMBER_ENCRYPTION") or os.environ.get("CLAIMS_MEMBER_ENCRYPTION") or "on").lower()
+    if value not in ("on", "off"):
+        raise ValueError("CLAIMS_MEMBER_ENCRYPTION is on or off")
+    return value == "on"
+
+
+def member_key_cache(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The member key cache's bounds: ``CLAIMS_MEMBER_KEY_CACHE_SECONDS`` (how long a key read from
+    the table is used before it is read again: an erasure elsewhere takes effect within it),
+    ``CLAIMS_MEMBER_KEY_CACHE_ENTRIES``."""
+    def setting(name: str) -> str | None:
+        return (env or {}).get(name) or os.environ.get(name) or None
+
+    found: dict[str, Any] = {}
+    if (seconds := setting("CLAIMS_MEMBER_KEY_CACHE_SECONDS")) is not None:
+        found["cache_seconds"] = float(seconds)
+    if (entries := setting("CLAIMS_MEMBER_KEY_CACHE_ENTRIES")) is not None:
+        found["cache_entries"] = int(entries)
+    return found
 
 
 class LedgerRecorder(PostgresProcessRecorder):
@@ -214,11 +244,26 @@ class LedgerMapper(Mapper[Any]):
     """The library's mapper, whose failures to read a stored event are DATA_LOSS naming its ledger
     position, not an internal error: its topic names no event class, its payload does not decode,
     or it lacks fields its event class requires. (The messages name the failure's type only: a
-    payload's text may hold PHI.)"""
+    payload's text may hold PHI.)
+
+    With a ``sealer`` (``claims_service.keys.sealing``), the events of a member's stream are stored
+    with their member data sealed under the member's key (when ``seal`` is on) and read back opened,
+    or as an `ErasedEvent` once the member was erased."""
 
     locate: Locate | None = None
+    sealer: Sealer | None = None
+    seal: bool = False
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if self.seal and self.sealer is not None:
+            stored = self.sealer.to_stored_event(domain_event)
+            if stored is not None:
+                return stored
+        return super().to_stored_event(domain_event)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        if self.sealer is not None and payloads.sealed_key_id(stored_event.state) is not None:
+            return self._opened(stored_event, self.sealer)
         try:
             event = super().to_domain_event(stored_event)
         except MapperDeserialisationError as error:
@@ -233,6 +278,39 @@ class LedgerMapper(Mapper[Any]):
             missing = required - event.__dict__.keys()
             raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
                               f"its payload lacks {len(missing)} of the event's fields")
+        if self.sealer is not None and stored_event.originator_version == 1 and "member_id" not in event.__dict__:
+            self.sealer.keys.note_stream(stored_event.originator_id, "")  # no member's: its later events are not sealed
+        return event
+
+    def _opened(self, stored_event: StoredEvent, sealer: Sealer) -> Any:
+        """A member-sealed event, opened as the library would have decoded it (or erased)."""
+        try:
+            cls = resolve_topic(stored_event.topic)
+        except Exception as error:
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"it names no event this service knows ({type(error).__name__})") from error
+        try:
+            opened = sealer.open(stored_event)
+        except (MemberDataErasedError, KeyEncryptionKeyError):
+            raise  # an erased member; KEKs missing from the configuration: the data is not damaged
+        except Exception as error:
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"its payload does not decode ({type(error).__name__})") from error
+        if isinstance(opened, ErasedEvent) or opened is None:
+            return opened
+        opened["originator_id"] = find_id_convertor(cls, type(stored_event.originator_id))(stored_event.originator_id)
+        opened["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = opened.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(opened)
+            from_version += 1
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", opened)
+        required = _declared_fields(cls)
+        if not required.issubset(opened):
+            raise _unreadable(self.locate, stored_event.originator_id, stored_event.originator_version,
+                              f"its payload lacks {len(required - opened.keys())} of the event's fields")
         return event
 
 
@@ -268,6 +346,8 @@ def apply_stored(event: Any, aggregate: Any, locate: Locate | None) -> Any:
     """A stored event applied to the aggregate as it stands; DATA_LOSS if it no longer applies."""
     try:
         return event.mutate(aggregate)
+    except MemberDataErasedError:
+        raise  # an erased member's record: refused as such, not damaged
     except Exception as error:
         raise _unreadable(locate, event.originator_id, event.originator_version,
                           f"its event does not apply ({type(error).__name__})") from error
@@ -300,10 +380,23 @@ class LedgerApplication(Application):
         self.recorder.instrument(writer)  # type: ignore[attr-defined]
         self._metrics = metrics.get()
         self.mapper.locate = self.repository.locate = self.position_of  # type: ignore[attr-defined]
+        # Member data keys (claims_service.keys): every member's events sealed under their own key,
+        # unless CLAIMS_MEMBER_ENCRYPTION=off (then written as before; sealed events still read).
+        self.member_keys = MemberKeyStore(self.datastore.get_connection, **member_key_cache(settings))
+        self.mapper.sealer = Sealer(self.member_keys, self.mapper.transcoder, self._first_event,  # type: ignore[attr-defined]
+                                    lambda stored: payloads.decode_state(stored.state, keys=self.member_keys))
+        self.mapper.seal = member_encryption(settings)  # type: ignore[attr-defined]
+        self._previous_member_keys = payloads.default_member_keys()
+        payloads.set_default_member_keys(self.member_keys)
         # The latest signed checkpoint, for receipts (Receipt.checkpoint).
         self.checkpoints = LatestCheckpoint(self._latest_checkpoint)
 
     recorder_class: type[LedgerRecorder] = LedgerRecorder
+
+    def close(self) -> None:
+        if payloads.default_member_keys() is self.member_keys:
+            payloads.set_default_member_keys(self._previous_member_keys)
+        super().close()
 
     def construct_mapper(self) -> Any:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=LedgerMapper)
@@ -398,6 +491,13 @@ class LedgerApplication(Application):
             row = curs.fetchone()
         return StoredCheckpoint(row["tree_size"], bytes(row["root_hash"]), row["note"], row["signed_at"]) if row else None
 
+    def _first_event(self, stream_id: Any) -> StoredEvent | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT originator_id, originator_version, topic, state FROM ledger_events"
+                         " WHERE originator_id = %s AND originator_version = 1", (stream_id,))
+            row = curs.fetchone()
+        return StoredEvent(row["originator_id"], 1, row["topic"], bytes(row["state"])) if row else None
+
     def position_of(self, stream_id: Any, version: int) -> int | None:
         """The ledger position of a stream's event, None when there is none."""
         with self.datastore.transaction(commit=False) as curs:
@@ -407,7 +507,8 @@ class LedgerApplication(Application):
         return row["notification_id"] if row else None
 
     def load_many(self, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
-        """Reconstruct many aggregates with one query (absent ids are left out)."""
+        """Reconstruct many aggregates with one query (absent ids, and erased members' records, are
+        left out)."""
         ids = list(dict.fromkeys(aggregate_ids))
         if not ids:
             return {}
@@ -420,9 +521,16 @@ class LedgerApplication(Application):
             )
             rows = curs.fetchall()
         aggregates: dict[Any, Any] = {}
+        erased: set[Any] = set()
         for row in rows:
+            if row["originator_id"] in erased:
+                continue
             stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
             event = self.mapper.to_domain_event(stored)
+            if isinstance(event, ErasedEvent):  # an erased member's record: left out, like an absent one
+                erased.add(row["originator_id"])
+                aggregates.pop(row["originator_id"], None)
+                continue
             aggregates[row["originator_id"]] = apply_stored(event, aggregates.get(row["originator_id"]), self.position_of)
         return aggregates
 

@@ -10,6 +10,7 @@ itself; ``cipher_key`` here is the same key, for the readers of stored payloads 
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from claims_service.blobs.store import BlobStore, DirectoryBlobStore
 from claims_service.files import private_dir
+from claims_service.keys.kek import KeyEncryptionKeys, load_keks
 from claims_service.ledger.checkpointer import SigningSettings
 from claims_service.ledger.note import DEFAULT_ORIGIN, CheckpointError, VerifierKey
 from claims_service.ledger.signing_key import resolve_signing_key
@@ -100,6 +103,28 @@ class Config(BaseSettings):
     demo_keys: bool = False
     """Create the demo API keys also on an external database (they are always made on the embedded one)."""
 
+    # Member data keys (README, "Erasure"; claims_service/keys) and attachments ("Attachments").
+    member_encryption: Literal["on", "off"] = "on"
+    """Seal each member's data in new events under the member's own data key (off: written as
+    before, plain or under CIPHER_KEY; sealed events are read either way)."""
+    member_keks: SecretStr | None = None
+    """Key-encryption keys of the member data keys: `id:base64,id:base64` (the last the newest)."""
+    member_kek_file: Path | None = None
+    """Else a file of `<id> <base64 key>` lines (the last the newest); else <data_dir>/member-keks."""
+    member_kek_provider: str | None = None
+    """Else (first, when set) `package.module:factory` of a KMS's KEKs (claims_service/keys/kek.py)."""
+    member_key_cache_seconds: PositiveFloat = 2.0
+    """How long a process uses a member key it read before reading it again (an erasure by
+    another process takes effect within it)."""
+    member_key_cache_entries: PositiveInt = 20_000
+    """Member keys a process keeps unwrapped in memory at most."""
+    blob_dir: Path | None = None
+    """Where attachments' documents are kept (encrypted); default <data_dir>/blobs."""
+    blob_store: str | None = None
+    """`package.module:factory` of another BlobStore (claims_service/blobs/store.py: an S3 one)."""
+    max_attachment_bytes: PositiveInt = 100 * 1024 * 1024
+    """The largest attachment UploadAttachment takes (bytes); larger is RESOURCE_EXHAUSTED."""
+
     cipher_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("CIPHER_KEY"))
     """The eventsourcing library's CIPHER_KEY (base64 AES key), when payloads are encrypted."""
 
@@ -167,6 +192,34 @@ class Config(BaseSettings):
         if self.signing_key_file is not None:
             return self.signing_key_file.with_name(self.signing_key_file.name + ".last-checkpoint")
         return self.data_dir / "signer.last-checkpoint"
+
+    def member_key_settings(self) -> dict[str, str]:
+        """The member-key settings as the environment names them (what ``claims_service.keys``
+        and the ledger application read)."""
+        found = {"CLAIMS_MEMBER_ENCRYPTION": self.member_encryption, "CLAIMS_DATA_DIR": str(self.data_dir),
+                 "CLAIMS_MEMBER_KEY_CACHE_SECONDS": str(self.member_key_cache_seconds),
+                 "CLAIMS_MEMBER_KEY_CACHE_ENTRIES": str(self.member_key_cache_entries)}
+        if self.member_keks is not None:
+            found["CLAIMS_MEMBER_KEKS"] = self.member_keks.get_secret_value()
+        if self.member_kek_file is not None:
+            found["CLAIMS_MEMBER_KEK_FILE"] = str(self.member_kek_file)
+        if self.member_kek_provider:
+            found["CLAIMS_MEMBER_KEK_PROVIDER"] = self.member_kek_provider
+        return found
+
+    def load_member_keks(self) -> KeyEncryptionKeys:
+        """The KEKs (the data directory's file is made on first use)."""
+        if self.member_keks is None and self.member_kek_file is None and not self.member_kek_provider:
+            private_dir(self.data_dir)
+        return load_keks(self.member_key_settings())
+
+    def open_blob_store(self) -> BlobStore:
+        """Where attachments live: CLAIMS_BLOB_STORE's factory, else the directory store."""
+        if self.blob_store:
+            module, _, name = self.blob_store.partition(":")
+            store: BlobStore = getattr(importlib.import_module(module), name)()
+            return store
+        return DirectoryBlobStore(self.blob_dir or self.data_dir / "blobs")
 
     def load_signing_key(self) -> Ed25519PrivateKey:
         seed = self.signing_key.get_secret_value() if self.signing_key is not None else None

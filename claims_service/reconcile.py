@@ -13,6 +13,15 @@ checks every night:
    each payment's status, amount and recoupments (``payments``), each benefit period's
    accumulators (``member_accumulators``).
 
+Member data is sealed under each member's own key (``claims_service.keys``), and nothing here
+needs it but the member a claim, a benefit period or a coverage belongs to and the coverage's dates:
+those few events are opened with the member keys read in the same snapshot. A member whose key
+was destroyed (erased) is counted under their pseudonymous key id (``erased:<key id>``), their money
+still reconciled (amounts, claim and payment ids and plan terms are never sealed), their plan
+limits checked against the largest of their plan's terms (the coverage dates are gone), and their
+streams, which the read models purged, left out of the read-model comparison. Without the
+key-encryption keys every sealed member is counted that way.
+
 The ledger is read, in one snapshot, up to its head. Two things move at their own pace and are
 allowed for: the read models (each row is compared only if neither it nor the ledger's record of
 it changed after the lowest position the three read models have reached; the rest are skipped and
@@ -40,10 +49,13 @@ from claims_service.adjudication.partitions import NAME as ADJUDICATOR
 from claims_service.adjudication.partitions import done_for_every_member, position_for_member
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
+from claims_service.domain.erasure import MemberErasure
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
+from claims_service.keys.kek import KeyEncryptionKeyError
+from claims_service.keys.store import BatchKeys, fresh_keys
 from claims_service.ledger.chain import EVENTS_TABLE
-from claims_service.ledger.payloads import open_payload
+from claims_service.ledger.payloads import SEALED, MemberKeys, open_payload, sealed_key_id
 
 READ_MODELS = ("claim_status", "payments", "benefits")
 CHUNK = 20_000
@@ -55,8 +67,11 @@ T = {name: get_topic(cls) for name, cls in {
     "cancelled": Payment.Cancelled, "recouped": Payment.Recouped, "reversed": Payment.Reversed,
     "applied": BenefitPeriod.ClaimApplied, "period_reversed": BenefitPeriod.ClaimReversed,
     "opened": BenefitPeriod.Opened, "enrolled": MemberCoverage.Enrolled, "changed": MemberCoverage.Changed,
+    "erased": MemberErasure.Recorded,
 }.items()}
 KIND = {topic: name for name, topic in T.items()}
+# The events whose sealed member data is read here: whose member it is, and the coverage's dates.
+OPENED = frozenset({"submitted", "opened", "enrolled", "changed"})
 
 
 @dataclass
@@ -122,6 +137,10 @@ class Report:
     rows_skipped: int = 0
     in_flight: int = 0
     """Voided or replaced claims the adjudicator has yet to take off the accumulators."""
+    erased_members: int = 0
+    """Members whose data was erased (counted by their key id; their streams not compared)."""
+    sealed_unopened: bool = False
+    """Sealed member data could not be opened here (no key-encryption keys)."""
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -140,6 +159,10 @@ class Report:
                 f"{self.periods} benefit periods; {money}; {self.rows_compared} read-model rows compared"
                 f" ({self.rows_skipped} changed after the read models' position, skipped; {self.in_flight} voids"
                 " or replacements not yet off the accumulators)")
+        if self.erased_members:
+            head += f"; {self.erased_members} erased member(s) reconciled by key id"
+        if self.sealed_unopened:
+            head += "; member data not opened here (no key-encryption keys): members counted by key id"
         if self.clean:
             return head + "\nclean: every cent is explained"
         return head + f"\n{len(self.differences)} difference(s); the first: {self.differences[0]}"
@@ -151,6 +174,7 @@ class Report:
             "benefit_periods": self.periods, "scheduled_cents": self.scheduled_cents, "issued_cents": self.issued_cents,
             "cancelled_cents": self.cancelled_cents, "recouped_cents": self.recouped_cents,
             "rows_compared": self.rows_compared, "rows_skipped": self.rows_skipped, "in_flight": self.in_flight,
+            "erased_members": self.erased_members, "sealed_unopened": self.sealed_unopened,
             "differences": [{"kind": d.kind, "subject": d.subject, "detail": d.detail} for d in self.differences],
         }
 
@@ -169,7 +193,7 @@ CUT_AT = {
 }
 
 
-def payload(state: bytes, kind: str) -> dict[str, Any]:
+def payload(state: bytes, kind: str, keys: MemberKeys | None = None) -> dict[str, Any]:
     """The stored payload, parsed; dates and timestamps stay as the transcoder's markers (only the
     members' dates are read here: see `marked_date`), which skips the projections' marker pass.
 
@@ -177,7 +201,20 @@ def payload(state: bytes, kind: str) -> dict[str, Any]:
     here reads them: they are cut off before parsing (`CUT_AT`). The ledger's transcoder writes an
     event's fields in the order its class declares them (the decision before the facts; payer and
     member before the visit and the lines), and a quote inside a JSON string is always escaped, so
-    the first such key is the top-level one; what follows it is dropped and the object closed."""
+    the first such key is the top-level one; what follows it is dropped and the object closed.
+
+    A member-sealed payload is read as its plain fields, opened (`OPENED`) only where the member
+    or the coverage's dates are needed (an erased one then has ``"_erased_": true`` and its key
+    id as ``_key_``)."""
+    key_id = sealed_key_id(state)
+    if key_id is not None:
+        if kind in OPENED:
+            found: dict[str, Any] = orjson.loads(open_payload(state, keys=keys))
+        else:
+            found = orjson.loads(state)
+            found.pop(SEALED, None)
+        found["_key_"] = key_id
+        return found
     raw = state if state[:1] == b"{" else open_payload(state)
     if kind in CUT_AT:
         key, needed = CUT_AT[kind]
@@ -193,8 +230,31 @@ def payload(state: bytes, kind: str) -> dict[str, Any]:
 
 
 def marked_date(value: Any) -> date:
-    """A date as the ledger's transcoder stores it: {"_type_": "date_iso", "_data_": "YYYY-MM-DD"}."""
+    """A date as the ledger's transcoder stores it: {"_type_": "date_iso", "_data_": "YYYY-MM-DD"};
+    a date that was erased with its member as the earliest date (in force from the start)."""
+    if value is None:
+        return date.min
     return date.fromisoformat(value["_data_"] if isinstance(value, dict) else value)
+
+
+def member_of(p: dict[str, Any]) -> str:
+    """Whose a claim, benefit period or coverage is: the member id, or, once erased (or when the
+    member keys are not at hand), ``erased:<the member's key id>``."""
+    member = p.get("member_id")
+    return member if isinstance(member, str) else f"erased:{p.get('_key_')}"
+
+
+def chunk_keys(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]], report: Report) -> MemberKeys | None:
+    """The member keys the chunk's opened events need, read in the reconciliation's snapshot (none
+    without the key-encryption keys: those members are then counted by key id)."""
+    wanted = {key for _, _, topic, state in rows if KIND[topic] in OPENED and (key := sealed_key_id(state)) is not None}
+    if not wanted:
+        return None
+    try:
+        return fresh_keys(conn, wanted)
+    except KeyEncryptionKeyError:
+        report.sealed_unopened = True
+        return BatchKeys(dict.fromkeys(wanted))
 
 
 def tracked_positions(conn: psycopg.Connection[Any]) -> tuple[int, dict[str, int]]:
@@ -248,8 +308,9 @@ def _reconcile(database_url: str) -> Report:
         with conn.cursor(binary=True, row_factory=tuple_row) as cur:
             while True:
                 rows = cur.execute(query, (T["issued"], after, position, list(KIND), CHUNK)).fetchall()
+                keys = chunk_keys(conn, rows, report)
                 for row in rows:
-                    ledger.apply(*row)
+                    ledger.apply(*row, keys=keys)
                 if len(rows) < CHUNK:
                     break
                 after = rows[-1][0]
@@ -272,13 +333,26 @@ class LedgerMoney:
         self.members: dict[Any, tuple[str, str]] = {}  # MemberCoverage stream -> (payer, member)
         self.issued_after_end: list[Difference] = []
         self.totals = {"scheduled": 0, "issued": 0, "cancelled": 0, "recouped": 0}
+        self.erased_streams: set[str] = set()  # the streams erasures purged from the read models
+        self.erased_members: set[str] = set()
+        # "erased:<key id>" -> the member id, learnt from a stream that began before member keys
+        # (its first event names the member) and went on under the member's key.
+        self.aliases: dict[str, str] = {}
 
-    def apply(self, position: int, stream: str, topic: str, state: bytes | None) -> None:
+    def apply(self, position: int, stream: str, topic: str, state: bytes | None, keys: MemberKeys | None = None) -> None:
         self.events += 1
         kind = KIND[topic]
-        p = payload(state, kind) if state is not None else {}
+        p = payload(state, kind, keys) if state is not None else {}
+        if kind in OPENED and not isinstance(p.get("member_id"), str):
+            self.erased_members.add(member_of(p))
+        elif "_key_" in p and kind not in OPENED:
+            owner = self._owner(stream)
+            if owner is not None and not owner.startswith("erased:"):
+                self.aliases[f"erased:{p['_key_']}"] = owner
         if kind == "submitted":
-            self.claims[stream] = ClaimMoney(p["payer_id"], p["member_id"], position, position)
+            self.claims[stream] = ClaimMoney(p["payer_id"], member_of(p), position, position)
+        elif kind == "erased":
+            self.erased_streams.update(p["streams"])
         elif kind in ("adjudicated", "pended", "reviewed", "disputed", "voided", "corrected"):
             claim = self.claims[stream]
             claim.last_position = position
@@ -305,7 +379,7 @@ class LedgerMoney:
             payment.last_position = position
             self._payment_event(position, kind, payment, p)
         elif kind == "opened":
-            self.periods[stream] = PeriodMoney(p["payer_id"], p["member_id"], p["plan_year"], position, position)
+            self.periods[stream] = PeriodMoney(p["payer_id"], member_of(p), p["plan_year"], position, position)
         elif kind == "applied":
             period = self.periods[stream]
             period.last_position = position
@@ -324,12 +398,37 @@ class LedgerMoney:
             period.oop_met_cents -= oop
             period.claims[p["claim_id"]] = (deductible, oop, True)
         elif kind == "enrolled":
-            key = self.members[stream] = (p["payer_id"], p["member_id"])
-            self.plans[key] = [(marked_date(p["effective_date"]), p["terms"])]
+            key = self.members[stream] = (p["payer_id"], member_of(p))
+            self.plans[key] = [(marked_date(p.get("effective_date")), p["terms"])]
         elif kind == "changed" and p.get("terms") is not None:
             key = self.members[stream]
-            on = marked_date(p["effective_on"])
-            self.plans[key] = [s for s in self.plans[key] if s[0] < on] + [(on, p["terms"])]
+            on = marked_date(p.get("effective_on"))
+            # An erased change's date is gone: its terms join the others (the largest is checked).
+            self.plans[key] = [s for s in self.plans[key] if s[0] < on or on == date.min] + [(on, p["terms"])]
+
+    def _owner(self, stream: str) -> str | None:
+        claim = self.claims.get(stream)
+        if claim is not None:
+            return claim.member_id
+        period = self.periods.get(stream)
+        if period is not None:
+            return period.member_id
+        member = self.members.get(stream)
+        return member[1] if member is not None else None
+
+    def _resolve_aliases(self) -> None:
+        """Count a member whose key is gone under their member id where an older stream of theirs names it."""
+        if not self.aliases:
+            return
+        for claim in self.claims.values():
+            claim.member_id = self.aliases.get(claim.member_id, claim.member_id)
+        for period in self.periods.values():
+            period.member_id = self.aliases.get(period.member_id, period.member_id)
+        plans: dict[tuple[str, str], list[tuple[date, dict[str, Any]]]] = {}
+        for (payer, member), segments in self.plans.items():
+            plans.setdefault((payer, self.aliases.get(member, member)), []).extend(segments)
+        self.plans = {key: sorted(segments, key=lambda s: s[0]) for key, segments in plans.items()}
+        self.erased_members -= set(self.aliases)
 
     def _payment_event(self, position: int, kind: str, payment: PaymentMoney, p: dict[str, Any]) -> None:
         if kind == "issued":
@@ -361,7 +460,9 @@ class LedgerMoney:
     # --- the checks ----------------------------------------------------------------------
 
     def check(self, report: Report, adjudicators: dict[str, int]) -> None:
+        self._resolve_aliases()
         report.claims, report.payments, report.periods = len(self.claims), len(self.payments), len(self.periods)
+        report.erased_members = len({m for m in self.erased_members if m.startswith("erased:")})
         report.scheduled_cents = self.totals["scheduled"]
         report.issued_cents = self.totals["issued"]
         report.cancelled_cents = self.totals["cancelled"]
@@ -445,7 +546,8 @@ class LedgerMoney:
         """The largest deductible and out-of-pocket maximum of the plans in force during the year."""
         segments = self.plans.get((payer, member), [])
         in_year = [terms for i, (start, terms) in enumerate(segments)
-                   if start <= date(year, 12, 31) and (i + 1 == len(segments) or segments[i + 1][0] > date(year, 1, 1))]
+                   if start <= date(year, 12, 31)
+                   and (i + 1 == len(segments) or segments[i + 1][0] > date(year, 1, 1) or segments[i + 1][0] == date.min)]
         if not in_year:
             return None, None
         return max(t["deductible_cents"] for t in in_year), max(t["oop_max_cents"] for t in in_year)
@@ -501,10 +603,12 @@ def compare_read_models(conn: psycopg.Connection[Any], ledger: LedgerMoney, posi
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM claim_status), (SELECT count(*) FROM payments), (SELECT count(*) FROM member_accumulators)"
     ).fetchone()
+    # ... but for the streams an erasure purged from them.
+    erased = ledger.erased_streams
     by_then = (
-        sum(1 for c in ledger.claims.values() if c.first_position <= position),
+        sum(1 for s, c in ledger.claims.items() if c.first_position <= position and s not in erased),
         sum(1 for p in ledger.payments.values() if p.first_position <= position),
-        sum(1 for p in ledger.periods.values() if p.first_position <= position),
+        sum(1 for s, p in ledger.periods.items() if p.first_position <= position and s not in erased),
     )
     for name, have, want in zip(("claim_status", "payments", "member_accumulators"), counts, by_then, strict=True):
         if have < want:

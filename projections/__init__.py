@@ -33,8 +33,9 @@ The benchmarks of the read side (and the synthetic history the tests use) live i
 
 Projections read events and never write them. May import: the standard library, psycopg,
 psycopg_pool, orjson, ``eventsourcing`` (persistence and the PostgreSQL tracking recorder),
-``claims_service.errors``, ``claims_service.ledger`` (waiting on LISTEN, decoding payloads) and the domain's
-event classes (``claims_service.domain``) for their topics. Must not import the gRPC layer
+``claims_service.errors``, ``claims_service.ledger`` (waiting on LISTEN, decoding payloads), the member keys
+a batch's payloads are sealed under (``claims_service.keys``) and the domain's event classes
+(``claims_service.domain``) for their topics. Must not import the gRPC layer
 (``grpc``, ``claims_service.api``, ``claims_service.server``), the ledger application, its
 commands or the adjudicator. Imports between these modules point down the list above and sit at
 the top of each module: a cycle is resolved by moving the shared piece down, never by importing

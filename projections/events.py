@@ -6,7 +6,10 @@ library's ``{"_type_": ..., "_data_": ...}`` markers for dates and timestamps, w
 their ISO text). The domain's classes are imported only for their topics.
 
 Payloads are decoded by the one reader of stored payloads, ``claims_service.ledger.payloads``
-(which also opens them when the ledger encrypts or compresses them).
+(which also opens them when the ledger encrypts or compresses them). Member data is sealed under
+each member's key: `read_notifications` reads the keys of a batch with the batch, in the same
+snapshot, so a member erased before the batch was read reads as erased (``Notification.erased``)
+in all of it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from claims_service.domain.access import EmergencyAccess, MemberAccess
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
 from claims_service.domain.consent import Consent
+from claims_service.domain.erasure import MemberErasure
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
 from claims_service.domain.visit import Visit
+from claims_service.keys.store import BatchKeys, fresh_keys
 from claims_service.ledger.chain import EVENTS_TABLE
-from claims_service.ledger.payloads import decode_json, decode_state
+from claims_service.ledger.payloads import MemberKeys, decode_json, decode_state, default_member_keys, sealed_key_id
 
 
 
@@ -59,6 +64,7 @@ class Topics:
     CONSENT_OPENED = get_topic(Consent.Opened)
     CONSENT_GRANTED = get_topic(Consent.Granted)
     CONSENT_REVOKED = get_topic(Consent.Revoked)
+    MEMBER_ERASED = get_topic(MemberErasure.Recorded)  # every read model purges the streams it names
     # Every event of these aggregates, including ones added later: "<module>:<Class>." prefixes.
     CLAIM_PREFIX = get_topic(Claim) + "."
     PAYMENT_PREFIX = get_topic(Payment) + "."
@@ -71,7 +77,8 @@ class Topics:
 class Notification:
     """One ledger row as a projection sees it. ``state`` is None for topics it did not ask for."""
 
-    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload", "_bare")
+    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload",
+                 "_bare", "keys")
 
     def __init__(
         self,
@@ -94,21 +101,34 @@ class Notification:
         self.stream_prev_hash = stream_prev_hash
         self._payload: dict[str, Any] | None = None
         self._bare: Notification | None = None
+        self.keys: MemberKeys | None = None  # the member keys of its batch (read_notifications)
 
     @property
     def payload(self) -> dict[str, Any]:
-        """The event's attributes as plain JSON data (dates and timestamps as ISO text)."""
+        """The event's attributes as plain JSON data (dates and timestamps as ISO text); an erased
+        member's event as its plain fields and ``"_erased_": true``."""
         if self._payload is None:
             if self.state is None:
                 raise ValueError(f"position {self.position}: payload of {self.topic} was not read")
-            self._payload = decode_state(self.state)
+            self._payload = decode_state(self.state, keys=self.keys)
         return self._payload
+
+    @property
+    def erased(self) -> bool:
+        """An event of a member whose data was erased (their key destroyed): nothing of it is
+        projected (its plain fields aside, it holds nothing any more)."""
+        key_id = sealed_key_id(self.state)
+        if key_id is None:
+            return False
+        keys = self.keys if self.keys is not None else default_member_keys()
+        return keys is not None and keys.cipher(key_id) is None
 
     def without_payload(self) -> Notification:
         """This notification as a reader that did not ask for its topic sees it (``state`` None)."""
         if self._bare is None:
             self._bare = Notification(self.position, self.stream_id, self.version, self.topic, None,
                                       self.hash, self.prev_hash, self.stream_prev_hash)
+            self._bare.keys = self.keys
         return self._bare
 
     def stored_json(self) -> tuple[str, dict[str, Any]] | None:
@@ -118,6 +138,8 @@ class Notification:
             return None
         try:
             text = self.state.decode("utf-8")
+            if sealed_key_id(self.state) is not None:
+                return text, self.payload  # opened: the stored JSON holds the envelope
             if self._payload is None:
                 self._payload = decode_json(self.state)
         except ValueError:  # UnicodeDecodeError is a ValueError: ciphertext that began with "{"
@@ -143,7 +165,9 @@ def read_notifications(
     that waits for a decision's position also sees the payment written in the same commit.
 
     Every notification comes back (so the caller can track the last position it saw), but the
-    payload (``state``) and the chain fields only for the given topics or topic prefixes.
+    payload (``state``) and the chain fields only for the given topics or topic prefixes (and
+    for every erasure, which each read model acts on). The member keys the payloads are sealed
+    under are read with them (one more query), in ``conn``'s snapshot.
     Positions are in commit order (the recorder locks the events table for every insert, so one
     transaction's events are contiguous), so reading after a position never skips a row that
     commits later.
@@ -170,7 +194,7 @@ def read_notifications(
     params = {
         "after": after,
         "limit": limit,
-        "topics": list(topics),
+        "topics": [*topics, Topics.MEMBER_ERASED],
         "patterns": [p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for p in prefixes],
     }
     with conn.cursor(binary=True, row_factory=tuple_row) as cur:
@@ -191,7 +215,13 @@ def read_notifications(
             if end > last:
                 cur.execute(rest_of_commit, {**params, "after": last, "end": end})
                 rows += cur.fetchall()
-    return [Notification(*row) for row in rows]
+    notifications = [Notification(*row) for row in rows]
+    sealed = {key for n in notifications if (key := sealed_key_id(n.state)) is not None}
+    if sealed:
+        keys: BatchKeys = fresh_keys(conn, sealed)
+        for n in notifications:
+            n.keys = keys
+    return notifications
 
 
 def ledger_head(conn: Connection[Any]) -> int:

@@ -24,13 +24,14 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 from psycopg.rows import tuple_row
 
-from projections.events import Notification, read_notifications
+from projections.events import Notification, Topics, read_notifications
 from projections.store import (
     PROGRESS_CHANNEL,
     TRACKING_TABLE,
     Batch,
     ReadModel,
     ReadModelView,
+    apply_model,
     fast_json,
     lock_tracking_rows,
     tracking_name,
@@ -132,7 +133,7 @@ class ViewGroup:
                 mine = [self._as_seen_by(model, n) for n in notifications if n.position > positions[model.name]]
                 with _blamed_on(model.name):
                     batch = Batch(rows_cur)
-                    model.apply(batch, mine)
+                    apply_model(model, batch, mine)
                     batch.flush()
                     if self.after_apply is not None:
                         self.after_apply(model.name, mine)
@@ -159,5 +160,6 @@ class ViewGroup:
         wants = self._wants[model.name]
         wanted = wants.get(n.topic)
         if wanted is None:
-            wanted = wants[n.topic] = n.topic in model.topics or n.topic.startswith(tuple(model.topic_prefixes))
+            wanted = wants[n.topic] = (n.topic in model.topics or n.topic.startswith(tuple(model.topic_prefixes))
+                                       or n.topic == Topics.MEMBER_ERASED)  # every read model purges
         return n if wanted else n.without_payload()

@@ -23,6 +23,11 @@ the position the transaction has locked, otherwise it is read again.
 Nothing is remembered between batches: every batch reads the rows it needs from the tables, so a
 projection restarted, swapped to rebuilt tables, or run on another machine behaves the same.
 Tables are named by the migrations; a rebuild writes the same code into ``<table>_rebuild``.
+
+Erasure (`apply_model`, the same for every read model): an event of an erased member is never
+projected, and at a member's erasure (``MemberErasure.Recorded``) every table of the read model
+loses the rows of the streams it names (by ``claim_id`` and ``stream_id``), whatever the read model,
+so that a live read model forgets the member and a rebuilt one never holds them.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_loads
 
-from projections.events import Notification, read_notifications
+from projections.events import Notification, Topics, read_notifications
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +181,14 @@ class Table:
         self.rows[key] = None
         self.dirty.add(key)
 
+    def forget_where(self, column: str, values: set[str]) -> None:
+        """Drop the rows (read or changed) whose ``column`` is one of ``values`` (`Batch.purge`
+        deletes them from the table)."""
+        for key, row in list(self.rows.items()):
+            if row is not None and str(row.get(column)) in values:
+                del self.rows[key]
+                self.dirty.discard(key)
+
     def flush(self) -> None:
         upserts = [row for key in self.dirty if (row := self.rows[key]) is not None]
         deletes = [dict(zip(self.key, key, strict=True)) for key in self.dirty if self.rows[key] is None]
@@ -218,6 +231,9 @@ class AppendTable:
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
+
+    def forget_where(self, column: str, values: set[str]) -> None:
+        self.rows = [row for row in self.rows if str(row.get(column)) not in values]
 
     def flush(self) -> None:
         if self.rows:
@@ -293,6 +309,47 @@ class Batch:
     def flush(self) -> None:
         for table in self._tables.values():
             table.flush()
+
+    def purge(self, tables: Sequence[str], streams: Sequence[str]) -> None:
+        """Delete every row of these tables that belongs to one of ``streams`` (an erased
+        member's): by ``claim_id`` and by ``stream_id``, in the table and in this batch."""
+        values = {str(s) for s in streams}
+        if not values:
+            return
+        for name in tables:
+            relation = name + self.suffix
+            columns = _Columns.of(self.cur, relation)
+            for column in ERASED_BY:
+                if column not in columns:
+                    continue
+                self.cur.execute(sql.SQL("DELETE FROM {} WHERE {}::text = ANY(%s::text[])").format(
+                    sql.Identifier(relation), sql.Identifier(column)), (sorted(values),))
+                found = self._tables.get(name)
+                if found is not None:
+                    found.forget_where(column, values)
+
+
+ERASED_BY = ("claim_id", "stream_id")
+"""The columns by which a read model's rows belong to a member's stream (a claim, a coverage, a
+benefit period, a visit)."""
+
+
+def apply_model(model: ReadModel, batch: Batch, notifications: Sequence[Notification]) -> None:
+    """``model.apply`` over the notifications, without an erased member's events, and with each
+    erasure's streams purged from the model's tables at its place in the ledger."""
+    start = 0
+    for i, n in enumerate(notifications):
+        if n.topic == Topics.MEMBER_ERASED and n.state is not None:
+            _apply_kept(model, batch, notifications[start:i])
+            batch.purge(model.tables, n.payload["streams"])
+            start = i + 1
+    _apply_kept(model, batch, notifications[start:] if start else notifications)
+
+
+def _apply_kept(model: ReadModel, batch: Batch, notifications: Sequence[Notification]) -> None:
+    kept = [n for n in notifications if not n.erased] if any(n.keys is not None for n in notifications) else notifications
+    if kept:
+        model.apply(batch, kept)
 
 
 # --- the view --------------------------------------------------------------------------------
@@ -435,7 +492,7 @@ class ReadModelView(PostgresTrackingRecorder):
             return 0
         with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
             batch = Batch(rows_cur, self.suffix)
-            self.model.apply(batch, notifications)
+            apply_model(self.model, batch, notifications)
             batch.flush()
         if after_apply is not None:
             after_apply(notifications)  # instrumentation and tests: the rows are written, not committed

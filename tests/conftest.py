@@ -14,6 +14,7 @@ service connects as the service role.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import tempfile
@@ -26,6 +27,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+# Member data keys (claims_service.keys): one fixed key-encryption key for the whole session (and
+# the services the e2e tests start), so that no test writes a KEK file into a data directory of
+# the working tree.
+os.environ.setdefault("CLAIMS_MEMBER_KEKS", "test-kek:" + base64.b64encode(bytes(range(32))).decode())
 
 
 @pytest.fixture(scope="session")

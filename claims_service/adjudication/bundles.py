@@ -16,7 +16,7 @@ from claims_service.adjudication.facts import claim_input_from
 from claims_service.domain.payment import Payment
 from claims_service.ledger.bundle import BundleReport, Completeness, export_bundle, verify_bundle
 from claims_service.ledger.checkpointer import Checkpointer
-from claims_service.ledger.payloads import UndecodablePayloadError, decode_state
+from claims_service.ledger.payloads import UndecodablePayloadError, decode_state, is_erased
 
 MAX_PAYMENTS_PER_CLAIM = 10_000  # a bound on the search, far beyond any claim's
 
@@ -69,11 +69,15 @@ def replay_bundle(bundle: ledger_pb2.ClaimBundle) -> tuple[str, list[str]]:
         claim = decode_state(bytes(submitted.state))
         run = decode_state(bytes(decided.state))
     except UndecodablePayloadError:
-        # The hashes proved the bytes are the ledger's; reading them takes the ledger's key.
-        return ("not checked: the payloads are encrypted (with CIPHER_TOPIC and CIPHER_KEY set, "
-                "the verifier decrypts and replays them)"), []
+        # The hashes proved the bytes are the ledger's; reading them takes the ledger's key (or the
+        # member's data key, which only the ledger's database and its KEKs open).
+        return ("not checked: the payloads are encrypted (with CIPHER_TOPIC and CIPHER_KEY set, or where the "
+                "ledger's member keys can be read, the verifier decrypts and replays them)"), []
     except (ValueError, TypeError) as error:
         return "not checked", [f"event payloads cannot be decoded: {error}"]
+    if is_erased(claim) or is_erased(run):
+        # Proven the ledger's bytes all the same; what they held of the member is gone for good.
+        return "not checked: the claim's member data was erased (its data key destroyed)", []
     try:
         ruleset = adjudicator.get_ruleset(run["ruleset_version"])
     except adjudicator.UnknownRuleSetError:

@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from claims_service.application import LedgerApplication
+from claims_service.keys.store import MemberDataErasedError
 from claims_service.domain.claim import Claim
 from claims_service.domain.payment import Payment
 
@@ -93,7 +94,7 @@ class UnitOfWork:
         if aggregate_id not in self.cache:
             try:
                 self.keep(aggregate_id, self.ledger.repository.get(aggregate_id))
-            except AggregateNotFoundError:
+            except (AggregateNotFoundError, MemberDataErasedError):  # an erased member's record: as absent
                 self.keep(aggregate_id, None)
         return self.cache.get(aggregate_id)
 

@@ -1,6 +1,7 @@
 """claimsctl: run the service, migrate; the ledger's commands (cli/ledger.py), the read models'
 (cli/projections.py), API keys (cli/keys.py), FHIR resources (cli/fhir.py), the witness
-(cli/witness.py), X12 files (cli/x12.py) and the demo (cli/demo.py) register themselves here.
+(cli/witness.py), X12 files (cli/x12.py), erasure and member keys (cli/erasure.py) and the demo
+(cli/demo.py) register themselves here.
 
 Every command reads its configuration once (`claims_service.config`). Errors print one clear line
 on stderr and exit non-zero; nothing is written by a command that fails validation.
@@ -15,7 +16,7 @@ import sys
 import pydantic
 
 from claims_service.bootstrap import build_service, ensure_demo_keys
-from claims_service.cli import demo, fhir, keys, ledger, projections, status, witness, x12
+from claims_service.cli import demo, erasure, fhir, keys, ledger, projections, status, witness, x12
 from claims_service.config import Config
 from claims_service.database import DatabaseUrls, database_urls, grant_service_role, ledger_bypass
 from claims_service.errors import ClaimsError
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     witness.register(commands)
     status.register(commands)
     x12.register(commands)
+    erasure.register(commands)
     return parser
 
 

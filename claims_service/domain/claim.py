@@ -20,6 +20,7 @@ Corrections and voids never edit the submission: they are new events
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -44,6 +45,10 @@ from claims_service.errors import (
     ValidationError,
 )
 
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# RFC 6838 type/subtype names (restricted-name: 1 to 127 characters), no parameters.
+MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
 SUBMITTED = "submitted"
 ADJUDICATED = "adjudicated"
 PENDED = "pended"
@@ -61,8 +66,9 @@ class Claim(Aggregate):
     ``status``, ``decision`` (the engine's or reviewer's decision dict; for a
     pended claim the provisional one), ``facts``, ``ruleset_version``,
     ``ruleset_hash`` (of the latest engine run), ``review``,
-    ``replaced_by``, ``void_reason``, ``disputes`` (dispute_id -> record)
-    and ``open_dispute_id``.
+    ``replaced_by``, ``void_reason``, ``disputes`` (dispute_id -> record),
+    ``open_dispute_id`` and ``attachments`` (attachment_id -> {attachment_id, sha256, size_bytes,
+    media_type}).
     """
 
     # --- events ----------------------------------------------------------------
@@ -109,6 +115,7 @@ class Claim(Aggregate):
             claim.disputes = {}
             claim.open_dispute_id = None
             claim.pend_reasons = []
+            claim.attachments = {}
 
     class Adjudicated(Aggregate.Event):
         actor: str
@@ -208,6 +215,26 @@ class Claim(Aggregate):
             claim.open_dispute_id = None
             if self.decision is not None:
                 claim.decision = copy_plain(self.decision)
+
+    class AttachmentAdded(Aggregate.Event):
+        """A document attached to the claim (a PWK attachment: records, images, reports). The
+        document itself is kept off the ledger, in the blob store, under its SHA-256; the event
+        records its hash, size and media type (``attachment_id`` is derived from the claim and the
+        hash, so the same document attached again writes nothing)."""
+
+        actor: str
+        attachment_id: str
+        sha256: str  # 64 lower-case hex digits, of the document as uploaded
+        size_bytes: int
+        media_type: str
+
+        def apply(self, claim: Claim) -> None:
+            claim.attachments[self.attachment_id] = {
+                "attachment_id": self.attachment_id,
+                "sha256": self.sha256,
+                "size_bytes": self.size_bytes,
+                "media_type": self.media_type,
+            }
 
     def _record_run(self, event: Claim.Adjudicated | Claim.Pended) -> None:
         # The claim keeps the event's own (already copied) data: nothing mutates a decision or
@@ -437,6 +464,21 @@ class Claim(Aggregate):
             note=cmd.note,
             facts=copy_plain(cmd.facts),
         )
+
+    def add_attachment(self, *, actor: str, sha256: str, size_bytes: int, media_type: str) -> str:
+        """Attach a stored document (any status: a payer may ask for records after a decision);
+        returns its attachment id. Attaching the same document again records nothing."""
+        if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
+            raise ValidationError.single("sha256", "must be 64 lower-case hex digits")
+        if not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes < 1:
+            raise ValidationError.single("size_bytes", "must be at least 1")
+        if not isinstance(media_type, str) or not MEDIA_TYPE.fullmatch(media_type):
+            raise ValidationError.single("media_type", "must be a media type such as application/pdf (RFC 6838)")
+        attachment_id = str(make_id("attachment", self.claim_id, sha256))
+        if attachment_id not in self.attachments:
+            self.trigger_event(self.AttachmentAdded, actor=actor, attachment_id=attachment_id, sha256=sha256,
+                               size_bytes=size_bytes, media_type=media_type.lower())
+        return attachment_id
 
     # --- guards and queries -------------------------------------------------------------
 
