@@ -30,6 +30,7 @@ from claims_service.commands import Commands
 from claims_service.config import Config
 from claims_service.errors import AlreadyExistsError
 from claims_service.integrity import Integrity
+from claims_service.keys import kek
 from claims_service.fhir.http import fhir_app
 from claims_service.fhir.reads import Records
 from claims_service.fhir.server import FhirServer
@@ -121,7 +122,8 @@ def build_service(config: Config, database_url: str, *, addr: str | None = None,
     """The service of one server process: with ``workers`` None, the first, which starts the
     worker processes and the further server processes; else a further one, told of the workers
     by the first through ``workers``."""
-    ledger = LedgerApplication(database_url, pool_size=16, writer="commands")
+    kek.configure(config.load_member_keks())  # member data keys' KEKs: a bad setting stops start-up here
+    ledger = LedgerApplication(database_url, pool_size=16, writer="commands", env=config.member_key_settings())
     commands = Commands(ledger)
     # Every read of a member's data is recorded on the ledger, through the commands' group commit.
     reads = ReadSide(ledger, database_url, access=AccessLog(commands.writer), read_url=config.read_database_url)
@@ -381,15 +383,31 @@ def servicers(commands: Commands, reads: ReadSide, checkpointer: Checkpointer, c
     from claims_service.api.payer import PayerServicer
     from claims_service.api.provider import ProviderServicer
 
+    attachments, eraser, attachment_servicer = attachment_servicers(commands, config)
     return [
-        (provider_pb2_grpc.add_ProviderServiceServicer_to_server, ProviderServicer(commands, reads)),
+        (provider_pb2_grpc.add_ProviderServiceServicer_to_server, ProviderServicer(commands, reads, attachments)),
+        attachment_servicer,
         (payer_pb2_grpc.add_PayerServiceServicer_to_server, PayerServicer(commands, reads)),
         (dispute_pb2_grpc.add_DisputeServiceServicer_to_server, DisputeServicer(commands, reads, integrity)),
-        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(commands, eraser)),
         (member_pb2_grpc.add_MemberServiceServicer_to_server, MemberServicer(commands, reads)),
         (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(commands, reads, checkpointer,
                                                                                  config.previous_verifier_keys)),
     ]
+
+
+def attachment_servicers(commands: Commands, config: Config) -> tuple[Any, Any, tuple[object, object]]:
+    """Attachments (their blob store, CLAIMS_MAX_ATTACHMENT_BYTES), the eraser that deletes a
+    member's documents with their key, and AttachmentService."""
+    from claims.v1 import attachment_pb2_grpc
+    from claims_service.api.attachment import AttachmentServicer
+    from claims_service.attachments import Attachments
+    from claims_service.erasure import Eraser
+
+    blobs = config.open_blob_store()
+    attachments = Attachments(commands, blobs, max_bytes=config.max_attachment_bytes)
+    return (attachments, Eraser(commands.ledger, commands._save, blobs),
+            (attachment_pb2_grpc.add_AttachmentServiceServicer_to_server, AttachmentServicer(attachments)))
 
 
 def ensure_demo_keys(commands: Commands, path: Path) -> bool:

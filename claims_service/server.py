@@ -41,7 +41,13 @@ def claims_service_names() -> list[str]:
     from claims.v1 import admin_pb2, dispute_pb2, ledger_pb2, member_pb2, payer_pb2, provider_pb2
 
     return [s.full_name for module in (provider_pb2, payer_pb2, member_pb2, dispute_pb2, admin_pb2, ledger_pb2)
-            for s in module.DESCRIPTOR.services_by_name.values()]
+            for s in module.DESCRIPTOR.services_by_name.values()] + attachment_service_names()
+
+
+def attachment_service_names() -> list[str]:
+    from claims.v1 import attachment_pb2
+
+    return [s.full_name for s in attachment_pb2.DESCRIPTOR.services_by_name.values()]
 
 
 class GrpcServer:

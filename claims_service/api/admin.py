@@ -10,6 +10,7 @@ from claims_service.api.converters import instant, parse_date, parse_instant, re
 from claims_service.api.interceptors import principal
 from claims_service.commands import Commands
 from claims_service.domain.apikey import ApiKey
+from claims_service.erasure import Eraser
 from claims_service.errors import ValidationError
 from projections.reading import Pager
 
@@ -38,8 +39,16 @@ def terms_from_pb(terms: admin_pb2.PlanTerms) -> dict[str, Any]:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, service: Commands) -> None:
+    def __init__(self, service: Commands, eraser: Eraser | None = None) -> None:
         self.service = service
+        self.eraser = eraser or Eraser(service.ledger, service._save)
+
+    def EraseMember(self, request: Any, context: Any) -> Any:
+        report = self.eraser.erase(request.member_id, actor=principal().actor)
+        return admin_pb2.EraseMemberResponse(
+            receipt=receipt_pb(report.receipt), already_erased=report.already_erased, key_id=report.key_id,
+            streams=report.streams, sealed_events=report.sealed_events, legacy_events=report.legacy_events,
+            attachments=report.attachments, read_model_rows=report.read_model_rows)
 
     def EnrollMember(self, request: Any, context: Any) -> Any:
         if not request.HasField("terms"):

@@ -11,7 +11,8 @@ Where calls run (the server is `grpc.aio`, see `server.py`): a unary handler is 
 runs, with its authentication, on the unary thread pool; a server stream is an async generator on
 the event loop, admitted only while its principal and the server hold fewer open streams than
 `StreamLimits` allows (RESOURCE_EXHAUSTED otherwise), so streams never take the threads that
-unary calls and health checks need.
+unary calls and health checks need. A client stream (an upload) is a coroutine on the event loop
+that reads its requests as they arrive and runs its blocking steps on the unary pool (`blocking`).
 """
 
 from __future__ import annotations
@@ -241,7 +242,50 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     _log_call(method, who, outcome, started, stream=True)
 
             return grpc.unary_stream_rpc_method_handler(stream, **wrap)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._client_stream(handler.stream_unary, method, admit), **wrap)
         return handler
+
+    def _client_stream(self, inner: Callable[..., Any], method: str, admit: Callable[[Any], Principal]) -> Any:
+        """A client stream (an upload): a coroutine on the event loop that reads the requests as
+        they come and hands its blocking work to the unary pool (`blocking`); authenticated,
+        mapped to a status, logged and counted like a unary call."""
+        if not inspect.iscoroutinefunction(inner):
+            raise TypeError(f"{method}: a client stream must be a coroutine function (it would hold a thread)")
+        executor = self._executor
+
+        async def requests(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in iterator:
+                if isinstance(request, _Undecodable):
+                    raise ValidationError.single("", f"the request bytes are not a valid message ({type(request.error).__name__})")
+                yield request
+
+        async def client_stream(request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            started, who, response, status = time.perf_counter(), None, None, None
+            try:
+                principal_ = await asyncio.get_running_loop().run_in_executor(executor, admit, None)
+                who = principal_
+                current_principal.set(principal_)  # this call's task has its own context
+                current_executor.set(executor)
+                response = await inner(requests(request_iterator), context)
+            except Exception as error:  # every failure leaves as a status, never a traceback
+                status = _status_for(error, method)
+            _log_call(method, who, status.code.name if status else "OK", started)
+            if status is not None:
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            return response
+
+        return client_stream
+
+
+current_executor: contextvars.ContextVar[Executor] = contextvars.ContextVar("current_executor")
+
+
+async def blocking(function: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking work of a client stream (a store write, a ledger command) on the unary pool,
+    in the call's context (its principal); of a server stream, on the loop's default executor."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(current_executor.get(None), contextvars.copy_context().run, function, *args)
 
 
 def _status_for(error: Exception, method: str) -> grpc.Status:

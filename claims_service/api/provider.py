@@ -9,8 +9,10 @@ from typing import Any
 
 from claims.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 from claims_service.api.converters import lines_from_pb, optional, parse_date, receipt_pb, x12_response_pb
+from claims_service.api import attachment
 from claims_service.api.interceptors import principal
 from claims_service.api.reads import ReadSide
+from claims_service.attachments import Attachments
 from claims_service.commands import Commands
 from claims_service.x12.intake import submit_interchange
 
@@ -29,9 +31,13 @@ def claim_fields(request: Any) -> dict[str, Any]:
 
 
 class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
-    def __init__(self, service: Commands, reads: ReadSide) -> None:
+    def __init__(self, service: Commands, reads: ReadSide, attachments: Attachments | None = None) -> None:
         self.service = service
         self.reads = reads
+        self.attachments = attachments
+
+    async def UploadAttachment(self, request_iterator: Any, context: Any) -> Any:
+        return await attachment.upload(self.attachments, request_iterator)
 
     def RecordVisit(self, request: Any, context: Any) -> Any:
         receipt = self.service.record_visit(

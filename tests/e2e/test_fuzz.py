@@ -353,7 +353,9 @@ def plausible(claim_id: str, salt: str = "") -> Callable[[FieldDescriptor], Any]
     """A value this world accepts for a field (by its name), or None (unset); `salt` keeps the
     idempotency keys of different methods apart."""
     by_name = {
-        "member_id": world.MEMBER, "payer_id": world.PAYER, "npi": world.NPI, "provider_id": world.NPI,
+        # EraseMember is fuzzed on a member the world does not have: erasing the world's would
+        # turn every later call about them into FAILED_PRECONDITION.
+        "member_id": "M-NOT-IN-THE-WORLD" if salt == "EraseMember" else world.MEMBER, "payer_id": world.PAYER, "npi": world.NPI, "provider_id": world.NPI,
         "claim_id": claim_id, "plan_id": world.PLAN, "contract_id": world.CONTRACT, "version": "2026.1",
         "ruleset_version": "2026.1", "procedure_code": "99213", "place_of_service": "11", "diagnosis_codes": "E119",
         "idempotency_key": f"fuzz-plausible-{salt}", "plan_year": 2026, "units": 1, "line_number": 1,

@@ -98,7 +98,7 @@ EXPECTED_RPCS = {
     "provider": (
         "ProviderService",
         {"RecordVisit", "SubmitClaim", "CorrectClaim", "VoidClaim", "GetClaim", "ListClaims",
-         "WatchClaims", "GetRemittance", "SubmitX12", "GetMemberHistory"},
+         "WatchClaims", "GetRemittance", "SubmitX12", "GetMemberHistory", "UploadAttachment"},
     ),
     "payer": (
         "PayerService",
@@ -113,12 +113,16 @@ EXPECTED_RPCS = {
         "AdminService",
         {"EnrollMember", "TerminateCoverage", "RecordPriorAuthorization", "RegisterProvider",
          "RecordCredential", "JoinNetwork", "PublishFeeSchedule", "DeployRuleSet", "CreateApiKey",
-         "RevokeApiKey", "ListApiKeys"},
+         "RevokeApiKey", "ListApiKeys", "EraseMember"},
     ),
     "member": (
         "MemberService",
         {"GetOwnClaim", "ListOwnClaims", "GetExplanationOfBenefit", "ListExplanationsOfBenefit", "GetOwnAccumulators",
          "GrantConsent", "RevokeConsent", "ListConsents", "ListAccessLog"},
+    ),
+    "attachment": (
+        "AttachmentService",
+        {"GetClaimAttachments", "GetAttachment"},
     ),
     "ledger": (
         "LedgerService",
@@ -126,7 +130,8 @@ EXPECTED_RPCS = {
          "GetPublicKey"},
     ),
 }
-SERVER_STREAMING = {"WatchClaims", "SubscribeAdjudications"}
+SERVER_STREAMING = {"WatchClaims", "SubscribeAdjudications", "GetAttachment"}
+CLIENT_STREAMING = {"UploadAttachment"}
 DATE_SUFFIXES = ("_date", "_on", "_from", "_to")
 DATE_NAMES = {"date_of_service"}
 
@@ -157,7 +162,7 @@ def test_services_offer_the_agreed_rpcs(name: str) -> None:
     service = module.DESCRIPTOR.services_by_name[service_name]
     assert {m.name for m in service.methods} == rpcs
     for method in service.methods:
-        assert not method.client_streaming, method.full_name
+        assert method.client_streaming == (method.name in CLIENT_STREAMING), method.full_name
         assert method.server_streaming == (method.name in SERVER_STREAMING), method.full_name
     importlib.import_module(f"claims.v1.{name}_pb2_grpc")
 

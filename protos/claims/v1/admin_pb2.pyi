@@ -928,3 +928,79 @@ class ListApiKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListApiKeysResponse: _TypeAlias = ListApiKeysResponse  # noqa: Y015
+
+@_typing.final
+class EraseMemberRequest(_message.Message):
+    """A member to erase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """The member id (with every payer: a member's data key is the member's, across payers)."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseMemberRequest: _TypeAlias = EraseMemberRequest  # noqa: Y015
+
+@_typing.final
+class EraseMemberResponse(_message.Message):
+    """The member's data is erased."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    ALREADY_ERASED_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
+    SEALED_EVENTS_FIELD_NUMBER: _builtins.int
+    LEGACY_EVENTS_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    READ_MODEL_ROWS_FIELD_NUMBER: _builtins.int
+    already_erased: _builtins.bool
+    """True when the member had been erased before: nothing was done."""
+    key_id: _builtins.str
+    """The member's pseudonymous key id, which their sealed events and the erasure event name."""
+    streams: _builtins.int
+    """Streams (claims, coverage, benefit periods, visits ...) whose member data is erased."""
+    sealed_events: _builtins.int
+    """Events sealed under the destroyed key: they now read as erased."""
+    legacy_events: _builtins.int
+    """Events of the member written before payloads were sealed per member: unchanged (their data
+    is as it was written; it cannot be erased without breaking the chain).
+    """
+    attachments: _builtins.int
+    """Attachments' documents deleted from the blob store."""
+    read_model_rows: _builtins.int
+    """Rows deleted from the read models."""
+    @_builtins.property
+    def receipt(self) -> _common_pb2.Receipt:
+        """Where the erasure's event sits in the ledger (the first one, if the member was erased before)."""
+
+    def __init__(
+        self,
+        *,
+        receipt: _common_pb2.Receipt | None = ...,
+        already_erased: _builtins.bool = ...,
+        key_id: _builtins.str = ...,
+        streams: _builtins.int = ...,
+        sealed_events: _builtins.int = ...,
+        legacy_events: _builtins.int = ...,
+        attachments: _builtins.int = ...,
+        read_model_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_erased", b"already_erased", "attachments", b"attachments", "key_id", b"key_id", "legacy_events", b"legacy_events", "read_model_rows", b"read_model_rows", "receipt", b"receipt", "sealed_events", b"sealed_events", "streams", b"streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseMemberResponse: _TypeAlias = EraseMemberResponse  # noqa: Y015

@@ -94,6 +94,11 @@ class AdminServiceStub:
                 request_serializer=claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
                 _registered_method=True)
+        self.EraseMember = channel.unary_unary(
+                '/claims.v1.AdminService/EraseMember',
+                request_serializer=claims_dot_v1_dot_admin__pb2.EraseMemberRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_admin__pb2.EraseMemberResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -186,6 +191,19 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseMember(self, request, context):
+        """Erases a member's data (crypto-shredding): destroys the member's data key, deletes their
+        rows from every read model and their attachments' documents, and records the erasure on the
+        ledger (an event with no member data in it). No stored event changes: the chain, the Merkle
+        tree, checkpoints, receipts and bundles all still verify; the member's events read as erased,
+        nothing more can be recorded for them, and money stays reconcilable (amounts, ids and codes
+        were never sealed). Erasing them again writes nothing and returns the first erasure's
+        receipt with already_erased set; a member id the ledger holds no data of is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +261,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListApiKeys,
                     request_deserializer=claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.FromString,
                     response_serializer=claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'EraseMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseMember,
+                    request_deserializer=claims_dot_v1_dot_admin__pb2.EraseMemberRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_admin__pb2.EraseMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -547,6 +570,33 @@ class AdminService:
             '/claims.v1.AdminService/ListApiKeys',
             claims_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
             claims_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/claims.v1.AdminService/EraseMember',
+            claims_dot_v1_dot_admin__pb2.EraseMemberRequest.SerializeToString,
+            claims_dot_v1_dot_admin__pb2.EraseMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,15 @@ class AdminServiceStub:
     """
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysResponse]
     """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
+    EraseMember: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EraseMemberRequest, _admin_pb2.EraseMemberResponse]
+    """Erases a member's data (crypto-shredding): destroys the member's data key, deletes their
+    rows from every read model and their attachments' documents, and records the erasure on the
+    ledger (an event with no member data in it). No stored event changes: the chain, the Merkle
+    tree, checkpoints, receipts and bundles all still verify; the member's events read as erased,
+    nothing more can be recorded for them, and money stays reconcilable (amounts, ids and codes
+    were never sealed). Erasing them again writes nothing and returns the first erasure's
+    receipt with already_erased set; a member id the ledger holds no data of is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -109,6 +118,15 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListApiKeysRequest, _admin_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
+    EraseMember: _aio.UnaryUnaryMultiCallable[_admin_pb2.EraseMemberRequest, _admin_pb2.EraseMemberResponse]  # type: ignore[assignment]
+    """Erases a member's data (crypto-shredding): destroys the member's data key, deletes their
+    rows from every read model and their attachments' documents, and records the erasure on the
+    ledger (an event with no member data in it). No stored event changes: the chain, the Merkle
+    tree, checkpoints, receipts and bundles all still verify; the member's events read as erased,
+    nothing more can be recorded for them, and money stays reconcilable (amounts, ids and codes
+    were never sealed). Erasing them again writes nothing and returns the first erasure's
+    receipt with already_erased set; a member id the ledger holds no data of is NOT_FOUND.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Enrols members in plans, registers and credentials providers, records network contracts and
@@ -213,5 +231,20 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListApiKeysResponse, _abc.Awaitable[_admin_pb2.ListApiKeysResponse]]:
         """Lists the API keys in the order they were issued, with their state; never a secret or its hash."""
+
+    @_abc_1.abstractmethod
+    def EraseMember(
+        self,
+        request: _admin_pb2.EraseMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EraseMemberResponse, _abc.Awaitable[_admin_pb2.EraseMemberResponse]]:
+        """Erases a member's data (crypto-shredding): destroys the member's data key, deletes their
+        rows from every read model and their attachments' documents, and records the erasure on the
+        ledger (an event with no member data in it). No stored event changes: the chain, the Merkle
+        tree, checkpoints, receipts and bundles all still verify; the member's events read as erased,
+        nothing more can be recorded for them, and money stays reconcilable (amounts, ids and codes
+        were never sealed). Erasing them again writes nothing and returns the first erasure's
+        receipt with already_erased set; a member id the ledger holds no data of is NOT_FOUND.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -773,3 +773,86 @@ class GetMemberHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMemberHistoryResponse: _TypeAlias = GetMemberHistoryResponse  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentRequest(_message.Message):
+    """One piece of an attachment upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    """The claim to attach the document to (a lower-case UUID string); in the first message only."""
+    media_type: _builtins.str
+    """The document's media type, e.g. "application/pdf" or "image/jpeg" (RFC 6838 type/subtype,
+    no parameters); in the first message only.
+    """
+    chunk: _builtins.bytes
+    """The document's next bytes (any size up to the 4 MiB message limit; 1 MiB is advised)."""
+    sha256: _builtins.bytes
+    """Optional, in any message: the SHA-256 of the whole document (32 bytes), as the client
+    computed it. When given, the upload is refused (INVALID_ARGUMENT, nothing stored) unless the
+    bytes received hash to it.
+    """
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        chunk: _builtins.bytes = ...,
+        sha256: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "claim_id", b"claim_id", "media_type", b"media_type", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadAttachmentRequest: _TypeAlias = UploadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentResponse(_message.Message):
+    """The document is stored and attached."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    ALREADY_ATTACHED_FIELD_NUMBER: _builtins.int
+    attachment_id: _builtins.str
+    """The attachment's id on the claim (derived from the claim and the document's hash)."""
+    sha256: _builtins.bytes
+    """SHA-256 of the document as received (32 bytes): its content address."""
+    size_bytes: _builtins.int
+    """The document's size in bytes."""
+    media_type: _builtins.str
+    """The document's media type, lower-cased."""
+    already_attached: _builtins.bool
+    """True when the claim already had this document: nothing new was recorded."""
+    @_builtins.property
+    def receipt(self) -> _common_pb2.Receipt:
+        """Where the attachment's event sits in the ledger (the first one, if it was attached before)."""
+
+    def __init__(
+        self,
+        *,
+        attachment_id: _builtins.str = ...,
+        sha256: _builtins.bytes = ...,
+        size_bytes: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+        receipt: _common_pb2.Receipt | None = ...,
+        already_attached: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_attached", b"already_attached", "attachment_id", b"attachment_id", "media_type", b"media_type", "receipt", b"receipt", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadAttachmentResponse: _TypeAlias = UploadAttachmentResponse  # noqa: Y015

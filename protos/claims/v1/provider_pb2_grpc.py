@@ -92,6 +92,11 @@ class ProviderServiceStub:
                 request_serializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.SerializeToString,
                 response_deserializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.FromString,
                 _registered_method=True)
+        self.UploadAttachment = channel.stream_unary(
+                '/claims.v1.ProviderService/UploadAttachment',
+                request_serializer=claims_dot_v1_dot_provider__pb2.UploadAttachmentRequest.SerializeToString,
+                response_deserializer=claims_dot_v1_dot_provider__pb2.UploadAttachmentResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -202,6 +207,21 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadAttachment(self, request_iterator, context):
+        """Attaches a document to one of this provider's claims (a PWK attachment: medical records,
+        images, reports), streamed in: the first message names the claim and the media type, and
+        every message may carry the document's next bytes (pieces of up to 1 MiB are advised; at most
+        CLAIMS_MAX_ATTACHMENT_BYTES in all, else RESOURCE_EXHAUSTED and nothing is stored). The
+        document is kept off the ledger, in the blob store, by its SHA-256 and encrypted under the
+        claim's member's data key; the claim records its hash, size and media type (one event).
+        Attaching the same document to the same claim again records nothing and returns the first
+        receipt. Another provider's claim is NOT_FOUND; an empty document or a sha256 that differs
+        from the bytes sent is INVALID_ARGUMENT. Read it back with AttachmentService.GetAttachment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +274,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.GetMemberHistory,
                     request_deserializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.FromString,
                     response_serializer=claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.SerializeToString,
+            ),
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=claims_dot_v1_dot_provider__pb2.UploadAttachmentRequest.FromString,
+                    response_serializer=claims_dot_v1_dot_provider__pb2.UploadAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +559,33 @@ class ProviderService:
             '/claims.v1.ProviderService/GetMemberHistory',
             claims_dot_v1_dot_provider__pb2.GetMemberHistoryRequest.SerializeToString,
             claims_dot_v1_dot_provider__pb2.GetMemberHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/claims.v1.ProviderService/UploadAttachment',
+            claims_dot_v1_dot_provider__pb2.UploadAttachmentRequest.SerializeToString,
+            claims_dot_v1_dot_provider__pb2.UploadAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,17 @@ class ProviderServiceStub:
     notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
     (an emergency for a member no payer covers is NOT_FOUND too).
     """
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_provider_pb2.UploadAttachmentRequest, _provider_pb2.UploadAttachmentResponse]
+    """Attaches a document to one of this provider's claims (a PWK attachment: medical records,
+    images, reports), streamed in: the first message names the claim and the media type, and
+    every message may carry the document's next bytes (pieces of up to 1 MiB are advised; at most
+    CLAIMS_MAX_ATTACHMENT_BYTES in all, else RESOURCE_EXHAUSTED and nothing is stored). The
+    document is kept off the ledger, in the blob store, by its SHA-256 and encrypted under the
+    claim's member's data key; the claim records its hash, size and media type (one event).
+    Attaching the same document to the same claim again records nothing and returns the first
+    receipt. Another provider's claim is NOT_FOUND; an empty document or a sha256 that differs
+    from the bytes sent is INVALID_ARGUMENT. Read it back with AttachmentService.GetAttachment.
+    """
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
@@ -162,6 +173,17 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
     notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
     (an emergency for a member no payer covers is NOT_FOUND too).
+    """
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_provider_pb2.UploadAttachmentRequest, _provider_pb2.UploadAttachmentResponse]  # type: ignore[assignment]
+    """Attaches a document to one of this provider's claims (a PWK attachment: medical records,
+    images, reports), streamed in: the first message names the claim and the media type, and
+    every message may carry the document's next bytes (pieces of up to 1 MiB are advised; at most
+    CLAIMS_MAX_ATTACHMENT_BYTES in all, else RESOURCE_EXHAUSTED and nothing is stored). The
+    document is kept off the ledger, in the blob store, by its SHA-256 and encrypted under the
+    claim's member's data key; the claim records its hash, size and media type (one event).
+    Attaching the same document to the same claim again records nothing and returns the first
+    receipt. Another provider's claim is NOT_FOUND; an empty document or a sha256 that differs
+    from the bytes sent is INVALID_ARGUMENT. Read it back with AttachmentService.GetAttachment.
     """
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -287,6 +309,23 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         the ledger with the read, told to the member's payers at once (a NOTICE_KIND_EMERGENCY_ACCESS
         notice) and shown to the member. Neither: NOT_FOUND, as for a member that does not exist
         (an emergency for a member no payer covers is NOT_FOUND too).
+        """
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_provider_pb2.UploadAttachmentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_pb2.UploadAttachmentResponse, _abc.Awaitable[_provider_pb2.UploadAttachmentResponse]]:
+        """Attaches a document to one of this provider's claims (a PWK attachment: medical records,
+        images, reports), streamed in: the first message names the claim and the media type, and
+        every message may carry the document's next bytes (pieces of up to 1 MiB are advised; at most
+        CLAIMS_MAX_ATTACHMENT_BYTES in all, else RESOURCE_EXHAUSTED and nothing is stored). The
+        document is kept off the ledger, in the blob store, by its SHA-256 and encrypted under the
+        claim's member's data key; the claim records its hash, size and media type (one event).
+        Attaching the same document to the same claim again records nothing and returns the first
+        receipt. Another provider's claim is NOT_FOUND; an empty document or a sha256 that differs
+        from the bytes sent is INVALID_ARGUMENT. Read it back with AttachmentService.GetAttachment.
         """
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
