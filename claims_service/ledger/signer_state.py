@@ -15,15 +15,13 @@ signing with the key shares: the server, the workers and `claimsctl checkpoint`.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from claims_service.ledger import statefile
 from claims_service.ledger.note import CheckpointError, VerifierKey, parse_and_verify
 
 log = logging.getLogger(__name__)
@@ -46,17 +44,11 @@ class SignerState:
         self.path = Path(path)
         self.verifier = verifier
         self.origin = origin
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
 
     @contextmanager
     def locked(self) -> Iterator[SignedHead | None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with statefile.locked(self.path):
             yield self.read()
-        finally:
-            os.close(fd)  # releases the lock
 
     def read(self) -> SignedHead | None:
         """The last signed head, or None before the first signature. A file that is not a note
@@ -73,21 +65,5 @@ class SignerState:
         return SignedHead(checkpoint.size, checkpoint.root_hash, text)
 
     def record(self, head: SignedHead) -> None:
-        """Replace the file with ``head``'s note, durably, before the note goes anywhere else."""
-        fd, tmp = tempfile.mkstemp(prefix=".signer-state-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-                out.write(head.note)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a crash
-        finally:
-            os.close(directory)
+        """Replace the file with `head`'s note, durably, before the note goes anywhere else."""
+        statefile.write_durably(self.path, head.note)

@@ -32,13 +32,10 @@ and two roots prove a split view to anyone with the log's public key (`check_evi
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,7 +48,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.errors import ClaimsError
-from claims_service.ledger import merkle
+from claims_service.ledger import merkle, statefile
 from claims_service.ledger.cosignature import CosignerKey, cosign, verify_cosignatures
 from claims_service.ledger.note import (
     CheckpointError,
@@ -147,18 +144,12 @@ class WitnessState:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
 
     @contextmanager
     def locked(self) -> Iterator[dict[str, str]]:
         """Hold the state's file lock; yield the notes by origin (save() them before leaving)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with statefile.locked(self.path):
             yield self.read()
-        finally:
-            os.close(fd)
 
     def read(self) -> dict[str, str]:
         try:
@@ -174,27 +165,7 @@ class WitnessState:
     def save(self, logs: Mapping[str, str]) -> None:
         """Replace the file durably (temporary file, fsync, rename, fsync of the directory)."""
         text = json.dumps({"format": STATE_FORMAT, "logs": dict(sorted(logs.items()))}, indent=2) + "\n"
-        write_durably(self.path, text)
-
-
-def write_durably(path: Path, text: str, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        statefile.write_durably(self.path, text)
 
 
 def origin_hash(origin: str) -> str:
@@ -290,7 +261,7 @@ class Witness:
         }
         self.evidence_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.evidence_dir / f"{now:%Y%m%dT%H%M%S%fZ}-{origin_hash(origin)[:12]}-{size}.json"
-        write_durably(path, json.dumps(record, indent=2) + "\n", mode=0o644)
+        statefile.write_durably(path, json.dumps(record, indent=2) + "\n", mode=0o644)
         log.error("witness REFUSED a checkpoint of %s at %d leaves: %s; evidence (both signed notes) in %s",
                   origin, size, reason, path)
         return path
