@@ -3,8 +3,9 @@
 Parts: ledger (hash-chain cost, baselines), adjudication (engine, follower), tree (proofs on a
 large tree), projections (rebuild rate), service (the whole gRPC path under a mixed load), and
 processes (that load with one and with two server processes and adjudicator partitions),
-observability (that load with metrics off, on, and with tracing at a 1 % sample), and x12 (837
-intake beside SubmitClaim, 835 generation).
+observability (that load with metrics off, on, and with tracing at a 1 % sample), x12 (837
+intake beside SubmitClaim, 835 generation), and encryption (that load with payloads plain and
+sealed per member).
 `--only PART` runs some; `--quick` shrinks sizes for a smoke run. Results: bench/results.json.
 """
 
@@ -30,7 +31,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("ledger", "adjudication", "tree", "projections", "service", "processes", "observability", "x12")
+PARTS = ("ledger", "adjudication", "tree", "projections", "service", "processes", "observability", "x12", "encryption")
 
 
 def main() -> None:
@@ -156,6 +157,12 @@ def run_x12(create_database: Callable[[str], str], args: argparse.Namespace, pro
     return x12.run(create_database, args, progress)
 
 
+def run_encryption(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import encryption
+
+    return encryption.run(create_database, args, progress)
+
+
 def run_processes(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     from bench import processes
 
@@ -164,6 +171,7 @@ def run_processes(create_database: Callable[[str], str], args: argparse.Namespac
 
 RUNNERS = {
     "processes": run_processes,
+    "encryption": run_encryption,
     "x12": run_x12,
     "observability": run_observability,
     "ledger": run_ledger,
@@ -230,6 +238,9 @@ def figures_table(results: dict[str, Any]) -> Table:
             row(label, value, target)
     if "observability" in results:
         for label, value, target in results["observability"].get("table", []):
+            row(label, value, target)
+    if "encryption" in results:
+        for label, value, target in results["encryption"].get("table", []):
             row(label, value, target)
     if "ledger" in results:
         # Absolute rates drift with whatever else runs on a shared machine; ratios to baselines
