@@ -33,6 +33,7 @@ def pieces(create_database: Callable[[str], str]) -> dict[str, float]:
     from claims_service.adjudication import AdjudicationFollower
     from claims_service.application import LedgerApplication
     from claims_service.commands import Commands
+    from claims_service.keys import store as key_store
     from claims_service.migrate import migrate
     from tests import world
 
@@ -60,7 +61,8 @@ def pieces(create_database: Callable[[str], str]) -> dict[str, float]:
         keys = ledger.member_keys
         key_id = keys.key_of_member(world.MEMBER)[0]
         found["key_hit_us"] = _each(lambda: keys.cipher(key_id))
-        found["key_miss_us"] = _each(lambda: (keys._ciphers.clear(), keys.cipher(key_id)), rounds=300)
+        found["key_miss_us"] = _each(lambda: (keys._ciphers.clear(), key_store._unwrapped.clear(), keys.cipher(key_id)),
+                                     rounds=300)
         return {k: round(v, 2) for k, v in found.items()}
     finally:
         service.close()
