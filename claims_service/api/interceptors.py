@@ -266,6 +266,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 principal_ = await asyncio.get_running_loop().run_in_executor(executor, admit, None)
                 who = principal_
                 current_principal.set(principal_)  # this call's task has its own context
+                current_method.set(method.lstrip("/"))
                 current_executor.set(executor)
                 response = await inner(requests(request_iterator), context)
             except Exception as error:  # every failure leaves as a status, never a traceback
