@@ -534,6 +534,12 @@ class LedgerApplication(Application):
             aggregates[row["originator_id"]] = apply_stored(event, aggregates.get(row["originator_id"]), self.position_of)
         return aggregates
 
+    def drop_dead_connections(self) -> None:
+        """After the database restarted every pooled connection is dead, and each checkout would
+        fail once before the pool replaced it: check them all now (followers call this when a
+        database error stopped them, so that their restart finds live connections)."""
+        self.datastore.pool.check()
+
     def head(self) -> Receipt | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute("SELECT notification_id, hash, leaf_index FROM ledger_events ORDER BY notification_id DESC LIMIT 1")

@@ -33,6 +33,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent, Tracking
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from eventsourcing.utils import get_topic
 
 import adjudicator
@@ -197,15 +198,20 @@ class AdjudicationFollower:
 
     def run(self, stop: threading.Event, *, idle_wait: float = 1.0) -> None:
         """Follow the ledger until `stop` is set, waking on the events table's NOTIFY."""
-        with psycopg.connect(self.ledger.database_url, autocommit=True) as conn:
-            conn.execute("LISTEN ledger_events")
-            while not stop.is_set():
-                if self.process_available():
-                    continue
-                if wait_for_notification(conn, idle_wait):
-                    # Let concurrent submissions gather: one batch of many claims costs far less
-                    # than many batches of one, for a few milliseconds of latency.
-                    stop.wait(LINGER_SECONDS)
+        try:
+            with psycopg.connect(self.ledger.database_url, autocommit=True) as conn:
+                conn.execute("LISTEN ledger_events")
+                while not stop.is_set():
+                    if self.process_available():
+                        continue
+                    if wait_for_notification(conn, idle_wait):
+                        # Let concurrent submissions gather: one batch of many claims costs far
+                        # less than many batches of one, for a few milliseconds of latency.
+                        stop.wait(LINGER_SECONDS)
+        except (psycopg.OperationalError, StoreOperationalError):
+            # The supervisor restarts the follower; a restarted database left the pool dead.
+            self.ledger.drop_dead_connections()
+            raise
 
     # --- one batch ----------------------------------------------------------------------
 
