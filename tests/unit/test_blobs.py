@@ -42,7 +42,8 @@ def test_a_sealed_blob_opens_to_the_document_whatever_the_pieces():
     for size in (1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 12345):
         document = os.urandom(size)
         data, digest, cipher = sealed_blob(document)
-        assert document[:64] not in data
+        if size >= 16:  # a byte or two of plaintext may turn up in ciphertext by chance
+            assert document[:64] not in data
         opened = b"".join(open_blob([data[i:i + 1000] for i in range(0, len(data), 1000)], KEY_ID, cipher,
                                     sha256=digest, size=size))
         assert opened == document
