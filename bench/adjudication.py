@@ -1,5 +1,7 @@
 """Adjudication figures: the pure engine (lines/s on one core) and the follower from the ledger
-(claims/s of 3 lines, end to end with its batched commits)."""
+(claims/s of 3 lines, end to end with its batched commits), with the CPU each claim costs: the
+in-process write path (Commands and the group committer, every thread of this process) and the
+follower (its own thread) — steadier than rates on a machine others share (#18, point 3)."""
 
 from __future__ import annotations
 
@@ -34,11 +36,13 @@ def submit_backlog(service: Commands, claims: int) -> float:
             )
 
     started = time.perf_counter()
+    cpu = time.process_time()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(SUBMITTERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    submit_backlog.cpu_ms_per_claim = (time.process_time() - cpu) / claims * 1000  # type: ignore[attr-defined]
     return claims / (time.perf_counter() - started)
 
 
@@ -58,10 +62,11 @@ def run(create_database, claims: int, engine_seconds: float, progress) -> dict[s
         submitted_per_s = submit_backlog(service, claims)
         progress.advance(task)
         follower = AdjudicationFollower(ledger)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         while follower.process_available():
             pass
         adjudicated_per_s = claims / (time.perf_counter() - started)
+        follower_cpu_ms = (time.thread_time() - cpu) / claims * 1000
         progress.advance(task)
     finally:
         service.close()
@@ -70,5 +75,7 @@ def run(create_database, claims: int, engine_seconds: float, progress) -> dict[s
         "engine_lines_per_s": engine["lines_per_second"],
         "in_process_submits_per_s": submitted_per_s,
         "follower_claims_per_s": adjudicated_per_s,
+        "in_process_submit_cpu_ms_per_claim": submit_backlog.cpu_ms_per_claim,  # type: ignore[attr-defined]
+        "follower_cpu_ms_per_claim": follower_cpu_ms,
         "claims": claims,
     }

@@ -40,7 +40,7 @@ from claims_service.observability.progress import ProgressCollector, ProgressMon
 from projections import catalog
 from projections.store import tracking_name
 from claims_service.server import GrpcServer, unary_executor
-from claims_service.supervisor import ChildProcess
+from claims_service.supervisor import ChildProcess, name_process
 from claims_service.workers import RelayedWorkers, WorkerProcesses
 
 log = logging.getLogger(__name__)
@@ -329,6 +329,7 @@ def _server_main(config: Config, database_url: str, addr: str, index: int, paren
     from claims_service.garbage_collection import tune_garbage_collector
     from claims_service.observability import logs
 
+    name_process(f"claims-server-{index}")
     logs.configure(config.log_format, level=log_level, process="server")
     metrics.configure_from_environment()
     tracing.configure(config.trace_sample_ratio, process="server")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +35,7 @@ DEFAULT_FHIR_ADDR = "127.0.0.1:8080"
 # Settings whose empty value is a value (the feature is off) rather than "unset".
 EMPTY_MEANS_OFF = {"CLAIMS_FHIR_ADDR": "fhir_addr", "CLAIMS_METRICS_ADDR": "metrics_addr"}
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+WORKER_ROLE = re.compile(r"adjudicator(\.\d+/\d+)?|projections|tree")  # CLAIMS_WORKERS' names (workers.py)
 
 
 class Config(BaseSettings):
@@ -62,6 +64,10 @@ class Config(BaseSettings):
     """gRPC server processes on grpc_addr (SO_REUSEPORT), each with its own pools and limits."""
     adjudicator_partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """Adjudicator processes, each deciding the claims of its share of the members (README)."""
+    workers: str = "all"
+    """Which worker processes this `claimsctl serve` runs: "all", "none" (servers only), or a
+    comma-separated choice of adjudicator (every partition), adjudicator.<i>/<M>, projections,
+    tree — so that several machines share one ledger's workers (docs/SCALING.md)."""
     fhir_addr: str = DEFAULT_FHIR_ADDR
     """Where the read-only FHIR endpoint listens (HTTP, docs/FHIR.md); empty: not served."""
 
@@ -127,6 +133,14 @@ class Config(BaseSettings):
 
     cipher_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("CIPHER_KEY"))
     """The eventsourcing library's CIPHER_KEY (base64 AES key), when payloads are encrypted."""
+
+    @field_validator("workers")
+    @classmethod
+    def _known_workers(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        if value not in ("all", "none") and not all(WORKER_ROLE.fullmatch(name) for name in value.split(",")):
+            raise ValueError("must be all, none, or names among adjudicator, adjudicator.<i>/<M>, projections, tree")
+        return value
 
     @field_validator("metrics_addr")
     @classmethod

@@ -483,8 +483,10 @@ class LedgerMoney:
         in_flight: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
         for period in self.periods.values():
             key = (period.payer_id, period.member_id, period.plan_year)
-            # The adjudicator (its partition of the member) that takes the member's voids off.
-            adjudicator_at = position_for_member(adjudicators, period.member_id)
+            # The adjudicator (its partition of the member) that takes the member's voids off; an
+            # erased member's id is gone, so the position every partition has surely reached.
+            adjudicator_at = (done_for_every_member(adjudicators) if period.member_id.startswith("erased:")
+                              else position_for_member(adjudicators, period.member_id))
             for claim_id, (deductible, oop, reversed_) in period.claims.items():
                 claim = self.claims.get(claim_id)
                 if reversed_ or claim is None or claim.ended_at is None or claim.ended_at <= adjudicator_at:

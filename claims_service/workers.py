@@ -32,7 +32,7 @@ from typing import Any
 
 from claims_service.adjudication.partitions import Partition, partitions
 from claims_service.config import Config
-from claims_service.supervisor import ChildProcess, Supervisor
+from claims_service.supervisor import ChildProcess, Supervisor, name_process
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,33 @@ class Role:
     name: str  # "adjudicator" or "adjudicator.<index>/<count>", "projections", "tree"
     partition: Partition | None = None
 
+    @property
+    def process_name(self) -> str:
+        """What ps and top show (15 bytes): claims-adj, claims-adj-1of2, claims-proj, claims-tree."""
+        if self.partition is None:
+            return "claims-proj" if self.name == PROJECTIONS else "claims-tree"
+        partition = self.partition
+        return "claims-adj" if partition.count == 1 else f"claims-adj-{partition.index}of{partition.count}"
+
 
 def roles(adjudicator_partitions: int = 1) -> list[Role]:
     return [*(Role(p.tracking_name, p) for p in partitions(adjudicator_partitions)), Role(PROJECTIONS), Role(TREE)]
+
+
+def select_roles(chosen: str, adjudicator_partitions: int = 1) -> list[Role]:
+    """The worker processes `CLAIMS_WORKERS` names: "all", "none", or a comma-separated choice
+    ("adjudicator" is every partition). Each role must run exactly once per ledger: where several
+    machines share one, each runs its share (a partition run twice is safe, only wasted)."""
+    every = roles(adjudicator_partitions)
+    if chosen == "all":
+        return every
+    names = {name.strip() for name in chosen.split(",") if name.strip() and name.strip() != "none"}
+    picked = [r for r in every if r.name in names or (r.partition is not None and "adjudicator" in names)]
+    unknown = names - {r.name for r in picked} - {"adjudicator"}
+    if unknown:
+        raise ValueError(f"CLAIMS_WORKERS names no worker process here: {', '.join(sorted(unknown))}"
+                         f" (with CLAIMS_ADJUDICATOR_PARTITIONS={adjudicator_partitions})")
+    return picked
 
 
 def run_worker(role: Role, database_url: str, config: Config, stop: threading.Event | None = None,
@@ -131,6 +155,7 @@ def _child_main(role: Role, database_url: str, config: Config, log_level: int, s
                 reports: multiprocessing.connection.Connection) -> None:
     from claims_service.observability import logs, metrics, tracing
 
+    name_process(role.process_name)
     # As the server set them up: its log format, its metrics directory (inherited in the
     # environment), traces when an OTLP endpoint is set.
     logs.configure(config.log_format, level=log_level, process="workers")
@@ -186,7 +211,7 @@ class WorkerProcesses:
         # The children get the configuration read here (it is not read twice from the environment).
         self._context = multiprocessing.get_context("spawn")
         self._args = (database_url, config, logging.getLogger().getEffectiveLevel(), os.getpid())
-        self.roles = roles(config.adjudicator_partitions)
+        self.roles = select_roles(config.workers, config.adjudicator_partitions)
         self._listeners = _Listeners()
         self._alive: dict[str, bool] = {}
         self._all_alive: bool | None = None
@@ -220,6 +245,8 @@ class WorkerProcesses:
     def start(self) -> None:
         for child in self._children.values():
             child.start()
+        if not self._children:  # CLAIMS_WORKERS=none: no worker process of its own to be down
+            self._listeners.emit("alive", True)
 
     def stop(self, timeout: float = 15.0) -> None:
         for child in self._children.values():

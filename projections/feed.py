@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from projections.reading import fast_json
 from projections.store import PROGRESS_CHANNEL, TRACKING_TABLE
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class NotificationHub:
         self._primary: psycopg.Connection[Any] | None = None
         self._primary_lock = threading.Lock()
         self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
-                                   kwargs={"autocommit": True, "application_name": "claims-feed"},
+                                   kwargs={"autocommit": True, "application_name": "claims-feed"}, configure=fast_json,
                                    check=ConnectionPool.check_connection)
         self._positions: dict[str, int] = {}
         self._listeners: list[Callable[[str], None]] = []

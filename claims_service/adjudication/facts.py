@@ -76,7 +76,7 @@ def gather_facts(load: Load, claim: Claim) -> Facts:
         period = load(BenefitPeriod.create_id(claim.payer_id, claim.member_id, year))
         if period is not None:
             accumulators.append(period.accumulators())
-            earlier += [line for line in period.earlier_lines(excluding=excluding) if line["date_of_service"] in days]
+            earlier += period.earlier_lines(excluding=excluding, on=days)
     if prior_auths:
         count_authorised_units(load, claim, prior_auths, excluding)
     provider = load(Provider.create_id(claim.provider_id))

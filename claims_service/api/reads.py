@@ -53,7 +53,7 @@ from projections.access import member_access_log, member_consents, payer_emergen
 from projections.benefits import BenefitsModel, explanation_of_benefits, member_accumulators, member_payers, patient_eobs
 from projections.claims import ClaimStatusModel, claims_by_id, get_claim, list_claims, member_claims, payer_worklist
 from projections.feed import Heartbeat, NotificationHub
-from projections.reading import valid_claim_id, wait_for_position
+from projections.reading import fast_json, valid_claim_id, wait_for_position
 from projections.streams import ADJUDICATIONS, CLAIM_CHANGES, FeedStreams
 from projections.payments import get_payment, payment_by_trace, payments_for_claim, scheduled_payments_due
 from projections.timeline import claim_timeline
@@ -77,7 +77,7 @@ class ReadSide:
         self.ledger = ledger
         self.access = access
         self.pool = ConnectionPool(read_url or database_url, min_size=2, max_size=pool_size, open=False,
-                                   kwargs={"autocommit": True, "application_name": "claims-reads"})
+                                   kwargs={"autocommit": True, "application_name": "claims-reads"}, configure=fast_json)
         self.hub = NotificationHub(read_url or database_url, primary_url=database_url)
         # The streams' table reads: a few threads of their own, never the unary calls'.
         self._feed_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feed")

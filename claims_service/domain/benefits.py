@@ -9,6 +9,8 @@ decided in it, so a later claim can be checked for duplicates from the ledger al
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -160,10 +162,14 @@ class BenefitPeriod(Aggregate):
             "benefit_units": {k: v for k, v in units.items() if v},
         }
 
-    def earlier_lines(self, *, excluding: set[str]) -> list[dict[str, Any]]:
+    def earlier_lines(self, *, excluding: set[str], on: Collection[date] | None = None) -> list[dict[str, Any]]:
+        """The lines of the claims applied here (but those `excluding`), each with its claim id and
+        whether it was reversed; only those on the days `on`, when given (filtered before they are
+        copied: a member with many claims in a year has many lines, and a claim needs its days')."""
         return [
             {**line, "claim_id": claim_id, "voided": record["reversed"]}
             for claim_id, record in self.claims.items()
             if claim_id not in excluding
             for line in record["lines"]
+            if on is None or line["date_of_service"] in on
         ]

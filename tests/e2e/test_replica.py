@@ -3,7 +3,11 @@ pg_basebackup from the embedded server's own binaries, following the primary ove
 replication; the service writes to the primary and reads its read models, streams and FHIR from
 the standby. The end-to-end flow runs against the pair, and read-your-writes still holds: a read
 with a receipt's position waits until the standby has replayed it (DEADLINE_EXCEEDED when it has
-not within the deadline; OUT_OF_RANGE only beyond the primary's head)."""
+not within the deadline; OUT_OF_RANGE only beyond the primary's head).
+
+And a failover (docs/SCALING.md): with synchronous replication, the primary crashed mid-load, the
+standby promoted and the service started again on it, clients retrying with their idempotency
+keys: nothing acknowledged is lost, nothing is written twice, every cent reconciles."""
 
 from __future__ import annotations
 
@@ -30,6 +34,24 @@ from tests.e2e import test_claim_flow as flow
 from tests.e2e.conftest import OTHER_PAYER, Client, KEYHOLDER_MEMBER, Parties, register_parties
 
 pytestmark = pytest.mark.slow
+
+
+def make_standby(admin_url: str, standby: Path, user: str | None) -> Path:
+    """pg_basebackup of the server at ``admin_url`` into ``standby/pg`` (a standby: -R), started."""
+    standby.mkdir(mode=0o700)
+    if user is not None:
+        shutil.chown(standby, user, user)
+    replica = standby / "pg"
+    host = conninfo_to_dict(admin_url)["host"]
+    _as_postgres("pg_basebackup", ["-h", str(host), "-U", "postgres", "-D", str(replica), "-R",
+                                   "-X", "stream", "-c", "fast"], user, timeout=120)
+    for copied in replica.glob(".s.PGSQL.*"):  # the primary's socket lock, copied with its data directory
+        copied.unlink()
+    _as_postgres("pg_ctl", ["-w", "-o", '-h ""', "-o", f"-k {replica}", "-l", str(standby / "log"), "start"],
+                 user, pgdata=replica, timeout=60)
+    with psycopg.connect(make_conninfo(admin_url, host=str(replica))) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    return replica
 
 
 @dataclass
@@ -59,21 +81,8 @@ def pair() -> Iterator[Pair]:
         with embedded_server(base / "primary", delete_on_exit=True) as pg:
             admin_url = server_url(pg, "postgres")
             user = pg.system_user  # type: ignore[attr-defined]
-            standby = base / "standby"
-            standby.mkdir(mode=0o700)
-            if user is not None:
-                shutil.chown(standby, user, user)
-            replica = standby / "pg"
-            host = conninfo_to_dict(admin_url)["host"]
-            _as_postgres("pg_basebackup", ["-h", str(host), "-U", "postgres", "-D", str(replica), "-R",
-                                           "-X", "stream", "-c", "fast"], user, timeout=120)
-            for copied in replica.glob(".s.PGSQL.*"):  # the primary's socket lock, copied with its data directory
-                copied.unlink()
-            _as_postgres("pg_ctl", ["-w", "-o", '-h ""', "-o", f"-k {replica}", "-l", str(standby / "log"), "start"],
-                         user, pgdata=replica, timeout=60)
+            replica = make_standby(admin_url, base / "standby", user)
             try:
-                with psycopg.connect(make_conninfo(admin_url, host=str(replica))) as conn:
-                    assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
                 yield Pair(pg, admin_url, replica, user, itertools.count(1))
             finally:
                 _as_postgres("pg_ctl", ["-w", "-m", "immediate", "stop"], user, pgdata=replica, timeout=60)
@@ -180,3 +189,61 @@ def test_a_read_waits_for_the_standby_to_replay_the_receipts_position(pair_parti
         claim = parties.provider.provider.GetClaim(provider_pb2.GetClaimRequest(
             claim_id=submitted.claim_id, min_position=submitted.receipt.position), timeout=10).claim
         assert claim.claim_id == submitted.claim_id
+
+
+def test_a_failover_mid_load_loses_nothing_acknowledged_and_writes_nothing_twice(tmp_path):
+    """Synchronous replication (the primary's commit waits for the standby's flush, so an
+    acknowledged write is on both); the primary crashes (immediate stop) a third of the way
+    through; the standby is promoted; the service starts again on it (as a failover manager
+    would repoint it); the clients, seeing UNAVAILABLE, retry each claim with its idempotency key."""
+    from bench.load import Server
+    from tests.e2e.test_faults import CLAIMS, Submitters, assert_consistent, free_port, keys_for, wait_until_decided
+
+    base = Path(tempfile.mkdtemp(prefix="claims-failover-"))
+    base.chmod(0o755)
+    try:
+        with embedded_server(base / "primary", delete_on_exit=True) as pg:
+            admin_url = server_url(pg, "postgres")
+            user = pg.system_user  # type: ignore[attr-defined]
+            ensure_database(admin_url, "claims")
+            url = server_url(pg, "claims")
+            migrate(url)
+            replica = make_standby(admin_url, base / "standby", user)
+            standby_url = make_conninfo(url, host=str(replica))
+            wait_for_replay(url, standby_url)
+            # From here every commit waits for the standby to have it on disk too.
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                conn.execute("SELECT pg_reload_conf()")
+                deadline = time.monotonic() + 30
+                while conn.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").fetchone()[0] < 1:
+                    assert time.monotonic() < deadline, "the standby did not become synchronous"
+                    time.sleep(0.1)
+            port = free_port()
+            service = Server(url, tmp_path, port)
+            try:
+                keys = keys_for(service)
+                load = Submitters(service.addr, keys["provider"], CLAIMS)
+                load.start()
+                while len(load.acked) < CLAIMS // 3:
+                    time.sleep(0.05)
+                # 1. The primary crashes mid-load; whatever it acknowledged is on the standby.
+                _as_postgres("pg_ctl", ["-w", "-m", "immediate", "stop"], user, pgdata=Path(pg.pgdata), timeout=60)  # type: ignore[attr-defined]
+                acked_before = dict(load.acked)
+                # 2. The standby is promoted, and the service moves to it.
+                _as_postgres("pg_ctl", ["-w", "promote"], user, pgdata=replica, timeout=60)
+                service.process.kill()
+                service.process.wait(10)
+                service.log.close()
+                service = Server(standby_url, tmp_path, port)
+                # 3. The clients go on, retrying what was not acknowledged, with the same keys.
+                load.join(120)
+                assert len(load.acked) == CLAIMS and "UNAVAILABLE" in load.statuses
+                assert {n: load.acked[n] for n in acked_before} == acked_before
+                wait_until_decided(standby_url, CLAIMS)
+                assert_consistent(standby_url, load.acked)
+            finally:
+                service.stop()
+                _as_postgres("pg_ctl", ["-w", "-m", "immediate", "stop"], user, pgdata=replica, timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -73,3 +73,18 @@ def test_reconciliation_asks_the_members_partition():
     assert done_for_every_member(positions) == 10
     assert position_for_member({}, member) == 0 and done_for_every_member({}) == 0
     assert position_for_member({"adjudicator": 42}, member) == 42
+
+
+def test_claims_workers_picks_the_worker_processes_this_instance_runs():
+    from claims_service.config import Config
+    from claims_service.workers import select_roles
+
+    assert [r.name for r in select_roles("all", 2)] == ["adjudicator.0/2", "adjudicator.1/2", "projections", "tree"]
+    assert select_roles("none", 2) == []
+    assert [r.name for r in select_roles("adjudicator", 2)] == ["adjudicator.0/2", "adjudicator.1/2"]
+    assert [r.name for r in select_roles("adjudicator.1/2,tree", 2)] == ["adjudicator.1/2", "tree"]
+    with pytest.raises(ValueError):
+        select_roles("adjudicator.1/3", 2)  # a partition of another count
+    assert Config(workers="projections, tree").workers == "projections,tree"
+    with pytest.raises(ValueError):
+        Config(workers="everything")

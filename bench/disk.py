@@ -1,0 +1,124 @@
+"""The disk's own flush latency, measured beside the service (#18, point 2), so that a submit's tail
+can be told apart from the disk's: a write + fdatasync loop of 8 kB, every 10 ms, in a file next
+to the database's data directory (the file system PostgreSQL flushes its WAL to), in a process of
+its own (the load client's interpreter lock must not delay it), for as long as a measured phase
+runs. Each flush is kept with the moment it began, so a slow submit can be matched with a slow
+flush of the disk at the same time (`explain`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+PROBE = r"""
+import os, signal, sys, time
+path, out, interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
+running = [True]
+signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+block = os.urandom(8192)
+samples = []
+while running[0]:
+    started = time.monotonic()
+    os.pwrite(fd, block, 0)
+    os.fdatasync(fd)
+    samples.append((started, time.monotonic() - started))
+    time.sleep(interval)
+os.close(fd)
+os.unlink(path)
+with open(out, "w") as handle:
+    handle.writelines(f"{t} {d}\n" for t, d in samples)
+"""
+
+STALL_SECONDS = 0.020  # a submit slower than this needs explaining
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def data_directory(database_url: str) -> Path:
+    """Where PostgreSQL keeps its data (superuser or pg_read_all_settings), else a temporary
+    directory: a server elsewhere has a disk this machine cannot probe."""
+    try:
+        with psycopg.connect(database_url) as conn:
+            return Path(conn.execute("SHOW data_directory").fetchone()[0])
+    except psycopg.Error:
+        return Path(tempfile.gettempdir())
+
+
+class DiskProbe:
+    """``DiskProbe(directory)``: ``start()``, then ``stop() -> Flushes``."""
+
+    def __init__(self, directory: Path, interval: float = 0.01) -> None:
+        # Beside the data directory, not in it (it is the database's, and may not be ours to write).
+        self.directory = directory.parent if directory.name else directory
+        if not os.access(self.directory, os.W_OK):
+            self.directory = Path(tempfile.gettempdir())
+        self.interval = interval
+        self._process: subprocess.Popen[bytes] | None = None
+        self._out = ""
+
+    def start(self) -> None:
+        fd, self._out = tempfile.mkstemp(prefix="claims-disk-probe-", suffix=".txt")
+        os.close(fd)
+        target = self.directory / f".claims-disk-probe-{os.getpid()}"
+        self._process = subprocess.Popen([sys.executable, "-c", PROBE, str(target), self._out, str(self.interval)])
+
+    def stop(self) -> Flushes:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        self._process.wait(30)
+        text = Path(self._out).read_text()
+        os.unlink(self._out)
+        return Flushes([(float(t), float(d)) for t, d in (line.split() for line in text.splitlines() if line)])
+
+
+@dataclass
+class Flushes:
+    """The probe's flushes: (monotonic start, seconds) each."""
+
+    samples: list[tuple[float, float]]
+
+    def summary(self) -> dict[str, Any]:
+        durations = [d for _, d in self.samples]
+        return {"flushes": len(durations), "p50_ms": percentile(durations, 0.5) * 1000,
+                "p99_ms": percentile(durations, 0.99) * 1000, "max_ms": max(durations, default=float("nan")) * 1000,
+                "stalls_over_20ms": sum(d > STALL_SECONDS for d in durations)}
+
+    def explain(self, calls: list[tuple[float, float]], threshold: float = STALL_SECONDS) -> dict[str, Any]:
+        """Of the calls ((sent, seconds) each) slower than ``threshold``: how many overlap a flush of
+        the disk slower than ``threshold`` (the disk's), and the slowest of the others (ours)."""
+        slow_flushes = sorted((t, t + d) for t, d in self.samples if d > threshold)
+        explained, unexplained = 0, []
+        for sent, took in calls:
+            if took <= threshold:
+                continue
+            end = sent + took
+            if any(start < end and stop > sent for start, stop in slow_flushes):
+                explained += 1
+            else:
+                unexplained.append(took)
+        return {"slow_calls": explained + len(unexplained), "explained_by_the_disk": explained,
+                "unexplained": len(unexplained), "unexplained_max_ms": max(unexplained, default=0.0) * 1000}
+
+
+def measure_alone(directory: Path, seconds: float = 5.0) -> dict[str, Any]:
+    """The probe on its own (nothing else of ours running): the disk as it is today."""
+    probe = DiskProbe(directory)
+    probe.start()
+    time.sleep(seconds)
+    return probe.stop().summary()
