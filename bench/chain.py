@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.load import Load, PayerStream, Server, cpu_seconds, set_up
+from bench.load import CpuMeter, Load, PayerStream, Server, cpu_seconds, postmaster_pid, set_up
 from claims.v1 import common_pb2
 
 CONFIGS: dict[str, dict[str, str]] = {
@@ -79,6 +79,8 @@ def saturate(create_database: Callable[[str], str], name: str, env: dict[str, st
             stream.on_notice = lambda claim_id, status: (load.decided.append((load.providers[claim_id], claim_id))
                                                          if claim_id in load.providers and status == common_pb2.CLAIM_STATUS_ADJUDICATED else None)
             stream.start()
+            meter = CpuMeter(server.process.pid, postmaster_pid(url))
+            roles_before = meter.snapshot()
             cpu_before = cpu_seconds(server.process.pid)
             started = time.monotonic()
             load.run(seconds, lambda _: None)
@@ -87,17 +89,20 @@ def saturate(create_database: Callable[[str], str], name: str, env: dict[str, st
                 time.sleep(0.1)
             drained = time.monotonic()
             cpu = cpu_seconds(server.process.pid) - cpu_before
+            by_role = meter.since(roles_before)
             adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
             stream.stop()
             channel.close()
         finally:
             server.stop()
     return {"claims_per_s": adjudicated / (drained - started), "calls": len(load.latencies),
-            "cpu_ms_per_call": cpu / max(len(load.latencies), 1) * 1000, "errors": dict(load.errors)}
+            "cpu_ms_per_call": cpu / max(len(load.latencies), 1) * 1000, "errors": dict(load.errors),
+            "cpu_ms_per_call_by_process": {role: seconds / max(len(load.latencies), 1) * 1000
+                                           for role, seconds in sorted(by_role.items())}}
 
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
-    rounds = 1 if args.quick else 2
+    rounds = 1 if args.quick else 4
     seconds = max(args.seconds, 4.0)
     sink = SpanSink()
     tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
@@ -116,11 +121,14 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict
         progress.remove_task(task)
     medians = {name: statistics.median(r["claims_per_s"] for r in found) for name, found in runs.items()}
     cpu = {name: statistics.median(r["cpu_ms_per_call"] for r in found) for name, found in runs.items()}
+    roles = sorted({role for found in runs.values() for r in found for role in r["cpu_ms_per_call_by_process"]})
+    by_role = {name: {role: statistics.median(r["cpu_ms_per_call_by_process"].get(role, 0.0) for r in found)
+                      for role in roles} for name, found in runs.items()}
     base = medians["metrics off"]
     cost = {name: 1 - rate / base for name, rate in medians.items() if name != "metrics off"}
     result = {
         "rounds": rounds, "seconds_per_run": seconds, "runs": runs, "claims_per_s": medians, "cpu_ms_per_call": cpu,
-        "cost": cost, "spans_exported": sink.spans,
+        "cost": cost, "spans_exported": sink.spans, "cpu_ms_per_call_by_process": by_role,
     }
     result["table"] = [
         ("claims end to end/s, saturated: metrics off / on / on + tracing 1 %",
@@ -135,4 +143,6 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict
          f"{(cpu['metrics on'] / cpu['metrics off'] - 1) * 100:+.1f} % / "
          f"{(cpu['metrics + tracing 1 %'] / cpu['metrics off'] - 1) * 100:+.1f} %", "< 3 % / < 5 %"),
     ]
+    result["table"] += [(f"    {role}: off / on / on + tracing", " / ".join(f"{by_role[name][role]:.2f}" for name in CONFIGS), "")
+                        for role in roles if role != "client"]
     return result

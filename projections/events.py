@@ -78,7 +78,7 @@ class Notification:
     """One ledger row as a projection sees it. ``state`` is None for topics it did not ask for."""
 
     __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload",
-                 "_bare", "keys")
+                 "_bare", "keys", "traceparent")
 
     def __init__(
         self,
@@ -102,6 +102,7 @@ class Notification:
         self._payload: dict[str, Any] | None = None
         self._bare: Notification | None = None
         self.keys: MemberKeys | None = None  # the member keys of its batch (read_notifications)
+        self.traceparent: str | None = None  # the trace context its writer left, when read with ``traces``
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def read_notifications(
     topics: Iterable[str] = (),
     prefixes: Iterable[str] = (),
     hashes: bool = False,
+    traces: bool = False,
 ) -> list[Notification]:
     """Up to ``limit`` notifications after position ``after``, in position order, never ending in
     the middle of a commit: when the limit falls inside one transaction's events, the rest of that
@@ -167,7 +169,8 @@ def read_notifications(
     Every notification comes back (so the caller can track the last position it saw), but the
     payload (``state``) and the chain fields only for the given topics or topic prefixes (and
     for every erasure, which each read model acts on). The member keys the payloads are sealed
-    under are read with them (one more query), in ``conn``'s snapshot.
+    under are read with them (one more query), in ``conn``'s snapshot. With ``traces`` (tracing
+    on), each notification's ``traceparent`` comes from the event's metadata column too.
     Positions are in commit order (the recorder locks the events table for every insert, so one
     transaction's events are contiguous), so reading after a position never skips a row that
     commits later.
@@ -177,6 +180,8 @@ def read_notifications(
     columns.append(sql.SQL("CASE WHEN {} THEN state END").format(wanted))
     if hashes:
         columns.append(sql.SQL("hash, prev_hash, stream_prev_hash"))
+    if traces:
+        columns.append(sql.SQL("metadata->>'traceparent'"))
     query = sql.SQL(
         "SELECT {columns} FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(limit)s"
     ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
@@ -215,7 +220,14 @@ def read_notifications(
             if end > last:
                 cur.execute(rest_of_commit, {**params, "after": last, "end": end})
                 rows += cur.fetchall()
-    notifications = [Notification(*row) for row in rows]
+    if traces:
+        notifications = []
+        for *fields, traceparent in rows:
+            notification = Notification(*fields)
+            notification.traceparent = traceparent
+            notifications.append(notification)
+    else:
+        notifications = [Notification(*row) for row in rows]
     sealed = {key for n in notifications if (key := sealed_key_id(n.state)) is not None}
     if sealed:
         keys: BatchKeys = fresh_keys(conn, sealed)

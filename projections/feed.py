@@ -34,11 +34,12 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from projections.reading import fast_json
-from projections.store import PROGRESS_CHANNEL, TRACKING_TABLE
+from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE
 
 log = logging.getLogger(__name__)
 
 LISTENER_NAME = "claims-notification-hub"  # pg_stat_activity.application_name of the one LISTEN
+TRACED_LIMIT = 10_000  # trace contexts heard lately, kept for the streams that send their notices
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class NotificationHub:
                                    kwargs={"autocommit": True, "application_name": "claims-feed"}, configure=fast_json,
                                    check=ConnectionPool.check_connection)
         self._positions: dict[str, int] = {}
+        self._traces: dict[int, str] = {}  # position -> traceparent, from TRACES_CHANNEL
         self._listeners: list[Callable[[str], None]] = []
         self._changed = threading.Condition()
         self._closed = threading.Event()
@@ -121,6 +123,7 @@ class NotificationHub:
             try:
                 with psycopg.connect(self.primary_url, autocommit=True, application_name=LISTENER_NAME) as conn:
                     conn.execute(f"LISTEN {PROGRESS_CHANNEL}")
+                    conn.execute(f"LISTEN {TRACES_CHANNEL}")
                     # Positions reached while nobody listened: read them once LISTEN is active.
                     if self.replica:
                         self._read_replica()
@@ -130,6 +133,9 @@ class NotificationHub:
                     backoff = 0.2
                     while not self._closed.is_set():
                         for notify in conn.notifies(timeout=0.5):
+                            if notify.channel == TRACES_CHANNEL:
+                                self._remember_traces(notify.payload)
+                                continue
                             name, _, position = notify.payload.rpartition(" ")
                             if self.replica:
                                 self._announce(name, int(position))
@@ -204,6 +210,20 @@ class NotificationHub:
                     if attempt == 2:
                         raise
         raise AssertionError("unreachable")
+
+    def _remember_traces(self, payload: str) -> None:
+        if len(self._traces) > TRACED_LIMIT:
+            self._traces = {}  # the streams that were to send them have had their chance
+        for line in payload.splitlines():
+            position, _, traceparent = line.partition(" ")
+            if position.isdigit() and traceparent:
+                self._traces[int(position)] = traceparent
+
+    def traceparent(self, position: int) -> str | None:
+        """The trace context of the event at ``position``, when a projection told of one lately
+        (traced events only, while tracing is on; a hub started after the projection's batch, or
+        one that lost its LISTEN meanwhile, does not know it: that notice goes untraced)."""
+        return self._traces.get(position)
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(projection)`` (on the hub's thread) each time a projection advances."""

@@ -24,9 +24,12 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor, sql
 from psycopg.rows import tuple_row
 
+from claims_service.observability import tracing
 from projections.events import Notification, Topics, read_notifications
 from projections.store import (
     PROGRESS_CHANNEL,
+    TRACES_CHANNEL,
+    TRACES_PER_NOTIFY,
     TRACKING_TABLE,
     Batch,
     ReadModel,
@@ -74,8 +77,9 @@ class ViewGroup:
         self.after_apply = after_apply
         self._wants: dict[str, dict[str, bool]] = {name: {} for name in self.models}
         self._views: dict[str, ReadModelView] = {}  # for members that catch up on their own
-        # The positions (after, last] the last shared batch covered (its traced events get spans).
-        self.last_batch: tuple[int, int] | None = None
+        # The trace context of each traced event of the last shared batch (by position), while
+        # tracing is on: the runner gives each a span once the batch has committed.
+        self.last_traced: dict[int, str] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -120,11 +124,12 @@ class ViewGroup:
             topics=set().union(*(m.topics for m in models)),
             prefixes=tuple(p for m in models for p in m.topic_prefixes),
             hashes=any(m.hashes for m in models),
+            traces=tracing.enabled(),
         )
+        self.last_traced = {n.position: n.traceparent for n in notifications if n.traceparent}
         if not notifications:
             return 0, behind
         last = notifications[-1].position
-        self.last_batch = (start, last)
         advanced = []
         with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
             for model in models:
@@ -145,6 +150,10 @@ class ViewGroup:
         ).rowcount
         if updated != len(advanced):  # impossible under the row locks; refuse rather than guess
             raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
+        traced = list(self.last_traced.items())
+        for start_at in range(0, len(traced), TRACES_PER_NOTIFY):
+            lines = "\n".join(f"{position} {traceparent}" for position, traceparent in traced[start_at:start_at + TRACES_PER_NOTIFY])
+            cur.execute("SELECT pg_notify(%s, %s)", (TRACES_CHANNEL, lines))
         cur.execute("SELECT pg_notify(%s, name || ' ' || %s) FROM unnest(%s::text[]) AS name",
                     (PROGRESS_CHANNEL, str(last), [n.removeprefix("projection.") for n in advanced]), prepare=True)
         return len(notifications), behind

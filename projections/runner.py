@@ -179,18 +179,16 @@ class GroupRunner(_Follower):
                 if processed:
                     self._batch_seconds.observe(time.perf_counter() - started)
                     self._events.inc(processed)
-                    if tracing.enabled() and self.group.last_batch is not None:
-                        self._trace(started_ns, *self.group.last_batch)
+                    if self.group.last_traced:
+                        self._trace(started_ns, self.group.last_traced)
                 return processed
             except MemberFailed as failed:
                 log.error("projection %s failed in the group; it goes on alone", failed.name, exc_info=failed.__cause__)
                 self.group.remove(failed.name)
                 self.on_member_failed(failed.name)
 
-    def _trace(self, started_ns: int, after: int, last: int) -> None:
-        """A ``projections.apply`` span for each traced event of the committed batch (after, last]."""
-        with self.datastore.transaction(commit=False) as cur:
-            traced = tracing.traceparents_between(cur.connection, after, last)
+    def _trace(self, started_ns: int, traced: dict[int, str]) -> None:
+        """A ``projections.apply`` span for each traced event of the committed batch."""
         names = ",".join(self.group.names)
         for position, traceparent in traced.items():
             tracing.start_span("projections.apply", traceparent, start_time=started_ns, attributes={

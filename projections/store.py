@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 
 TRACKING_TABLE = "ledger_tracking"
 PROGRESS_CHANNEL = "projection_progress"
+# While tracing is on: the trace contexts of a batch's traced events, "<position> <traceparent>" a
+# line, NOTIFYed in the batch's transaction before its progress (what the streams' notices continue).
+TRACES_CHANNEL = "projection_traces"
+TRACES_PER_NOTIFY = 100  # lines of about 70 bytes: well under NOTIFY's 8,000-byte payload
 REBUILD_SUFFIX = "_rebuild"
 
 Row = dict[str, Any]

@@ -22,8 +22,9 @@ stream's position), ``before_send(items)`` is awaited when the caller gives one:
 records the batch there, so that nothing is sent before its record is committed.
 
 Traced (while tracing is on): an item whose event carries a trace context (the adjudication of a
-traced claim) is sent inside a ``stream.notice`` span of that trace; the contexts are read with the
-items, one more point query per page only while tracing is on.
+traced claim) is sent inside a ``stream.notice`` span of that trace. The projections NOTIFY the
+contexts of a batch's traced events with its progress, and the hub keeps them
+(``NotificationHub.traceparent``): no query is added to any page.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOG_LIMIT = 1000  # items a channel keeps for streams that are slightly behind
 RESCAN_SECONDS = 1.0  # a channel re-reads its table this often even without a NOTIFY (one lost)
-TRACED_LIMIT = 10_000  # trace contexts of items read lately, kept for the streams that send them
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,6 @@ class FeedStreams:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.open_streams = 0
         self.queries = 0  # table reads, for tests and benchmarks
-        self._traced: dict[tuple[str, int], str] = {}  # (feed, position) -> traceparent, while tracing is on
 
     def close(self) -> None:
         for reader in self._readers.values():
@@ -173,25 +172,17 @@ class FeedStreams:
                 # The position first: every row at or below it is committed, hence in the read below.
                 tracked = projection_position(conn, feed.projection)
                 found = feed.fetch(conn, parties, after, self.page_size)
-                if found and tracing.enabled():
-                    self._remember_traces(feed, tracing.traceparents(conn, [feed.position_of(item) for item in found]))
                 return tracked, found
 
         self.queries += 1
         return await asyncio.get_running_loop().run_in_executor(self.executor, read)
 
-    def _remember_traces(self, feed: Feed[Any], traced: dict[int, str]) -> None:
-        if len(self._traced) > TRACED_LIMIT:
-            self._traced = {}  # the streams that were to send them have had their chance
-        for position, traceparent in traced.items():
-            self._traced[(feed.name, position)] = traceparent
-
     def _notice_span(self, feed: Feed[Any], item: Any) -> Any:
         """The span that sends a traced item (None for the others)."""
-        if not self._traced:
+        if not tracing.enabled():
             return None
         position = feed.position_of(item)
-        traceparent = self._traced.get((feed.name, position))
+        traceparent = self.hub.traceparent(position)
         if traceparent is None:
             return None
         return tracing.start_span("stream.notice", traceparent, attributes={"claims.feed": feed.name,

@@ -2,7 +2,7 @@
 
 A JSON line holds ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``process`` ("server" or
 "workers"), ``message``, and where they apply: ``trace_id`` and ``span_id`` (the current span's,
-while tracing is on), and for a call, ``rpc`` (the full method), ``code``, ``ms``, ``role`` and
+when the call is traced: with tracing on, the sampled calls), and for a call, ``rpc`` (the full method), ``code``, ``ms``, ``role`` and
 ``party`` (the caller's role and party id: an NPI, a payer id; never its key, whose id and secret
 stay out of every line). Fields come only from the names listed in ``CALL_FIELDS``: what a caller
 sent (a member id, a claim's contents) is never logged, in either format.

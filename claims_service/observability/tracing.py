@@ -8,13 +8,19 @@ exported, nothing is written into events, nothing costs. (Tests install a provid
 
 Sampling (``CLAIMS_TRACE_SAMPLE_RATIO``, default 0.01) decides at the root: that fraction of the
 calls that arrive without a trace are traced; a call that arrives with a sampled W3C
-``traceparent`` is always traced (parent-based), so a client can follow one request on purpose.
+``traceparent`` is always traced (parent-based), so a client can follow one request on purpose, and
+one that arrives with an unsampled one is not. The decision is taken before the instrumentation
+sees the call (``SampledCalls``): an untraced call goes straight to the service, without the span,
+context and servicer-context wrapper that opentelemetry-instrumentation-grpc builds for every call
+it sees, sampled or not (that wrapping cost about a fifth of a call's CPU at a 1 % sample). The
+provider's own sampler then follows the parent and samples the roots the gate let through.
 
 A claim crosses processes and time through the ledger, so its trace context travels with its
 events: the ``traceparent`` of the span that wrote an event goes into the event's ``metadata``
 column (migration 0016), never into its payload, so tracing changes no hash. Only sampled traces
-are written. The adjudicator and the projections read it back and continue the trace; the payer's
-stream looks it up for the notices it sends (``traceparents``).
+are written. The adjudicator and the projections read it back with the events and continue the
+trace; the projections NOTIFY it with their progress, and the payer's stream sends the notice in a
+span of that trace (``projections.feed.NotificationHub.traceparent``).
 
 Spans: ``/claims.v1.ProviderService/SubmitClaim`` (opentelemetry-instrumentation-grpc's aio server
 interceptor) > ``ledger.group_commit``; then, under the submission, ``adjudicator.adjudicate`` (in
@@ -25,11 +31,14 @@ the decision and ``stream.notice`` (the payer's stream sending it).
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import grpc
+import grpc.aio
 import orjson
 
 TRACER_NAME = "claims_service"
@@ -38,6 +47,7 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_
 
 _provider: Any = None
 _tracer: Any = None
+_sample_ratio = DEFAULT_SAMPLE_RATIO
 _lock = threading.Lock()
 
 
@@ -58,28 +68,32 @@ def configure(sample_ratio: float = DEFAULT_SAMPLE_RATIO, *, process: str) -> bo
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = new_provider(sample_ratio, process=process)
+    provider = new_provider(process=process)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    install(provider)
+    install(provider, sample_ratio)
     return True
 
 
-def new_provider(sample_ratio: float, *, process: str) -> Any:
+def new_provider(*, process: str) -> Any:
+    """A provider whose spans follow their parent's decision, and whose roots are all sampled:
+    the roots are the calls ``SampledCalls`` chose (the ratio is applied there, before any span)."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     resource = Resource.create({"service.name": "claims-ledger", "claims.process": process})
-    return TracerProvider(sampler=ParentBased(TraceIdRatioBased(sample_ratio)), resource=resource)
+    return TracerProvider(sampler=ParentBased(ALWAYS_ON), resource=resource)
 
 
-def install(provider: Any) -> None:
-    """Trace with ``provider`` from now on (None: stop tracing). Not the API's global provider:
-    tests install and remove their own in one process."""
-    global _provider, _tracer
+def install(provider: Any, sample_ratio: float = DEFAULT_SAMPLE_RATIO) -> None:
+    """Trace with ``provider`` from now on, ``sample_ratio`` of the calls that arrive untraced
+    (None: stop tracing). Not the API's global provider: tests install and remove their own in one
+    process."""
+    global _provider, _tracer, _sample_ratio
     with _lock:
         _provider = provider
         _tracer = provider.get_tracer(TRACER_NAME) if provider is not None else None
+        _sample_ratio = sample_ratio
 
 
 def shutdown() -> None:
@@ -98,7 +112,35 @@ def server_interceptor() -> Any:
         return None
     from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-    return aio_server_interceptor(tracer_provider=_provider, filter_=filters.negate(filters.service_prefix("grpc.")))
+    instrumented = aio_server_interceptor(tracer_provider=_provider, filter_=filters.negate(filters.service_prefix("grpc.")))
+    return SampledCalls(instrumented, _sample_ratio)
+
+
+def traced_call(metadata: Sequence[tuple[str, Any]] | None, sample_ratio: float) -> bool:
+    """Whether to trace a call with this invocation metadata: as its caller's ``traceparent`` says
+    (its sampled flag), else by a draw at ``sample_ratio``."""
+    for key, value in metadata or ():
+        if key == "traceparent":
+            flags = value[-2:] if isinstance(value, str) else ""
+            try:
+                return bool(int(flags, 16) & 1)
+            except ValueError:
+                break  # malformed: as though there were none (the propagator would ignore it too)
+    return random.random() < sample_ratio
+
+
+class SampledCalls(grpc.aio.ServerInterceptor):
+    """A gRPC aio server interceptor that hands ``instrumented`` (the instrumentation's) only the
+    calls to be traced (``traced_call``); every other call goes on untouched."""
+
+    def __init__(self, instrumented: grpc.aio.ServerInterceptor, sample_ratio: float) -> None:
+        self.instrumented = instrumented
+        self.sample_ratio = sample_ratio
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if traced_call(details.invocation_metadata, self.sample_ratio):
+            return await self.instrumented.intercept_service(continuation, details)
+        return await continuation(details)
 
 
 # --- the context that travels with events ------------------------------------------------------
@@ -154,26 +196,3 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Any:
     if _tracer is None or current_traceparent() is None:
         return nullcontext(None)
     return _current_span(name, attributes)
-
-
-def traceparents(conn: Any, positions: Sequence[int]) -> dict[int, str]:
-    """The trace context written with each of these events, by position (the sampled ones only)."""
-    if _tracer is None or not positions:
-        return {}
-    return _read(conn, "notification_id = ANY(%s)", (list(positions),))
-
-
-def traceparents_between(conn: Any, after: int, upto: int) -> dict[int, str]:
-    """The same for every event in (``after``, ``upto``]: a batch of a follower."""
-    if _tracer is None or upto <= after:
-        return {}
-    return _read(conn, "notification_id > %s AND notification_id <= %s", (after, upto))
-
-
-def _read(conn: Any, where: str, params: tuple[Any, ...]) -> dict[int, str]:
-    from psycopg.rows import tuple_row
-
-    with conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(f"SELECT notification_id, metadata->>'traceparent' FROM ledger_events WHERE {where}"
-                    " AND metadata IS NOT NULL", params)
-        return {int(position): value for position, value in cur.fetchall() if value}

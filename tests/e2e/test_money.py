@@ -138,7 +138,7 @@ def claimsctl_reconcile(database_url: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_claim_voided_before_the_payment_run_is_cancelled_not_paid(parties, database_url):
     set_up(parties)
-    provider, payer = parties.provider.provider, parties.payer.payer
+    provider = parties.provider.provider
     submitted = provider.SubmitClaim(claim_request("void-early"))
     claim_id = submitted.claim_id
     claim = wait_decided(parties, claim_id, submitted.receipt.position)
@@ -304,7 +304,7 @@ def test_a_lowering_overturn_after_the_payment_run_recoups_the_difference(partie
 
     # 2. The visit is voided (its deductible is free again); the lab claim's dispute is
     # overturned and decided again on today's accumulators: all 15.00 to the deductible.
-    voided = provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=visit_id, reason="duplicate"))
+    provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=visit_id, reason="duplicate"))
     opened = dispute.OpenDispute(dispute_pb2.OpenDisputeRequest(claim_id=lab_id, reason="recheck"))
     resolved = dispute.ResolveDispute(dispute_pb2.ResolveDisputeRequest(
         claim_id=lab_id, dispute_id=opened.dispute_id, resolution=dispute_pb2.DISPUTE_RESOLUTION_OVERTURNED, note="recheck"))

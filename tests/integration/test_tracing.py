@@ -33,9 +33,9 @@ PROVIDER = "provider:" + world.NPI
 @pytest.fixture
 def exported():
     exporter = InMemorySpanExporter()
-    provider = tracing.new_provider(1.0, process="test")
+    provider = tracing.new_provider(process="test")
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
+    tracing.install(provider, 1.0)
     yield exporter
     tracing.install(None)
     provider.shutdown()
@@ -51,12 +51,10 @@ def service(database_url: str):
     ledger.close()
 
 
-def first_notice(database_url: str, payer: str, claim_id: str) -> None:
+def first_notice(hub: NotificationHub, payer: str, claim_id: str) -> None:
     """Read the payer's stream until the claim's notice has been sent (and its span ended)."""
 
     async def read() -> None:
-        hub = NotificationHub(database_url)
-        hub.start()
         executor = ThreadPoolExecutor(2)
         streams = FeedStreams(hub, executor)
         stream = streams.stream(ADJUDICATIONS, payer, 0)
@@ -68,7 +66,6 @@ def first_notice(database_url: str, payer: str, claim_id: str) -> None:
             await stream.aclose()
             streams.close()
             executor.shutdown()
-            hub.close()
 
     asyncio.run(asyncio.wait_for(read(), 30))
 
@@ -81,10 +78,12 @@ def test_a_claims_trace_goes_through_the_ledger_to_the_adjudication_the_projecti
     untraced = service.submit_claim(actor=PROVIDER, **world.claim_body("untraced", lines=[world.line(1, "80053", 2_500)]))
     while AdjudicationFollower(service.ledger).process_available():
         pass
-    runner = GroupRunner(database_url, catalog.NAMES)
-    runner.drain()
-    runner.close()
-    first_notice(database_url, world.PAYER, submitted.claim_id)
+    # The server's hub listens while the projections run: they tell it the trace contexts.
+    with NotificationHub(database_url) as hub:
+        runner = GroupRunner(database_url, catalog.NAMES)
+        runner.drain()
+        runner.close()
+        first_notice(hub, world.PAYER, submitted.claim_id)
 
     spans = exported.get_finished_spans()
     by_name: dict[str, list] = {}
@@ -125,3 +124,50 @@ def test_a_claims_trace_goes_through_the_ledger_to_the_adjudication_the_projecti
                 proof = tree.inclusion_proof(conn, leaf, size)
                 assert merkle.verify_inclusion(merkle.leaf_hash(bytes(stored)), leaf, size, proof, root)
     assert verify_ledger(database_url).intact
+
+
+# --- which calls are traced ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("metadata", "ratio", "traced"), [
+    ((), 0.0, False),
+    ((), 1.0, True),
+    ((("traceparent", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"),), 0.0, True),  # the caller's sampled trace
+    ((("traceparent", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-00"),), 1.0, False),  # the caller chose not to
+    ((("traceparent", "garbage"),), 0.0, False),
+    ((("x-other", "01"),), 1.0, True),
+])
+def test_a_call_is_traced_as_its_callers_traceparent_says_else_by_the_ratio(metadata, ratio, traced):
+    assert tracing.traced_call(metadata, ratio) is traced
+
+
+def test_only_the_sampled_calls_reach_the_instrumentation_and_make_a_span(exported):
+    """Through a real channel to a real aio server with the interceptor the service installs: at a
+    ratio of 0, a call makes no span unless its caller sends a sampled traceparent."""
+    import grpc
+
+    tracing.install(tracing._provider, 0.0)
+
+    async def echo(request: bytes, context) -> bytes:
+        return request
+
+    async def run() -> None:
+        handler = grpc.method_handlers_generic_handler("test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+        server = grpc.aio.server(interceptors=[tracing.server_interceptor()])
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary("/test.Echo/Echo")
+                for _ in range(20):
+                    assert await call(b"x") == b"x"
+                sampled = "00-" + "12" * 16 + "-" + "34" * 8 + "-01"
+                assert await call(b"y", metadata=(("traceparent", sampled),)) == b"y"
+        finally:
+            await server.stop(None)
+
+    asyncio.run(run())
+    [span] = exported.get_finished_spans()
+    assert span.name == "/test.Echo/Echo"
+    assert span.context.trace_id == int("12" * 16, 16)
