@@ -387,8 +387,9 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
 
     The prefilled ledger is as a service that has run for long leaves it: its read models, its
     adjudicator's position and its Merkle tree caught up (built here, before the service starts);
-    what the service still does on start-up over the whole history (the auditor's first pass) is
-    timed on its own and waited out before the load begins. The disk's flush stalls land at random
+    the auditor's state file (the head it audited) is there too. What the service still does on
+    start-up over the whole history (the auditor's start-up round, paced in the background) is timed
+    on its own and waited out before the load begins. The disk's flush stalls land at random
     in either phase, so the comparison is made `GROWTH_ROUNDS` times, empty and big alternating,
     each run with the disk probed beside it; the ratios are of the medians."""
     from bench.projections import generate_history
@@ -418,13 +419,21 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
         conn.execute("ANALYZE")
     with TreeBuilder(url) as tree:
         tree.catch_up()
+    with tempfile.TemporaryDirectory(prefix="claims-bench-auditor-") as tmp:  # audited as it was written
+        audited = Auditor(url, state_file=Path(tmp) / AUDITOR_STATE)
+        with psycopg.connect(url, autocommit=True) as conn:
+            while audited.audit_new(conn):
+                pass
+        audited.save_state(force=True)
+        auditor_state = (Path(tmp) / AUDITOR_STATE).read_bytes()
     progress.remove_task(task)
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
     for round_ in range(rounds):
         empty = (baseline if (round_ == 0 and baseline is not None)
                  else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
         runs["empty"].append(empty)
-        runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True))
+        runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
+                               data_files={AUDITOR_STATE: auditor_state}))
 
     def figures(found: dict[str, Any]) -> dict[str, Any]:
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
@@ -448,6 +457,9 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
     }
 
 
+AUDITOR_STATE = "auditor.audited-head"  # Config.auditor_state_path()'s name in the data directory
+
+
 def measure_auditor(url: str) -> dict[str, float]:
     """The auditor's pass over the whole ledger, as a restarted workers process makes it."""
     auditor = Auditor(url)
@@ -462,8 +474,8 @@ def measure_auditor(url: str) -> dict[str, float]:
 
 def wait_caught_up(url: str, server: Server, timeout: float = 1800.0) -> float:
     """Seconds until the service started on a long history has done what it does on start-up: the
-    followers at the head, and the tree process quiet (its auditor's first pass over the whole
-    chain done: it takes a core while it walks)."""
+    followers at the head, and the tree process quiet (its auditor's start-up round over the whole
+    chain done: paced, it takes about a third of a core while it walks)."""
     started = time.monotonic()
     deadline = started + timeout
     quiet = 0
@@ -509,11 +521,12 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None,
         light: bool = False, catch_up: bool = False, env: dict[str, str] | None = None,
-        name: str = "bench_service") -> dict[str, Any]:
+        name: str = "bench_service", data_files: dict[str, bytes] | None = None) -> dict[str, Any]:
     """The service under load: saturated, then paced at half the end-to-end rate in
     `PACED_ROUNDS` rounds (one when `light`), then (unless `light`) with many streams open, and
     the verification costs. `catch_up`: the database holds a history; wait for the service to
-    have done its start-up work on it first (timed)."""
+    have done its start-up work on it first (timed). `data_files`: written into the service's
+    data directory before it starts (the auditor's state file of a service that has run for long)."""
     from claims_service.migrate import migrate
 
     url = database_url or create_database(name)
@@ -524,6 +537,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
     task = progress.add_task("service over gRPC: starting", total=1.0)
     start_up = None
     with tempfile.TemporaryDirectory(prefix="claims-bench-service-") as tmp:
+        for file_name, content in (data_files or {}).items():
+            (Path(tmp) / file_name).write_bytes(content)
         server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000), env=env)
         try:
             if catch_up:

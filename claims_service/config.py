@@ -95,8 +95,10 @@ class Config(BaseSettings):
     """The signer's memory of the last checkpoint it signed (never the database's); default: beside
     the key file (`<key file>.last-checkpoint`), else `<data dir>/signer.last-checkpoint`."""
     audit_every_seconds: PositiveFloat = 3600.0
-    """How often the auditor verifies the whole ledger and the tree against the latest checkpoint
-    (new events are audited as they arrive)."""
+    """How often the auditor begins a round over the whole ledger and the tree against the latest
+    checkpoint (new events are audited as they arrive; a round also begins at start)."""
+    audit_sweep_events_per_second: PositiveFloat = 20_000.0
+    """How fast a round walks the history: its share of a core (about a third at the default)."""
     checkpoint_every_leaves: PositiveInt = 1000
     checkpoint_every_seconds: PositiveFloat = 60.0
     witnesses: Annotated[tuple[WitnessEndpoint, ...], NoDecode] = ()
@@ -206,6 +208,10 @@ class Config(BaseSettings):
         if self.signing_key_file is not None:
             return self.signing_key_file.with_name(self.signing_key_file.name + ".last-checkpoint")
         return self.data_dir / "signer.last-checkpoint"
+
+    def auditor_state_path(self) -> Path:
+        """The auditor's memory of the head it verified (never the database's)."""
+        return self.data_dir / "auditor.audited-head"
 
     def member_key_settings(self) -> dict[str, str]:
         """The member-key settings as the environment names them (what ``claims_service.keys``

@@ -145,7 +145,8 @@ def _tree(database_url: str, config: Config, supervisor: Supervisor, tell: Calla
         tell("fault", reason)
 
     auditor = Auditor(database_url, verifier=VerifierKey.parse(checkpointer.verifier_key),
-                      full_every_seconds=config.audit_every_seconds, on_fault=audit_fault,
+                      full_every_seconds=config.audit_every_seconds, state_file=config.auditor_state_path(),
+                      sweep_events_per_second=config.audit_sweep_events_per_second, on_fault=audit_fault,
                       on_status=lambda status: tell("audit", json.dumps(status.as_dict())))
     supervisor.start("merkle-tree", checkpointer.run_forever)
     supervisor.start("auditor", auditor.run_forever)

@@ -6,9 +6,23 @@ As events arrive (`audit_new`): the head it verified last is still there with th
 truncation, a restored backup or a rewrite below it is caught at once); each new row hashes to its
 stored hash and links to the row before it and to its stream's previous event (looked up in the
 database for streams that began before the batch); each leaf the tree holds for them names the
-event's hash. On a schedule (`audit_full`): the whole chain again, with the audited head required
-to be in it, and the stored tree against the latest signed checkpoint (signature, leaves, root,
-consistency).
+event's hash.
+
+In full, in rounds (`start_round`, `sweep`): the whole chain again, with the tree's leaf for each
+row, from the genesis up to the head audited when the round began, which the walk must arrive at
+with the same hash; then the stored tree against the latest signed checkpoint (signature, leaves,
+root, consistency). A round walks one batch at a time between the new events' audits, paced to
+``sweep_events_per_second``, so that a round over a long history neither holds back the audit of
+new events nor takes a whole core. A round begins when the auditor starts and then every
+`full_every_seconds` (from one round's start to the next's). `audit_full` runs one at once, unpaced.
+
+Restarts resume (``state_file``): the audited head (position and hash) is kept in a file outside
+the database, like the signer's memory (`signer_state.py`), written at most every few seconds. A
+restarted auditor checks that head first, so a ledger cut back, restored or rewritten while the
+service was down is caught at once, and goes on from there: new events are audited, and
+VerifyLedger answers from the audit, without walking the history first; the start-up round walks
+the history behind them. A database replaced on purpose (a restore the operator chose) needs the
+file moved aside: until then the service halts, as it must for the same ledger cut back.
 
 A fault is reported once (`on_fault(reason)`: the workers pass it to the server, whose health
 turns NOT_SERVING and whose signer stops) and auditing stops: the ledger is no longer what the
@@ -17,6 +31,7 @@ service vouches for, until an operator has looked. Each pass's result goes to `o
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,20 +39,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from claims_service.ledger import statefile
 from claims_service.ledger.audit import verify_against_checkpoint
 from claims_service.ledger.chain import GENESIS, ChainVerifier, Fault, LedgerRow, Problem
 from claims_service.ledger.following import wait_for_notification
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.tree import EVENTS_CHANNEL
-from claims_service.ledger.verify import verify_ledger
 
 log = logging.getLogger(__name__)
 
 REPORT_PAUSE = 0.1  # seconds between passes while events keep arriving
+STATE_SECONDS = 5.0  # the audited head is written to the state file at most this often
+DEFAULT_SWEEP_RATE = 20_000.0  # events a second a round walks: about a third of a core
 
 _SELECT_HEAD = "SELECT hash FROM ledger_events WHERE notification_id = %s"
 _SELECT_STREAM_HEADS = (
@@ -48,6 +66,10 @@ _SELECT_STREAM_HEADS = (
 _SELECT_ROWS = (
     "SELECT notification_id, originator_id, originator_version, topic, state, prev_hash, stream_prev_hash, hash"
     " FROM ledger_events WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+)
+_SELECT_ROWS_UPTO = (
+    "SELECT notification_id, originator_id, originator_version, topic, state, prev_hash, stream_prev_hash, hash"
+    " FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
 )
 _SELECT_LEAVES = (
     "SELECT l.position, l.event_hash, e.hash FROM ledger_leaves l"
@@ -76,28 +98,79 @@ class LedgerFaultFound(Exception):
     """Raised inside a pass to end it at the first fault."""
 
 
+@dataclass
+class _Round:
+    """A full walk in progress: from ``position`` (its row's hash ``head_hash``) up to ``target``,
+    the audited head when the round began, whose hash the walk must arrive at."""
+
+    target: int
+    target_hash: bytes
+    position: int = 0
+    head_hash: bytes = GENESIS
+    events: int = 0
+
+
+class AuditorState:
+    """The audited head kept outside the database (``path``): ``read()`` -> (position, head hash)
+    or None before the first write, ``write(position, head_hash)``. A file that does not parse is
+    an error, not a fresh start: the auditor's memory must not be lost silently."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def read(self) -> tuple[int, bytes] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            found = json.loads(text)
+            return int(found["position"]), bytes.fromhex(found["head_hash"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"the auditor's state file {self.path} does not parse ({error}); move it aside"
+                             " only if this ledger is known to be intact") from error
+
+    def write(self, position: int, head_hash: bytes) -> None:
+        text = json.dumps({"position": position, "head_hash": head_hash.hex(),
+                           "written_at": datetime.now(UTC).isoformat(timespec="seconds")})
+        with statefile.locked(self.path):
+            statefile.write_durably(self.path, text + "\n")
+
+
 class Auditor:
-    """``Auditor(database_url, *, verifier=None, full_every_seconds=3600, on_fault, on_status)``:
-    ``audit_new(conn)``, ``audit_full()``, ``run_forever(stop_event)``; ``fault`` once found."""
+    """``Auditor(database_url, *, verifier=None, full_every_seconds=3600, state_file=None,
+    sweep_events_per_second=20000, on_fault, on_status)``: ``audit_new(conn)``, ``start_round()``,
+    ``sweep(conn)``, ``audit_full()``, ``run_forever(stop_event)``; ``fault`` once found."""
 
     def __init__(self, database_url: str, *, verifier: VerifierKey | Sequence[VerifierKey] | None = None,
-                 full_every_seconds: float = 3600.0, batch: int = 5_000,
+                 full_every_seconds: float = 3600.0, batch: int = 5_000, state_file: Path | str | None = None,
+                 sweep_events_per_second: float = DEFAULT_SWEEP_RATE,
                  on_fault: Callable[[str], None] = lambda _reason: None,
                  on_status: Callable[[AuditStatus], None] = lambda _status: None) -> None:
         self.database_url = database_url
         self.verifier = verifier
         self.full_every_seconds = full_every_seconds
         self.batch = batch
+        self.sweep_events_per_second = sweep_events_per_second
         self.on_fault = on_fault
         self.on_status = on_status
+        self.state = AuditorState(state_file) if state_file is not None else None
         self.position = 0
         self.head_hash = GENESIS
         self.events = 0
         self.leaves_position = 0  # the tree's leaves are checked up to here
+        self.resumed_from = 0  # the audited head the state file gave at start (0: none)
         self.fault: str | None = None
-        # Catching up from position 0 is itself a pass over the whole chain: the first full pass
-        # (which adds the tree against the checkpoint) comes one period later.
-        self._last_full = time.monotonic()
+        self.round: _Round | None = None
+        self._round_started = time.monotonic()
+        self._state_written = 0.0
+        self._state_position = -1
+        if self.state is not None:
+            found = self.state.read()
+            if found is not None:
+                # The leaves below the remembered head are the start-up round's to check, with their rows.
+                self.position, self.head_hash = found
+                self.leaves_position = self.resumed_from = self.position
 
     # --- a fault ---------------------------------------------------------------------------------
 
@@ -130,8 +203,11 @@ class Auditor:
                 found = conn.execute(_SELECT_HEAD, (self.position,)).fetchone()
                 if found is None or bytes(found[0]) != self.head_hash:
                     what = "is gone" if found is None else "has another hash"
+                    remembered = (f" (as the auditor's state file {self.state.path} remembers it: move the file aside"
+                                  " only if this database was replaced on purpose)"
+                                  if self.state is not None and self.position == self.resumed_from else "")
                     raise self._found(f"the event at position {self.position}, verified earlier, {what}: the ledger"
-                                      " was cut back, restored from an older backup or rewritten")
+                                      f" was cut back, restored from an older backup or rewritten{remembered}")
             with conn.cursor(binary=True) as cur:
                 rows = [LedgerRow(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
                         for r in cur.execute(_SELECT_ROWS, (self.position, self.batch))]
@@ -164,59 +240,139 @@ class Auditor:
     def _check_leaves(self, conn: psycopg.Connection) -> None:
         """The tree's leaves built since the last look, up to the audited head, name their events'
         hashes (the tree follows the ledger a little behind: its newer leaves wait for the next look)."""
-        last = self.leaves_position
-        for position, event_hash, stored in conn.execute(_SELECT_LEAVES, (self.leaves_position, self.position)):
-            if stored is None or bytes(stored) != bytes(event_hash):
+        self.leaves_position = self._check_leaves_between(conn, self.leaves_position, self.position)
+
+    def _check_leaves_between(self, conn: psycopg.Connection, after: int, upto: int) -> int:
+        """The leaves for positions in (``after``, ``upto``] name their events' hashes; return the
+        last position checked (``after`` when there is none yet)."""
+        last = after
+        for position, event_hash, stored in conn.execute(_SELECT_LEAVES, (after, upto)):
+            if stored is None:
+                raise self._found(str(Problem(position, Fault.ROW_MISSING, "the tree's leaf for this position names"
+                                              " an event that is no longer in the ledger: the row was deleted")))
+            if bytes(stored) != bytes(event_hash):
                 raise self._found(f"the tree's leaf for position {position} does not name that event's hash:"
                                   " the tree or the ledger was altered")
             last = position
-        self.leaves_position = last
+        return last
 
-    # --- on a schedule ---------------------------------------------------------------------------
+    # --- in full, in rounds ----------------------------------------------------------------------
+
+    def start_round(self) -> None:
+        """Begin a full walk up to the head audited now."""
+        self.round = _Round(target=self.position, target_hash=self.head_hash)
+        self._round_started = time.monotonic()
+
+    def sweep(self, conn: psycopg.Connection) -> int:
+        """Walk the round on by one batch; return how many events. At the round's end: its head,
+        then the tree against the latest checkpoint, and a full report."""
+        walk = self.round
+        if walk is None or self.fault is not None:
+            return 0
+        rows: list[LedgerRow] = []
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if walk.position < walk.target:
+                with conn.cursor(binary=True) as cur:
+                    rows = [LedgerRow(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+                            for r in cur.execute(_SELECT_ROWS_UPTO, (walk.position, walk.target, self.batch))]
+                if rows:
+                    verifier = ChainVerifier(start_hash=walk.head_hash, defer_unknown_streams=True)
+                    for row in rows:
+                        if not verifier.feed(row):
+                            break
+                    report = verifier.finish()
+                    if report.problem is not None:
+                        raise self._found(f"full audit: {report.problem}")
+                    self._check_stream_starts(conn, verifier.stream_firsts)
+                    self._check_leaves_between(conn, walk.position, rows[-1].position)
+                    walk.position, walk.head_hash = rows[-1].position, rows[-1].hash
+                    walk.events += len(rows)
+            if rows and walk.position < walk.target:
+                return len(rows)
+        if walk.position != walk.target or walk.head_hash != walk.target_hash:
+            what = "is gone" if walk.position != walk.target else "is reached with another hash"
+            raise self._found(f"full audit: the event at position {walk.target}, verified earlier, {what}:"
+                              " the ledger was altered below it")
+        self._check_checkpoint()
+        self.round = None
+        self._report(full=True, events=walk.events)
+        return len(rows)
+
+    def _check_checkpoint(self) -> None:
+        if self.verifier is None:
+            return
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            found = conn.execute("SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
+        if found is not None:
+            checked = verify_against_checkpoint(self.database_url, found[0], self.verifier)
+            if not checked.ok:
+                raise self._found("full audit: the ledger does not hold up against its latest checkpoint: "
+                                  + "; ".join(checked.problems))
 
     def audit_full(self) -> AuditStatus:
-        """The whole chain (the audited head must be in it) and the tree against the latest checkpoint."""
+        """A whole round now (unpaced): the chain up to the audited head, and the tree against the
+        latest checkpoint. New events are audited first, so the round covers the ledger as it is."""
         if self.fault is not None:
             return self._report(full=True)
-        expect = (self.position, self.head_hash) if self.position else None
-        report = verify_ledger(self.database_url, expect_head=expect)
-        if report.problem is not None:
-            raise self._found(f"full audit: {report.problem}")
-        if self.verifier is not None:
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
-                found = conn.execute("SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
-            if found is not None:
-                checked = verify_against_checkpoint(self.database_url, found[0], self.verifier)
-                if not checked.ok:
-                    raise self._found("full audit: the ledger does not hold up against its latest checkpoint: "
-                                      + "; ".join(checked.problems))
-        self._last_full = time.monotonic()
-        return self._report(full=True, events=report.events)
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while self.audit_new(conn) == self.batch:
+                pass
+            self.start_round()
+            walked = 0
+            while self.round is not None:
+                walked += self.sweep(conn)
+        return self._report(full=True, events=walked)
+
+    # --- the state file --------------------------------------------------------------------------
+
+    def save_state(self, *, force: bool = False) -> None:
+        """Write the audited head to the state file (at most every ``STATE_SECONDS``, unless forced)."""
+        if self.state is None or self.fault is not None or self.position == self._state_position:
+            return
+        if not force and time.monotonic() - self._state_written < STATE_SECONDS:
+            return
+        self.state.write(self.position, self.head_hash)
+        self._state_written, self._state_position = time.monotonic(), self.position
 
     # --- following the ledger --------------------------------------------------------------------
 
     def run_forever(self, stop_event: threading.Event, *, timeout: float = 1.0) -> None:
-        """Audit new events as they arrive, the whole ledger every `full_every_seconds`, until
-        `stop_event`; after a fault, audit nothing more (but return only when stopped)."""
+        """Audit new events as they arrive, and the whole ledger in paced rounds (one at start, then
+        every `full_every_seconds`), until `stop_event`; after a fault, audit nothing more (but
+        return only when stopped)."""
+        self.start_round()
         with psycopg.connect(self.database_url, autocommit=True) as listen:
             listen.execute(f"LISTEN {EVENTS_CHANNEL}")
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 last_report, reported = 0.0, -1
-                while not stop_event.is_set() and self.fault is None:
-                    try:
-                        while self.audit_new(conn) == self.batch and not stop_event.is_set():
-                            pass
-                        if time.monotonic() - self._last_full >= self.full_every_seconds:
-                            self.audit_full()
-                            last_report = time.monotonic()
-                        elif self.position != reported or time.monotonic() - last_report >= 5.0:
-                            # Each step forward is told (at most a few times a second), so that
-                            # VerifyLedger's answer from the audit is never far behind the head.
-                            self._report(full=False)
-                            reported, last_report = self.position, time.monotonic()
-                    except LedgerFaultFound:
-                        break
-                    wait_for_notification(listen, timeout)
-                    time.sleep(REPORT_PAUSE)  # a burst of inserts is one pass and one report
+                try:
+                    while not stop_event.is_set() and self.fault is None:
+                        pause = None
+                        try:
+                            while self.audit_new(conn) == self.batch and not stop_event.is_set():
+                                pass
+                            if self.round is None and time.monotonic() - self._round_started >= self.full_every_seconds:
+                                self.start_round()
+                            if self.round is not None:
+                                started = time.monotonic()
+                                walked = self.sweep(conn)
+                                # Paced: a batch of the round, then the rest of its share of a second.
+                                pause = max(0.0, walked / self.sweep_events_per_second - (time.monotonic() - started))
+                            if self.position != reported or time.monotonic() - last_report >= 5.0:
+                                # Each step forward is told (at most a few times a second), so that
+                                # VerifyLedger's answer from the audit is never far behind the head.
+                                self._report(full=False)
+                                reported, last_report = self.position, time.monotonic()
+                            self.save_state()
+                        except LedgerFaultFound:
+                            break
+                        if pause is not None:
+                            stop_event.wait(pause)
+                        else:
+                            wait_for_notification(listen, timeout)
+                            time.sleep(REPORT_PAUSE)  # a burst of inserts is one pass and one report
+                finally:
+                    self.save_state(force=True)
         # After a fault the auditor stays stopped (and says so) until the workers are stopped.
         stop_event.wait()

@@ -102,8 +102,9 @@ def test_a_truncation_halts_the_service(parties):
 def test_a_change_below_the_audited_head_is_named_by_verify_and_found_when_the_workers_start_again(
         parties, drill, fault):
     """Below the head the auditor has passed, a change is not seen as events arrive: `claimsctl
-    verify` names it, the scheduled full pass finds it (tests/integration/ledger/test_auditor.py),
-    and so does a restarted workers process, which audits the whole chain again first."""
+    verify` names it, the scheduled round finds it (tests/integration/ledger/test_auditor.py),
+    and so does a restarted workers process: its auditor resumes from the head it remembers and its
+    start-up round walks the whole chain behind it."""
     head = busy_ledger(parties)
     wait_for_audit(parties, head)
     url = attacker_url(parties)

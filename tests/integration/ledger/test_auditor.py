@@ -148,3 +148,95 @@ def test_evidence_reads_check_their_streams_hashes(ledger, database_url):
     with pytest.raises(DataLossError, match=f"position {position}"):
         verify_streams(database_url, streams)
     assert verify_streams(database_url, streams[1:]) == 4  # the other streams are whole
+
+
+# --- rounds over the whole ledger, and restarts from the state file -----------------------------
+
+
+def test_a_round_walks_the_history_in_batches_and_catches_a_row_altered_below_the_head(ledger, database_url, auditor):
+    append_events(ledger, 10)
+    audit_all(auditor, database_url)
+    tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
+                         " WHERE notification_id = (SELECT min(notification_id) + 2 FROM ledger_events)")
+    assert audit_all(auditor, database_url) == 0  # below the audited head: new-event audits do not look
+    auditor.start_round()
+    with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(LedgerFaultFound, match="payload altered"):
+        while auditor.round is not None:
+            auditor.sweep(conn)
+    assert auditor.faults and auditor.faults[0].startswith("full audit:")
+
+
+def test_an_honest_round_ends_at_the_audited_head_and_reports_in_full(ledger, database_url, auditor):
+    append_events(ledger, 10)
+    audit_all(auditor, database_url)
+    auditor.start_round()
+    append_events(ledger, 3)  # after the round began: audited as new events, not by the round
+    audit_all(auditor, database_url)
+    walked = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while auditor.round is not None:
+            walked.append(auditor.sweep(conn))
+    assert walked == [7, 7, 6]  # batches of 7, up to the head of 20 when the round began
+    assert auditor.statuses[-1].full and auditor.statuses[-1].intact and auditor.statuses[-1].events == 20
+
+
+def restarted(database_url: str, state_file) -> Auditor:
+    faults: list[str] = []
+    audit = Auditor(database_url, verifier=VerifierKey.parse(VKEY), batch=7, state_file=state_file,
+                    on_fault=faults.append)
+    audit.faults = faults  # type: ignore[attr-defined]
+    return audit
+
+
+def test_a_restarted_auditor_goes_on_from_the_head_its_state_file_remembers(ledger, database_url, tmp_path):
+    state = tmp_path / "auditor.audited-head"
+    first = restarted(database_url, state)
+    append_events(ledger, 10)
+    audit_all(first, database_url)
+    first.save_state(force=True)
+    assert state.stat().st_mode & 0o777 == 0o600
+    append_events(ledger, 2)
+    second = restarted(database_url, state)
+    assert (second.position, second.head_hash) == (first.position, first.head_hash)
+    assert audit_all(second, database_url) == 4  # only what came after: no walk from the genesis first
+    assert second.faults == []
+
+
+def test_a_ledger_cut_back_while_the_service_was_down_is_caught_at_start(ledger, database_url, tmp_path):
+    state = tmp_path / "auditor.audited-head"
+    first = restarted(database_url, state)
+    append_events(ledger, 10)
+    audit_all(first, database_url)
+    first.save_state(force=True)
+    tamper(database_url, f"DELETE FROM ledger_events WHERE notification_id >= {first.position - 3}")
+    append_events(ledger, 1)  # the ledger grows again past the cut
+    second = restarted(database_url, state)
+    with pytest.raises(LedgerFaultFound, match="state file"):
+        audit_all(second, database_url)
+
+
+def test_a_restarted_auditors_first_round_catches_a_row_altered_while_it_was_down(ledger, database_url, tmp_path):
+    state = tmp_path / "auditor.audited-head"
+    first = restarted(database_url, state)
+    append_events(ledger, 10)
+    audit_all(first, database_url)
+    first.save_state(force=True)
+    tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
+                         " WHERE notification_id = (SELECT min(notification_id) + 1 FROM ledger_events)")
+    second = restarted(database_url, state)
+    stop = threading.Event()
+    thread = threading.Thread(target=second.run_forever, args=(stop,), kwargs={"timeout": 0.1}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not second.faults and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    assert len(second.faults) == 1 and "payload altered" in second.faults[0]
+
+
+def test_a_state_file_that_does_not_parse_is_an_error_not_a_fresh_start(database_url, tmp_path):
+    state = tmp_path / "auditor.audited-head"
+    state.write_text("{not json")
+    with pytest.raises(ValueError, match="does not parse"):
+        restarted(database_url, state)
