@@ -46,6 +46,7 @@ from claims_service.errors import ConflictError, MemberNotFoundError, Validation
 from claims_service.keys.store import destroy_key, member_ref
 from claims_service.ledger.chain import EVENTS_TABLE
 from claims_service.ledger.payloads import SEALED_PREFIX, UndecodablePayloadError, decode_state
+from projections import catalog
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +190,18 @@ class Eraser:
 
 def purge_read_models(cur: psycopg.Cursor[Any], member_id: str, streams: list[str]) -> int:
     """Delete the member's rows from every read-model table (live, being rebuilt, kept from a
-    rebuild): by ``member_id``, and by their streams as ``claim_id`` or ``stream_id``; how many."""
+    rebuild): by ``member_id``, and by their streams as ``claim_id`` or ``stream_id``; the rows of
+    a table a read model keeps on erasure (a payment's claims) are scrubbed instead; how many."""
+    keeping = {table: model for model in map(catalog.model, catalog.NAMES) for table in model.kept_on_erasure}
     deleted = 0
     tables = [row[0] for row in cur.execute("SELECT table_name FROM read_model_tables ORDER BY table_name").fetchall()]
     for base in tables:
         for suffix in READ_MODEL_SUFFIXES:
             relation = base + suffix
             if cur.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:
+                continue
+            if base in keeping:  # rewritten as a rebuild after the erasure writes it, not deleted
+                deleted += keeping[base].scrub(cur, relation, streams)
                 continue
             columns = {row[0] for row in cur.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",

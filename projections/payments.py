@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from psycopg import sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
 from claims_service.domain.payment import RUN_ID, run_of_trace, run_trace_number
 from claims_service.errors import PaymentNotFoundError, ValidationError
 from projections.events import Notification, Topics
@@ -53,6 +57,29 @@ RECOUPMENTS = frozenset({Topics.PAYMENT_RECOUPED, Topics.PAYMENT_REVERSED})
 class PaymentsModel(ReadModel):
     name = "payments"
     tables = ("payments", "payment_claims", "remittance_claims")
+    # A payment outlives its member's erasure: the money was paid, and a run's 835 must still say
+    # so. Their claims' entries keep what the payment's own events say (each line's money) and
+    # lose what came from the claim (the member, procedures, dates, charges, adjustments).
+    kept_on_erasure = ("payment_claims",)
+
+    def scrub(self, cur: Any, relation: str, streams: Sequence[str]) -> int:
+        with cur.connection.cursor(row_factory=tuple_row) as read:
+            rows = read.execute(sql.SQL("SELECT payment_id, claim_id, entry, lines, scheduled_position FROM {}"
+                                        " WHERE claim_id = ANY(%s)").format(sql.Identifier(relation)),
+                                (list(streams),)).fetchall()
+        updates = []
+        for payment_id, claim_id, entry, lines, position in rows:
+            money = [{"line_number": line["line_number"], "paid_cents": line["paid_cents"]} for line in lines]
+            kept = self._claim_entry({"payment_id": payment_id, "payer_id": "", "provider_id": ""}, claim_id, {},
+                                     remittance_lines({}, money), position)
+            updates.append((kept["member_id"], kept["frequency_code"], kept["outcome"], kept["billed_cents"],
+                            kept["patient_responsibility_cents"], Jsonb(kept["lines"]), payment_id, claim_id, entry))
+        if updates:
+            cur.executemany(sql.SQL(
+                "UPDATE {} SET member_id = %s, frequency_code = %s, outcome = %s, billed_cents = %s,"
+                " patient_responsibility_cents = %s, lines = %s WHERE payment_id = %s AND claim_id = %s AND entry = %s"
+            ).format(sql.Identifier(relation)), updates)
+        return len(updates)
     topics = CLAIM_TOPICS | PAYMENT_TOPICS
 
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:

@@ -83,6 +83,14 @@ class ReadModel(ABC):
     topics: ClassVar[frozenset[str]] = frozenset()
     topic_prefixes: ClassVar[tuple[str, ...]] = ()
     hashes: ClassVar[bool] = False
+    # Tables whose rows of an erased member's streams are rewritten (``scrub``), not deleted: what
+    # must outlive the member's data, reduced to what a rebuild that cannot read it writes.
+    kept_on_erasure: ClassVar[tuple[str, ...]] = ()
+
+    def scrub(self, cur: Cursor[Any], relation: str, streams: Sequence[str]) -> int:
+        """Rewrite the rows of ``relation`` (one of ``kept_on_erasure``, with its suffix) that
+        belong to ``streams`` as a rebuild after the erasure writes them; how many."""
+        raise NotImplementedError(f"{self.name} keeps no table on erasure")
 
     def prepare(self, notifications: Sequence[Notification]) -> None:
         """Decode what ``apply`` will need, ahead of time (called on a reader thread while the
@@ -314,14 +322,21 @@ class Batch:
         for table in self._tables.values():
             table.flush()
 
-    def purge(self, tables: Sequence[str], streams: Sequence[str]) -> None:
-        """Delete every row of these tables that belongs to one of ``streams`` (an erased
-        member's): by ``claim_id`` and by ``stream_id``, in the table and in this batch."""
+    def purge(self, model: ReadModel, streams: Sequence[str]) -> None:
+        """Delete every row of the model's tables that belongs to one of ``streams`` (an erased
+        member's): by ``claim_id`` and by ``stream_id``, in the table and in this batch; the rows
+        of a table it keeps on erasure are scrubbed instead (this batch's written first)."""
         values = {str(s) for s in streams}
         if not values:
             return
-        for name in tables:
+        for name in model.tables:
             relation = name + self.suffix
+            if name in model.kept_on_erasure:
+                pending = self._tables.get(name)
+                if pending is not None:
+                    pending.flush()
+                model.scrub(self.cur, relation, sorted(values))
+                continue
             columns = _Columns.of(self.cur, relation)
             for column in ERASED_BY:
                 if column not in columns:
@@ -345,7 +360,7 @@ def apply_model(model: ReadModel, batch: Batch, notifications: Sequence[Notifica
     for i, n in enumerate(notifications):
         if n.topic == Topics.MEMBER_ERASED and n.state is not None:
             _apply_kept(model, batch, notifications[start:i])
-            batch.purge(model.tables, n.payload["streams"])
+            batch.purge(model, n.payload["streams"])
             start = i + 1
     _apply_kept(model, batch, notifications[start:] if start else notifications)
 

@@ -58,6 +58,7 @@ from projections.store import fast_json
 VERSION = "005010X221A1"
 CLAIM_FILING = "ZZ"  # CLP06: the ledger does not record the plan type (PPO, HMO ...)
 PLB_PER_SEGMENT = 6
+ERASED_PATIENT = "ERASED"  # NM103 of a claim whose member was erased: the patient's name is gone
 
 _TAX_ID = re.compile(r"[0-9]{9}")
 _ZIP = re.compile(r"[0-9]{5}([0-9]{4})?")
@@ -148,6 +149,8 @@ def _claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal
     """One CLP loop, as segment texts (this is the 835's hot path); returns its CLP04 in cents."""
     sign = -1 if reversal else 1
     lines = [*entry.lines, *unpaid] if unpaid else entry.lines
+    if not entry.member_id and not any(line.get("procedure_code") for line in lines):
+        return _erased_claim_payment(out, entry, reference, reversal=reversal)
     charge = sign * sum(line.get("billed_cents") or 0 for line in lines)
     paid = sign * sum(line.get("paid_cents") or 0 for line in lines)
     member = sign * sum(a["amount_cents"] for line in lines for a in line.get("adjustments") or [] if a["group"] == "PR")
@@ -169,6 +172,18 @@ def _claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal
                 out.append(f"AMT*B6*{amount(line['allowed_cents'])}")
             for remark in line.get("remarks") or []:
                 out.append(f"LQ*HE*{remark}")
+    return paid
+
+
+def _erased_claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal: bool) -> int:
+    """The CLP loop of a claim whose member was erased: what the payment's own events keep (the
+    money), so that the run still adds up; no patient, no service line. Its charge is stated as
+    what was paid (the claim's charges went with the member's data), so it balances without CAS."""
+    sign = -1 if reversal else 1
+    paid = sign * (sum(line.get("paid_cents") or 0 for line in entry.lines) if entry.lines else entry.paid_cents)
+    out.append(f"CLP*{clean(reference, 38) or entry.claim_id[:38]}*{'22' if reversal else '1'}*{amount(paid)}*"
+               f"{amount(paid)}**{CLAIM_FILING}*{entry.claim_id}**{entry.frequency_code or '1'}")
+    out.append(f"NM1*QC*1*{ERASED_PATIENT}")
     return paid
 
 

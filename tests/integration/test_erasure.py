@@ -170,14 +170,20 @@ def test_erasing_a_member_keeps_every_proof_and_every_cent(story, database_url, 
     with pytest.raises(MemberDataErasedError, match="erased"):
         service.submit_claim(actor=PROVIDER, **world.claim_body("e3"))
 
-    # No read model holds anything of theirs, live or rebuilt (their claims' payments stay: money
-    # by claim id, no member data); the others' data is as it was.
+    # No read model holds anything of theirs, live or rebuilt (their claims' payments stay, with
+    # each claim's entry in them reduced to its money: by claim id, no member data, no procedure);
+    # the others' data is as it was, and the live read models are what a rebuild writes.
     erased_ids = [claims["erased-1"], claims["erased-2"], report["key_id"]]
-    for text in (read_model_text(database_url), *_rebuilt(database_url)):
+    live = read_model_text(database_url)
+    for text in (live, *_rebuilt(database_url)):
         assert not [line for line in text.splitlines() if ERASED in line or report["key_id"] in line]
-        assert not [line for line in text.splitlines()
-                    if any(claim in line for claim in erased_ids) and not line.startswith("payments: ")]
+        assert not [line for line in text.splitlines() if any(claim in line for claim in erased_ids)
+                    and not line.startswith(("payments: ", "payment_claims: "))]
+        assert not [line for line in text.splitlines() if line.startswith("payment_claims: ")
+                    and claims["erased-1"] in line and ("99213" in line or "2026-10" in line)]
         assert OTHERS[0] in text and claims[OTHERS[0]] in text
+    assert sorted(line for line in read_model_text(database_url).splitlines() if line.startswith("payment_claims: ")) == \
+        sorted(line for line in live.splitlines() if line.startswith("payment_claims: "))
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert get_claim(conn, claims[OTHERS[0]]).member_id == OTHERS[0]
 
@@ -249,3 +255,32 @@ def claimsctl_reconcile_clean(database_url: str) -> bool:
     report = reconcile(database_url, wait_seconds=5)
     assert report.clean, report.differences
     return True
+
+
+def test_a_runs_835_after_an_erasure_still_balances_and_names_no_erased_member(story, database_url, tmp_path):
+    """The payer's run paid the erased member's claim: its 835 must still say what was paid (a
+    remittance file is the provider's record of the money), balanced and valid, without the
+    member's data."""
+    from datetime import UTC, datetime
+
+    from claims_service.x12.remittance import RemittancePayer, remittance_835
+    from claims_service.x12.validation import validate
+    from tests.unit.x12.test_remittance import check_balances
+
+    ledger, _service, _attachments, claims = story
+    payer = RemittancePayer(payer_id=world.PAYER, name="ACME HEALTH PLAN", tax_id="131234567",
+                            address_line="1 PLAN PLAZA", city="ALBANY", state="NY", postal_code="12207",
+                            contact="edi-support@acme.example")
+    at = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        before, run, _ = remittance_835(conn, payer, now=lambda: at)
+    assert claims["erased-1"] in before and ERASED in before
+    assert claimsctl(database_url, tmp_path, "erase-member", ERASED, "--wait", "0") == 0
+    settle(ledger, database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        after, again, _ = remittance_835(conn, payer, run_id=run, now=lambda: at)
+    assert again == run
+    reports = validate(after)
+    assert reports and all(r.clean for r in reports), [p for r in reports for p in r.problems()]
+    assert check_balances(after) == check_balances(before)  # the same money, to the cent
+    assert claims["erased-1"] in after and ERASED not in after
