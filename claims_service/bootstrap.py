@@ -335,8 +335,8 @@ def _server_main(config: Config, database_url: str, addr: str, index: int, paren
     tracing.configure(config.trace_sample_ratio, process="server")
     tune_garbage_collector()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the first process's to act on: it stops this one
     # FHIR and the metrics endpoint are the first process's.
     own = config.model_copy(update={"fhir_addr": "", "server_processes": 1})
     service = build_service(own, database_url, addr=addr, workers=RelayedWorkers(conn))

@@ -88,6 +88,10 @@ def run_worker(role: Role, database_url: str, config: Config, stop: threading.Ev
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        if server_pid is not None:
+            # A terminal's Ctrl-C reaches the whole process group: the server stops its children
+            # itself (SIGTERM, in order), so a child that left first would be restarted and logged.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     tell = report or (lambda _kind, _detail: None)
     supervisor = Supervisor()
     closing: list[Callable[[], None]] = []

@@ -208,22 +208,31 @@ class Auditor:
                                   if self.state is not None and self.position == self.resumed_from else "")
                     raise self._found(f"the event at position {self.position}, verified earlier, {what}: the ledger"
                                       f" was cut back, restored from an older backup or rewritten{remembered}")
-            with conn.cursor(binary=True) as cur:
-                rows = [LedgerRow(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
-                        for r in cur.execute(_SELECT_ROWS, (self.position, self.batch))]
+            rows = self._verified_rows(conn, _SELECT_ROWS, (self.position, self.batch), self.head_hash, "")
             if rows:
-                verifier = ChainVerifier(start_hash=self.head_hash, defer_unknown_streams=True)
-                for row in rows:
-                    if not verifier.feed(row):
-                        break
-                report = verifier.finish()
-                if report.problem is not None:
-                    raise self._found(f"{report.problem}")
-                self._check_stream_starts(conn, verifier.stream_firsts)
                 self.position, self.head_hash = rows[-1].position, rows[-1].hash
                 self.events += len(rows)
             self._check_leaves(conn)
         return len(rows)
+
+    def _verified_rows(self, conn: psycopg.Connection, query: str, params: tuple[Any, ...], start_hash: bytes,
+                       prefix: str) -> list[LedgerRow]:
+        """The rows ``query`` reads, each hashing to its stored hash, linked to the one before
+        (the first to ``start_hash``) and to its stream's previous event; a fault (``prefix`` first)
+        otherwise."""
+        with conn.cursor(binary=True) as cur:
+            rows = [LedgerRow(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+                    for r in cur.execute(query, params)]
+        if rows:
+            verifier = ChainVerifier(start_hash=start_hash, defer_unknown_streams=True)
+            for row in rows:
+                if not verifier.feed(row):
+                    break
+            report = verifier.finish()
+            if report.problem is not None:
+                raise self._found(f"{prefix}{report.problem}")
+            self._check_stream_starts(conn, verifier.stream_firsts)
+        return rows
 
     def _check_stream_starts(self, conn: psycopg.Connection, firsts: dict[uuid.UUID, tuple[int, bytes, int]]) -> None:
         """Streams that began before this batch: each first row here links to its previous event."""
@@ -273,18 +282,9 @@ class Auditor:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if walk.position < walk.target:
-                with conn.cursor(binary=True) as cur:
-                    rows = [LedgerRow(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
-                            for r in cur.execute(_SELECT_ROWS_UPTO, (walk.position, walk.target, self.batch))]
+                rows = self._verified_rows(conn, _SELECT_ROWS_UPTO, (walk.position, walk.target, self.batch),
+                                           walk.head_hash, "full audit: ")
                 if rows:
-                    verifier = ChainVerifier(start_hash=walk.head_hash, defer_unknown_streams=True)
-                    for row in rows:
-                        if not verifier.feed(row):
-                            break
-                    report = verifier.finish()
-                    if report.problem is not None:
-                        raise self._found(f"full audit: {report.problem}")
-                    self._check_stream_starts(conn, verifier.stream_firsts)
                     self._check_leaves_between(conn, walk.position, rows[-1].position)
                     walk.position, walk.head_hash = rows[-1].position, rows[-1].hash
                     walk.events += len(rows)

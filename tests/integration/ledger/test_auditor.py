@@ -188,12 +188,19 @@ def restarted(database_url: str, state_file) -> Auditor:
     return audit
 
 
-def test_a_restarted_auditor_goes_on_from_the_head_its_state_file_remembers(ledger, database_url, tmp_path):
+@pytest.fixture
+def saved(ledger, database_url, tmp_path) -> tuple:
+    """An auditor that audited 20 events and wrote its state file, as one stopped after them: (state file, auditor)."""
     state = tmp_path / "auditor.audited-head"
     first = restarted(database_url, state)
     append_events(ledger, 10)
     audit_all(first, database_url)
     first.save_state(force=True)
+    return state, first
+
+
+def test_a_restarted_auditor_goes_on_from_the_head_its_state_file_remembers(ledger, database_url, saved):
+    state, first = saved
     assert state.stat().st_mode & 0o777 == 0o600
     append_events(ledger, 2)
     second = restarted(database_url, state)
@@ -202,12 +209,8 @@ def test_a_restarted_auditor_goes_on_from_the_head_its_state_file_remembers(ledg
     assert second.faults == []
 
 
-def test_a_ledger_cut_back_while_the_service_was_down_is_caught_at_start(ledger, database_url, tmp_path):
-    state = tmp_path / "auditor.audited-head"
-    first = restarted(database_url, state)
-    append_events(ledger, 10)
-    audit_all(first, database_url)
-    first.save_state(force=True)
+def test_a_ledger_cut_back_while_the_service_was_down_is_caught_at_start(ledger, database_url, saved):
+    state, first = saved
     tamper(database_url, f"DELETE FROM ledger_events WHERE notification_id >= {first.position - 3}")
     append_events(ledger, 1)  # the ledger grows again past the cut
     second = restarted(database_url, state)
@@ -215,12 +218,8 @@ def test_a_ledger_cut_back_while_the_service_was_down_is_caught_at_start(ledger,
         audit_all(second, database_url)
 
 
-def test_a_restarted_auditors_first_round_catches_a_row_altered_while_it_was_down(ledger, database_url, tmp_path):
-    state = tmp_path / "auditor.audited-head"
-    first = restarted(database_url, state)
-    append_events(ledger, 10)
-    audit_all(first, database_url)
-    first.save_state(force=True)
+def test_a_restarted_auditors_first_round_catches_a_row_altered_while_it_was_down(ledger, database_url, saved):
+    state, _first = saved
     tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3)"
                          " WHERE notification_id = (SELECT min(notification_id) + 1 FROM ledger_events)")
     second = restarted(database_url, state)
