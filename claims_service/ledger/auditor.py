@@ -85,7 +85,7 @@ class AuditStatus:
     intact: bool
     position: int  # the last position verified (0: nothing yet)
     head_hash: str  # its hash, hex ("" before the first event)
-    events: int  # events verified since the auditor started (a full pass: in the ledger)
+    events: int  # events verified up to the head, since the genesis (kept across restarts); a round: those it walked
     full: bool  # a full pass (the whole chain and the tree against the checkpoint)
     problem: str | None
     finished_at: str  # RFC 3339
@@ -111,27 +111,27 @@ class _Round:
 
 
 class AuditorState:
-    """The audited head kept outside the database (``path``): ``read()`` -> (position, head hash)
-    or None before the first write, ``write(position, head_hash)``. A file that does not parse is
+    """The audited head kept outside the database (``path``): ``read()`` -> (position, head hash,
+    events up to it) or None before the first write, ``write(position, head_hash, events)``. A file that does not parse is
     an error, not a fresh start: the auditor's memory must not be lost silently."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
-    def read(self) -> tuple[int, bytes] | None:
+    def read(self) -> tuple[int, bytes, int] | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         try:
             found = json.loads(text)
-            return int(found["position"]), bytes.fromhex(found["head_hash"])
+            return int(found["position"]), bytes.fromhex(found["head_hash"]), int(found["events"])
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"the auditor's state file {self.path} does not parse ({error}); move it aside"
                              " only if this ledger is known to be intact") from error
 
-    def write(self, position: int, head_hash: bytes) -> None:
-        text = json.dumps({"position": position, "head_hash": head_hash.hex(),
+    def write(self, position: int, head_hash: bytes, events: int) -> None:
+        text = json.dumps({"position": position, "head_hash": head_hash.hex(), "events": events,
                            "written_at": datetime.now(UTC).isoformat(timespec="seconds")})
         with statefile.locked(self.path):
             statefile.write_durably(self.path, text + "\n")
@@ -169,7 +169,7 @@ class Auditor:
             found = self.state.read()
             if found is not None:
                 # The leaves below the remembered head are the start-up round's to check, with their rows.
-                self.position, self.head_hash = found
+                self.position, self.head_hash, self.events = found
                 self.leaves_position = self.resumed_from = self.position
 
     # --- a fault ---------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ class Auditor:
             return
         if not force and time.monotonic() - self._state_written < STATE_SECONDS:
             return
-        self.state.write(self.position, self.head_hash)
+        self.state.write(self.position, self.head_hash, self.events)
         self._state_written, self._state_position = time.monotonic(), self.position
 
     # --- following the ledger --------------------------------------------------------------------
