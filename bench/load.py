@@ -394,6 +394,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
     each run with the disk probed beside it; the ratios are of the medians."""
     from bench.projections import generate_history
     from claims_service.adjudication.partitions import NAME as ADJUDICATOR
+    from claims_service.keys.kek import kek_file_path
     from claims_service.ledger.tree import TreeBuilder
     from claims_service.migrate import migrate
     from projections import catalog
@@ -427,13 +428,16 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
         audited.save_state(force=True)
         auditor_state = (Path(tmp) / AUDITOR_STATE).read_bytes()
     progress.remove_task(task)
+    # The history's member data keys are wrapped under this process's KEKs: the service needs them.
+    keks = {} if {"CLAIMS_MEMBER_KEKS", "CLAIMS_MEMBER_KEK_PROVIDER"} & os.environ.keys() else {
+        "CLAIMS_MEMBER_KEK_FILE": str(kek_file_path(os.environ).resolve())}
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
     for round_ in range(rounds):
         empty = (baseline if (round_ == 0 and baseline is not None)
                  else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
         runs["empty"].append(empty)
         runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
-                               data_files={AUDITOR_STATE: auditor_state}))
+                               data_files={AUDITOR_STATE: auditor_state}, env=keks))
 
     def figures(found: dict[str, Any]) -> dict[str, Any]:
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
