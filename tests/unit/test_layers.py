@@ -28,8 +28,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("claims_service.group_commit",),
     ("claims_service.adjudication",),
     ("claims_service.commands", "claims_service.reconcile"),
-    ("claims_service.attachments", "claims_service.erasure"),
+    ("claims_service.attachments",),
     ("projections",),
+    ("claims_service.erasure",),  # it purges the read models, and asks them what they keep
     ("claims_service.x12",),
     ("claims_service.api",),
     ("claims_service.server", "claims_service.workers", "claims_service.fhir", "claims_service.witness"),
