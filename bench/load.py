@@ -150,7 +150,8 @@ class CpuMeter:
 class Server:
     """`claimsctl serve` in a child process on a given database; keys in a temporary data dir."""
 
-    def __init__(self, database_url: str, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str, data_dir: Path, port: int, env: dict[str, str] | None = None,
+                 start_timeout: float = 60.0) -> None:
         # Metrics on, as by default, on a port of their own (9464 may be taken); `env` adds or
         # overrides settings (bench/observability.py: metrics off, tracing on).
         env = {**os.environ, "CLAIMS_DATABASE_URL": database_url, "CLAIMS_DATA_DIR": str(data_dir),
@@ -162,10 +163,12 @@ class Server:
         self.process = subprocess.Popen([sys.executable, "-m", "claims_service.cli", "serve"], env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         self.keys_path = data_dir / "demo-keys.json"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while not self.keys_path.exists() or "serving gRPC" not in (data_dir / "server.log").read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start; see " + str(data_dir / "server.log"))
+                self.process.kill()
+                tail = (data_dir / "server.log").read_text().splitlines()[-20:]  # the data dir is temporary
+                raise RuntimeError("the service did not start:\n" + "\n".join(tail))
             time.sleep(0.2)
         self.keys = json.loads(self.keys_path.read_text())
 
@@ -543,7 +546,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
     with tempfile.TemporaryDirectory(prefix="claims-bench-service-") as tmp:
         for file_name, content in (data_files or {}).items():
             (Path(tmp) / file_name).write_bytes(content)
-        server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000), env=env)
+        # On a long history the start takes longer (its keys, its first checkpoint): give it time.
+        server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000), env=env,
+                        start_timeout=600.0 if catch_up else 60.0)
         try:
             if catch_up:
                 progress.update(task, description="service over gRPC: catching up with the history")
