@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -423,24 +424,28 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
         conn.execute("ANALYZE")
     with TreeBuilder(url) as tree:
         tree.catch_up()
-    with tempfile.TemporaryDirectory(prefix="claims-bench-auditor-") as tmp:  # audited as it was written
-        audited = Auditor(url, state_file=Path(tmp) / AUDITOR_STATE)
-        with psycopg.connect(url, autocommit=True) as conn:
-            while audited.audit_new(conn):
-                pass
-        audited.save_state(force=True)
-        auditor_state = (Path(tmp) / AUDITOR_STATE).read_bytes()
+    # The service on the history keeps one data directory across its runs, as a restarted service
+    # does: its signing key (its checkpoints verify), and the auditor's state, audited as written.
+    service_dir = Path(tempfile.mkdtemp(prefix="claims-bench-growth-"))
+    audited = Auditor(url, state_file=service_dir / AUDITOR_STATE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        while audited.audit_new(conn):
+            pass
+    audited.save_state(force=True)
     progress.remove_task(task)
     # The history's member data keys are wrapped under this process's KEKs: the service needs them.
     keks = {} if {"CLAIMS_MEMBER_KEKS", "CLAIMS_MEMBER_KEK_PROVIDER"} & os.environ.keys() else {
         "CLAIMS_MEMBER_KEK_FILE": str(kek_file_path(os.environ).resolve())}
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
-    for round_ in range(rounds):
-        empty = (baseline if (round_ == 0 and baseline is not None)
-                 else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
-        runs["empty"].append(empty)
-        runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
-                               data_files={AUDITOR_STATE: auditor_state}, env=keks))
+    try:
+        for round_ in range(rounds):
+            empty = (baseline if (round_ == 0 and baseline is not None)
+                     else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
+            runs["empty"].append(empty)
+            runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
+                                   data_dir=service_dir, env=keks))
+    finally:
+        shutil.rmtree(service_dir, ignore_errors=True)
 
     def figures(found: dict[str, Any]) -> dict[str, Any]:
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
@@ -528,12 +533,13 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None,
         light: bool = False, catch_up: bool = False, env: dict[str, str] | None = None,
-        name: str = "bench_service", data_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+        name: str = "bench_service", data_dir: Path | None = None) -> dict[str, Any]:
     """The service under load: saturated, then paced at half the end-to-end rate in
     `PACED_ROUNDS` rounds (one when `light`), then (unless `light`) with many streams open, and
     the verification costs. `catch_up`: the database holds a history; wait for the service to
-    have done its start-up work on it first (timed). `data_files`: written into the service's
-    data directory before it starts (the auditor's state file of a service that has run for long)."""
+    have done its start-up work on it first (timed). `data_dir`: the service's data directory,
+    kept from one run to the next as a restarted service keeps it (its signing key, the signer's
+    and the auditor's state); else a temporary one."""
     from claims_service.migrate import migrate
 
     url = database_url or create_database(name)
@@ -544,8 +550,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
     task = progress.add_task("service over gRPC: starting", total=1.0)
     start_up = None
     with tempfile.TemporaryDirectory(prefix="claims-bench-service-") as tmp:
-        for file_name, content in (data_files or {}).items():
-            (Path(tmp) / file_name).write_bytes(content)
+        tmp = str(data_dir or tmp)
         # On a long history the start takes longer (its keys, its first checkpoint): give it time.
         server = Server(url, Path(tmp), port=50000 + random.randrange(1, 9000), env=env,
                         start_timeout=600.0 if catch_up else 60.0)
