@@ -12,8 +12,10 @@ calls that arrive without a trace are traced; a call that arrives with a sampled
 one that arrives with an unsampled one is not. The decision is taken before the instrumentation
 sees the call (``SampledCalls``): an untraced call goes straight to the service, without the span,
 context and servicer-context wrapper that opentelemetry-instrumentation-grpc builds for every call
-it sees, sampled or not (that wrapping cost about a fifth of a call's CPU at a 1 % sample). The
-provider's own sampler then follows the parent and samples the roots the gate let through.
+it sees, sampled or not. The provider's own sampler then follows the parent and samples the roots
+the gate let through. (Before the gate, and before the projections and streams stopped querying
+for trace contexts, tracing at a 1 % sample cost a quarter more CPU per call; now about 0.1 %:
+docs/OPERATIONS.md, "Cost".)
 
 A claim crosses processes and time through the ledger, so its trace context travels with its
 events: the ``traceparent`` of the span that wrote an event goes into the event's ``metadata``
