@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from bench.load import alternating_rounds
 from bench.observability import saturate
 
 CONFIGS: dict[str, dict[str, str]] = {
@@ -79,15 +80,11 @@ def _each(call: Callable[[], Any], rounds: int = 3000) -> float:
 def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
     rounds = 1 if args.quick else 3
     seconds = max(args.seconds, 4.0)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
-    task = progress.add_task("per-member encryption cost", total=rounds * len(CONFIGS))
+    runs = alternating_rounds(progress, "per-member encryption cost", {name: name for name in CONFIGS}, rounds,
+                              lambda name, index, round_: saturate(create_database, f"enc_{index}_{round_}",
+                                                                   CONFIGS[name], seconds))
+    task = progress.add_task("per-member encryption: the pieces", total=None)
     try:
-        for round_ in range(rounds):
-            for index, (name, env) in enumerate(CONFIGS.items()):
-                progress.update(task, description=f"per-member encryption cost: {name}, round {round_ + 1} of {rounds}")
-                runs[name].append(saturate(create_database, f"enc_{index}_{round_}", env, seconds))
-                progress.advance(task)
-        progress.update(task, description="per-member encryption: the pieces")
         found_pieces = pieces(create_database)
     finally:
         progress.remove_task(task)

@@ -24,10 +24,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -117,6 +117,27 @@ def postmaster_pid(database_url: str) -> int | None:
         return int((data_directory(database_url) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+K = TypeVar("K")
+
+
+def alternating_rounds(progress: Any, title: str, configs: Mapping[K, str], rounds: int,
+                       measure: Callable[[K, int, int], dict[str, Any]]) -> dict[K, list[dict[str, Any]]]:
+    """Each configuration (its label by it) measured once a round, in turn, for ``rounds`` rounds:
+    ``measure(config, its index, the round)``. So a machine that slows down or speeds up during
+    the run weighs on every configuration alike; the caller takes each one's median."""
+    runs: dict[K, list[dict[str, Any]]] = {config: [] for config in configs}
+    task = progress.add_task(title, total=rounds * len(configs))
+    try:
+        for round_ in range(rounds):
+            for index, (config, label) in enumerate(configs.items()):
+                progress.update(task, description=f"{title}: {label}, round {round_ + 1} of {rounds}")
+                runs[config].append(measure(config, index, round_))
+                progress.advance(task)
+    finally:
+        progress.remove_task(task)
+    return runs
 
 
 class CpuMeter:

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.load import CpuMeter, Load, PayerStream, Server, cpu_seconds, postmaster_pid, set_up
+from bench.load import CpuMeter, Load, PayerStream, Server, alternating_rounds, cpu_seconds, postmaster_pid, set_up
 from claims.v1 import common_pb2
 
 CONFIGS: dict[str, dict[str, str]] = {
@@ -181,22 +181,19 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict
     seconds = max(args.seconds, 4.0)
     sink = SpanSink()
     tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
-    task = progress.add_task("observability cost", total=rounds * len(CONFIGS))
+    task = None
     try:
-        for round_ in range(rounds):
-            for index, (name, env) in enumerate(CONFIGS.items()):
-                progress.update(task, description=f"observability cost: {name}, round {round_ + 1} of {rounds}")
-                full = dict(env, **(tracing_env if "tracing" in name else {}))
-                slug = f"{index}_{round_}"
-                runs[name].append(saturate(create_database, slug, full, seconds))
-                progress.advance(task)
-        progress.update(task, description="observability cost: in process, update by update")
+        runs = alternating_rounds(progress, "observability cost", {name: name for name in CONFIGS}, rounds,
+                                  lambda name, index, round_: saturate(
+                                      create_database, f"{index}_{round_}",
+                                      dict(CONFIGS[name], **(tracing_env if "tracing" in name else {})), seconds))
+        task = progress.add_task("observability cost: in process, update by update", total=None)
         with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
             isolated = child.submit(isolated_costs, sink.port, 2_000 if args.quick else 20_000).result()
     finally:
         sink.stop()
-        progress.remove_task(task)
+        if task is not None:
+            progress.remove_task(task)
     medians = {name: statistics.median(r["claims_per_s"] for r in found) for name, found in runs.items()}
     cpu = {name: statistics.median(r["cpu_ms_per_call"] for r in found) for name, found in runs.items()}
     roles = sorted({role for found in runs.values() for r in found for role in r["cpu_ms_per_call_by_process"]})

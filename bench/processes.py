@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.load import Load, PayerStream, Server, cpu_seconds, set_up
+from bench.load import Load, PayerStream, Server, alternating_rounds, cpu_seconds, set_up
 from claims.v1 import common_pb2
 
 CONFIGS = {1: "1 server process, 1 adjudicator", 2: "2 server processes, 2 adjudicator partitions"}
@@ -76,16 +76,8 @@ def saturate(create_database: Callable[[str], str], name: str, processes: int, s
 def run(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
     rounds = 1 if args.quick else 2
     seconds = max(args.seconds, 4.0)
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in CONFIGS}
-    task = progress.add_task("processes", total=rounds * len(CONFIGS))
-    try:
-        for round_ in range(rounds):
-            for processes, label in CONFIGS.items():
-                progress.update(task, description=f"processes: {label}, round {round_ + 1} of {rounds}")
-                runs[processes].append(saturate(create_database, f"{processes}_{round_}", processes, seconds))
-                progress.advance(task)
-    finally:
-        progress.remove_task(task)
+    runs = alternating_rounds(progress, "processes", CONFIGS, rounds, lambda processes, _index, round_: saturate(
+        create_database, f"{processes}_{round_}", processes, seconds))
     claims = {n: statistics.median(r["claims_per_s"] for r in found) for n, found in runs.items()}
     cpu = {n: statistics.median(r["cpu_ms_per_claim"] for r in found) for n, found in runs.items()}
     result = {"rounds": rounds, "seconds_per_run": seconds, "runs": {str(n): r for n, r in runs.items()},
