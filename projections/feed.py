@@ -33,8 +33,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from projections.reading import fast_json
-from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE
+from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE, fast_json
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,8 @@ from dataclasses import fields
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-import orjson
 import psycopg
 from psycopg import Connection
-from psycopg.types.json import set_json_loads
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -69,13 +67,6 @@ class Hub(Protocol):
 
 
 # --- rows --------------------------------------------------------------------------------------
-
-
-def fast_json(conn: Connection[Any]) -> None:
-    """A pool's ``configure``: this connection's json/jsonb columns parsed by orjson (the read
-    models' JSON columns, a decision's lines: the standard library's parser cost a few per cent of
-    the server's CPU under load). Same values: the read models hold no integer beyond 64 bits."""
-    set_json_loads(orjson.loads, conn)
 
 
 @contextmanager

@@ -53,7 +53,8 @@ from projections.access import member_access_log, member_consents, payer_emergen
 from projections.benefits import BenefitsModel, explanation_of_benefits, member_accumulators, member_payers, patient_eobs
 from projections.claims import ClaimStatusModel, claims_by_id, get_claim, list_claims, member_claims, payer_worklist
 from projections.feed import Heartbeat, NotificationHub
-from projections.reading import fast_json, valid_claim_id, wait_for_position
+from projections.reading import valid_claim_id, wait_for_position
+from projections.store import fast_json
 from projections.streams import ADJUDICATIONS, CLAIM_CHANGES, FeedStreams
 from projections.payments import get_payment, payment_by_trace, payments_for_claim, scheduled_payments_due
 from projections.timeline import claim_timeline
