@@ -72,6 +72,7 @@ class GrpcServer:
         self.service_names = claims_service_names()
         self._failing: dict[str, bool] = {}  # condition -> True while it does not hold
         self._conditions_lock = threading.Lock()
+        self._publishing = asyncio.Lock()  # one health publication at a time, each from the latest
 
     def _call(self, coroutine: Any, timeout: float | None = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -100,7 +101,7 @@ class GrpcServer:
             raise OSError(f"cannot listen on {self.addr}")
         await server.start()
         self._server = server
-        await self._set_all(self._status())
+        await self._publish_health()
         return port
 
     def _status(self) -> int:
@@ -111,19 +112,23 @@ class GrpcServer:
         """The conditions that do not hold now (health is NOT_SERVING while any is listed)."""
         return sorted(name for name, failing in self._failing.items() if failing)
 
-    async def _set_all(self, status: int) -> None:
+    async def _publish_health(self) -> None:
+        # Each publication reads the conditions as they are when it runs, so one scheduled before a
+        # later change cannot leave its older status behind.
         assert self._health is not None
-        for name in ("", *self.service_names):
-            await self._health.set(name, status)
+        async with self._publishing:
+            with self._conditions_lock:
+                status = self._status()
+            for name in ("", *self.service_names):
+                await self._health.set(name, status)
 
     def set_condition(self, name: str, ok: bool) -> None:
         """Health follows every named condition: NOT_SERVING while any fails (clients and balancers
         move away). Callable from any thread, before or after ``start()``; it does not wait."""
         with self._conditions_lock:
             self._failing[name] = not ok
-            status = self._status()
         if self._server is not None and self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._set_all(status), self.loop)
+            asyncio.run_coroutine_threadsafe(self._publish_health(), self.loop)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         if self._server is not None:

@@ -278,13 +278,14 @@ class WorkerProcesses:
                 self._listeners.emit(*decode_report(kind, detail))
 
     def _alive_changed(self, name: str, alive: bool) -> None:
+        # Told under the lock: each child's monitor thread calls this, and a verdict told after a
+        # newer one (the first child up says "not all", the last "all") would stick.
         with self._alive_lock:
             self._alive[name] = alive
             everyone = len(self._alive) == len(self._children) and all(self._alive.values())
-            if everyone == self._all_alive:
-                return
-            self._all_alive = everyone
-        self._listeners.emit("alive", everyone)
+            if everyone != self._all_alive:
+                self._all_alive = everyone
+                self._listeners.emit("alive", everyone)
 
 
 class RelayedWorkers:
