@@ -15,3 +15,11 @@ api/                gRPC servicers and converters (reads come from `projections`
 server.py, workers.py, bootstrap.py   the processes and their wiring
 cli/                claimsctl
 """
+
+import os
+
+# gRPC's fork handlers (on by default in its wheels) run in every fork()ed child, and crash it now and
+# then when other threads are inside gRPC at that moment (SIGSEGV or SIGBUS before the child's exec).
+# No process here forks to go on using gRPC: children are spawned (multiprocessing "spawn"), and the
+# embedded PostgreSQL's commands are fork + exec (as its own user). Set before grpc is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

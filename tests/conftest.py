@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+import claims_service  # noqa: F401 - first, before any test module imports grpc: it sets gRPC's fork handling
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
