@@ -148,7 +148,9 @@ def _tree(database_url: str, config: Config, supervisor: Supervisor, tell: Calla
         checkpointer.stop_signing(reason)
         tell("fault", reason)
 
-    auditor = Auditor(database_url, verifier=VerifierKey.parse(checkpointer.verifier_key),
+    # The latest checkpoint may be a retired key's (signed before a rotation): those are trusted too.
+    trusted = [VerifierKey.parse(key) for key in (checkpointer.verifier_key, *config.previous_verifier_keys)]
+    auditor = Auditor(database_url, verifier=trusted,
                       full_every_seconds=config.audit_every_seconds, state_file=config.auditor_state_path(),
                       sweep_events_per_second=config.audit_sweep_events_per_second, on_fault=audit_fault,
                       on_status=lambda status: tell("audit", json.dumps(status.as_dict())))

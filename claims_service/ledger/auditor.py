@@ -8,13 +8,18 @@ stored hash and links to the row before it and to its stream's previous event (l
 database for streams that began before the batch); each leaf the tree holds for them names the
 event's hash.
 
-In full, in rounds (`start_round`, `sweep`): the whole chain again, with the tree's leaf for each
-row, from the genesis up to the head audited when the round began, which the walk must arrive at
-with the same hash; then the stored tree against the latest signed checkpoint (signature, leaves,
-root, consistency). A round walks one batch at a time between the new events' audits, paced to
+In full, in rounds (`start_round`, `sweep`): the whole chain again, from the genesis up to the
+head audited when the round began, which the walk must arrive at with the same hash; and the tree
+with it, recomputed from the leaves as the walk goes: each row's leaf names its hash, the leaves'
+indexes run without a gap, and every subtree they complete is stored as recomputed. At the end,
+the latest signed checkpoint (its signature) against the recomputed root, by a consistency proof
+from the stored tree: O(log n) reads, so no step of a round is a pass over the whole ledger. A
+round walks one batch at a time between the new events' audits, paced to
 ``sweep_events_per_second``, so that a round over a long history neither holds back the audit of
 new events nor takes a whole core. A round begins when the auditor starts and then every
 `full_every_seconds` (from one round's start to the next's). `audit_full` runs one at once, unpaced.
+(The checkpoint's stream map is not recomputed here: that needs every stream's head at once, and
+`claimsctl verify-checkpoint` does it.)
 
 Restarts resume (``state_file``): the audited head (position and hash) is kept in a file outside
 the database, like the signer's memory (`signer_state.py`), written at most every few seconds. A
@@ -37,18 +42,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from claims_service.ledger import statefile
-from claims_service.ledger.audit import verify_against_checkpoint
+from claims_service.ledger import merkle, statefile, tree
 from claims_service.ledger.chain import GENESIS, ChainVerifier, Fault, LedgerRow, Problem
 from claims_service.ledger.following import wait_for_notification
-from claims_service.ledger.note import VerifierKey
+from claims_service.ledger.note import CheckpointError, VerifierKey, parse_and_verify
 from claims_service.ledger.tree import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,7 @@ _SELECT_ROWS_UPTO = (
     " FROM ledger_events WHERE notification_id > %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
 )
 _SELECT_LEAVES = (
-    "SELECT l.position, l.event_hash, e.hash FROM ledger_leaves l"
+    "SELECT l.leaf_index, l.position, l.event_hash, e.hash FROM ledger_leaves l"
     " LEFT JOIN ledger_events e ON e.notification_id = l.position"
     " WHERE l.position > %s AND l.position <= %s ORDER BY l.position"
 )
@@ -108,6 +112,11 @@ class _Round:
     position: int = 0
     head_hash: bytes = GENESIS
     events: int = 0
+    tree: merkle.Frontier = field(default_factory=merkle.Frontier)  # the leaves walked, recomputed
+    treed: int = 0  # tree.size as of the last batch
+    treed_position: int = 0  # the position of the last leaf walked
+    untreed: list[int] = field(default_factory=list)  # rows walked whose leaves the tree had not built yet
+    tree_stopped: bool = False  # the tree was too far behind: the round recomputed it as far as it had come
 
 
 class AuditorState:
@@ -255,15 +264,56 @@ class Auditor:
         """The leaves for positions in (``after``, ``upto``] name their events' hashes; return the
         last position checked (``after`` when there is none yet)."""
         last = after
-        for position, event_hash, stored in conn.execute(_SELECT_LEAVES, (after, upto)):
-            if stored is None:
-                raise self._found(str(Problem(position, Fault.ROW_MISSING, "the tree's leaf for this position names"
-                                              " an event that is no longer in the ledger: the row was deleted")))
-            if bytes(stored) != bytes(event_hash):
-                raise self._found(f"the tree's leaf for position {position} does not name that event's hash:"
-                                  " the tree or the ledger was altered")
+        for _index, position, event_hash, stored in conn.execute(_SELECT_LEAVES, (after, upto)):
+            self._check_leaf(position, event_hash, stored)
             last = position
         return last
+
+    def _check_leaf(self, position: int, event_hash: bytes, stored: bytes | None) -> None:
+        if stored is None:
+            raise self._found(str(Problem(position, Fault.ROW_MISSING, "the tree's leaf for this position names"
+                                          " an event that is no longer in the ledger: the row was deleted")))
+        if bytes(stored) != bytes(event_hash):
+            raise self._found(f"the tree's leaf for position {position} does not name that event's hash:"
+                              " the tree or the ledger was altered")
+
+    def _walk_tree(self, conn: psycopg.Connection, walk: _Round, rows: list[LedgerRow]) -> None:
+        """A round's batch of ``rows`` in the tree: the leaves after the last one walked, up to the
+        batch's last row, one for each row walked in order (the tree follows the ledger, so rows
+        near the head may wait for theirs: they are looked for again with the next batch), each
+        naming its row's hash, their indexes without a gap. They go on the round's recomputed tree,
+        and each subtree they complete must be stored with the recomputed hash."""
+        if walk.tree_stopped:
+            self._check_leaves_between(conn, walk.position, rows[-1].position)
+            return
+        expected = [*walk.untreed, *(row.position for row in rows)]
+        leaves = conn.execute(_SELECT_LEAVES, (walk.treed_position, rows[-1].position)).fetchall()
+        completed: list[tuple[merkle.Node, bytes]] = []
+        for index, position, event_hash, stored in leaves:
+            self._check_leaf(position, event_hash, stored)
+            wanted = expected[walk.tree.size - walk.treed]
+            if position != wanted:
+                raise self._found(f"full audit: the event at position {wanted} has no leaf in the tree,"
+                                  " but later events have")
+            if index != walk.tree.size:
+                raise self._found(f"full audit: the tree's leaf indexes jump from {walk.tree.size - 1} to {index}"
+                                  f" at position {position}: a leaf was deleted or the tree rewritten")
+            completed += walk.tree.append(merkle.leaf_hash(bytes(event_hash)))[1:]
+        if leaves:
+            walk.treed_position = leaves[-1][1]
+        walk.untreed = expected[walk.tree.size - walk.treed:]
+        walk.treed = walk.tree.size
+        if len(walk.untreed) > 4 * self.batch:  # the tree's builder is down or far behind: not worth waiting for
+            walk.tree_stopped, walk.untreed = True, []
+        if completed:
+            try:
+                kept = tree.read_nodes(conn, [node for node, _ in completed])
+            except tree.TreeError as error:
+                raise self._found(f"full audit: the stored tree lacks a subtree of its leaves: {error}") from error
+            for node, digest in completed:
+                if kept[node] != digest:
+                    raise self._found(f"full audit: the stored subtree {node} differs from the one recomputed from"
+                                      " the leaves: the tree tables were altered")
 
     # --- in full, in rounds ----------------------------------------------------------------------
 
@@ -274,7 +324,7 @@ class Auditor:
 
     def sweep(self, conn: psycopg.Connection) -> int:
         """Walk the round on by one batch; return how many events. At the round's end: its head,
-        then the tree against the latest checkpoint, and a full report."""
+        then the latest checkpoint against the recomputed tree, and a full report."""
         walk = self.round
         if walk is None or self.fault is not None:
             return 0
@@ -285,30 +335,40 @@ class Auditor:
                 rows = self._verified_rows(conn, _SELECT_ROWS_UPTO, (walk.position, walk.target, self.batch),
                                            walk.head_hash, "full audit: ")
                 if rows:
-                    self._check_leaves_between(conn, walk.position, rows[-1].position)
+                    self._walk_tree(conn, walk, rows)
                     walk.position, walk.head_hash = rows[-1].position, rows[-1].hash
                     walk.events += len(rows)
             if rows and walk.position < walk.target:
                 return len(rows)
-        if walk.position != walk.target or walk.head_hash != walk.target_hash:
-            what = "is gone" if walk.position != walk.target else "is reached with another hash"
-            raise self._found(f"full audit: the event at position {walk.target}, verified earlier, {what}:"
-                              " the ledger was altered below it")
-        self._check_checkpoint()
+            if walk.position != walk.target or walk.head_hash != walk.target_hash:
+                what = "is gone" if walk.position != walk.target else "is reached with another hash"
+                raise self._found(f"full audit: the event at position {walk.target}, verified earlier, {what}:"
+                                  " the ledger was altered below it")
+            self._check_checkpoint(conn, walk.tree)
         self.round = None
         self._report(full=True, events=walk.events)
         return len(rows)
 
-    def _check_checkpoint(self) -> None:
+    def _check_checkpoint(self, conn: psycopg.Connection, walked: merkle.Frontier) -> None:
+        """The latest checkpoint is signed by a trusted key, and its tree and the one the round
+        recomputed are one tree, the smaller a prefix of the larger (a consistency proof read from
+        the stored tree, checked against the checkpoint's root and the recomputed one)."""
         if self.verifier is None:
             return
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            found = conn.execute("SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
-        if found is not None:
-            checked = verify_against_checkpoint(self.database_url, found[0], self.verifier)
-            if not checked.ok:
-                raise self._found("full audit: the ledger does not hold up against its latest checkpoint: "
-                                  + "; ".join(checked.problems))
+        found = conn.execute("SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetchone()
+        if found is None or walked.size == 0:
+            return
+        problem = "the ledger does not hold up against its latest checkpoint: "
+        try:
+            cp = parse_and_verify(found[0], self.verifier)
+        except CheckpointError as error:
+            raise self._found(f"full audit: {problem}the checkpoint is rejected: {error}") from error
+        old, new = sorted([(cp.size, cp.root_hash), (walked.size, walked.root())])
+        try:
+            merkle.verify_consistency(old[0], new[0], old[1], new[1], tree.consistency_proof(conn, old[0], new[0]))
+        except (tree.TreeError, merkle.ProofError) as error:
+            raise self._found(f"full audit: {problem}its tree of {cp.size} leaves and the {walked.size} leaves"
+                              f" walked are not one tree ({error})") from error
 
     def audit_full(self) -> AuditStatus:
         """A whole round now (unpaced): the chain up to the audited head, and the tree against the

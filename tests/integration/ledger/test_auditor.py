@@ -9,10 +9,11 @@ import time
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.ledger.auditor import Auditor, LedgerFaultFound
 from claims_service.ledger.checkpointer import Checkpointer
-from claims_service.ledger.note import VerifierKey
+from claims_service.ledger.note import VerifierKey, sign_checkpoint, verifier_key
 from claims_service.ledger.tree import TreeBuilder
 from tests.integration.ledger.conftest import append_events, tamper
 from tests.integration.ledger.test_checkpoints import KEY, ORIGIN, VKEY, rewrite_history
@@ -95,16 +96,97 @@ def test_an_altered_tree_leaf_is_caught(ledger, database_url, auditor):
         audit_all(auditor, database_url)
 
 
-def test_the_full_pass_holds_the_tree_to_the_latest_checkpoint(ledger, database_url, auditor):
+def test_the_full_pass_recomputes_the_tree_and_finds_an_altered_subtree(ledger, database_url, auditor):
     append_events(ledger, 6)
     with TreeBuilder(database_url) as builder:
         builder.catch_up()
     Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
     audit_all(auditor, database_url)
-    # Interior nodes rewritten: the leaves still match their events, the root does not.
-    tamper(database_url, "UPDATE merkle_nodes SET hash = sha256(hash)")
-    with pytest.raises(LedgerFaultFound, match="latest checkpoint"):
+    # One interior node rewritten: the leaves still match their events, the stored tree does not.
+    tamper(database_url, "UPDATE merkle_nodes SET hash = sha256(hash) WHERE level = 2 AND idx = 1")
+    with pytest.raises(LedgerFaultFound, match=r"stored subtree \(2, 1\) differs"):
         auditor.audit_full()
+
+
+def test_the_full_pass_holds_the_recomputed_tree_to_the_latest_checkpoint(ledger, database_url, auditor):
+    """A checkpoint signed by the log's key over a root that is not the tree's (a signer misled, or
+    its key misused): the recomputed tree and the checkpoint are not one tree."""
+    append_events(ledger, 6)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    audit_all(auditor, database_url)
+    assert auditor.audit_full().intact  # the tree of 12 leaves, no checkpoint yet
+    note, zero = sign_checkpoint(KEY, ORIGIN, ORIGIN, 12, bytes(32)), "00" * 32
+    tamper(database_url, f"INSERT INTO ledger_checkpoints (tree_size, root_hash, note) VALUES (12, '\\x{zero}', '{note}')")
+    with pytest.raises(LedgerFaultFound, match="latest checkpoint: its tree of 12 leaves and the 12 leaves walked"):
+        auditor.audit_full()
+
+
+def test_the_full_pass_holds_a_later_checkpoint_to_the_tree_it_walked(ledger, database_url, auditor):
+    """The checkpoint is over more leaves than the round walked (signed after the round began):
+    it must extend the walked tree, by a consistency proof from the stored one."""
+    append_events(ledger, 6)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    audit_all(auditor, database_url)
+    auditor.start_round()
+    append_events(ledger, 3)
+    Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()  # 18 leaves; the round walks 12
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while auditor.round is not None:
+            auditor.sweep(conn)
+    assert auditor.statuses[-1].full and auditor.statuses[-1].intact and auditor.faults == []
+    # The same, with a stored node on the proof's path altered after the round recomputed past it.
+    auditor.start_round()
+    tamper(database_url, "UPDATE merkle_nodes SET hash = sha256(hash) WHERE level = 2 AND idx = 3")  # leaves 12-15
+    with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(LedgerFaultFound, match="not one tree"):
+        while auditor.round is not None:
+            auditor.sweep(conn)
+
+
+def test_a_checkpoint_signed_before_a_key_rotation_holds_with_the_retired_key_trusted(ledger, database_url):
+    """After a rotation the latest checkpoint is the retired key's until the new key signs one: the
+    workers give the auditor the retired keys too (CLAIMS_PREVIOUS_VERIFIER_KEYS); one it does not
+    trust is a fault, as a forged signature would be."""
+    append_events(ledger, 4)
+    Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()  # by the key now retired
+    new_key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    for trusted, intact in (([verifier_key(new_key, ORIGIN), VKEY], True), ([verifier_key(new_key, ORIGIN)], False)):
+        faults: list[str] = []
+        audit = Auditor(database_url, verifier=[VerifierKey.parse(k) for k in trusted], on_fault=faults.append)
+        if intact:
+            assert audit.audit_full().intact and faults == []
+        else:
+            with pytest.raises(LedgerFaultFound, match="the checkpoint is rejected"):
+                audit.audit_full()
+
+
+def test_a_leaf_deleted_below_the_head_is_found_by_the_round(ledger, database_url, auditor):
+    append_events(ledger, 5)
+    with TreeBuilder(database_url) as builder:
+        builder.catch_up()
+    audit_all(auditor, database_url)
+    tamper(database_url, "DELETE FROM ledger_leaves WHERE leaf_index = 3")
+    with pytest.raises(LedgerFaultFound, match="has no leaf in the tree, but later events have"):
+        auditor.audit_full()
+
+
+def test_a_round_waits_for_leaves_the_tree_had_not_built_yet(ledger, database_url, auditor):
+    """The tree follows the ledger: a round that walks rows before their leaves exist looks for
+    them again with its next batches, and recomputes the whole tree once they are there."""
+    append_events(ledger, 10)
+    audit_all(auditor, database_url)
+    auditor.start_round()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert auditor.sweep(conn) == 7  # no leaf yet
+        with TreeBuilder(database_url) as builder:
+            builder.catch_up()
+        Checkpointer(database_url, KEY, origin=ORIGIN).checkpoint_now()
+        while auditor.round is not None:
+            walked = auditor.round
+            auditor.sweep(conn)
+    assert walked.tree.size == 20 and walked.untreed == []
+    assert auditor.statuses[-1].full and auditor.statuses[-1].intact and auditor.faults == []
 
 
 def test_run_forever_follows_new_events_and_stops_at_the_first_fault(ledger, database_url, auditor):
@@ -239,3 +321,23 @@ def test_a_state_file_that_does_not_parse_is_an_error_not_a_fresh_start(database
     state.write_text("{not json")
     with pytest.raises(ValueError, match="does not parse"):
         restarted(database_url, state)
+
+
+def test_a_round_stops_recomputing_a_tree_that_is_far_behind_and_still_checks_the_leaves(ledger, database_url, auditor):
+    """The tree's builder down while a round walks: the rows waiting for leaves are not kept without
+    bound (past four batches the round stops recomputing the tree); the leaves that come later are
+    still held to their rows' hashes."""
+    append_events(ledger, 20)
+    audit_all(auditor, database_url)
+    auditor.start_round()
+    walk = auditor.round
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(5):
+            auditor.sweep(conn)
+        assert walk.tree_stopped and walk.untreed == [] and walk.tree.size == 0
+        with TreeBuilder(database_url) as builder:
+            builder.catch_up()
+        tamper(database_url, "UPDATE ledger_leaves SET event_hash = sha256(event_hash) WHERE leaf_index = 38")
+        with pytest.raises(LedgerFaultFound, match="does not name that event's hash"):
+            while auditor.round is not None:
+                auditor.sweep(conn)
