@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-import claims_service  # noqa: F401 - first, before any test module imports grpc: it sets gRPC's fork handling
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+import claims_service  # noqa: F401 - before any test module imports grpc: it sets gRPC's fork handling
 
 # Member data keys (claims_service.keys): one fixed key-encryption key for the whole session (and
 # the services the e2e tests start), so that no test writes a KEK file into a data directory of
