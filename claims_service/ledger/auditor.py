@@ -113,7 +113,6 @@ class _Round:
     head_hash: bytes = GENESIS
     events: int = 0
     tree: merkle.Frontier = field(default_factory=merkle.Frontier)  # the leaves walked, recomputed
-    treed: int = 0  # tree.size as of the last batch
     treed_position: int = 0  # the position of the last leaf walked
     untreed: list[int] = field(default_factory=list)  # rows walked whose leaves the tree had not built yet
     tree_stopped: bool = False  # the tree was too far behind: the round recomputed it as far as it had come
@@ -289,9 +288,9 @@ class Auditor:
         expected = [*walk.untreed, *(row.position for row in rows)]
         leaves = conn.execute(_SELECT_LEAVES, (walk.treed_position, rows[-1].position)).fetchall()
         completed: list[tuple[merkle.Node, bytes]] = []
-        for index, position, event_hash, stored in leaves:
+        for consumed, (index, position, event_hash, stored) in enumerate(leaves):
             self._check_leaf(position, event_hash, stored)
-            wanted = expected[walk.tree.size - walk.treed]
+            wanted = expected[consumed]
             if position != wanted:
                 raise self._found(f"full audit: the event at position {wanted} has no leaf in the tree,"
                                   " but later events have")
@@ -301,8 +300,7 @@ class Auditor:
             completed += walk.tree.append(merkle.leaf_hash(bytes(event_hash)))[1:]
         if leaves:
             walk.treed_position = leaves[-1][1]
-        walk.untreed = expected[walk.tree.size - walk.treed:]
-        walk.treed = walk.tree.size
+        walk.untreed = expected[len(leaves):]
         if len(walk.untreed) > 4 * self.batch:  # the tree's builder is down or far behind: not worth waiting for
             walk.tree_stopped, walk.untreed = True, []
         if completed:
