@@ -3,15 +3,17 @@ the lines with their CAS adjustments as decided when the payment was scheduled â
 remittance needs â€” followed by each recoupment as an entry of its own with negative amounts, so
 that a remittance's total is always the sum of its entries.
 
-Tables (migrations/0007_payments.sql, 0013_money_lifecycle.sql): ``payments``,
-``payment_claims`` (append-only: entry 0 is what the payment pays on a claim, entry n its n-th
-recoupment), ``remittance_claims`` (this projection's own copy of each claim's submitted lines and
-decision in force, so it never reads another projection's tables).
+Tables (migrations/0007_payments.sql, 0013_money_lifecycle.sql, 0021_remittance_decisions.sql):
+``payments``, ``payment_claims`` (append-only: entry 0 is what the payment pays on a claim, entry n
+its n-th recoupment), ``remittance_claims`` (this projection's own copy of each claim's submitted
+lines and decision in force, so it never reads another projection's tables),
+``remittance_decisions`` (append-only: every decision, pend, void and replacement of a claim, with
+the lines of those that pay nothing, which no payment carries to an 835).
 
 Here: its writer (``PaymentsModel``), its rows (``Payment`` with its ``PaidClaim`` entries,
 ``PaymentPage``) and its queries (``get_payment``, ``payment_by_trace``, ``payments_for_claim``,
 ``list_payments``, ``scheduled_payments_due``; for the 835 ``latest_run``, ``run_payments``,
-``issued_history``, ``payments_by_id``, ``unpaid_decided_lines``; waiting, checks and pages as ``reading`` describes).
+``issued_history``, ``payments_by_id``, ``unpaid_decided_lines``, ``unpaid_claims_between``; waiting, checks and pages as ``reading`` describes).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ RECOUPMENTS = frozenset({Topics.PAYMENT_RECOUPED, Topics.PAYMENT_REVERSED})
 
 class PaymentsModel(ReadModel):
     name = "payments"
-    tables = ("payments", "payment_claims", "remittance_claims")
+    tables = ("payments", "payment_claims", "remittance_claims", "remittance_decisions")
     # A payment outlives its member's erasure: the money was paid, and a run's 835 must still say
     # so. Their claims' entries keep what the payment's own events say (each line's money) and
     # lose what came from the claim (the member, procedures, dates, charges, adjustments).
@@ -89,6 +91,7 @@ class PaymentsModel(ReadModel):
         payments = batch.table("payments", ("stream_id",))
         paid_claims = batch.append_table("payment_claims")
         claims = batch.table("remittance_claims", ("claim_id",))
+        decisions = batch.append_table("remittance_decisions")
         payments.prefetch("stream_id", {str(n.stream_id) for n in mine if n.topic in PAYMENT_TOPICS and n.topic != Topics.PAYMENT_SCHEDULED})
         wanted = {str(n.stream_id) for n in mine if n.topic in CLAIM_TOPICS and n.topic != Topics.CLAIM_SUBMITTED}
         for n in mine:
@@ -99,7 +102,7 @@ class PaymentsModel(ReadModel):
         claims.prefetch("claim_id", wanted)
         for n in mine:
             if n.topic in CLAIM_TOPICS:
-                self._claim_event(claims, n)
+                self._claim_event(claims, decisions, n)
             elif n.topic == Topics.PAYMENT_SCHEDULED:
                 self._scheduled(payments, paid_claims, claims, n)
             else:
@@ -117,7 +120,7 @@ class PaymentsModel(ReadModel):
                 payment["last_position"] = n.position
                 payments.put(payment)
 
-    def _claim_event(self, claims: Table, n: Notification) -> None:
+    def _claim_event(self, claims: Table, decisions: AppendTable, n: Notification) -> None:
         p = n.payload
         if n.topic == Topics.CLAIM_SUBMITTED:
             claims.put(
@@ -150,6 +153,38 @@ class PaymentsModel(ReadModel):
             claim["decision"] = p["decision"]
         claim["last_position"] = n.position
         claims.put(claim)
+        if (kind := self._decision_kind(n)) is not None:
+            decisions.add(self._decision_row(claim, kind, n.position))
+
+    @staticmethod
+    def _decision_kind(n: Notification) -> str | None:
+        """What a claim event does to what the provider is owed (remittance_decisions.kind)."""
+        if n.topic in (Topics.CLAIM_VOIDED, Topics.CLAIM_CORRECTED):
+            return "withdrawn"
+        if n.payload.get("decision") is None:  # a dispute upheld changes nothing
+            return None
+        return "pended" if n.topic == Topics.CLAIM_PENDED else "decided"
+
+    @staticmethod
+    def _decision_row(claim: dict[str, Any], kind: str, position: int) -> dict[str, Any]:
+        decision = (claim.get("decision") or {}) if kind != "withdrawn" else {}
+        paid = decision.get("total_paid_cents", 0)
+        unpaid = kind == "decided" and paid == 0
+        return {
+            "claim_id": claim["claim_id"],
+            "payer_id": claim["payer_id"],
+            "provider_id": claim["provider_id"],
+            "member_id": claim["member_id"],
+            "frequency_code": claim["frequency_code"],
+            "kind": kind,
+            "outcome": decision.get("outcome"),
+            "paid_cents": paid,
+            "billed_cents": decision.get("total_billed_cents", 0),
+            "patient_responsibility_cents": decision.get("total_patient_responsibility_cents"),
+            # Only an unpaid decision is ever written out (its CLP); the others mark the claim's state.
+            "lines": remittance_lines(claim, decision.get("lines", [])) if unpaid else None,
+            "position": position,
+        }
 
     def _recouped(self, payment: dict[str, Any], paid_claims: AppendTable, claims: Table, n: Notification) -> None:
         """A recoupment: the payment's net goes down, and each claim it touches gets an entry of
@@ -528,3 +563,19 @@ def unpaid_decided_lines(source: Source, claim_ids: Sequence[str]) -> dict[str, 
                   (list(claim_ids),))
     return {row["claim_id"]: remittance_lines({"lines": row["submitted"], "decision": {"lines": row["unpaid"]}}, row["unpaid"])
             for row in found if row["unpaid"]}
+
+
+def unpaid_claims_between(source: Source, payer_id: str, provider_id: str, start: int, end: int) -> list[PaidClaim]:
+    """The provider's claims with this payer decided in (start, end] to pay nothing (denied, or all
+    the member's) that still stood so at ``end``: not decided again, pended, voided or replaced by
+    then. Each as a zero-paying entry with the decision's lines, in ledger order. A run's 835 reports them in the run whose window holds the decision."""
+    rows = fetch(source, "SELECT d.* FROM remittance_decisions d"
+                         " WHERE d.payer_id = %s AND d.provider_id = %s AND d.position > %s AND d.position <= %s"
+                         " AND d.kind = 'decided' AND d.paid_cents = 0"
+                         " AND NOT EXISTS (SELECT 1 FROM remittance_decisions later WHERE later.claim_id = d.claim_id"
+                         " AND later.position > d.position AND later.position <= %s)"
+                         " ORDER BY d.position", (payer_id, provider_id, start, end, end))
+    return [PaidClaim(claim_id=r["claim_id"], member_id=r["member_id"], frequency_code=r["frequency_code"],
+                      outcome=r["outcome"], billed_cents=r["billed_cents"], paid_cents=0,
+                      patient_responsibility_cents=r["patient_responsibility_cents"], lines=r["lines"] or [])
+            for r in rows]

@@ -12,6 +12,9 @@ per payee). A transaction set holds:
   earlier payment as OA-B13 ("previously paid"), so the line still balances;
 - a reversal (CLP02 22: every amount of the original CLP negated) for each earlier payment taken
   back whole since the provider's previous run (a void, a replacement);
+- a CLP paying nothing (status 4 when denied, 1 when the member owes it all) per claim decided so
+  since the provider's previous run and still standing so at this one (after a reversal of the
+  same claim it is the correction: a decision lowered to nothing);
 - provider-level adjustments (PLB): WO (overpayment recovery, the claim id as reference) for a
   recoupment of part of a payment (a decision lowered), FB (forward balance) for what a previous
   run could not take back, and FB negative for what this one cannot (BPR02 is never negative:
@@ -46,6 +49,7 @@ from projections.payments import (
     Payment,
     PaymentsModel,
     Recoupment,
+    unpaid_claims_between,
     unpaid_decided_lines,
     issued_history,
     latest_run,
@@ -57,6 +61,7 @@ from projections.store import fast_json
 
 VERSION = "005010X221A1"
 CLAIM_FILING = "ZZ"  # CLP06: the ledger does not record the plan type (PPO, HMO ...)
+PROCESSED, DENIED = "1", "4"  # CLP02: processed as primary (the only payer), denied
 PLB_PER_SEGMENT = 6
 ERASED_PATIENT = "ERASED"  # NM103 of a claim whose member was erased: the patient's name is gone
 
@@ -102,6 +107,7 @@ class ProviderRemittance:
     paid: list[PaidClaim]  # entry 0 of each payment of the run
     reversals: list[PaidClaim]  # entry 0 of each payment taken back whole since the previous run
     recovered: list[tuple[str, int]]  # (claim id, cents) taken back in part since the previous run
+    unpaid: list[PaidClaim] = field(default_factory=list)  # claims decided since the previous run to pay nothing
     carried_in: int = 0  # cents the previous run could not take back
     carried_from: str = ""  # that run's trace number
     unpaid_lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # claim -> decided lines paying 0
@@ -145,8 +151,9 @@ def _line_adjustments(line: dict[str, Any], sign: int) -> list[tuple[str, str, i
 
 
 def _claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal: bool,
-                   unpaid: Sequence[dict[str, Any]] = ()) -> int:
-    """One CLP loop, as segment texts (this is the 835's hot path); returns its CLP04 in cents."""
+                   unpaid: Sequence[dict[str, Any]] = (), status: str = "1") -> int:
+    """One CLP loop, as segment texts (this is the 835's hot path); returns its CLP04 in cents.
+    CLP02 is 22 for a reversal, else ``status``: 1 (processed as primary) or 4 (denied)."""
     sign = -1 if reversal else 1
     lines = [*entry.lines, *unpaid] if unpaid else entry.lines
     if not entry.member_id and not any(line.get("procedure_code") for line in lines):
@@ -154,7 +161,7 @@ def _claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal
     charge = sign * sum(line.get("billed_cents") or 0 for line in lines)
     paid = sign * sum(line.get("paid_cents") or 0 for line in lines)
     member = sign * sum(a["amount_cents"] for line in lines for a in line.get("adjustments") or [] if a["group"] == "PR")
-    out.append(f"CLP*{clean(reference, 38) or entry.claim_id[:38]}*{'22' if reversal else '1'}*{amount(charge)}*"
+    out.append(f"CLP*{clean(reference, 38) or entry.claim_id[:38]}*{'22' if reversal else status}*{amount(charge)}*"
                f"{amount(paid)}*{amount(member) if member else ''}*{CLAIM_FILING}*{entry.claim_id}**"
                f"{entry.frequency_code or '1'}")
     out.append(f"NM1*QC*1******MI*{clean(entry.member_id, 80) or 'UNKNOWN'}")
@@ -207,6 +214,10 @@ def transaction_835(remit: ProviderRemittance, payer: RemittancePayer) -> tuple[
     for entry in remit.paid:
         total += _claim_payment(body, entry, remit.references.get(entry.claim_id, ""), reversal=False,
                                 unpaid=remit.unpaid_lines.get(entry.claim_id, ()))
+        clps += 1
+    for entry in remit.unpaid:  # decided to pay nothing: CLP04 0, balanced by the lines' own CAS
+        _claim_payment(body, entry, remit.references.get(entry.claim_id, ""), reversal=False,
+                       status=DENIED if entry.outcome == "DENIED" else PROCESSED)
         clps += 1
     plb = [("WO", claim_id, cents) for claim_id, cents in remit.recovered if cents]
     if remit.carried_in:
@@ -319,10 +330,11 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
         entries = [c for p in paid for c in p.claims if c.entry == 0]
         remittances.append(ProviderRemittance(
             provider_id=npi, provider_name="", trace_number=trace, issued_on=paid[0].issued_on or date.today(),
-            paid=entries, reversals=reversals, recovered=recovered, carried_in=span.carried_in,
+            paid=entries, reversals=reversals, recovered=recovered,
+            unpaid=unpaid_claims_between(source, payer_id, npi, span.start, span.end), carried_in=span.carried_in,
             carried_from=span.carried_from,
             unpaid_lines=_unpaid_lines(source, [*entries, *reversals])))
-    claim_ids = sorted({c.claim_id for r in remittances for c in (*r.paid, *r.reversals)})
+    claim_ids = sorted({c.claim_id for r in remittances for c in (*r.paid, *r.reversals, *r.unpaid)})
     references = claim_references(source, claim_ids)
     names = provider_names(source, sorted({r.provider_id for r in remittances}))
     for remit in remittances:

@@ -249,3 +249,54 @@ def test_the_835_after_a_void_and_a_lowering_overturn_reverses_one_payment_and_r
     assert bpr02 == max(0, paid.decision.total_paid_cents - 1_500 - 5_000) == answer.remittances[0].amount_cents
     if bpr02 == 0:  # what this run cannot take back is carried to the provider's next one
         assert plb[5:7] == [f"FB:{next_run.run_id}-{world.NPI}", amount(paid.decision.total_paid_cents - 6_500)]
+
+
+def test_claims_decided_to_pay_nothing_are_in_the_835_of_the_providers_next_run_once(parties):
+    from tests.e2e.test_money import visit
+    from tests.unit.x12.test_remittance import check_balances
+
+    set_up(parties)
+    provider, payer = parties.provider.provider, parties.payer.payer
+    # A panel the member owes in full (the deductible), a service the plan does not cover (CO-96),
+    # then a visit that pays: only the last has a payment, yet the run's 835 tells all three.
+    owed = provider.SubmitClaim(visit("x12-owed", code="80053", billed=2_000))
+    denied = provider.SubmitClaim(visit("x12-denied", day="2026-10-16", code="97140", billed=4_000))
+    paid = provider.SubmitClaim(visit("x12-paid", day="2026-10-17", code="99214", billed=13_000))
+    decided = [wait_decided(parties, c.claim_id, paid.receipt.position) for c in (owed, denied, paid)]
+    assert [(K.Outcome.Name(c.decision.outcome), c.decision.total_paid_cents > 0) for c in decided] == [
+        ("OUTCOME_PAID", False), ("OUTCOME_DENIED", False), ("OUTCOME_PAID", True)]
+    run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=max(c.last_position for c in decided)))
+    assert [[c.claim_id for c in p.claims] for p in run.payments] == [[paid.claim_id]]
+    answer = run_835(parties, run.receipt.position, run.run_id)
+    clean(answer.interchange)
+    clps = [(c[1], c[2], cents(c[3]), cents(c[4]), cents(c[5]) if c[5] else 0, c[7])
+            for c in segments(answer.interchange, "CLP")]
+    owed_decision, denied_decision, paid_decision = (c.decision for c in decided)
+    assert clps == [
+        ("x12-paid", "1", 13_000, paid_decision.total_paid_cents, paid_decision.total_patient_responsibility_cents,
+         paid.claim_id),
+        ("x12-owed", "1", 2_000, 0, owed_decision.total_patient_responsibility_cents, owed.claim_id),
+        ("x12-denied", "4", 4_000, 0, 0, denied.claim_id),
+    ]
+    assert ["SVC", "HC:97140", "40", "0"] in segments(answer.interchange, "SVC")
+    assert ["CAS", "CO", "96", "40"] in segments(answer.interchange, "CAS")
+    bpr02, clp04, plb = check_balances(answer.interchange.decode())
+    assert bpr02 == clp04 == paid_decision.total_paid_cents == answer.remittances[0].amount_cents and plb == 0
+    assert answer.remittances[0].claims == 3
+
+    # The next run tells what was decided since: a new denial, not the two before; and a claim
+    # denied, then voided before the run, is in neither.
+    again = provider.SubmitClaim(visit("x12-denied-again", day="2026-10-20", code="97140", billed=4_000))
+    withdrawn = provider.SubmitClaim(visit("x12-withdrawn", day="2026-10-21", code="97140", billed=4_000))
+    wait_decided(parties, withdrawn.claim_id, withdrawn.receipt.position)
+    void = provider.VoidClaim(provider_pb2.VoidClaimRequest(claim_id=withdrawn.claim_id, reason="billed in error"))
+    later = provider.SubmitClaim(visit("x12-paid-later", day="2026-10-22", code="99213", billed=12_000))
+    paid_later = wait_decided(parties, later.claim_id, max(later.receipt.position, void.receipt.position))
+    next_run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=paid_later.last_position))
+    answer = run_835(parties, next_run.receipt.position, next_run.run_id)
+    clean(answer.interchange)
+    assert [(c[2], c[7]) for c in segments(answer.interchange, "CLP")] == [
+        ("1", later.claim_id), ("4", again.claim_id)]
+    check_balances(answer.interchange.decode())
+    # The first run's 835 is the same when written again.
+    assert run_835(parties, next_run.receipt.position, run.run_id).interchange.count(b"CLP*") == 3

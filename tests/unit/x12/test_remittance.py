@@ -57,12 +57,36 @@ def entries(draw: Any, *, paid_in_full: bool = False) -> PaidClaim:
 
 
 @st.composite
+def unpaid_entries(draw: Any) -> PaidClaim:
+    """A claim decided to pay nothing: each line's adjustments take all it billed (denied: CO-96;
+    all the member's: PR deductible and coinsurance)."""
+    denied = draw(st.booleans())
+    claim_lines = []
+    for number in range(1, draw(st.integers(1, 3)) + 1):
+        billed = draw(st.integers(1, 500_000))
+        member = 0 if denied else draw(st.integers(0, billed))
+        adjustments = [{"group": "CO", "carc": "96" if denied else "45", "amount_cents": billed - member},
+                       {"group": "PR", "carc": "1", "amount_cents": member}]
+        claim_lines.append({"line_number": number, "procedure_code": "97140", "modifiers": [], "units": 1,
+                            "date_of_service": "2026-10-15", "billed_cents": billed,
+                            "allowed_cents": None if denied else member, "paid_cents": 0,
+                            "patient_responsibility_cents": member, "adjustments": adjustments,
+                            "remarks": ["N130"] if denied else []})
+    return PaidClaim(claim_id=str(uuid.UUID(int=draw(st.integers(0, 2**64)))), member_id=world.MEMBER,
+                     frequency_code="1", outcome="DENIED" if denied else "PAID",
+                     billed_cents=sum(line["billed_cents"] for line in claim_lines), paid_cents=0,
+                     patient_responsibility_cents=sum(line["patient_responsibility_cents"] for line in claim_lines),
+                     lines=claim_lines)
+
+
+@st.composite
 def remittances(draw: Any) -> ProviderRemittance:
     return ProviderRemittance(
         provider_id=world.NPI, provider_name="RIVERSIDE FAMILY CLINIC", trace_number="R20261120103000123456A1B-1234567893",
         issued_on=date(2026, 11, 20), paid=draw(st.lists(entries(), max_size=5)),
         reversals=draw(st.lists(entries(paid_in_full=True), max_size=3)),
         recovered=draw(st.lists(st.tuples(st.just(str(uuid.uuid4())), st.integers(1, 100_000)), max_size=3)),
+        unpaid=draw(st.lists(unpaid_entries(), max_size=3)),
         carried_in=draw(st.sampled_from([0, 0, 1_000, 250_000])), carried_from="R20261101090000000000FFF-1234567893",
         references={}, unpaid_lines={})
 
@@ -112,7 +136,11 @@ def test_every_835_balances_pays_what_the_run_nets_and_validates(remit):
     paid = sum(e.paid_cents for e in remit.paid)
     taken = sum(e.paid_cents for e in remit.reversals) + sum(c for _, c in remit.recovered) + remit.carried_in
     assert bpr02 == max(0, paid - taken) == summary.amount_cents
-    assert summary.provider_adjustment_cents == plb and summary.claims == len(remit.paid) + len(remit.reversals)
+    assert summary.provider_adjustment_cents == plb
+    assert summary.claims == len(remit.paid) + len(remit.reversals) + len(remit.unpaid)
+    statuses = [s[2] for s in by_id(text) if s[0] == "CLP"]
+    assert statuses == (["22"] * len(remit.reversals) + ["1"] * len(remit.paid)
+                        + ["4" if e.outcome == "DENIED" else "1" for e in remit.unpaid])
     bpr = next(s for s in by_id(text) if s[0] == "BPR")
     assert bpr[1] == ("I" if bpr02 else "H") and bpr[4] == ("CHK" if bpr02 else "NON")
     [report] = validate(text)
