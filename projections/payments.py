@@ -13,7 +13,7 @@ the lines of those that pay nothing, which no payment carries to an 835).
 Here: its writer (``PaymentsModel``), its rows (``Payment`` with its ``PaidClaim`` entries,
 ``PaymentPage``) and its queries (``get_payment``, ``payment_by_trace``, ``payments_for_claim``,
 ``list_payments``, ``scheduled_payments_due``; for the 835 ``latest_run``, ``run_payments``,
-``issued_history``, ``payments_by_id``, ``unpaid_decided_lines``, ``unpaid_claims_between``; waiting, checks and pages as ``reading`` describes).
+``issued_history``, ``payments_by_id``, ``unpaid_decided_lines``, ``run_span``, ``unpaid_claims_between``; waiting, checks and pages as ``reading`` describes).
 """
 
 from __future__ import annotations
@@ -565,17 +565,44 @@ def unpaid_decided_lines(source: Source, claim_ids: Sequence[str]) -> dict[str, 
             for row in found if row["unpaid"]}
 
 
-def unpaid_claims_between(source: Source, payer_id: str, provider_id: str, start: int, end: int) -> list[PaidClaim]:
-    """The provider's claims with this payer decided in (start, end] to pay nothing (denied, or all
-    the member's) that still stood so at ``end``: not decided again, pended, voided or replaced by
-    then. Each as a zero-paying entry with the decision's lines, in ledger order. A run's 835 reports them in the run whose window holds the decision."""
-    rows = fetch(source, "SELECT d.* FROM remittance_decisions d"
-                         " WHERE d.payer_id = %s AND d.provider_id = %s AND d.position > %s AND d.position <= %s"
-                         " AND d.kind = 'decided' AND d.paid_cents = 0"
+@dataclass(frozen=True, slots=True)
+class RunSpan:
+    """Where a payer's run lies on the ledger: what its 835s tell of the claims decided to pay
+    nothing lies in (start, end]."""
+
+    start: int  # the payer's previous run's last issue position (0 before its first run)
+    end: int  # this run's last issue position
+    issued_on: date
+
+
+def run_span(source: Source, payer_id: str, run_id: str) -> RunSpan | None:
+    """The run's span (None when the payer has no such run)."""
+    bounds = fetch(source, "SELECT min(issued_position) AS first, max(issued_position) AS last, min(issued_on) AS issued_on"
+                           " FROM payments WHERE payer_id = %s AND trace_number >= %s AND trace_number <= %s",
+                   (payer_id, run_trace_number(_run(run_id), "0" * 10), run_trace_number(run_id, "9" * 10)))[0]
+    if bounds["last"] is None:
+        return None
+    before = fetch(source, "SELECT max(issued_position) AS end FROM payments WHERE payer_id = %s"
+                           " AND issued_position < %s", (payer_id, bounds["first"]))[0]
+    return RunSpan(before["end"] or 0, bounds["last"], bounds["issued_on"])
+
+
+def unpaid_claims_between(source: Source, payer_id: str, start: int, end: int, *,
+                          provider_id: str | None = None) -> dict[str, list[PaidClaim]]:
+    """Per provider (or for one), the payer's claims decided in (start, end] to pay nothing
+    (denied, or all the member's) that still stood so at ``end``: not decided again, pended,
+    voided or replaced by then. Each as a zero-paying entry with the decision's lines, in ledger
+    order. A run's 835s report them in the run whose span holds the decision."""
+    where = Where("d.payer_id = %s AND d.position > %s AND d.position <= %s AND d.kind = 'decided'"
+                  " AND d.paid_cents = 0", payer_id, start, end).given("d.provider_id = %s", provider_id)
+    rows = fetch(source, f"SELECT d.* FROM remittance_decisions d WHERE {where}"  # noqa: S608 - placeholders only
                          " AND NOT EXISTS (SELECT 1 FROM remittance_decisions later WHERE later.claim_id = d.claim_id"
-                         " AND later.position > d.position AND later.position <= %s)"
-                         " ORDER BY d.position", (payer_id, provider_id, start, end, end))
-    return [PaidClaim(claim_id=r["claim_id"], member_id=r["member_id"], frequency_code=r["frequency_code"],
-                      outcome=r["outcome"], billed_cents=r["billed_cents"], paid_cents=0,
-                      patient_responsibility_cents=r["patient_responsibility_cents"], lines=r["lines"] or [])
-            for r in rows]
+                         " AND later.position > d.position AND later.position <= %s) ORDER BY d.position",
+                 (*where.params, end))
+    found: dict[str, list[PaidClaim]] = {}
+    for r in rows:
+        found.setdefault(r["provider_id"], []).append(PaidClaim(
+            claim_id=r["claim_id"], member_id=r["member_id"], frequency_code=r["frequency_code"], outcome=r["outcome"],
+            billed_cents=r["billed_cents"], paid_cents=0, patient_responsibility_cents=r["patient_responsibility_cents"],
+            lines=r["lines"] or []))
+    return found

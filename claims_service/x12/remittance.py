@@ -13,8 +13,10 @@ per payee). A transaction set holds:
 - a reversal (CLP02 22: every amount of the original CLP negated) for each earlier payment taken
   back whole since the provider's previous run (a void, a replacement);
 - a CLP paying nothing (status 4 when denied, 1 when the member owes it all) per claim decided so
-  since the provider's previous run and still standing so at this one (after a reversal of the
-  same claim it is the correction: a decision lowered to nothing);
+  since the payer's previous run and still standing so at this one (after a reversal of the same
+  claim it is the correction: a decision lowered to nothing); a provider the run pays nothing but
+  has such claims gets a transaction set of its own (BPR02 0, no PLB: the money waits for the
+  run that pays it);
 - provider-level adjustments (PLB): WO (overpayment recovery, the claim id as reference) for a
   recoupment of part of a payment (a decision lowered), FB (forward balance) for what a previous
   run could not take back, and FB negative for what this one cannot (BPR02 is never negative:
@@ -37,6 +39,7 @@ from typing import Any
 from uuid import UUID
 
 from claims_service.domain.formats import is_npi, is_us_state
+from claims_service.domain.payment import run_trace_number
 from claims_service.domain.provider import Provider
 from claims_service.errors import FieldViolation, NotFoundError, ValidationError
 from claims_service.ledger.chain import EVENTS_TABLE
@@ -49,12 +52,13 @@ from projections.payments import (
     Payment,
     PaymentsModel,
     Recoupment,
-    unpaid_claims_between,
-    unpaid_decided_lines,
     issued_history,
     latest_run,
     payments_by_id,
     run_payments,
+    run_span,
+    unpaid_claims_between,
+    unpaid_decided_lines,
 )
 from projections.reading import Hub, Source, connection, fetch, wait_for_position
 from projections.store import fast_json
@@ -300,14 +304,17 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
                        min_position: int | None = None, timeout: float | None = None,
                        hub: Hub | None = None) -> tuple[str, list[ProviderRemittance]]:
     """The run's id and what each of its providers' 835s says (NOT_FOUND when the payer has no
-    such run, or no run yet)."""
+    such run, or no run yet): every provider the run pays, and every provider with claims decided
+    since the payer's previous run to pay nothing (a transaction set of its own, paying 0)."""
     waits = {"min_position": min_position, "timeout": timeout, "hub": hub}
     run = run_id or latest_run(source, payer_id, **waits)
     if run is None:
         raise NotFoundError("run_id: this payer has issued no payments yet")
     payments = run_payments(source, payer_id, run, provider_id=provider_id, **waits)
-    if not payments:
+    span = run_span(source, payer_id, run)
+    if span is None:
         raise NotFoundError("run_id: no such payment run")
+    unpaid = unpaid_claims_between(source, payer_id, span.start, span.end, provider_id=provider_id)
     by_trace: dict[str, list[Payment]] = defaultdict(list)
     for payment in payments:
         by_trace[payment.trace_number or ""].append(payment)
@@ -315,11 +322,11 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
     for trace, paid in by_trace.items():
         npi = paid[0].provider_id
         end = max(p.issued_position or 0 for p in paid)
-        span = window(*issued_history(source, payer_id, npi, until=end), trace)
-        taken = {pid for pid, _, _ in span.recoupments}
+        money = window(*issued_history(source, payer_id, npi, until=end), trace)
+        taken = {pid for pid, _, _ in money.recoupments}
         earlier = {p.payment_id: p for p in payments_by_id(source, sorted(taken))}
         reversals, recovered = [], []
-        for pid, n, _cents in span.recoupments:
+        for pid, n, _cents in money.recoupments:
             original = {c.claim_id: c for c in earlier[pid].claims if c.entry == 0}
             for entry in (c for c in earlier[pid].claims if c.entry == n):
                 whole = original.get(entry.claim_id)
@@ -329,17 +336,24 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
                     recovered.append((entry.claim_id, -entry.paid_cents))
         entries = [c for p in paid for c in p.claims if c.entry == 0]
         remittances.append(ProviderRemittance(
-            provider_id=npi, provider_name="", trace_number=trace, issued_on=paid[0].issued_on or date.today(),
-            paid=entries, reversals=reversals, recovered=recovered,
-            unpaid=unpaid_claims_between(source, payer_id, npi, span.start, span.end), carried_in=span.carried_in,
-            carried_from=span.carried_from,
+            provider_id=npi, provider_name="", trace_number=trace, issued_on=paid[0].issued_on or span.issued_on,
+            paid=entries, reversals=reversals, recovered=recovered, unpaid=unpaid.pop(npi, []),
+            carried_in=money.carried_in, carried_from=money.carried_from,
             unpaid_lines=_unpaid_lines(source, [*entries, *reversals])))
+    # Providers the run pays nothing but owes word of their claims decided to pay nothing; the
+    # money between their runs stays with the runs that pay them (`window`).
+    for npi, claims in sorted(unpaid.items()):
+        remittances.append(ProviderRemittance(
+            provider_id=npi, provider_name="", trace_number=run_trace_number(run, npi), issued_on=span.issued_on,
+            paid=[], reversals=[], recovered=[], unpaid=claims))
     claim_ids = sorted({c.claim_id for r in remittances for c in (*r.paid, *r.reversals, *r.unpaid)})
     references = claim_references(source, claim_ids)
     names = provider_names(source, sorted({r.provider_id for r in remittances}))
     for remit in remittances:
         remit.references = references
         remit.provider_name = names.get(remit.provider_id, "")
+    if not remittances:  # the run pays others only, and has nothing to tell this provider
+        raise NotFoundError("run_id: no such payment run")
     return run, remittances
 
 

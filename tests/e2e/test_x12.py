@@ -251,7 +251,7 @@ def test_the_835_after_a_void_and_a_lowering_overturn_reverses_one_payment_and_r
         assert plb[5:7] == [f"FB:{next_run.run_id}-{world.NPI}", amount(paid.decision.total_paid_cents - 6_500)]
 
 
-def test_claims_decided_to_pay_nothing_are_in_the_835_of_the_providers_next_run_once(parties):
+def test_claims_decided_to_pay_nothing_are_told_once_in_the_next_runs_835_even_to_a_provider_it_pays_nothing(parties):
     from tests.e2e.test_money import visit
     from tests.unit.x12.test_remittance import check_balances
 
@@ -262,15 +262,29 @@ def test_claims_decided_to_pay_nothing_are_in_the_835_of_the_providers_next_run_
     owed = provider.SubmitClaim(visit("x12-owed", code="80053", billed=2_000))
     denied = provider.SubmitClaim(visit("x12-denied", day="2026-10-16", code="97140", billed=4_000))
     paid = provider.SubmitClaim(visit("x12-paid", day="2026-10-17", code="99214", billed=13_000))
-    decided = [wait_decided(parties, c.claim_id, paid.receipt.position) for c in (owed, denied, paid)]
+    # Another clinic, out of the plan's network: its claim is denied, and the run pays it nothing.
+    elsewhere = parties.other_provider.provider.SubmitClaim(visit("x12-out-of-network", day="2026-10-18"))
+    decided = [wait_decided(parties, c.claim_id, max(paid.receipt.position, elsewhere.receipt.position))
+               for c in (owed, denied, paid)]
     assert [(K.Outcome.Name(c.decision.outcome), c.decision.total_paid_cents > 0) for c in decided] == [
         ("OUTCOME_PAID", False), ("OUTCOME_DENIED", False), ("OUTCOME_PAID", True)]
-    run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(min_position=max(c.last_position for c in decided)))
+    out_of_network = parties.other_provider.provider.GetClaim(provider_pb2.GetClaimRequest(
+        claim_id=elsewhere.claim_id, min_position=decided[2].last_position)).claim
+    assert out_of_network.decision.outcome == K.OUTCOME_DENIED
+    run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
+        min_position=max(c.last_position for c in (*decided, out_of_network))))
     assert [[c.claim_id for c in p.claims] for p in run.payments] == [[paid.claim_id]]
     answer = run_835(parties, run.receipt.position, run.run_id)
+    first = answer.interchange
     clean(answer.interchange)
+    # Two transaction sets: the clinic the run pays, and the one it tells of its denial only.
+    assert [(r.provider_id, r.trace_number, r.claims, r.amount_cents) for r in answer.remittances] == [
+        (world.NPI, f"{run.run_id}-{world.NPI}", 3, decided[2].decision.total_paid_cents),
+        (world.OTHER_NPI, f"{run.run_id}-{world.OTHER_NPI}", 1, 0)]
+    assert [s[1:5] for s in segments(answer.interchange, "BPR")][1] == ["H", "0", "C", "NON"]
+    assert [(c[2], c[7]) for c in segments(answer.interchange, "CLP")][-1] == ("4", elsewhere.claim_id)
     clps = [(c[1], c[2], cents(c[3]), cents(c[4]), cents(c[5]) if c[5] else 0, c[7])
-            for c in segments(answer.interchange, "CLP")]
+            for c in segments(answer.interchange, "CLP")][:3]
     owed_decision, denied_decision, paid_decision = (c.decision for c in decided)
     assert clps == [
         ("x12-paid", "1", 13_000, paid_decision.total_paid_cents, paid_decision.total_patient_responsibility_cents,
@@ -280,9 +294,13 @@ def test_claims_decided_to_pay_nothing_are_in_the_835_of_the_providers_next_run_
     ]
     assert ["SVC", "HC:97140", "40", "0"] in segments(answer.interchange, "SVC")
     assert ["CAS", "CO", "96", "40"] in segments(answer.interchange, "CAS")
-    bpr02, clp04, plb = check_balances(answer.interchange.decode())
-    assert bpr02 == clp04 == paid_decision.total_paid_cents == answer.remittances[0].amount_cents and plb == 0
-    assert answer.remittances[0].claims == 3
+    for remit in answer.remittances:  # each provider's own 835 balances
+        own = parties.payer.payer.GetRemittance835(payer_pb2.GetRemittance835Request(
+            run_id=run.run_id, provider_id=remit.provider_id, payer=PAYER_IDENTITY))
+        clean(own.interchange)
+        assert list(own.remittances) == [remit]
+        bpr02, clp04, plb = check_balances(own.interchange.decode())
+        assert bpr02 == clp04 == remit.amount_cents and plb == 0
 
     # The next run tells what was decided since: a new denial, not the two before; and a claim
     # denied, then voided before the run, is in neither.
@@ -299,4 +317,5 @@ def test_claims_decided_to_pay_nothing_are_in_the_835_of_the_providers_next_run_
         ("1", later.claim_id), ("4", again.claim_id)]
     check_balances(answer.interchange.decode())
     # The first run's 835 is the same when written again.
-    assert run_835(parties, next_run.receipt.position, run.run_id).interchange.count(b"CLP*") == 3
+    after = run_835(parties, next_run.receipt.position, run.run_id).interchange
+    assert after.split(b"~\nST*", 1)[1] == first.split(b"~\nST*", 1)[1]  # the envelope bears the time of writing

@@ -533,7 +533,9 @@ class GetRemittance835Request(_message.Message):
     run_id: _builtins.str
     """The run (IssuePaymentsResponse.run_id); empty for this payer's latest run."""
     provider_id: _builtins.str
-    """Only this provider's transaction set (its NPI); empty for every provider paid in the run."""
+    """Only this provider's transaction set (its NPI); empty for every provider in the run: each it
+    pays, and each it pays nothing but tells of claims decided since the previous run to pay nothing.
+    """
     min_position: _builtins.int
     """Wait until the payments read model has reached this ledger position (the run's receipt
     position); 0 = no wait.
