@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ IEA_ELEMENT_CODES = {1: "021", 2: "018"}
 GS_ELEMENT_CODES = {6: "6", 8: "2"}
 TRANSACTION_ELEMENT_CODES = {1: "6", 2: "7"}
 IK3_CODES = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "I4", "I6", "I7", "I8", "I9"})
+_ELEMENT_NUMBER = re.compile(r"[0-9]{1,4}")
 IK4_CODES = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12", "13", "I10", "I11", "I12", "I13",
                        "I6", "I9"})
 
@@ -371,9 +373,11 @@ def _transaction(st: Any) -> TransactionReport:
         for element in seg.elements:
             for code, _message, _value in element.errors:
                 if str(code) in IK4_CODES:
+                    # IK402 is a data element's number (N0, up to four digits): an envelope segment
+                    # sent inside a transaction (a TA1) has element ids like "I12", left out then.
+                    reference = element.ele_ref_num if _ELEMENT_NUMBER.fullmatch(element.ele_ref_num or "") else None
                     elements.append(ElementError(position=element.ele_pos, component=element.subele_pos,
-                                                 repeat=element.repeat_pos, reference=element.ele_ref_num,
-                                                 code=str(code)))
+                                                 repeat=element.repeat_pos, reference=reference, code=str(code)))
         if elements and "8" not in codes:
             codes.append("8")
         codes = [c for c in dict.fromkeys(codes) if c in IK3_CODES]

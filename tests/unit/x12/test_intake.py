@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from claims_service.application import Receipt
@@ -304,6 +304,7 @@ def test_keys_fit_the_identifier_limit_and_tell_frequencies_and_originals_apart(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(BATCH) - 1), st.integers(0, 12),
                           st.text(alphabet="*:~^\n0123456789ABCDEFHIKLMNPRSTUVXZ-.", max_size=6)), min_size=1, max_size=4))
+@example(edits=[(182, 12, "~T")])  # a TA1 inside the transaction: its elements' ids ("I12") are no IK402
 def test_a_mangled_file_is_answered_or_refused_as_no_interchange_but_never_crashes(edits):
     text = BATCH
     for at, cut, insert in edits:
