@@ -466,8 +466,9 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
             empty = (baseline if (round_ == 0 and baseline is not None)
                      else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
             runs["empty"].append(empty)
+            # Paced at the empty run's rate: the tails of the two are compared at the same load.
             runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
-                                   data_dir=service_dir, env=keks))
+                                   data_dir=service_dir, env=keks, paced_rate=empty["paced"]["rate"]))
     finally:
         shutil.rmtree(service_dir, ignore_errors=True)
 
@@ -565,8 +566,8 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None,
         light: bool = False, catch_up: bool = False, env: dict[str, str] | None = None,
-        name: str = "bench_service", data_dir: Path | None = None) -> dict[str, Any]:
-    """The service under load: saturated, then paced at half the end-to-end rate in
+        name: str = "bench_service", data_dir: Path | None = None, paced_rate: float | None = None) -> dict[str, Any]:
+    """The service under load: saturated, then paced at half the end-to-end rate (or `paced_rate`) in
     `PACED_ROUNDS` rounds (one when `light`), then (unless `light`) with many streams open, and
     the verification costs. `catch_up`: the database holds a history; wait for the service to
     have done its start-up work on it first (timed). `data_dir`: the service's data directory,
@@ -623,7 +624,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the
             # latencies a client sees below saturation, and how much of their tail is the disk's.
-            rate = max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
+            rate = paced_rate or max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
             probe = DiskProbe(data_directory(url))
             paced_rounds = []
             for round_ in range(rounds):
