@@ -7,6 +7,7 @@ balances and pyx12 finds clean."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -268,8 +269,13 @@ def test_claims_decided_to_pay_nothing_are_told_once_in_the_next_runs_835_even_t
                for c in (owed, denied, paid)]
     assert [(K.Outcome.Name(c.decision.outcome), c.decision.total_paid_cents > 0) for c in decided] == [
         ("OUTCOME_PAID", False), ("OUTCOME_DENIED", False), ("OUTCOME_PAID", True)]
-    out_of_network = parties.other_provider.provider.GetClaim(provider_pb2.GetClaimRequest(
-        claim_id=elsewhere.claim_id, min_position=decided[2].last_position)).claim
+    deadline = time.monotonic() + 20
+    while True:  # decided in ledger order, after the three: read as its own provider sees it
+        out_of_network = parties.other_provider.provider.GetClaim(provider_pb2.GetClaimRequest(
+            claim_id=elsewhere.claim_id, min_position=elsewhere.receipt.position)).claim
+        if out_of_network.status != K.CLAIM_STATUS_SUBMITTED or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert out_of_network.decision.outcome == K.OUTCOME_DENIED
     run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
         min_position=max(c.last_position for c in (*decided, out_of_network))))
