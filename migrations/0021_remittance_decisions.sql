@@ -1,7 +1,8 @@
 -- Read model "payments": every decision the payer's claims were given, in ledger order, so that a
 -- run's 835s can report the claims decided since the payer's previous run that pay nothing
 -- (denied, or all the member's: CLP02 4 or 1, CLP04 0), to every provider that has some. No
--- payment is scheduled for those, so the payments themselves never show them. One row per claim event that sets or ends a decision:
+-- payment is scheduled for those, so the payments themselves never show them. One row per claim
+-- event that sets or ends a decision:
 --   kind 'decided'   an adjudication, a review or an overturned dispute (pended ones are 'pended':
 --                    not final, so never remitted);
 --   kind 'withdrawn' a void or a replacement (the claim is no longer the provider's to be paid).

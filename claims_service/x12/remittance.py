@@ -155,7 +155,7 @@ def _line_adjustments(line: dict[str, Any], sign: int) -> list[tuple[str, str, i
 
 
 def _claim_payment(out: list[str], entry: PaidClaim, reference: str, *, reversal: bool,
-                   unpaid: Sequence[dict[str, Any]] = (), status: str = "1") -> int:
+                   unpaid: Sequence[dict[str, Any]] = (), status: str = PROCESSED) -> int:
     """One CLP loop, as segment texts (this is the 835's hot path); returns its CLP04 in cents.
     CLP02 is 22 for a reversal, else ``status``: 1 (processed as primary) or 4 (denied)."""
     sign = -1 if reversal else 1
@@ -346,14 +346,14 @@ def remittances_of_run(source: Source, payer_id: str, run_id: str | None, *, pro
         remittances.append(ProviderRemittance(
             provider_id=npi, provider_name="", trace_number=run_trace_number(run, npi), issued_on=span.issued_on,
             paid=[], reversals=[], recovered=[], unpaid=claims))
+    if not remittances:  # the run pays others only, and has nothing to tell this provider
+        raise NotFoundError("run_id: no such payment run")
     claim_ids = sorted({c.claim_id for r in remittances for c in (*r.paid, *r.reversals, *r.unpaid)})
     references = claim_references(source, claim_ids)
     names = provider_names(source, sorted({r.provider_id for r in remittances}))
     for remit in remittances:
         remit.references = references
         remit.provider_name = names.get(remit.provider_id, "")
-    if not remittances:  # the run pays others only, and has nothing to tell this provider
-        raise NotFoundError("run_id: no such payment run")
     return run, remittances
 
 

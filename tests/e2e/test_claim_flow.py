@@ -55,10 +55,13 @@ def claim_request(key: str, code: str = "99213", billed: int = 12_000, units: in
     )
 
 
-def wait_decided(parties, claim_id: str, position: int) -> common_pb2.Claim:
+def wait_decided(parties, claim_id: str, position: int, *, client=None) -> common_pb2.Claim:
+    """The claim once decided (or as it is after 20 s), read by its provider (``client``: the
+    parties' provider unless another is named)."""
+    reader = (client or parties.provider).provider
     deadline = time.monotonic() + 20
     while True:
-        claim = parties.provider.provider.GetClaim(provider_pb2.GetClaimRequest(claim_id=claim_id, min_position=position)).claim
+        claim = reader.GetClaim(provider_pb2.GetClaimRequest(claim_id=claim_id, min_position=position)).claim
         if claim.status != common_pb2.CLAIM_STATUS_SUBMITTED or time.monotonic() > deadline:
             return claim
         time.sleep(0.1)

@@ -7,7 +7,6 @@ balances and pyx12 finds clean."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import grpc
@@ -269,13 +268,7 @@ def test_claims_decided_to_pay_nothing_are_told_once_in_the_next_runs_835_even_t
                for c in (owed, denied, paid)]
     assert [(K.Outcome.Name(c.decision.outcome), c.decision.total_paid_cents > 0) for c in decided] == [
         ("OUTCOME_PAID", False), ("OUTCOME_DENIED", False), ("OUTCOME_PAID", True)]
-    deadline = time.monotonic() + 20
-    while True:  # decided in ledger order, after the three: read as its own provider sees it
-        out_of_network = parties.other_provider.provider.GetClaim(provider_pb2.GetClaimRequest(
-            claim_id=elsewhere.claim_id, min_position=elsewhere.receipt.position)).claim
-        if out_of_network.status != K.CLAIM_STATUS_SUBMITTED or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    out_of_network = wait_decided(parties, elsewhere.claim_id, elsewhere.receipt.position, client=parties.other_provider)
     assert out_of_network.decision.outcome == K.OUTCOME_DENIED
     run = payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
         min_position=max(c.last_position for c in (*decided, out_of_network))))
