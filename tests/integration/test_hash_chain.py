@@ -150,6 +150,34 @@ def test_many_threads_writing_different_aggregates_keep_one_linear_chain(ledger,
     assert verify(database_url, monkeypatch, capsys)[0] == 0
 
 
+def test_a_writer_that_skips_the_table_lock_cannot_fork_the_chain(ledger, database_url):
+    """Two transactions insert without the recorder's lock: the trigger gives both rows the same
+    predecessor and so the same leaf index, and the second cannot commit (migration 0022)."""
+    append_tallies(ledger, 1)
+    insert = ("INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
+              " VALUES (%s, 1, 'tests:Forked', '{}')")
+    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        first.execute(insert, (uuid.uuid4(),))  # holds its new leaf index, uncommitted
+        failed: list[BaseException] = []
+
+        def insert_second() -> None:
+            try:
+                second.execute(insert, (uuid.uuid4(),))  # waits for the first to end, then fails
+                second.commit()
+            except psycopg.errors.UniqueViolation as error:
+                failed.append(error)
+
+        racer = threading.Thread(target=insert_second)
+        racer.start()
+        racer.join(timeout=0.5)
+        assert racer.is_alive(), "the second insert did not wait for the first's leaf index"
+        first.commit()
+        racer.join(timeout=10)
+    assert len(failed) == 1 and "ledger_events_leaf_index_idx" in str(failed[0])
+    table = rows(database_url)
+    assert len(table) == 3 and table[2][5] == table[1][7]
+
+
 def test_verify_names_a_changed_payload_byte(ledger, database_url, monkeypatch, capsys):
     append_tallies(ledger, 5)
     tamper(database_url, "UPDATE ledger_events SET state = overlay(state placing '\\x58'::bytea from 3) WHERE notification_id = 7")
@@ -176,9 +204,8 @@ def test_verify_names_a_forged_row_even_when_its_own_hash_is_right(ledger, datab
     digest = row_hash(fourth[7], 5, forged_id, 1, topic, state)
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
-        # The unique index on prev_hash refuses a second row naming the same predecessor;
+        # The unique index on leaf_index refuses a second row after the same predecessor;
         # a superuser drops it first.
-        conn.execute("DROP INDEX ledger_events_prev_hash_idx")
         conn.execute("DROP INDEX ledger_events_leaf_index_idx")
         conn.execute(
             "INSERT INTO ledger_events (notification_id, originator_id, originator_version, topic, state,"

@@ -76,7 +76,6 @@ def rewrite_history(database_url: str, position: int, new_state: bytes) -> None:
                             " FROM ledger_events ORDER BY notification_id").fetchall()
         with conn.transaction():
             conn.execute("SET LOCAL session_replication_role = replica")
-            conn.execute("DROP INDEX ledger_events_prev_hash_idx")
             prev, streams = GENESIS, {}
             for pos, stream, version, topic, state in rows:
                 state = new_state if pos == position else bytes(state)
@@ -84,7 +83,6 @@ def rewrite_history(database_url: str, position: int, new_state: bytes) -> None:
                 conn.execute("UPDATE ledger_events SET state = %s, prev_hash = %s, stream_prev_hash = %s, hash = %s"
                              " WHERE notification_id = %s", (state, prev, streams.get(stream, GENESIS), digest, pos))
                 prev = streams[stream] = digest
-            conn.execute("CREATE UNIQUE INDEX ledger_events_prev_hash_idx ON ledger_events (prev_hash)")
             conn.execute("DELETE FROM ledger_leaves")
             conn.execute("DELETE FROM merkle_nodes")
             conn.execute("DELETE FROM stream_map_roots")
