@@ -14,10 +14,11 @@ A subtree holding no stream is EMPTY, one stream its leaf, two or more the node 
 confused, so a root opens one way only: a path from the root along a key ends at that key's leaf
 (the stream's head), at EMPTY or at another stream's leaf (no such stream).
 
-Storage (migration 0018): `stream_map_nodes` holds every node and leaf ever made, by hash
-(content-addressed, append-only: a new head makes a new leaf and new nodes up its path; the old
-ones stay, so every earlier root still answers); `stream_map_roots` the root at the tree sizes the
-map was brought to. It is brought up to date incrementally, from the latest root with the heads
+Storage (migrations 0018, 0023): `stream_map_nodes` holds every node and leaf ever made
+(append-only: a new head makes a new leaf and new nodes up its path; the old ones stay, so every
+earlier root still answers), each at (made_at, hash), made_at the tree size of the update that made
+it, an inner node naming its children the same way, so that one update's rows are written together;
+`stream_map_roots` the root (and where it is stored) at the tree sizes the map was brought to. It is brought up to date incrementally, from the latest root with the heads
 the leaves since then moved: by the tree builder in the same transaction as the leaves once
 `map_every` (1,000) leaves are unmapped, and by the signer for the size it signs. The cost is
 O(changed streams × log streams) hashes and rows per update, never a pass over all streams (but
@@ -258,34 +259,64 @@ def _walk(stream: uuid.UUID, root: bytes, get) -> MapProof:  # noqa: ANN001 - a 
 
 
 # --- storage ------------------------------------------------------------------------------------
+#
+# A node is stored at (made_at, hash): made_at is the tree size of the update that made it, and an
+# inner node names each child by both, so that an update's rows are written together at the right
+# edge of the index rather than at random pages of an index keyed by hash (migration 0023).
 
-_SELECT_NODES = ("SELECT hash, left_hash, right_hash, stream_id, version, event_hash FROM stream_map_nodes"
-                 " WHERE hash = ANY(%s)")
+_NODE_COLUMNS = "n.made_at, n.hash, n.left_at, n.left_hash, n.right_at, n.right_hash, n.stream_id, n.version, n.event_hash"
+_SELECT_NODES = (f"SELECT {_NODE_COLUMNS} FROM unnest(%s::bigint[], %s::bytea[]) AS w(made_at, hash)"
+                 " JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash")
 _INSERT_NODES = (
-    "INSERT INTO stream_map_nodes (hash, left_hash, right_hash, stream_id, version, event_hash)"
-    " SELECT * FROM unnest(%b::bytea[], %b::bytea[], %b::bytea[], %b::uuid[], %b::bigint[], %b::bytea[])"
-    " ON CONFLICT (hash) DO NOTHING"
+    "INSERT INTO stream_map_nodes (made_at, hash, left_at, left_hash, right_at, right_hash, stream_id, version,"
+    " event_hash)"
+    " SELECT %b::bigint, * FROM unnest(%b::bytea[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bytea[], %b::uuid[],"
+    " %b::bigint[], %b::bytea[])"
+    " ON CONFLICT (made_at, hash) DO NOTHING"
 )
 # The path of one key from a root, one statement: each step picks the child the key's bit names.
 # PostgreSQL's get_bit numbers a byte's bits from its least significant one, hence 7 - depth % 8.
 _SELECT_PATH = (
-    "WITH RECURSIVE walk(depth, hash) AS ("
-    " SELECT 0, %(root)s::bytea"
+    "WITH RECURSIVE walk(depth, made_at, hash) AS ("
+    " SELECT 0, %(root_at)s::bigint, %(root)s::bytea"
     " UNION ALL"
-    " SELECT w.depth + 1, CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
-    "                          THEN n.right_hash ELSE n.left_hash END"
-    " FROM walk w JOIN stream_map_nodes n ON n.hash = w.hash"
+    " SELECT w.depth + 1, c.made_at, c.hash"
+    " FROM walk w JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash"
+    " CROSS JOIN LATERAL (SELECT CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
+    "                                 THEN n.right_at ELSE n.left_at END,"
+    "                            CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
+    "                                 THEN n.right_hash ELSE n.left_hash END) AS c(made_at, hash)"
     " WHERE n.left_hash IS NOT NULL AND w.depth < 256)"
-    " SELECT w.depth, w.hash, n.left_hash, n.right_hash, n.stream_id, n.version, n.event_hash"
-    " FROM walk w LEFT JOIN stream_map_nodes n ON n.hash = w.hash ORDER BY w.depth"
+    f" SELECT w.depth, {_NODE_COLUMNS}, w.hash"
+    " FROM walk w LEFT JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash ORDER BY w.depth"
 )
 
 
-def _node_of(row: tuple) -> Node:
-    _, left, right, stream, version, event_hash = row
-    if left is not None:
-        return (bytes(left), bytes(right))
-    return Leaf(stream, int(version), bytes(event_hash))
+class _Stored:
+    """Nodes read from the table or made by an update, by hash, with where each is stored."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, Node] = {}
+        self.at: dict[bytes, int] = {}  # hash -> made_at of a stored copy (children learnt from parents)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def add_row(self, row: tuple) -> bytes:
+        made_at, h, left_at, left, right_at, right, stream, version, event_hash = row
+        h = bytes(h)
+        self.at[h] = made_at
+        if left is not None:
+            self.nodes[h] = (bytes(left), bytes(right))
+            self.at.setdefault(bytes(left), left_at)
+            self.at.setdefault(bytes(right), right_at)
+        else:
+            self.nodes[h] = Leaf(stream, int(version), bytes(event_hash))
+        return h
+
+    def clear(self) -> None:
+        self.nodes.clear()
+        self.at.clear()
 
 
 def root_at(conn: psycopg.Connection, tree_size: int) -> bytes | None:
@@ -298,15 +329,21 @@ def root_at(conn: psycopg.Connection, tree_size: int) -> bytes | None:
 
 def prove(conn: psycopg.Connection, root: bytes, stream: uuid.UUID) -> MapProof:
     """What the map with `root` holds for `stream`, with its proof (one statement)."""
-    rows = conn.execute(_SELECT_PATH, {"root": root, "key": key_of(stream)}).fetchall()
-    path: dict[bytes, Node] = {}
-    for _depth, h, left, right, s, version, event_hash in rows:
-        if bytes(h) == EMPTY:
+    if bytes(root) == EMPTY:
+        return MapProof(stream, None, None, [])
+    found = conn.execute("SELECT root_at FROM stream_map_roots WHERE root = %s LIMIT 1", (root,)).fetchone()
+    if found is None:
+        raise StreamMapError(f"stream map root {bytes(root).hex()[:16]}… is not stored")
+    rows = conn.execute(_SELECT_PATH, {"root": root, "root_at": found[0], "key": key_of(stream)}).fetchall()
+    path = _Stored()
+    for row in rows:
+        h = bytes(row[-1])
+        if h == EMPTY:
             continue
-        if left is None and s is None:
-            raise StreamMapError(f"stream map node {bytes(h).hex()[:16]}… is not stored")
-        path[bytes(h)] = _node_of((h, left, right, s, version, event_hash))
-    return _walk(stream, root, path.__getitem__)
+        if row[2] is None:
+            raise StreamMapError(f"stream map node {h.hex()[:16]}… is not stored")
+        path.add_row(row[1:-1])
+    return _walk(stream, root, path.nodes.__getitem__)
 
 
 def checkpoint_extensions(conn: psycopg.Connection, tree_size: int) -> list[str]:
@@ -326,7 +363,7 @@ class StreamMap:
 
     def __init__(self, cache_limit: int = 500_000) -> None:
         self.cache_limit = cache_limit
-        self._cache: dict[bytes, Node] = {}
+        self._cache = _Stored()
 
     def catch_up(self, conn: psycopg.Connection, tree_size: int) -> bytes:
         """The map root at `tree_size`, recorded: the latest map before that size with the heads the
@@ -335,9 +372,9 @@ class StreamMap:
         root = root_at(conn, tree_size)
         if root is not None:
             return root
-        row = conn.execute("SELECT tree_size, root FROM stream_map_roots WHERE tree_size < %s"
+        row = conn.execute("SELECT tree_size, root, root_at FROM stream_map_roots WHERE tree_size < %s"
                            " ORDER BY tree_size DESC LIMIT 1", (tree_size,)).fetchone()
-        since, root = (row[0], bytes(row[1])) if row else (0, EMPTY)
+        since, root, at = (row[0], bytes(row[1]), row[2]) if row else (0, EMPTY, 0)
         heads: dict[uuid.UUID, Head] = {}
         with conn.cursor(name="stream_map_leaves") as cur:
             cur.itersize = 50_000
@@ -350,21 +387,25 @@ class StreamMap:
                 count += 1
         if count != tree_size - since:
             raise StreamMapError(f"the tree's leaves {since}..{tree_size - 1} do not all name an event of the ledger")
-        return self.update(conn, root, tree_size, heads)
+        return self.update(conn, root, tree_size, heads, root_made_at=at)
 
-    def update(self, conn: psycopg.Connection, root: bytes, new_size: int, heads: Mapping[uuid.UUID, Head]) -> bytes:
-        """Record the map at `new_size`: the map `root` with `heads` applied."""
+    def update(self, conn: psycopg.Connection, root: bytes, new_size: int, heads: Mapping[uuid.UUID, Head], *,
+               root_made_at: int = 0) -> bytes:
+        """Record the map at `new_size`: the map `root` (stored as made at `root_made_at`) with `heads`
+        applied; the nodes it makes are stored as made at `new_size`."""
         items = _items(heads)
         if root == EMPTY and len(items) > 1000:
             builder = _Builder({})  # from nothing (a first map): no path to read
             new_root = builder.build(0, items)
         else:
+            self._cache.at.setdefault(root, root_made_at)
             self._load_paths(conn, root, items)
-            builder = _Builder(self._cache)
+            builder = _Builder(self._cache.nodes)
             new_root = builder.apply(root, 0, items)
-        self._write(conn, builder.made)
-        stored = conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                              " RETURNING root", (new_size, new_root)).fetchone()
+        self._write(conn, new_size, builder.made)
+        new_root_at = new_size if new_root in builder.made else self._cache.at.get(new_root, root_made_at)
+        stored = conn.execute("INSERT INTO stream_map_roots (tree_size, root, root_at) VALUES (%s, %s, %s)"
+                              " ON CONFLICT DO NOTHING RETURNING root", (new_size, new_root, new_root_at)).fetchone()
         if stored is None and root_at(conn, new_size) != new_root:
             raise StreamMapError(f"the stream map already has another root for tree size {new_size}: the tree was"
                                  " rebuilt over a different history")
@@ -372,20 +413,24 @@ class StreamMap:
 
     def _load_paths(self, conn: psycopg.Connection, root: bytes, items: list[tuple[bytes, Leaf | bytes]]) -> None:
         """Bring every node the update descends through into the cache, a level per statement."""
+        cache = self._cache
         level = [(root, 0, items)] if items else []
         while level:
-            wanted = [h for h, _, _ in level if h != EMPTY and h not in self._cache]
+            wanted = [h for h, _, _ in level if h != EMPTY and h not in cache.nodes]
             if wanted:
-                for row in conn.execute(_SELECT_NODES, (wanted,)).fetchall():
-                    self._cache[bytes(row[0])] = _node_of(row)
-                absent = [h for h in wanted if h not in self._cache]
+                located = [cache.at.get(h) for h in wanted]
+                if None in located:
+                    raise StreamMapError(f"stream map node {wanted[located.index(None)].hex()[:16]}… is not stored")
+                for row in conn.execute(_SELECT_NODES, (located, wanted)).fetchall():
+                    cache.add_row(row)
+                absent = [h for h in wanted if h not in cache.nodes]
                 if absent:
                     raise StreamMapError(f"stream map node {absent[0].hex()[:16]}… is not stored")
             below = []
             for h, depth, its in level:
                 if h == EMPTY:
                     continue
-                node = self._cache[h]
+                node = cache.nodes[h]
                 if isinstance(node, Leaf):
                     continue
                 split = _split(its, depth)
@@ -395,24 +440,30 @@ class StreamMap:
                     below.append((node[1], depth + 1, its[split:]))
             level = below
 
-    def _write(self, conn: psycopg.Connection, made: Mapping[bytes, Node]) -> None:
+    def _write(self, conn: psycopg.Connection, made_at: int, made: Mapping[bytes, Node]) -> None:
         if not made:
             return
-        columns: list[list] = [[], [], [], [], [], []]
+        at = self._cache.at
+
+        def where(h: bytes) -> int:
+            return made_at if h in made else at.get(h, 0)  # EMPTY (no row) is at 0
+
+        columns: list[list] = [[] for _ in range(8)]
         # In hash order: two transactions writing the same new nodes (the builder and a signer
-        # bringing the map to nearby sizes) then wait for each other instead of deadlocking.
+        # bringing the map to the same size) then wait for each other instead of deadlocking.
         for h, node in sorted(made.items(), key=lambda item: item[0]):
             columns[0].append(h)
             if isinstance(node, Leaf):
-                row = (None, None, node.stream, node.version, node.event_hash)
+                row = (None, None, None, None, node.stream, node.version, node.event_hash)
             else:
-                row = (node[0], node[1], None, None, None)
+                row = (where(node[0]), node[0], where(node[1]), node[1], None, None, None)
             for i, value in enumerate(row, start=1):
                 columns[i].append(value)
-        conn.execute(_INSERT_NODES, columns)
+        conn.execute(_INSERT_NODES, (made_at, *columns))
         if len(self._cache) + len(made) > self.cache_limit:
             self._cache.clear()
-        self._cache.update(made)
+        self._cache.nodes.update(made)
+        at.update(dict.fromkeys(made, made_at))
 
 
 def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:

@@ -110,3 +110,61 @@ def test_damaged_map_tables_stop_the_tree_naming_the_map(ledger, database_url):
 def _write(path, text: str):
     path.write_text(text)
     return path
+
+
+def test_a_map_stored_by_hash_alone_is_moved_by_migration_0023_and_still_proves_and_grows(blank_database_url, tmp_path):
+    """A ledger whose map was kept before 0023 (rows by hash only): after the migration its roots
+    still open, and the builder goes on from them, writing its nodes at their update's tree size."""
+    import shutil
+
+    from claims_service.application import LedgerApplication
+    from claims_service.migrate import MIGRATIONS_DIR, migrate
+
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0023":
+            shutil.copy(path, before)
+    migrate(blank_database_url, before)
+    ledger = LedgerApplication(blank_database_url, pool_size=2)
+    try:
+        append_events(ledger, 30)
+        with TreeBuilder(blank_database_url, map_every=0) as builder:  # the tree, no map: written below
+            builder.catch_up()
+        with psycopg.connect(blank_database_url) as conn:
+            old_size = tree.tree_size(conn)
+            memory = streammap.MemoryMap()
+            old_root = memory.update(heads_at(conn, old_size))
+            for h, node in memory.nodes.items():
+                leaf = isinstance(node, streammap.Leaf)
+                conn.execute("INSERT INTO stream_map_nodes (hash, left_hash, right_hash, stream_id, version, event_hash)"
+                             " VALUES (%s, %s, %s, %s, %s, %s)",
+                             (h, None if leaf else node[0], None if leaf else node[1], node.stream if leaf else None,
+                              node.version if leaf else None, node.event_hash if leaf else None))
+            conn.execute("INSERT INTO stream_map_roots (tree_size, root) VALUES (%s, %s)", (old_size, old_root))
+        assert migrate(blank_database_url) == [p.name for p in sorted(MIGRATIONS_DIR.glob("*.sql")) if p.name >= "0023"]
+
+        with psycopg.connect(blank_database_url) as conn:
+            assert conn.execute("SELECT DISTINCT made_at FROM stream_map_nodes").fetchall() == [(0,)]
+            heads = heads_at(conn, old_size)
+            for stream, head in list(heads.items())[:5]:
+                assert streammap.verify(old_root, streammap.prove(conn, old_root, stream)) == head
+        append_events(ledger, 12)
+        with TreeBuilder(blank_database_url, map_every=1) as builder:
+            builder.catch_up()
+        with psycopg.connect(blank_database_url) as conn:
+            new_size = tree.tree_size(conn)
+            new_root = streammap.root_at(conn, new_size)
+            new_heads = heads_at(conn, new_size)
+            assert new_root == streammap.build_root(new_heads)
+            assert conn.execute("SELECT root_at FROM stream_map_roots WHERE tree_size = %s", (new_size,)).fetchone() == (new_size,)
+            made = conn.execute("SELECT made_at, count(*) FROM stream_map_nodes GROUP BY 1 ORDER BY 1").fetchall()
+            assert [m for m, _ in made] == [0, new_size]  # the new nodes are the update's, together
+            # Old and new streams prove under the new root (paths through old rows and new ones), and
+            # a stream that never was proves absent.
+            for stream in [*list(heads)[:5], *[s for s in new_heads if s not in heads][:5]]:
+                assert streammap.verify(new_root, streammap.prove(conn, new_root, stream)) == new_heads[stream]
+            assert streammap.verify(new_root, streammap.prove(conn, new_root, uuid.uuid4())) is None
+            assert streammap.verify(old_root, streammap.prove(conn, old_root, next(iter(heads)))) == heads[next(iter(heads))]
+    finally:
+        ledger.close()
