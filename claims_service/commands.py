@@ -53,6 +53,8 @@ from claims_service.errors import (
     ValidationError,
     VisitNotFoundError,
 )
+from claims_service.keys.sealing import ErasedEvent
+from claims_service.ledger import payloads
 from claims_service.ledger.verify import verify_streams
 from claims_service.group_commit import GroupCommitter
 
@@ -247,42 +249,47 @@ class Commands:
     def _member_known(self, member_id: str) -> bool:
         """Whether a member enrolment of the ledger names this member id (with any payer), by the
         same pass over the enrolments as `_payer_known`; members seen on the way are remembered."""
-        if member_id in self._known_members:
-            return True
-        with self.ledger.datastore.get_connection() as conn, conn.transaction(force_rollback=True), \
-                conn.cursor(name="known_members") as curs:
-            curs.itersize = PAYER_SCAN_CHUNK
-            curs.execute("SELECT originator_id, originator_version, topic, state FROM ledger_events WHERE topic = %s",
-                         (get_topic(MemberCoverage.Enrolled),))
-            for row in curs:
-                stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
-                seen = self.ledger.mapper.to_domain_event(stored).member_id  # type: ignore[attr-defined]
-                self._known_members.add(seen)
-                if seen == member_id:
-                    return True
-        return False
+        return member_id in self._known_members or self._scan_parties(
+            [get_topic(MemberCoverage.Enrolled)], "member_id", member_id, self._known_members)
 
     def _payer_known(self, payer_id: str) -> bool:
         """Whether a member enrolment or a contract of the ledger names this payer. There is no
         payer registry: the payer's first enrolment or contract is what makes it known. Those
-        events are streamed (and decrypted) until one names it, in one pass over the table; an
-        unknown payer costs the whole pass (key creation is rare and admin-only). Payers seen on
-        the way are remembered: a payer never becomes unknown."""
-        if payer_id in self._known_payers:
-            return True
-        topics = [get_topic(MemberCoverage.Enrolled), get_topic(Contract.Published)]
-        with self.ledger.datastore.get_connection() as conn, conn.transaction(force_rollback=True), \
-                conn.cursor(name="known_payers") as curs:
-            curs.itersize = PAYER_SCAN_CHUNK
-            curs.execute("SELECT originator_id, originator_version, topic, state FROM ledger_events WHERE topic = ANY(%s)",
-                         (topics,))
-            for row in curs:
+        events are read (and opened) until one names it, in one pass over the table; an unknown
+        payer costs the whole pass (key creation is rare and admin-only). Payers seen on the way
+        are remembered: a payer never becomes unknown."""
+        return payer_id in self._known_payers or self._scan_parties(
+            [get_topic(MemberCoverage.Enrolled), get_topic(Contract.Published)], "payer_id", payer_id,
+            self._known_payers)
+
+    def _scan_parties(self, topics: list[str], field: str, wanted: str, seen: set[str]) -> bool:
+        """Read the events of `topics` in position order, `PAYER_SCAN_CHUNK` at a time, adding each
+        one's `field` to `seen`, until one names `wanted`. Each chunk is a statement of its own (no
+        transaction stays open while a chunk is opened: the library ends one idle for seconds) and
+        its members' keys are read together, not one query an event."""
+        mapper = self.ledger.mapper
+        keys = mapper.sealer.keys if getattr(mapper, "sealer", None) is not None else None
+        after = 0
+        while True:
+            with self.ledger.datastore.get_connection() as conn:
+                rows = conn.execute(
+                    "SELECT notification_id, originator_id, originator_version, topic, state FROM ledger_events"
+                    " WHERE notification_id > %s AND topic = ANY(%s) ORDER BY notification_id LIMIT %s",
+                    (after, topics, PAYER_SCAN_CHUNK)).fetchall()
+            if not rows:
+                return False
+            after = rows[-1]["notification_id"]
+            if keys is not None:
+                keys.prefetch(k for row in rows if (k := payloads.sealed_key_id(bytes(row["state"]))) is not None)
+            for row in rows:
                 stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
-                seen = self.ledger.mapper.to_domain_event(stored).payer_id  # type: ignore[attr-defined]
-                self._known_payers.add(seen)
-                if seen == payer_id:
-                    return True
-        return False
+                event = mapper.to_domain_event(stored)
+                # An erased member's enrolment keeps what was never member data (its payer) in the clear.
+                value = event.plain.get(field) if isinstance(event, ErasedEvent) else getattr(event, field, None)
+                if value is not None:
+                    seen.add(value)
+            if wanted in seen:
+                return True
 
     def revoke_api_key(self, *, actor: str, key_id: str, reason: str) -> tuple[Receipt, bool]:
         """Revoke a key for good. Idempotent: revoking a revoked key writes nothing and returns the

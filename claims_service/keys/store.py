@@ -146,6 +146,10 @@ class MemberKeyStore:
         self._ciphers: OrderedDict[str, tuple[AESGCM | None, float]] = OrderedDict()
         # member ref -> key id (a member's key id never changes; its key may be destroyed)
         self._members: OrderedDict[uuid.UUID, str] = OrderedDict()
+        # key id -> when it was last read from the table, oldest first: the keys due for
+        # revalidation are found at the front, not by a pass over the whole cache at every miss
+        # (which made a pass over many members' events quadratic)
+        self._read_at: OrderedDict[str, float] = OrderedDict()
         # stream id -> the key id of its member ("" for a stream that belongs to no member)
         self._streams: OrderedDict[Any, str] = OrderedDict()
         self.reads = 0  # queries of the key table (tests, the bench)
@@ -167,15 +171,35 @@ class MemberKeyStore:
             if found is not None and (found[0] is None or now - found[1] < self.cache_seconds):
                 self._ciphers.move_to_end(key_id)
                 return found[0]
-            stale = [k for k, (c, at) in self._ciphers.items() if c is not None and now - at >= self.cache_seconds]
+            stale = self._stale(now, 1000)
         # One query for this key and every other cached key that is due for revalidation.
-        rows = self._read(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", ([key_id, *stale[:1000]],))
-        self._remember(rows, now, dropped=set(stale[:1000]) | {key_id})
+        rows = self._read(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", ([key_id, *stale],))
+        self._remember(rows, now, dropped={*stale, key_id})
         with self._lock:
             found = self._ciphers.get(key_id)
         if found is None:
             raise UndecodablePayloadError("a ledger payload is sealed under a member key this database does not know")
         return found[0]
+
+    def prefetch(self, key_ids: Iterable[str]) -> None:
+        """Read those of these keys that are not cached (or are due for revalidation) in one query,
+        for a caller about to open many members' events one by one."""
+        now = time.monotonic()
+        with self._lock:
+            wanted = [k for k in dict.fromkeys(key_ids) if k not in _destroyed and (
+                (found := self._ciphers.get(k)) is None or (found[0] is not None and now - found[1] >= self.cache_seconds))]
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            self._remember(self._read(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", (chunk,)), now, dropped=set(chunk))
+
+    def _stale(self, now: float, limit: int) -> list[str]:
+        """Up to `limit` cached live keys read from the table `cache_seconds` ago or more (under the lock)."""
+        stale: list[str] = []
+        for key_id, at in self._read_at.items():
+            if now - at < self.cache_seconds or len(stale) >= limit:
+                break
+            stale.append(key_id)
+        return stale
 
     def _remember(self, rows: list[tuple[Any, ...]], now: float, dropped: set[str]) -> None:
         keks = self.keks
@@ -183,11 +207,21 @@ class MemberKeyStore:
         with self._lock:
             for key_id in dropped - seen.keys():
                 self._ciphers.pop(key_id, None)
+                self._read_at.pop(key_id, None)
             for key_id, cipher in seen.items():
                 self._ciphers[key_id] = (cipher, now)
                 self._ciphers.move_to_end(key_id)
+                self._note_read(key_id, cipher, now)
             while len(self._ciphers) > self.cache_entries:
-                self._ciphers.popitem(last=False)
+                self._read_at.pop(self._ciphers.popitem(last=False)[0], None)
+
+    def _note_read(self, key_id: str, cipher: AESGCM | None, now: float) -> None:
+        """Keep a live key's read time in read order; a destroyed one is never revalidated."""
+        if cipher is None:
+            self._read_at.pop(key_id, None)
+        else:
+            self._read_at[key_id] = now
+            self._read_at.move_to_end(key_id)
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         self.reads += 1
@@ -233,7 +267,9 @@ class MemberKeyStore:
             cur.execute("INSERT INTO member_data_keys (key_id, kek_id, wrapped_key) VALUES (%s, %s, %s)",
                         (key_id, kek_id, wrapped))
         with self._lock:
-            self._ciphers[key_id] = (AESGCM(data_key), time.monotonic())
+            now = time.monotonic()
+            self._ciphers[key_id] = (cipher := AESGCM(data_key), now)
+            self._note_read(key_id, cipher, now)
         return key_id
 
     # --- streams ----------------------------------------------------------------------------
@@ -257,6 +293,7 @@ class MemberKeyStore:
         """The key was destroyed (by this process): never use it again."""
         with self._lock:
             self._ciphers[key_id] = (None, time.monotonic())
+            self._read_at.pop(key_id, None)
         forget_unwrapped(key_id)
 
 

@@ -6,6 +6,7 @@ theirs, while every other member's data reads as before."""
 from __future__ import annotations
 
 import argparse
+import time
 import json
 from datetime import date
 from pathlib import Path
@@ -284,3 +285,51 @@ def test_a_runs_835_after_an_erasure_still_balances_and_names_no_erased_member(s
     assert reports and all(r.clean for r in reports), [p for r in reports for p in r.problems()]
     assert check_balances(after) == check_balances(before)  # the same money, to the cent
     assert claims["erased-1"] in after and ERASED not in after
+
+
+def test_key_creation_finds_parties_chunk_by_chunk_with_each_chunks_keys_read_at_once(story, database_url, monkeypatch):
+    """`claimsctl keys create` for a payer or member passes over the enrolments in chunks, each a
+    statement of its own with its members' keys read in one query, and still finds a payer whose
+    member was erased (the payer was never member data)."""
+    import claims_service.commands as commands_module
+
+    ledger, service, _attachments, _claims = story
+    Eraser(ledger, service._save).erase(ERASED, actor="admin:test")
+    monkeypatch.setattr(commands_module, "PAYER_SCAN_CHUNK", 2)
+    fresh_ledger = LedgerApplication(database_url)  # a process that has read no key yet
+    try:
+        fresh = Commands(fresh_ledger, today=lambda: TODAY)
+        keys = fresh_ledger.mapper.sealer.keys
+        assert fresh._member_known(OTHERS[1])  # the last of three enrolments: two chunks
+        assert keys.reads == 2  # one key query a chunk, not one an event
+        assert not fresh._member_known("M-NOBODY")
+        assert fresh._payer_known(world.PAYER)
+        assert not fresh._payer_known("PAYER-NOBODY")
+        fresh.close()
+    finally:
+        fresh_ledger.close()
+
+
+def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_are_revalidated(story, database_url):
+    """A process's cached keys are read again `cache_seconds` after they were read, oldest first,
+    with the next key it has to read: an erasure elsewhere stops their use within that time."""
+    ledger, service, _attachments, _claims = story
+    other = LedgerApplication(database_url)  # another process, with keys cached
+    try:
+        keys = other.mapper.sealer.keys
+        keys.cache_seconds = 0.2
+        erased_key, _ = keys.key_of_member(ERASED, create=False)
+        keys.key_of_member(OTHERS[0], create=False)
+        assert keys.cipher(erased_key) is not None
+        with psycopg.connect(database_url) as conn:  # as `claimsctl erase-member` in another process does
+            conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (erased_key,))
+            conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (erased_key,))
+        assert keys.cipher(erased_key) is not None  # cached, and not yet due
+        time.sleep(0.3)
+        reads = keys.reads
+        keys.key_of_member(OTHERS[1], create=False)  # a miss: due keys are read with it, in one query
+        assert keys.reads == reads + 2  # the member's key id, then its key with the due ones
+        with pytest.raises(MemberDataErasedError):
+            keys.key_of_member(ERASED, create=False)
+    finally:
+        other.close()
