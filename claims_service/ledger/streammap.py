@@ -462,8 +462,14 @@ class StreamMap:
         conn.execute(_INSERT_NODES, (made_at, *columns))
         if len(self._cache) + len(made) > self.cache_limit:
             self._cache.clear()
+        # What the next update needs of these nodes, as if their rows had been read: each node and
+        # where its children are (a child made earlier may have left the cache with the clear).
         self._cache.nodes.update(made)
-        at.update(dict.fromkeys(made, made_at))
+        for h, left_at, left, right_at, right in zip(columns[0], columns[1], columns[2], columns[3], columns[4]):
+            at[h] = made_at
+            if left is not None:
+                at.setdefault(left, left_at)
+                at.setdefault(right, right_at)
 
 
 def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:

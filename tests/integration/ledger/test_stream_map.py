@@ -168,3 +168,19 @@ def test_a_map_stored_by_hash_alone_is_moved_by_migration_0023_and_still_proves_
             assert streammap.verify(old_root, streammap.prove(conn, old_root, next(iter(heads)))) == heads[next(iter(heads))]
     finally:
         ledger.close()
+
+
+def test_the_map_goes_on_after_its_cache_is_emptied(ledger, database_url):
+    """A builder whose cache of nodes fills up empties it and still finds every node it descends
+    through: where each child of the nodes it kept is stored is kept with them."""
+    with TreeBuilder(database_url, map_every=1) as builder:
+        builder._map = streammap.StreamMap(cache_limit=8)  # emptied at nearly every update
+        for round_ in range(5):
+            append_events(ledger, 6 + round_)
+            builder.catch_up()
+            with psycopg.connect(database_url) as conn:
+                size = tree.tree_size(conn)
+                root = streammap.root_at(conn, size)
+                assert root == streammap.build_root(heads_at(conn, size)), round_
+                for stream, head in list(heads_at(conn, size).items())[:3]:
+                    assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
