@@ -308,8 +308,8 @@ class _Stored:
         self.at[h] = made_at
         if left is not None:
             self.nodes[h] = (bytes(left), bytes(right))
-            self.at.setdefault(bytes(left), left_at)
-            self.at.setdefault(bytes(right), right_at)
+            self.at[bytes(left)] = left_at  # a stored row names where they are: trust it over the cache
+            self.at[bytes(right)] = right_at
         else:
             self.nodes[h] = Leaf(stream, int(version), bytes(event_hash))
         return h
@@ -364,6 +364,10 @@ class StreamMap:
     def __init__(self, cache_limit: int = 500_000) -> None:
         self.cache_limit = cache_limit
         self._cache = _Stored()
+
+    def forget(self) -> None:
+        """Empty the cache: after a transaction that made nodes did not commit, they are not stored."""
+        self._cache.clear()
 
     def catch_up(self, conn: psycopg.Connection, tree_size: int) -> bytes:
         """The map root at `tree_size`, recorded: the latest map before that size with the heads the

@@ -245,6 +245,14 @@ class TreeBuilder:
     def extend(self, max_leaves: int = 10_000, *, wait: bool = True) -> int:
         """Append up to `max_leaves` events after the last leaf, in one transaction; return how many.
         With `wait` False, return 0 at once while another builder holds the tree."""
+        try:
+            return self._extend(max_leaves, wait=wait)
+        except BaseException:
+            # The map's cache may hold nodes of the update that did not commit: never build on them.
+            self._map.forget()
+            raise
+
+    def _extend(self, max_leaves: int, *, wait: bool) -> int:
         conn = self._connection()
         with conn.transaction():
             if wait:

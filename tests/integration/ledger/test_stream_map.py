@@ -184,3 +184,32 @@ def test_the_map_goes_on_after_its_cache_is_emptied(ledger, database_url):
                 assert root == streammap.build_root(heads_at(conn, size)), round_
                 for stream, head in list(heads_at(conn, size).items())[:3]:
                     assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+
+
+def test_a_map_update_that_did_not_commit_leaves_nothing_to_build_on(ledger, database_url, monkeypatch):
+    """The builder's transaction fails after the map was brought up to date in it: the nodes it
+    made are not stored, and the next update does not take them for stored ones."""
+    with TreeBuilder(database_url, map_every=1) as builder:
+        append_events(ledger, 8)
+        builder.catch_up()
+        real = streammap.StreamMap.catch_up
+
+        def fails_after(self, conn, tree_size):  # noqa: ANN001 - the method's own arguments
+            real(self, conn, tree_size)
+            raise psycopg.OperationalError("the connection was lost before the commit")
+
+        append_events(ledger, 5)
+        monkeypatch.setattr(streammap.StreamMap, "catch_up", fails_after)
+        with pytest.raises(psycopg.OperationalError):
+            builder.extend(3)  # three leaves, the map updated, nothing committed
+        assert len(builder._map._cache) == 0  # what that update made was forgotten with it
+        monkeypatch.setattr(streammap.StreamMap, "catch_up", real)
+        builder.catch_up()
+        append_events(ledger, 4)
+        builder.catch_up()
+    with psycopg.connect(database_url) as conn:
+        size = tree.tree_size(conn)
+        root = streammap.root_at(conn, size)
+        assert root == streammap.build_root(heads_at(conn, size))
+        for stream, head in heads_at(conn, size).items():
+            assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
