@@ -18,12 +18,13 @@ Storage (migrations 0018, 0023): `stream_map_nodes` holds every node and leaf ev
 (append-only: a new head makes a new leaf and new nodes up its path; the old ones stay, so every
 earlier root still answers), each at (made_at, hash), made_at the tree size of the update that made
 it, an inner node naming its children the same way, so that one update's rows are written together;
-`stream_map_roots` the root (and where it is stored) at the tree sizes the map was brought to. It is brought up to date incrementally, from the latest root with the heads
-the leaves since then moved: by the tree builder in the same transaction as the leaves once
-`map_every` (1,000) leaves are unmapped, and by the signer for the size it signs. The cost is
-O(changed streams × log streams) hashes and rows per update, never a pass over all streams (but
-once, to map a ledger that predates the map); updating every 1,000 leaves rather than at every
-small batch shares the upper levels of the paths among more streams.
+`stream_map_roots` the root (and where it is stored) at the tree sizes the map was brought to.
+It is brought up to date incrementally, from the latest root with the heads the leaves since then
+moved: by the tree builder in the same transaction as the leaves once `map_every` (1,000) leaves
+are unmapped, and by the signer for the size it signs. The cost is O(changed streams × log
+streams) hashes and rows per update, never a pass over all streams (but once, to map a ledger that
+predates the map); updating every 1,000 leaves rather than at every small batch shares the upper
+levels of the paths among more streams.
 """
 
 from __future__ import annotations
