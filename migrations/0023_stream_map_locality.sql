@@ -9,7 +9,8 @@
 -- by its key, one recursive statement. The hashes, the roots and the proofs are unchanged.
 --
 -- The rows already there keep their hashes and are moved as made at 0 (they name their children,
--- all of them older rows, at 0); the table is built anew, as before: append-only.
+-- all of them older rows, at 0); the table is built anew, as before: append-only. The copy is a
+-- pass over the map (about ten rows an event): minutes on a ledger of 100,000,000 events.
 
 ALTER TABLE stream_map_nodes RENAME TO stream_map_nodes_by_hash;
 
