@@ -127,7 +127,10 @@ def service_children(server: Server) -> list[int]:
     """The service's child processes: its worker processes and further server processes."""
     found = []
     for pid in children(server.process.pid):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # it ended (this test kills them) between the listing and the read
+            continue
         if cmdline and b"resource_tracker" not in cmdline:
             found.append(pid)
     return found
