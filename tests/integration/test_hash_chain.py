@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import psycopg
@@ -169,7 +170,12 @@ def test_a_writer_that_skips_the_table_lock_cannot_fork_the_chain(ledger, databa
 
         racer = threading.Thread(target=insert_second)
         racer.start()
-        racer.join(timeout=0.5)
+        with psycopg.connect(database_url, autocommit=True) as watcher:  # until the second waits for the first
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and watcher.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                    (second.info.backend_pid,)).fetchone() != ("Lock",):
+                time.sleep(0.02)
         assert racer.is_alive(), "the second insert did not wait for the first's leaf index"
         first.commit()
         racer.join(timeout=10)
