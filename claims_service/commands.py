@@ -268,7 +268,7 @@ class Commands:
         transaction stays open while a chunk is opened: the library ends one idle for seconds) and
         its members' keys are read together, not one query an event."""
         mapper = self.ledger.mapper
-        keys = mapper.sealer.keys if getattr(mapper, "sealer", None) is not None else None
+        keys = mapper.sealer.keys if mapper.sealer is not None else None
         after = 0
         while True:
             with self.ledger.datastore.get_connection() as conn:

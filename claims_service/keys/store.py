@@ -89,8 +89,8 @@ def forget_unwrapped(key_id: str) -> None:
             del _unwrapped[entry]
 
 
-KEY_ROWS = ("SELECT k.key_id::text, k.erased_at IS NOT NULL, d.kek_id, d.wrapped_key"
-            " FROM member_keys k LEFT JOIN member_data_keys d USING (key_id)")
+KEY_ROWS_BY_ID = ("SELECT k.key_id::text, k.erased_at IS NOT NULL, d.kek_id, d.wrapped_key"
+                  " FROM member_keys k LEFT JOIN member_data_keys d USING (key_id) WHERE k.key_id = ANY(%s::uuid[])")
 
 
 def _cipher_of(keks: KeyEncryptionKeys, row: tuple[Any, ...]) -> AESGCM | None:
@@ -124,7 +124,7 @@ def fresh_keys(conn: Any, key_ids: Iterable[str], keks: KeyEncryptionKeys | None
         return BatchKeys({})
     keks = keks or default_keks()
     with conn.cursor(row_factory=tuple_row) as cur:
-        rows = cur.execute(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", (wanted,)).fetchall()
+        rows = cur.execute(KEY_ROWS_BY_ID, (wanted,)).fetchall()
     return BatchKeys({row[0]: _cipher_of(keks, row) for row in rows})
 
 
@@ -168,12 +168,12 @@ class MemberKeyStore:
         now = time.monotonic()
         with self._lock:
             found = self._ciphers.get(key_id)
-            if found is not None and (found[0] is None or now - found[1] < self.cache_seconds):
+            if self._fresh(found, now):
                 self._ciphers.move_to_end(key_id)
                 return found[0]
             stale = self._stale(now, 1000)
         # One query for this key and every other cached key that is due for revalidation.
-        rows = self._read(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", ([key_id, *stale],))
+        rows = self._read(KEY_ROWS_BY_ID, ([key_id, *stale],))
         self._remember(rows, now, dropped={*stale, key_id})
         with self._lock:
             found = self._ciphers.get(key_id)
@@ -186,11 +186,15 @@ class MemberKeyStore:
         for a caller about to open many members' events one by one."""
         now = time.monotonic()
         with self._lock:
-            wanted = [k for k in dict.fromkeys(key_ids) if k not in _destroyed and (
-                (found := self._ciphers.get(k)) is None or (found[0] is not None and now - found[1] >= self.cache_seconds))]
+            wanted = [k for k in dict.fromkeys(key_ids) if k not in _destroyed and not self._fresh(self._ciphers.get(k), now)]
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start:start + 1000]
-            self._remember(self._read(KEY_ROWS + " WHERE k.key_id = ANY(%s::uuid[])", (chunk,)), now, dropped=set(chunk))
+            self._remember(self._read(KEY_ROWS_BY_ID, (chunk,)), now, dropped=set(chunk))
+
+    def _fresh(self, found: tuple[AESGCM | None, float] | None, now: float) -> bool:
+        """Whether a cache entry may be used without reading the table: known destroyed, or read
+        less than `cache_seconds` ago."""
+        return found is not None and (found[0] is None or now - found[1] < self.cache_seconds)
 
     def _stale(self, now: float, limit: int) -> list[str]:
         """Up to `limit` cached live keys read from the table `cache_seconds` ago or more (under the lock)."""

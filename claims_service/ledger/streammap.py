@@ -281,12 +281,10 @@ _SELECT_PATH = (
     "WITH RECURSIVE walk(depth, made_at, hash) AS ("
     " SELECT 0, %(root_at)s::bigint, %(root)s::bytea"
     " UNION ALL"
-    " SELECT w.depth + 1, c.made_at, c.hash"
+    " SELECT w.depth + 1, CASE WHEN b.goes_right THEN n.right_at ELSE n.left_at END,"
+    "                     CASE WHEN b.goes_right THEN n.right_hash ELSE n.left_hash END"
     " FROM walk w JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash"
-    " CROSS JOIN LATERAL (SELECT CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
-    "                                 THEN n.right_at ELSE n.left_at END,"
-    "                            CASE WHEN get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1"
-    "                                 THEN n.right_hash ELSE n.left_hash END) AS c(made_at, hash)"
+    " CROSS JOIN LATERAL (SELECT get_bit(%(key)s::bytea, (w.depth / 8) * 8 + 7 - w.depth %% 8) = 1) AS b(goes_right)"
     " WHERE n.left_hash IS NOT NULL AND w.depth < 256)"
     f" SELECT w.depth, {_NODE_COLUMNS}, w.hash"
     " FROM walk w LEFT JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash ORDER BY w.depth"
@@ -303,7 +301,7 @@ class _Stored:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def add_row(self, row: tuple) -> bytes:
+    def add_row(self, row: tuple) -> None:
         made_at, h, left_at, left, right_at, right, stream, version, event_hash = row
         h = bytes(h)
         self.at[h] = made_at
@@ -313,7 +311,6 @@ class _Stored:
             self.at[bytes(right)] = right_at
         else:
             self.nodes[h] = Leaf(stream, int(version), bytes(event_hash))
-        return h
 
     def clear(self) -> None:
         self.nodes.clear()
@@ -403,7 +400,7 @@ class StreamMap:
             builder = _Builder({})  # from nothing (a first map): no path to read
             new_root = builder.build(0, items)
         else:
-            self._cache.at.setdefault(root, root_made_at)
+            self._cache.at[root] = root_made_at  # the root's row says where it is
             self._load_paths(conn, root, items)
             builder = _Builder(self._cache.nodes)
             new_root = builder.apply(root, 0, items)
@@ -473,8 +470,7 @@ class StreamMap:
         for h, left_at, left, right_at, right in zip(columns[0], columns[1], columns[2], columns[3], columns[4]):
             at[h] = made_at
             if left is not None:
-                at.setdefault(left, left_at)
-                at.setdefault(right, right_at)
+                at[left], at[right] = left_at, right_at
 
 
 def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:
