@@ -61,6 +61,11 @@ def main() -> None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="claims-bench-")))
             server = stack.enter_context(embedded_server(tmp, delete_on_exit=True))
             admin_url = server_url(server, "postgres")
+        # A new cluster creates its WAL segments as it goes, each one stalling every commit: start
+        # from the segments a server that has run for long reuses (bench/disk.py).
+        from bench.disk import preallocate_wal
+
+        wal_preallocated = preallocate_wal(admin_url)
         suffix = uuid.uuid4().hex[:6]
         created: list[str] = []
 
@@ -75,6 +80,7 @@ def main() -> None:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "options": vars(args),
+            "wal_preallocated": wal_preallocated,
         }
         with Progress(console=console, transient=True) as progress:
             for part in parts:

@@ -4,6 +4,13 @@ to the database's data directory (the file system PostgreSQL flushes its WAL to)
 its own (the load client's interpreter lock must not delay it), for as long as a measured phase
 runs. Each flush is kept with the moment it began, so a slow submit can be matched with a slow
 flush of the disk at the same time (`explain`).
+
+And the WAL's segment files. A new cluster creates each 16 MB segment as its WAL reaches it:
+zero-filled and flushed by the committing backend while it holds the WAL's write lock, so every
+commit meanwhile waits (40-60 ms on this machine's disk, one every two or three seconds under the
+service's load). A server that has run through checkpoints renames old segments for reuse instead
+and creates none. `preallocate_wal` gives the bench's new cluster that state before it measures,
+and `wal_segments_created` counts what a measured phase still created.
 """
 
 from __future__ import annotations
@@ -114,6 +121,34 @@ class Flushes:
                 unexplained.append(took)
         return {"slow_calls": explained + len(unexplained), "explained_by_the_disk": explained,
                 "unexplained": len(unexplained), "unexplained_max_ms": max(unexplained, default=0.0) * 1000}
+
+
+def wal_segments_created(database_url: str) -> int | None:
+    """WAL segment files the server has created (zero-filled and flushed) since its statistics
+    began; None where the server does not count them (before PostgreSQL 18) or will not say."""
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            found = conn.execute("SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal' AND context = 'init'").fetchone()
+    except psycopg.Error:
+        return None
+    return None if found is None or found[0] is None else int(found[0])
+
+
+def preallocate_wal(admin_url: str, megabytes: int = 1024) -> bool:
+    """Switch through `megabytes` of new WAL segments, then checkpoint: the checkpoint keeps them
+    for reuse (as many as the WAL written between checkpoints, its estimate of what comes next), as
+    a server that has run for long has them. Needs a superuser (or the switch and checkpoint
+    privileges); returns whether it was done."""
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            for _ in range(max(1, megabytes // 16)):
+                # A switch needs WAL written since the last: one record that touches no table.
+                conn.execute("SELECT pg_logical_emit_message(false, 'claims-bench', '')")
+                conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def measure_alone(directory: Path, seconds: float = 5.0) -> dict[str, Any]:

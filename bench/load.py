@@ -33,7 +33,7 @@ import grpc
 import psycopg
 
 from bench import streams
-from bench.disk import DiskProbe, data_directory
+from bench.disk import DiskProbe, data_directory, wal_segments_created
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
@@ -541,13 +541,15 @@ def wait_caught_up(url: str, server: Server, timeout: float = 1800.0) -> float:
 
 
 def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, probe: DiskProbe,
-                on_progress: Callable[[float], None]) -> dict[str, Any]:
+                on_progress: Callable[[float], None], database_url: str) -> dict[str, Any]:
     """One paced phase with the disk's flushes probed beside it: the client's tails and the disk's,
-    and which slow calls the disk explains."""
+    which slow calls the disk explains, and the WAL segments the server had to create meanwhile."""
     load.reset()
+    segments = wal_segments_created(database_url)
     probe.start()
     elapsed = load.run(seconds, on_progress, rate=rate)
     flushes = probe.stop()
+    segments_after = wal_segments_created(database_url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and set(load.submitted_at) - set(stream.arrived):
         time.sleep(0.2)
@@ -560,6 +562,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
         "disk": flushes.summary(),
         "submit_stalls": flushes.explain(list(load.calls)),
+        "wal_segments_created": None if segments is None or segments_after is None else segments_after - segments,
         "errors": dict(load.errors),
     }
 
@@ -631,7 +634,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                 progress.update(task, description=f"service over gRPC: paced at {rate:.0f}/s, {seconds:.0f} s,"
                                                   f" round {round_ + 1} of {rounds}")
                 paced_rounds.append(paced_round(load, stream, rate, seconds, probe,
-                                                lambda f, r=round_: progress.update(task, completed=0.5 + (r + f) / rounds / 2)))
+                                                lambda f, r=round_: progress.update(task, completed=0.5 + (r + f) / rounds / 2),
+                                                url))
             paced = paced_rounds[0]
             many_streams: dict[str, Any] | None = None
             if not light:
@@ -701,8 +705,10 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
              f"{found['submit_ms']['p50']:.1f} / {found['submit_ms']['p99']:.1f} · "
              f"{disk['p50_ms']:.1f} / {disk['p99_ms']:.1f} / {disk['max_ms']:.0f}",
              f"p99 ≤ {disk['p99_ms'] + 15:.0f} (disk + 15)"),
-            (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)",
-             f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})", "ours: 0"),
+            (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)"
+             " · WAL segments created meanwhile",
+             f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})"
+             f" · {'?' if found.get('wal_segments_created') is None else found['wal_segments_created']}", "ours: 0"),
             (f"  run {number}: submit → payer notification p50 / p99 ms", f"{found['notify_ms']['p50']:.0f} / {found['notify_ms']['p99']:.0f}",
              "p99 < 500"),
         ]
