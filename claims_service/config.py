@@ -64,6 +64,11 @@ class Config(BaseSettings):
     """gRPC server processes on grpc_addr (SO_REUSEPORT), each with its own pools and limits."""
     adjudicator_partitions: Annotated[int, Field(ge=1, le=256)] = 1
     """Adjudicator processes, each deciding the claims of its share of the members (README)."""
+    adjudicator_niceness: Annotated[int, Field(ge=0, le=19)] = 5
+    """How much lower than the servers' the adjudicators' CPU priority is (``nice``): on cores
+    the servers share, a request runs first and the adjudicator decides in larger batches."""
+    background_niceness: Annotated[int, Field(ge=0, le=19)] = 10
+    """The same for the projections' and the tree's processes, further from a client's wait."""
     workers: str = "all"
     """Which worker processes this `claimsctl serve` runs: "all", "none" (servers only), or a
     comma-separated choice of adjudicator (every partition), adjudicator.<i>/<M>, projections,

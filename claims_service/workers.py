@@ -24,6 +24,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,19 @@ def select_roles(chosen: str, adjudicator_partitions: int = 1) -> list[Role]:
         raise ValueError(f"CLAIMS_WORKERS names no worker process here: {', '.join(sorted(unknown))}"
                          f" (with CLAIMS_ADJUDICATOR_PARTITIONS={adjudicator_partitions})")
     return picked
+
+
+def _lower_priority(role: Role, config: Config) -> None:
+    """Give the cores to the servers first: a request waits on them, the workers only follow.
+    Measured (README "Scale"): at the same paced rate, submit p50 12.5 -> 8.5 ms and the submits
+    over 20 ms a third as many; saturated, more claims end to end, since each worker's batch is
+    larger when it runs in the gaps (less CPU per claim)."""
+    niceness = config.adjudicator_niceness if role.partition is not None else config.background_niceness
+    if niceness:
+        try:
+            os.nice(niceness)
+        except OSError as error:  # a platform or sandbox that refuses: run as the servers do
+            print(f"could not lower {role.name}'s CPU priority: {error}", file=sys.stderr)  # before logging is set up
 
 
 def run_worker(role: Role, database_url: str, config: Config, stop: threading.Event | None = None,
@@ -162,7 +176,8 @@ def _child_main(role: Role, database_url: str, config: Config, log_level: int, s
                 reports: multiprocessing.connection.Connection) -> None:
     from claims_service.observability import logs, metrics, tracing
 
-    name_process(role.process_name)
+    _lower_priority(role, config)
+    name_process(role.process_name)  # after: a process named as a worker runs as one
     # As the server set them up: its log format, its metrics directory (inherited in the
     # environment), traces when an OTLP endpoint is set.
     logs.configure(config.log_format, level=log_level, process="workers")
