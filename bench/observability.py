@@ -131,7 +131,6 @@ def isolated_costs(sink_port: int, claims: int = 20_000) -> dict[str, float]:
             recorded.group_commit_events.observe(1)
             for writer in ("server", "adjudicator"):
                 recorded.commit_seconds.labels(writer).observe(0.003)
-                recorded.commit_flush_seconds.labels(writer).observe(0.002)
             recorded.decisions.labels("paid", "adjudicator").inc()
             recorded.payment_cents.labels("scheduled").inc(12_345)
             for follower in ("adjudicator", "projections"):

@@ -99,17 +99,22 @@ def member_key_cache(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 class LedgerRecorder(PostgresProcessRecorder):
-    """The library's process recorder, minus pipeline mode for inserts.
+    """The library's process recorder, each write one statement that PostgreSQL commits itself.
 
-    psycopg's pipeline mode can deadlock on a large statement (the server waits in ClientRead
-    while the client waits for results; psycopg/psycopg#685), which an adjudication batch of a few
-    hundred claims with their recorded facts reaches. The statements and their order are the
-    library's own: tracking row, lock timeout, table lock, NOTIFY, INSERT ... RETURNING, in one
-    transaction.
+    A write (events, with a follower's tracking row or not) is ``ledger_append`` (migration 0024)
+    in a transaction of its own: the tracking row, the lock timeout, the events table's lock, the
+    NOTIFY and the INSERT ... RETURNING, the library's statements in the library's order, then the
+    commit, all before PostgreSQL answers. The events table's lock is held for PostgreSQL's work
+    and the WAL flush alone, never across a round trip to this process, whose thread may be
+    waiting for the interpreter lock or a core meanwhile. (Not pipeline mode, which would also
+    save the round trips: psycopg's can deadlock on a large statement, the server waiting in
+    ClientRead while the client waits for results, psycopg/psycopg#685, and an adjudication batch
+    of a few hundred claims with their recorded facts is one.) The rows go as five arrays sent in
+    binary: the library sends one array of a composite type as text, which escapes every payload
+    byte by byte in Python (about a tenth of a claim's CPU).
     """
 
     RECENT_RECEIPTS = 65_536
-    RETURNING = "notification_id, hash, leaf_index"  # the hash chain's columns (migrations 0002, 0012)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,9 +126,7 @@ class LedgerRecorder(PostgresProcessRecorder):
 
     def instrument(self, writer: str) -> None:
         """Time this recorder's writes as ``writer``'s (the group commit, the adjudicator) in metrics."""
-        recorded = metrics.get()
-        self._commit_seconds = recorded.commit_seconds.labels(writer)
-        self._commit_flush_seconds = recorded.commit_flush_seconds.labels(writer)
+        self._commit_seconds = metrics.get().commit_seconds.labels(writer)
 
     def recent_receipts(self, positions: Sequence[int]) -> dict[int, tuple[bytes, int]]:
         """(hash, leaf index) of those of ``positions`` this recorder inserted lately."""
@@ -132,83 +135,47 @@ class LedgerRecorder(PostgresProcessRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        if not stored_events:  # a follower's position alone: the library's transaction
+            return super().insert_events(stored_events, **kwargs)
+        metadata: Mapping[Any, str] | None = kwargs.get("event_metadata")
         started = time.perf_counter()
         with self.datastore.get_connection() as conn:
-            with conn.transaction(), conn.cursor() as curs:
-                self._insert_events(curs, stored_events, **kwargs)
-                if not stored_events:
-                    return None
-                self._insert_stored_events(curs, stored_events, **kwargs)
-                positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-                committing = time.perf_counter()
-            # The COMMIT's round trip is PostgreSQL flushing the WAL: a slow disk shows here.
-            committed = time.perf_counter()
+            conn.autocommit = True  # the statement is its own transaction: see the class
+            try:
+                with conn.cursor() as curs:
+                    curs.execute(self._append_statement, (
+                        tracking.application_name if tracking else None,
+                        tracking.notification_id if tracking else None,
+                        f"{self.datastore.lock_timeout}s",
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                        # Metadata (stream id -> JSON text: its trace context) goes into the unhashed
+                        # metadata column (0016).
+                        [metadata.get(e.originator_id) for e in stored_events] if metadata else None,
+                    ), binary=True)
+                    rows = curs.fetchall()
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
         if self._commit_seconds is not None:
-            self._commit_seconds.observe(committed - started)
-            self._commit_flush_seconds.observe(committed - committing)
-        return positions
-
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        """The library's table lock and NOTIFY, then the rows as four arrays sent in binary.
-
-        The library sends one array of a composite type as text, which escapes every payload byte
-        by byte in Python (about a tenth of a claim's CPU); binary arrays are copied as they are.
-        The rows are inserted, and so numbered, in the order given. The lock timeout, the lock and
-        the NOTIFY go in one round trip (the library sends three). ``event_metadata`` (stream id ->
-        JSON text, the events' trace context) goes into the unhashed ``metadata`` column (0016).
-        """
-        curs.execute(self._lock_and_notify_statement)
-        arrays = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
-        )
-        metadata: Mapping[Any, str] | None = kwargs.get("event_metadata")
-        if metadata:
-            curs.execute(self._insert_arrays_with_metadata_statement,
-                         (*arrays, [metadata.get(e.originator_id) for e in stored_events]), binary=True)
-        else:
-            curs.execute(self._insert_arrays_statement, arrays, binary=True)
-
-    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
-        rows = curs.fetchall()
+            self._commit_seconds.observe(time.perf_counter() - started)
         if len(rows) != len(stored_events):
             raise ProgrammingError(f"inserted {len(stored_events)} events but got {len(rows)} positions back")
         with self._recent_lock:
             for row in rows:
-                if "hash" in row:
-                    self._recent[row["notification_id"]] = (bytes(row["hash"]), row["leaf_index"])
+                self._recent[row["notification_id"]] = (bytes(row["hash"]), row["leaf_index"])
             while len(self._recent) > self.RECENT_RECEIPTS:
                 self._recent.popitem(last=False)
         return [row["notification_id"] for row in rows]
 
     @cached_property
-    def _lock_and_notify_statement(self) -> Composed:
-        # Several statements in one simple query: no parameters, so psycopg sends it as it is.
-        return SQL("; ").join([*self.lock_table_statements, SQL("NOTIFY {0}").format(Identifier(self.channel_name))])
-
-    @cached_property
-    def _insert_arrays_statement(self) -> Composed:
-        return SQL(
-            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)"
-            " SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
-            " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, n)"
-            " ORDER BY e.n RETURNING {returning}"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
-                 returning=SQL(self.RETURNING))
-
-    @cached_property
-    def _insert_arrays_with_metadata_statement(self) -> Composed:
-        return SQL(
-            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state, metadata)"
-            " SELECT e.originator_id, e.originator_version, e.topic, e.state, e.metadata::jsonb"
-            " FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[])"
-            " WITH ORDINALITY AS e (originator_id, originator_version, topic, state, metadata, n)"
-            " ORDER BY e.n RETURNING {returning}"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
-                 returning=SQL(self.RETURNING))
+    def _append_statement(self) -> Composed:
+        return SQL("SELECT notification_id, hash, leaf_index FROM {schema}.ledger_append("
+                   "%s::text, %s::bigint, %s::text, %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[])"
+                   ).format(schema=Identifier(self.datastore.schema))
 
 
 class LedgerTranscoder(JSONTranscoder):

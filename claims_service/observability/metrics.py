@@ -91,12 +91,11 @@ class Metrics:
         self.group_commit_queue = family("Histogram", "claims_group_commit_queue_seconds",
                                          "Time a write waited in the queue until its batch's commit began",
                                          buckets=LATENCY_BUCKETS)
+        # One statement, committed by PostgreSQL before it answers (application.LedgerRecorder): the
+        # WAL flush is inside it, and the database's own WAL waits are claims_db_wal_wait_seconds.
         self.commit_seconds = family("Histogram", "claims_ledger_commit_seconds",
-                                     "One write transaction on the ledger (table lock, insert, commit), by writer",
+                                     "One write on the ledger (table lock, insert, commit with its WAL flush), by writer",
                                      ("writer",), buckets=LATENCY_BUCKETS)
-        self.commit_flush_seconds = family("Histogram", "claims_ledger_commit_flush_seconds",
-                                           "The COMMIT of a ledger write: PostgreSQL flushing the WAL to disk, by writer",
-                                           ("writer",), buckets=LATENCY_BUCKETS)
         # --- what was decided and paid ------------------------------------------------------------
         self.decisions = family("Counter", "claims_decisions", "Claim decisions committed, by outcome and by who decided",
                                 ("outcome", "source"))
