@@ -16,7 +16,7 @@ point reads by primary key, whatever the ledger's size), so that health, the met
   for that long, ``on_health(False, reason)``; ``on_health(True, "")`` once all are within again.
 
 With ``sample_waits`` (metrics on) it also samples ``pg_stat_activity`` ten times a second for
-sessions waiting on the WAL (``IO:WALSync``, ``LWLock:WALWrite``, ...; a slow disk shows there) and
+sessions waiting on the WAL (``IO:WalSync``, ``LWLock:WALWrite``, ...; a slow disk shows there) and
 adds up the time they spent so (an estimate, good to the sampling interval, summed over sessions).
 """
 
@@ -101,7 +101,9 @@ _WAL_QUERIES = (
 _WAL_FIELDS = ("records", "bytes", "buffers_full", "writes", "write_ms", "syncs", "sync_ms")
 _WAIT_QUERY = (
     "SELECT wait_event_type || ':' || wait_event, count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND (wait_event LIKE 'WAL%%' OR wait_event = 'SyncRep')"
+    # PostgreSQL 17 renamed the WAL's I/O waits (WALSync -> WalSync, WalInitWrite, ...): match either.
+    " WHERE datname = current_database()"
+    " AND ((wait_event_type IN ('IO', 'LWLock') AND wait_event ILIKE 'wal%%') OR wait_event = 'SyncRep')"
     " GROUP BY 1"
 )
 
