@@ -99,12 +99,12 @@ _WAL_QUERIES = (
     "SELECT wal_records, wal_bytes, wal_buffers_full, wal_write, wal_write_time, wal_sync, wal_sync_time FROM pg_stat_wal",
 )
 _WAL_FIELDS = ("records", "bytes", "buffers_full", "writes", "write_ms", "syncs", "sync_ms")
+# The waits on the WAL: its I/O (PostgreSQL 17 renamed WALSync to WalSync, and so on: either
+# matches), its locks, and a synchronous standby's confirmation.
+WAL_WAIT = "((wait_event_type IN ('IO', 'LWLock') AND wait_event ILIKE 'wal%') OR wait_event = 'SyncRep')"
 _WAIT_QUERY = (
     "SELECT wait_event_type || ':' || wait_event, count(*) FROM pg_stat_activity"
-    # PostgreSQL 17 renamed the WAL's I/O waits (WALSync -> WalSync, WalInitWrite, ...): match either.
-    " WHERE datname = current_database()"
-    " AND ((wait_event_type IN ('IO', 'LWLock') AND wait_event ILIKE 'wal%%') OR wait_event = 'SyncRep')"
-    " GROUP BY 1"
+    f" WHERE datname = current_database() AND {WAL_WAIT} GROUP BY 1"
 )
 
 
