@@ -22,10 +22,16 @@ def niceness_by_role(server: Server, roles: set[str]) -> dict[str, int]:
         time.sleep(0.2)
 
 
+def lowered(by: int) -> int:
+    """What `by` more comes to from this process's niceness (19 is as low as it goes)."""
+    return min(by, 19 - os.nice(0))
+
+
 def test_workers_yield_the_cores_to_the_servers_by_default(database_url, tmp_path):
     server = Server(database_url, tmp_path, free_port())
     try:
-        assert niceness_by_role(server, {"adjudicator", "projections", "tree"}) == {"adjudicator": 5, "projections": 10, "tree": 10}
+        assert niceness_by_role(server, {"adjudicator", "projections", "tree"}) == {
+            "adjudicator": lowered(5), "projections": lowered(10), "tree": lowered(10)}
     finally:
         server.stop()
 
@@ -35,6 +41,7 @@ def test_the_workers_priority_is_configured(database_url, tmp_path):
         "CLAIMS_ADJUDICATOR_NICENESS": "0", "CLAIMS_BACKGROUND_NICENESS": "3", "CLAIMS_SERVER_PROCESSES": "2"})
     try:
         # The second server process runs as the first; the adjudicator as the servers.
-        assert niceness_by_role(server, {"server", "adjudicator", "projections", "tree"}) == {"server": 0, "adjudicator": 0, "projections": 3, "tree": 3}
+        assert niceness_by_role(server, {"server", "adjudicator", "projections", "tree"}) == {
+            "server": 0, "adjudicator": 0, "projections": lowered(3), "tree": lowered(3)}
     finally:
         server.stop()
