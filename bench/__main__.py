@@ -285,6 +285,9 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("growth: disk flushes over 20 ms during each paced run, empty / big",
             " ".join(str(r["disk_stalls"]) for r in growth["runs"]["empty"]) + " / "
             + " ".join(str(r["disk_stalls"]) for r in growth["runs"]["big"]), "")
+        row("growth: WAL per call in each paced run (kB · full-page images; segments created), empty / big",
+            " ".join(r["paced_wal_per_call"] for r in growth["runs"]["empty"]) + " / "
+            + " ".join(r["paced_wal_per_call"] for r in growth["runs"]["big"]), "")
         row("growth: start-up on the history until quiet (the auditor's start-up round, paced, in the background), s", f"{growth['start_up_seconds']:.0f}", "")
     return table
 

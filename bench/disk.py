@@ -10,7 +10,7 @@ zero-filled and flushed by the committing backend while it holds the WAL's write
 commit meanwhile waits (40-60 ms on this machine's disk, one every two or three seconds under the
 service's load). A server that has run through checkpoints renames old segments for reuse instead
 and creates none. `preallocate_wal` gives the bench's new cluster that state before it measures,
-and `wal_segments_created` counts what a measured phase still created.
+and `wal_counters` count what a measured phase still created (and its full-page images).
 """
 
 from __future__ import annotations
@@ -123,15 +123,25 @@ class Flushes:
                 "unexplained": len(unexplained), "unexplained_max_ms": max(unexplained, default=0.0) * 1000}
 
 
-def wal_segments_created(database_url: str) -> int | None:
-    """WAL segment files the server has created (zero-filled and flushed) since its statistics
-    began; None where the server does not count them (before PostgreSQL 18) or will not say."""
+def wal_counters(database_url: str) -> dict[str, int] | None:
+    """The server's WAL so far: bytes written, full-page images (the first change to a page after
+    each checkpoint writes the whole page) and segment files created (zero-filled and flushed;
+    PostgreSQL 18 counts them, else None); None where the server will not say. Subtract two."""
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            found = conn.execute("SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal' AND context = 'init'").fetchone()
+            wal_bytes, fpi = conn.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
+            created = conn.execute("SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal' AND context = 'init'").fetchone()
     except psycopg.Error:
         return None
-    return None if found is None or found[0] is None else int(found[0])
+    return {"bytes": int(wal_bytes), "full_page_images": int(fpi),
+            "segments_created": None if created is None or created[0] is None else int(created[0])}
+
+
+def wal_written(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int | None] | None:
+    """What the server's WAL grew by between two `wal_counters`."""
+    if before is None or after is None:
+        return None
+    return {key: None if before[key] is None or after[key] is None else after[key] - before[key] for key in before}
 
 
 def preallocate_wal(admin_url: str, megabytes: int = 1024) -> bool:

@@ -33,7 +33,7 @@ import grpc
 import psycopg
 
 from bench import streams
-from bench.disk import DiskProbe, data_directory, wal_segments_created
+from bench.disk import DiskProbe, data_directory, wal_counters, wal_written
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
@@ -475,7 +475,8 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
     def figures(found: dict[str, Any]) -> dict[str, Any]:
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
                 "disk_p99_ms": found["paced"]["disk"]["p99_ms"], "disk_stalls": found["paced"]["disk"]["stalls_over_20ms"],
-                "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds")}
+                "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds"),
+                "paced_wal_per_call": wal_figures(found["paced"])}
 
     per_run = {kind: [figures(found) for found in found_runs] for kind, found_runs in runs.items()}
     median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim")}
@@ -545,11 +546,11 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
     """One paced phase with the disk's flushes probed beside it: the client's tails and the disk's,
     which slow calls the disk explains, and the WAL segments the server had to create meanwhile."""
     load.reset()
-    segments = wal_segments_created(database_url)
+    wal_before = wal_counters(database_url)
     probe.start()
     elapsed = load.run(seconds, on_progress, rate=rate)
     flushes = probe.stop()
-    segments_after = wal_segments_created(database_url)
+    wal_after = wal_counters(database_url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and set(load.submitted_at) - set(stream.arrived):
         time.sleep(0.2)
@@ -557,14 +558,25 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
     notify = [took for _, took in notices]
     return {
         "rate": rate,
+        "seconds": elapsed,
         "calls_per_s": len(load.latencies) / elapsed,
         "submit_ms": {q: percentile(load.latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
         "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
         "disk": flushes.summary(),
         "submit_stalls": flushes.explain(list(load.calls)),
-        "wal_segments_created": None if segments is None or segments_after is None else segments_after - segments,
+        "wal": wal_written(wal_before, wal_after),
         "errors": dict(load.errors),
     }
+
+
+def wal_figures(paced: dict[str, Any]) -> str:
+    """A paced run's WAL, per call answered: what a commit has to flush, and how much of it is
+    whole pages (a checkpoint began not long before); and the segments the server had to create."""
+    wal, calls = paced.get("wal"), paced["calls_per_s"] * paced.get("seconds", 0)
+    if wal is None or not calls:
+        return "?"
+    created = "?" if wal["segments_created"] is None else str(wal["segments_created"])
+    return f"{wal['bytes'] / calls / 1024:.1f} · {wal['full_page_images'] / calls:.2f}; {created}"
 
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None,
@@ -705,10 +717,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
              f"{found['submit_ms']['p50']:.1f} / {found['submit_ms']['p99']:.1f} · "
              f"{disk['p50_ms']:.1f} / {disk['p99_ms']:.1f} / {disk['max_ms']:.0f}",
              f"p99 ≤ {disk['p99_ms'] + 15:.0f} (disk + 15)"),
-            (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)"
-             " · WAL segments created meanwhile",
-             f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})"
-             f" · {'?' if found.get('wal_segments_created') is None else found['wal_segments_created']}", "ours: 0"),
+            (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)",
+             f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})", "ours: 0"),
+            (f"  run {number}: WAL per call: kB · full-page images; WAL segments created", wal_figures(found), ""),
             (f"  run {number}: submit → payer notification p50 / p99 ms", f"{found['notify_ms']['p50']:.0f} / {found['notify_ms']['p99']:.0f}",
              "p99 < 500"),
         ]
