@@ -558,7 +558,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
     notify = [took for _, took in notices]
     return {
         "rate": rate,
-        "seconds": elapsed,
+        "calls": len(load.latencies),
         "calls_per_s": len(load.latencies) / elapsed,
         "submit_ms": {q: percentile(load.latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
         "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
@@ -572,7 +572,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
 def wal_figures(paced: dict[str, Any]) -> str:
     """A paced run's WAL, per call answered: what a commit has to flush, and how much of it is
     whole pages (a checkpoint began not long before); and the segments the server had to create."""
-    wal, calls = paced.get("wal"), paced["calls_per_s"] * paced.get("seconds", 0)
+    wal, calls = paced.get("wal"), paced.get("calls", 0)
     if wal is None or not calls:
         return "?"
     created = "?" if wal["segments_created"] is None else str(wal["segments_created"])

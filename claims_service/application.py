@@ -136,8 +136,10 @@ class LedgerRecorder(PostgresProcessRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         tracking: Tracking | None = kwargs.get("tracking")
-        if not stored_events:  # a follower's position alone: the library's transaction
-            return super().insert_events(stored_events, **kwargs)
+        if not stored_events:  # a follower's position alone: the library's tracking row, no lock
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+                self._insert_events(curs, stored_events, **kwargs)
+            return None
         metadata: Mapping[Any, str] | None = kwargs.get("event_metadata")
         started = time.perf_counter()
         with self.datastore.get_connection() as conn:
