@@ -25,7 +25,10 @@ class BenefitPeriod(Aggregate):
     """Id from (payer_id, member_id, plan_year); plan year = calendar year of the date of service.
 
     State: ``deductible_met_cents``, ``oop_met_cents``, ``benefit_units`` (procedure -> units),
-    ``claims`` (claim_id -> {deductible_cents, oop_cents, benefit_units, lines, reversed}).
+    ``claims`` (claim_id -> {deductible_cents, oop_cents, benefit_units, lines, reversed}), and
+    ``lines_by_day``, derived from ``claims``: date of service -> (claim's order, line's index,
+    claim_id, claim's record, line), so that a claim's duplicate check reads its own days' lines
+    rather than every line of the member's year.
     """
 
     class Opened(Aggregate.Created):
@@ -41,6 +44,7 @@ class BenefitPeriod(Aggregate):
             period.oop_met_cents = 0
             period.benefit_units = {}
             period.claims = {}
+            period.lines_by_day = {}
 
     class ClaimApplied(Aggregate.Event):
         """A claim's effect on this period, replacing any effect it had before.
@@ -64,13 +68,17 @@ class BenefitPeriod(Aggregate):
             period.oop_met_cents += self.oop_cents
             for code, units in self.benefit_units.items():
                 period.benefit_units[code] = period.benefit_units.get(code, 0) + units
-            period.claims[self.claim_id] = {
+            record = {
                 "deductible_cents": self.deductible_cents,
                 "oop_cents": self.oop_cents,
                 "benefit_units": dict(self.benefit_units),
                 "lines": copy_plain(self.lines),
                 "reversed": False,
             }
+            order = period._order_of(self.claim_id, previous)
+            period.claims[self.claim_id] = record
+            for index, line in enumerate(record["lines"]):
+                period.lines_by_day.setdefault(line["date_of_service"], []).append((order, index, self.claim_id, record, line))
 
     class ClaimReversed(Aggregate.Event):
         """A voided or replaced claim: its amounts come off the accumulators."""
@@ -83,6 +91,18 @@ class BenefitPeriod(Aggregate):
             record = period.claims[self.claim_id]
             period._take_off(record)
             record["reversed"] = True
+
+    def _order_of(self, claim_id: str, previous: dict[str, Any] | None) -> int:
+        """The claim's place among the claims applied here (its first application's), with its
+        earlier lines taken out of the day index when it is applied again."""
+        if previous is None:
+            return len(self.claims)
+        order = None
+        for day in {line["date_of_service"] for line in previous["lines"]}:
+            entries = self.lines_by_day[day]
+            order = next(entry[0] for entry in entries if entry[2] == claim_id)
+            entries[:] = [entry for entry in entries if entry[2] != claim_id]
+        return order if order is not None else list(self.claims).index(claim_id)
 
     def _take_off(self, record: dict[str, Any]) -> None:
         self.deductible_met_cents -= record["deductible_cents"]
@@ -164,12 +184,15 @@ class BenefitPeriod(Aggregate):
 
     def earlier_lines(self, *, excluding: set[str], on: Collection[date] | None = None) -> list[dict[str, Any]]:
         """The lines of the claims applied here (but those `excluding`), each with its claim id and
-        whether it was reversed; only those on the days `on`, when given (filtered before they are
-        copied: a member with many claims in a year has many lines, and a claim needs its days')."""
-        return [
-            {**line, "claim_id": claim_id, "voided": record["reversed"]}
-            for claim_id, record in self.claims.items()
-            if claim_id not in excluding
-            for line in record["lines"]
-            if on is None or line["date_of_service"] in on
-        ]
+        whether it was reversed, in the order the claims were first applied; only those on the
+        days `on`, when given (found through the day index: a member with many claims in a year
+        has many lines, and a claim needs its days')."""
+        if on is None:
+            return [
+                {**line, "claim_id": claim_id, "voided": record["reversed"]}
+                for claim_id, record in self.claims.items()
+                if claim_id not in excluding
+                for line in record["lines"]
+            ]
+        entries = sorted(entry for day in on for entry in self.lines_by_day.get(day, ()) if entry[2] not in excluding)
+        return [{**line, "claim_id": claim_id, "voided": record["reversed"]} for _, _, claim_id, record, line in entries]
