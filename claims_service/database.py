@@ -58,6 +58,13 @@ NO_DELETE_TABLES = ("ledger_tracking",)
 # What the service holds on every other table (read models, tracking) and on every table the
 # owner creates later (ALTER DEFAULT PRIVILEGES): a later migration's table, a rebuild's tables.
 SERVICE_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+# The embedded server's checkpoints, spaced by time rather than by WAL volume. With PostgreSQL's
+# default 1 GB the service's load started one every 20-30 s, back to back, and after each the first
+# change to every page (the ledger's and read models' random-keyed indexes, the hint bits its data
+# checksums log) wrote the whole page to the WAL that every commit flushes under the events table's
+# lock: 83-165 kB of WAL a call against 44 kB, and a paced p99 of 95-116 against 68-87 ms
+# (docs/OPERATIONS.md, "Checkpoints and full-page images"). Both settings take effect on reload.
+EMBEDDED_SERVER_SETTINGS = {"max_wal_size": "16GB", "checkpoint_timeout": "15min"}
 # Serialises grant_service_role (two services starting at once would otherwise update the same
 # ACLs concurrently: "tuple concurrently updated").
 GRANT_LOCK_KEY = 0x4772616E7473  # "Grants"
@@ -90,6 +97,7 @@ def embedded_server(data_dir: Path, *, delete_on_exit: bool = False) -> Iterator
     # its data to everyone on the way; close the data directory again (that user may pass through).
     private_dir(data_dir, quiet=True)
     try:
+        apply_server_settings(server_url(server, "postgres"), EMBEDDED_SERVER_SETTINGS)
         yield server
     finally:
         _follow_restart(server, pgdata)
@@ -165,6 +173,21 @@ def _postmaster_running(psutil: Any, pgdata: Path, pidfile: Path) -> bool:
             if process.pid == pid:
                 return True  # cannot look: do not take its lock file away
     return False
+
+
+def apply_server_settings(admin_url: str, settings: dict[str, str]) -> None:
+    """Set each of `settings` on the server (ALTER SYSTEM: kept in its data directory across
+    restarts) where it differs, and have the server reload its configuration. Reloadable settings
+    only; needs a superuser."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        changed = False
+        for name, value in settings.items():
+            row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+            if row is None or row[0] != value:
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                changed = True
+        if changed:
+            conn.execute("SELECT pg_reload_conf()")
 
 
 def server_url(server: object, database: str) -> str:

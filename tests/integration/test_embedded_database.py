@@ -131,3 +131,32 @@ def test_the_data_directory_is_private(data):
     expected = 0o711 if (data / "pg").stat().st_uid != os.geteuid() else 0o700
     assert stat.S_IMODE(data.stat().st_mode) == expected
     assert gone((data / "pg").resolve())
+
+
+SETTINGS = """
+import sys, time
+from pathlib import Path
+import psycopg
+from claims_service.database import embedded_server, server_url
+with embedded_server(Path(sys.argv[1])) as server:
+    deadline = time.monotonic() + 10
+    while True:  # the reload is signalled; a connection made after the server has taken it sees it
+        with psycopg.connect(server_url(server, "postgres")) as conn:
+            found = conn.execute(
+                "SELECT current_setting('max_wal_size'), current_setting('checkpoint_timeout')").fetchone()
+        if found == ("16GB", "15min") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    print(*found, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_server_spaces_its_checkpoints_by_time_from_its_first_start_and_after_a_restart(data):
+    for _ in range(2):  # the second start finds the settings in place and changes nothing
+        done = subprocess.run([sys.executable, "-c", SETTINGS, str(data)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.split() == ["16GB", "15min"]
+    assert "max_wal_size = '16GB'" in (data / "pg" / "postgresql.auto.conf").read_text()
+    assert gone((data / "pg").resolve())
