@@ -40,7 +40,7 @@ RETURNS TABLE (notification_id bigint, hash bytea, leaf_index bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM set_config('lock_timeout', p_lock_timeout, true);
-    LOCK TABLE ledger_events IN EXCLUSIVE MODE;
+    PERFORM pg_advisory_xact_lock(x'4C6564676572'::bigint);
     PERFORM pg_notify('ledger_events', '');
     RETURN QUERY
         INSERT INTO ledger_events AS t (originator_id, originator_version, topic, state)
@@ -133,7 +133,7 @@ def fill(url: str, events: int, batch: int = 50_000) -> None:
         while done < events:
             size = min(batch, events - done)
             with conn.transaction():
-                conn.execute("LOCK TABLE ledger_events IN EXCLUSIVE MODE")
+                conn.execute("SELECT pg_advisory_xact_lock(x'4C6564676572'::bigint)")  # the ledger's writers' lock (0025)
                 conn.execute(
                     "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
                     " SELECT gen_random_uuid(), 1, 'bench:Entry.Opened', convert_to(repeat('x', 200), 'UTF8')"

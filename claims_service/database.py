@@ -328,8 +328,8 @@ def _current_user(conn: psycopg.Connection[Any]) -> str:
 def service_grants(conn: psycopg.Connection[Any], owner: str, service: str) -> list[sql.Composable]:
     """What `service` is granted on the schema `owner` has migrated (README, "Production database
     roles", shows the same statements): read models and tracking to read and write; the ledger's
-    append-only tables to read and append (and, on ledger_events, the lock its writers take); the
-    schema's bookkeeping to read; nothing it could alter a table or a trigger with."""
+    append-only tables to read and append (ledger_append serialises its writers with an advisory
+    lock, which needs no privilege); the schema's bookkeeping to read; nothing it could alter a table or a trigger with."""
     guarded = [row[0] for row in conn.execute(
         "SELECT DISTINCT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
         " JOIN pg_proc p ON p.oid = t.tgfoid WHERE c.relnamespace = 'public'::regnamespace"
@@ -341,10 +341,6 @@ def service_grants(conn: psycopg.Connection[Any], owner: str, service: str) -> l
         return sql.SQL(", ").join(sql.Identifier(name) for name in found) if found else None
 
     role, owner_id = sql.Identifier(service), sql.Identifier(owner)
-    # LOCK TABLE ... IN EXCLUSIVE MODE (the recorder's, around every append) needs MAINTAIN from
-    # PostgreSQL 17 on; before, UPDATE, DELETE or TRUNCATE: UPDATE, which the guard refuses.
-    version = int(conn.execute("SELECT current_setting('server_version_num')").fetchone()[0])
-    lock = "MAINTAIN" if version >= 170000 else "UPDATE"
     statements: list[sql.Composable] = [
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role),
@@ -353,8 +349,6 @@ def service_grants(conn: psycopg.Connection[Any], owner: str, service: str) -> l
     ]
     if (append_only := existing(list(APPEND_ONLY_TABLES) + guarded)) is not None:
         statements.append(sql.SQL("REVOKE UPDATE, DELETE ON {} FROM {}").format(append_only, role))
-    if existing(["ledger_events"]) is not None:
-        statements.append(sql.SQL("GRANT {} ON ledger_events TO {}").format(sql.SQL(lock), role))
     if (no_delete := existing(NO_DELETE_TABLES)) is not None:
         statements.append(sql.SQL("REVOKE DELETE ON {} FROM {}").format(no_delete, role))
     if (read_only := existing(READ_ONLY_TABLES)) is not None:

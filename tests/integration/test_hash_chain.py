@@ -151,21 +151,23 @@ def test_many_threads_writing_different_aggregates_keep_one_linear_chain(ledger,
     assert verify(database_url, monkeypatch, capsys)[0] == 0
 
 
-def test_a_writer_that_skips_the_table_lock_cannot_fork_the_chain(ledger, database_url):
-    """Two transactions insert without the recorder's lock: the trigger gives both rows the same
-    predecessor and so the same leaf index, and the second cannot commit (migration 0022)."""
+def test_a_writer_that_inserts_without_ledger_append_waits_for_the_one_in_flight_and_links_after_it(
+        ledger, database_url, monkeypatch, capsys):
+    """Two transactions insert directly, not through ledger_append: the link trigger takes the
+    ledger's lock (migration 0025), so the second waits for the first to commit and links to its
+    row; no fork, positions in commit order."""
     append_tallies(ledger, 1)
     insert = ("INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
-              " VALUES (%s, 1, 'tests:Forked', '{}')")
+              " VALUES (%s, 1, 'tests:Direct', '{}')")
     with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
-        first.execute(insert, (uuid.uuid4(),))  # holds its new leaf index, uncommitted
+        first.execute(insert, (uuid.uuid4(),))  # holds the ledger's lock, uncommitted
         failed: list[BaseException] = []
 
         def insert_second() -> None:
             try:
-                second.execute(insert, (uuid.uuid4(),))  # waits for the first to end, then fails
+                second.execute(insert, (uuid.uuid4(),))  # waits for the first to end
                 second.commit()
-            except psycopg.errors.UniqueViolation as error:
+            except psycopg.Error as error:
                 failed.append(error)
 
         racer = threading.Thread(target=insert_second)
@@ -173,15 +175,34 @@ def test_a_writer_that_skips_the_table_lock_cannot_fork_the_chain(ledger, databa
         with psycopg.connect(database_url, autocommit=True) as watcher:  # until the second waits for the first
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and watcher.execute(
-                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                    (second.info.backend_pid,)).fetchone() != ("Lock",):
+                    "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
+                    (second.info.backend_pid,)).fetchone() != ("Lock", "advisory"):
                 time.sleep(0.02)
-        assert racer.is_alive(), "the second insert did not wait for the first's leaf index"
+        assert racer.is_alive(), "the second insert did not wait for the first"
         first.commit()
         racer.join(timeout=10)
-    assert len(failed) == 1 and "ledger_events_leaf_index_idx" in str(failed[0])
+    assert not failed
     table = rows(database_url)
-    assert len(table) == 3 and table[2][5] == table[1][7]
+    assert len(table) == 4 and table[3][5] == table[2][7] and table[3][0] > table[2][0]
+    assert verify(database_url, monkeypatch, capsys)[0] == 0
+
+
+def test_appends_do_not_wait_for_a_vacuum_of_the_events_table(ledger, database_url):
+    """VACUUM (autovacuum's too) holds SHARE UPDATE EXCLUSIVE on the table it works on. The
+    ledger's writers must not wait for it: under LOCK TABLE ... IN EXCLUSIVE MODE they did, for
+    deadlock_timeout (1 s), until the vacuum was cancelled (migration 0025)."""
+    append_tallies(ledger, 1)
+    with psycopg.connect(database_url) as vacuum:
+        vacuum.execute("LOCK TABLE ledger_events IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM's lock, held
+        appended: list[uuid.UUID] = []
+        writer = threading.Thread(target=lambda: appended.extend(append_tallies(ledger, 3)), daemon=True)
+        writer.start()
+        writer.join(timeout=5)
+        waited = writer.is_alive()
+        vacuum.rollback()  # let a waiting writer go, whatever the outcome
+    writer.join(timeout=30)
+    assert not waited, "an append waited for the vacuum's lock"
+    assert len(appended) == 3 and len(rows(database_url)) == 8
 
 
 def test_verify_names_a_changed_payload_byte(ledger, database_url, monkeypatch, capsys):
