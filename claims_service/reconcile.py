@@ -215,7 +215,16 @@ def payload(state: bytes, kind: str, keys: MemberKeys | None = None) -> dict[str
             found.pop(SEALED, None)
         found["_key_"] = key_id
         return found
-    raw = state if state[:1] == b"{" else open_payload(state)
+    if state[:1] != b"{":
+        return _parsed(open_payload(state), kind)
+    try:
+        return _parsed(state, kind)
+    except orjson.JSONDecodeError:  # not JSON after all: a sealed payload whose nonce began with "{"
+        return _parsed(open_payload(state), kind)
+
+
+def _parsed(raw: bytes, kind: str) -> dict[str, Any]:
+    """A payload's JSON parsed, cut short where its kind allows (`CUT_AT`)."""
     if kind in CUT_AT:
         key, needed = CUT_AT[kind]
         cut = raw.find(key)
@@ -226,7 +235,8 @@ def payload(state: bytes, kind: str, keys: MemberKeys | None = None) -> dict[str
                 head = {}
             if needed in head:
                 return head  # else not laid out as expected: parse it whole
-    return orjson.loads(raw)
+    parsed: dict[str, Any] = orjson.loads(raw)
+    return parsed
 
 
 def marked_date(value: Any) -> date:

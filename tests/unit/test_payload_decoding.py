@@ -53,3 +53,23 @@ def test_odd_payloads_take_the_plain_route() -> None:
     for raw in (b'{"x": {"_type_": 1, "_data_": [1]}}',
                 b'{"s": "\\ud800"}', json.dumps({"a": {"_type_": "t", "_data_": {"x": 1}}}).encode()):
         assert decode_json(raw) == reference(raw)
+
+
+@pytest.mark.parametrize("kind", ["submitted", "voided"])
+def test_reconcile_opens_a_sealed_payload_whose_nonce_begins_like_json(monkeypatch, kind: str) -> None:
+    """A payload sealed under CIPHER_KEY is nonce + tag + ciphertext: one in 256 begins with "{"
+    and must still be opened, not parsed as JSON (a flaky test found it)."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from claims_service import reconcile
+    from claims_service.ledger import payloads
+
+    key = os.urandom(32)
+    monkeypatch.setattr(payloads, "_default", payloads.PayloadOpener(key))
+    plain_json = b'{"claim_id":"c1","amount":125}'
+    nonce = b"{" + os.urandom(11)
+    sealed = AESGCM(key).encrypt(nonce, plain_json, None)
+    state = nonce + sealed[-16:] + sealed[:-16]  # as the library lays it out: nonce, tag, ciphertext
+    assert reconcile.payload(state, kind) == {"claim_id": "c1", "amount": 125}
