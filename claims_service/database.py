@@ -329,7 +329,8 @@ def service_grants(conn: psycopg.Connection[Any], owner: str, service: str) -> l
     """What `service` is granted on the schema `owner` has migrated (README, "Production database
     roles", shows the same statements): read models and tracking to read and write; the ledger's
     append-only tables to read and append (ledger_append serialises its writers with an advisory
-    lock, which needs no privilege); the schema's bookkeeping to read; nothing it could alter a table or a trigger with."""
+    lock, which needs no privilege); the schema's bookkeeping to read; nothing it could alter a
+    table or a trigger with."""
     guarded = [row[0] for row in conn.execute(
         "SELECT DISTINCT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
         " JOIN pg_proc p ON p.oid = t.tgfoid WHERE c.relnamespace = 'public'::regnamespace"
