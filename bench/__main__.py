@@ -32,7 +32,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("ledger", "adjudication", "tree", "projections", "service", "processes", "chain", "observability", "x12", "encryption")
+PARTS = ("ledger", "adjudication", "tree", "streammap", "projections", "service", "processes", "chain", "observability",
+         "x12", "encryption")
 
 
 def main() -> None:
@@ -182,7 +183,14 @@ def run_chain(create_database: Callable[[str], str], args: argparse.Namespace, p
     return chain.run(create_database, args, progress)
 
 
+def run_streammap(create_database: Callable[[str], str], args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    from bench import streammap
+
+    return streammap.run(create_database, args, progress)
+
+
 RUNNERS = {
+    "streammap": run_streammap,
     "chain": run_chain,
     "processes": run_processes,
     "encryption": run_encryption,
@@ -247,7 +255,7 @@ def figures_table(results: dict[str, Any]) -> Table:
     if "service" in results:
         for label, value, target in results["service"].get("table", []):
             row(label, value, target)
-    for part in ("processes", "chain"):
+    for part in ("streammap", "processes", "chain"):
         for label, value, target in results.get(part, {}).get("table", []):
             row(label, value, target)
     if "x12" in results:
