@@ -16,6 +16,7 @@ import psycopg
 from eventsourcing.domain import Aggregate, event
 
 from claims_service.application import LedgerApplication
+from claims_service.ledger.chain import WRITERS_LOCK_KEY
 from claims_service.migrate import MIGRATIONS_DIR, migrate
 
 
@@ -133,7 +134,7 @@ def fill(url: str, events: int, batch: int = 50_000) -> None:
         while done < events:
             size = min(batch, events - done)
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(x'4C6564676572'::bigint)")  # the ledger's writers' lock (0025)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITERS_LOCK_KEY,))
                 conn.execute(
                     "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
                     " SELECT gen_random_uuid(), 1, 'bench:Entry.Opened', convert_to(repeat('x', 200), 'UTF8')"

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from bench.tree import _insert_events
+from bench.tree import insert_events
 from claims_service.ledger import streammap, tree
 from claims_service.ledger.tree import TreeBuilder
 
@@ -39,12 +39,12 @@ def measure(database_url: str, sizes: tuple[int, ...] = SIZES, *, updates: int =
     with psycopg.connect(database_url, autocommit=True) as conn, TreeBuilder(database_url, map_every=0) as builder:
         for size in sizes:
             say(f"stream map: filling the ledger and the map to {size:,} streams")
-            _insert_events(conn, size - tree.tree_size(conn))
+            insert_events(conn, size - tree.tree_size(conn))
             builder.catch_up()
             with conn.transaction():
                 stream_map.catch_up(conn, tree.tree_size(conn))
             say(f"stream map: {updates} updates of {batch:,} new streams at {size:,}")
-            _insert_events(conn, updates * batch)
+            insert_events(conn, updates * batch)
             builder.catch_up()
             mapped = streammap.mapped_size(conn)
             wall = cpu = 0.0

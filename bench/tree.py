@@ -30,6 +30,7 @@ from collections.abc import Callable
 import psycopg
 
 from claims_service.ledger import merkle, tree
+from claims_service.ledger.chain import WRITERS_LOCK_KEY
 from claims_service.ledger.tree import TreeBuilder
 
 
@@ -40,13 +41,13 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1] * 1e3, 3), "mean_ms": round(statistics.fmean(ordered) * 1e3, 3)}
 
 
-def _insert_events(conn: psycopg.Connection, count: int, batch: int = 2000) -> None:
+def insert_events(conn: psycopg.Connection, count: int, batch: int = 2000) -> None:
     state = b'{"bench":true,"padding":"' + b"x" * 200 + b'"}'
     done = 0
     while done < count:
         n = min(batch, count - done)
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(x'4C6564676572'::bigint)")  # the ledger's writers' lock (0025)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITERS_LOCK_KEY,))
             conn.execute(
                 "INSERT INTO ledger_events (originator_id, originator_version, topic, state)"
                 " SELECT gen_random_uuid(), 1, 'bench:Event', %s FROM generate_series(1, %s)",
@@ -87,7 +88,7 @@ def _checkpoint_latency(database_url: str, conn: psycopg.Connection, builder: Tr
             cosigned = Checkpointer(database_url, key, origin=origin, state_file=state,
                                     witnesses=[WitnessEndpoint(server.url, cosigner)])
             for i in range(2 * rounds):
-                _insert_events(conn, per_round)
+                insert_events(conn, per_round)
                 builder.extend(10_000)
                 signer, samples = (plain, alone) if i % 2 else (cosigned, witnessed)
                 samples.append(_timed(lambda: signer.sign(conn)))  # noqa: B023 - called at once
@@ -120,7 +121,7 @@ def measure(database_url: str, leaves: int = 1_000_000, *, real_events: int = 20
 
         # 1. Append cost over real, hash-linked events.
         say(f"inserting {real_events:,} hash-linked events")
-        _insert_events(conn, real_events)
+        insert_events(conn, real_events)
         half = real_events // 2
         with TreeBuilder(database_url) as builder:
             say("extending the tree in batches of 10,000 and of 100")

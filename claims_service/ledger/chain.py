@@ -15,6 +15,9 @@ from enum import Enum
 
 # The eventsourcing recorder's events table, whose rows the chain links (migrations 0001-0002).
 EVENTS_TABLE = "ledger_events"
+# Serialises the ledger's writers (a transaction advisory lock, "Ledger"): ledger_append and the
+# link trigger take it (migration 0025), and so must anything else that inserts events.
+WRITERS_LOCK_KEY = 0x4C6564676572
 GENESIS = bytes(32)
 _I8 = struct.Struct(">q")
 _I4 = struct.Struct(">i")

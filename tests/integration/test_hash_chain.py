@@ -16,7 +16,7 @@ from claims_service.application import LedgerApplication
 from claims_service.cli.main import main as claimsctl
 from claims_service.errors import ConflictError
 from claims_service.ledger import verify as ledger_verify
-from claims_service.ledger.chain import GENESIS, Fault, row_hash
+from claims_service.ledger.chain import GENESIS, WRITERS_LOCK_KEY, Fault, row_hash
 
 
 class Tally(Aggregate):
@@ -178,7 +178,11 @@ def test_a_writer_that_inserts_without_ledger_append_waits_for_the_one_in_flight
                     "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
                     (second.info.backend_pid,)).fetchone() != ("Lock", "advisory"):
                 time.sleep(0.02)
+            waited_for = watcher.execute(  # the key the migration takes is the one Python writers name
+                "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+                " WHERE pid = %s AND locktype = 'advisory' AND NOT granted", (second.info.backend_pid,)).fetchone()
         assert racer.is_alive(), "the second insert did not wait for the first"
+        assert waited_for == (WRITERS_LOCK_KEY,)
         first.commit()
         racer.join(timeout=10)
     assert not failed
