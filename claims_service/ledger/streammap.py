@@ -161,6 +161,7 @@ class _Builder:
     def __init__(self, nodes: Mapping[bytes, Node]) -> None:
         self.nodes = nodes
         self.made: dict[bytes, Node] = {}
+        self.superseded: set[bytes] = set()  # nodes of the old map that the new one no longer holds
 
     def apply(self, h: bytes, depth: int, items: list[tuple[bytes, Leaf | bytes]]) -> bytes:
         """`items`: (key, new Leaf) sorted by key, all under this subtree; an existing leaf's hash
@@ -172,13 +173,17 @@ class _Builder:
         node = self.nodes[h]
         if isinstance(node, Leaf):
             existing = key_of(node.stream)
-            if not any(k == existing for k, _ in items):
-                items = sorted([*items, (existing, h)], key=lambda item: item[0])
-            return self.build(depth, items)
-        split = _split(items, depth)
-        left = self.apply(node[0], depth + 1, items[:split])
-        right = self.apply(node[1], depth + 1, items[split:])
-        return self.node(left, right)
+            if not any(k == existing for k, _ in items):  # moved down beside the new ones, still held
+                return self.build(depth, sorted([*items, (existing, h)], key=lambda item: item[0]))
+            made = self.build(depth, items)
+        else:
+            split = _split(items, depth)
+            left = self.apply(node[0], depth + 1, items[:split])
+            right = self.apply(node[1], depth + 1, items[split:])
+            made = self.node(left, right)
+        if made != h and h not in self.made:
+            self.superseded.add(h)
+        return made
 
     def build(self, depth: int, items: Sequence[tuple[bytes, Leaf | bytes]]) -> bytes:
         if not items:
@@ -356,10 +361,12 @@ def mapped_size(conn: psycopg.Connection) -> int:
 
 
 class StreamMap:
-    """The stored map. Keeps the nodes it read or made recently (content addressed, so never stale):
-    the upper levels are read once, not at every update."""
+    """The stored map. Keeps the current map's nodes it read or made (content addressed, so never
+    stale), up to `cache_limit` of them, and lets go of those an update replaced: a map of up to
+    half that many streams is then read from the table once, not after every few updates, and a
+    larger one keeps its upper levels, so that an update reads only the levels below them."""
 
-    def __init__(self, cache_limit: int = 500_000) -> None:
+    def __init__(self, cache_limit: int = 1_000_000) -> None:
         self.cache_limit = cache_limit
         self._cache = _Stored()
 
@@ -405,6 +412,7 @@ class StreamMap:
             builder = _Builder(self._cache.nodes)
             new_root = builder.apply(root, 0, items)
         self._write(conn, new_size, builder.made)
+        self._retire(builder.superseded, new_root)
         new_root_at = new_size if new_root in builder.made else self._cache.at.get(new_root, root_made_at)
         stored = conn.execute("INSERT INTO stream_map_roots (tree_size, root, root_at) VALUES (%s, %s, %s)"
                               " ON CONFLICT DO NOTHING RETURNING root", (new_size, new_root, new_root_at)).fetchone()
@@ -462,15 +470,41 @@ class StreamMap:
             for i, value in enumerate(row, start=1):
                 columns[i].append(value)
         conn.execute(_INSERT_NODES, (made_at, *columns))
-        if len(self._cache) + len(made) > self.cache_limit:
-            self._cache.clear()
         # What the next update needs of these nodes, as if their rows had been read: each node and
-        # where its children are (a child made earlier may have left the cache with the clear).
+        # where its children are.
         self._cache.nodes.update(made)
         for h, left_at, left, right_at, right in zip(columns[0], columns[1], columns[2], columns[3], columns[4]):
             at[h] = made_at
             if left is not None:
                 at[left], at[right] = left_at, right_at
+
+
+    def _retire(self, superseded: Iterable[bytes], root: bytes) -> None:
+        """Let go of the nodes the new map no longer holds; past the limit, keep the levels nearest
+        the root that fill three quarters of it (with where their children are stored)."""
+        nodes = self._cache.nodes
+        for h in superseded:
+            nodes.pop(h, None)  # its location stays known (`at`) until a trim: a few bytes each
+        if len(nodes) <= self.cache_limit and len(self._cache.at) <= 2 * self.cache_limit:
+            return
+        at = self._cache.at
+        kept = _Stored()
+        level = [root] if root in nodes else []
+        while level and len(kept.nodes) + len(level) <= self.cache_limit * 3 // 4:
+            below = []
+            for h in level:
+                node = nodes.get(h)
+                if node is None:
+                    continue
+                kept.nodes[h] = node
+                kept.at[h] = at[h]
+                if not isinstance(node, Leaf):
+                    for child in node:
+                        if child != EMPTY:
+                            kept.at[child] = at[child]
+                            below.append(child)
+            level = below
+        self._cache = kept
 
 
 def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:

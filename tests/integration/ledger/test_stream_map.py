@@ -13,7 +13,7 @@ from claims_service.ledger import streammap, tree
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.ledger.note import parse_and_verify, sign_checkpoint
 from claims_service.ledger.tree import TreeBuilder
-from tests.integration.ledger.conftest import append_events, tamper
+from tests.integration.ledger.conftest import Counter, append_events, tamper
 from tests.integration.ledger.test_checkpoints import KEY, ORIGIN, VKEY, verify_checkpoint
 
 
@@ -185,6 +185,49 @@ def test_the_map_goes_on_after_its_cache_is_emptied(ledger, database_url):
                 assert root == streammap.build_root(heads_at(conn, size)), round_
                 for stream, head in list(heads_at(conn, size).items())[:3]:
                     assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+
+
+def test_the_builders_cache_holds_the_current_map_and_no_replaced_node(ledger, database_url):
+    """An update lets go of the nodes it replaced (a moved head's old leaf and the nodes above it),
+    and keeps a leaf it only moved down: what the cache holds is exactly the current map, so its
+    room goes to the nodes the next updates descend through."""
+    counters: list[Counter] = []
+    with TreeBuilder(database_url, map_every=1) as builder:
+        for round_ in range(5):
+            for counter in counters[::2]:  # heads that move
+                counter.bump(by=1)
+            fresh = [Counter(name=f"r{round_}-{i}") for i in range(5 + round_)]  # new streams
+            ledger.record(*counters[::2], *fresh)
+            counters += fresh
+            builder.catch_up()
+            with psycopg.connect(database_url) as conn:
+                size = tree.tree_size(conn)
+                root = streammap.root_at(conn, size)
+                assert root == streammap.build_root(heads_at(conn, size))
+            cached = builder._map._cache.nodes
+            held, level = set(), [root]
+            while level:
+                held.update(level)
+                level = [child for h in level if not isinstance(cached[h], streammap.Leaf)
+                         for child in cached[h] if child != streammap.EMPTY]
+            assert set(cached) == held, round_
+
+
+def test_a_map_that_outgrows_the_cache_keeps_its_upper_levels(ledger, database_url):
+    """Past its limit the cache keeps the levels nearest the root (with where their children are
+    stored) and the updates go on from them, reading the rest from the table."""
+    with TreeBuilder(database_url, map_every=1) as builder:
+        builder._map = streammap.StreamMap(cache_limit=12)
+        for round_ in range(4):
+            append_events(ledger, 8 + round_)
+            builder.catch_up()
+            cached = builder._map._cache.nodes
+            assert len(cached) <= 12
+            with psycopg.connect(database_url) as conn:
+                size = tree.tree_size(conn)
+                root = streammap.root_at(conn, size)
+                assert root == streammap.build_root(heads_at(conn, size)), round_
+            assert root in cached  # the top is what every update descends through first
 
 
 def test_a_map_update_that_did_not_commit_leaves_nothing_to_build_on(ledger, database_url, monkeypatch):
