@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 import uuid
@@ -34,6 +35,11 @@ from rich.table import Table
 RESULTS = Path(__file__).resolve().parent / "results.json"
 PARTS = ("ledger", "adjudication", "tree", "streammap", "projections", "service", "processes", "chain", "observability",
          "x12", "encryption")
+
+
+def median_role(runs: list[dict[str, Any]], role: str) -> float:
+    """The median over runs of one process's CPU ms per claim (0 where a run did not see it)."""
+    return statistics.median(r["cpu_ms_per_claim_by_role"].get(role, 0.0) for r in runs)
 
 
 def main() -> None:
@@ -290,6 +296,10 @@ def figures_table(results: dict[str, Any]) -> Table:
             f"{empty['paced_p99_ms']:.1f} / {big['paced_p99_ms']:.1f} ({growth['p99_ratio']:.2f})", "≤ 1.2")
         row("growth: service CPU ms per claim empty / big (ratio)",
             f"{empty['cpu_ms_per_claim']:.2f} / {big['cpu_ms_per_claim']:.2f} ({growth['cpu_ratio']:.2f})", "")
+        roles = ("server", "adjudicator", "projections", "tree", "postgres")
+        row("growth: CPU ms per claim by process, empty / big (medians): " + " · ".join(roles),
+            " · ".join(f"{median_role(growth['runs']['empty'], r):.2f} / {median_role(growth['runs']['big'], r):.2f}"
+                       for r in roles), "")
         row("growth: disk flushes over 20 ms during each paced run, empty / big",
             " ".join(str(r["disk_stalls"]) for r in growth["runs"]["empty"]) + " / "
             + " ".join(str(r["disk_stalls"]) for r in growth["runs"]["big"]), "")

@@ -476,6 +476,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
                 "disk_p99_ms": found["paced"]["disk"]["p99_ms"], "disk_stalls": found["paced"]["disk"]["stalls_over_20ms"],
                 "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds"),
+                "cpu_ms_per_claim_by_role": found["cpu_ms_per_claim_by_role"],
                 "paced_wal_per_call": wal_figures(found["paced"])}
 
     per_run = {kind: [figures(found) for found in found_runs] for kind, found_runs in runs.items()}
