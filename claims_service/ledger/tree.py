@@ -336,11 +336,16 @@ class TreeBuilder:
         is logged as an error on every round until it is resolved.
         """
         listener: psycopg.Connection | None = None
+        warm = True
         while not stop_event.is_set():
             try:
                 if listener is None or listener.closed or listener.broken:
                     listener = psycopg.connect(self.database_url, autocommit=True)
                     listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+                if warm:  # once, before the first update: the map's upper levels in one pass
+                    read = self._map.warm(self._connection())
+                    warm = False
+                    log.debug("stream map: %d nodes read into the cache", read)
                 added = self.catch_up(batch)
                 if added:
                     log.debug("tree extended by %d leaves", added)

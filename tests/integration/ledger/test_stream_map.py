@@ -230,6 +230,34 @@ def test_a_map_that_outgrows_the_cache_keeps_its_upper_levels(ledger, database_u
             assert root in cached  # the top is what every update descends through first
 
 
+def test_a_builder_started_on_a_long_ledger_reads_the_maps_upper_levels_at_once(ledger, database_url, monkeypatch):
+    """`warm` reads the latest map level by level: all of it when it fits the cache (the next
+    update then reads no node), its upper levels when it does not."""
+    with TreeBuilder(database_url, map_every=1) as builder:
+        append_events(ledger, 40)
+        builder.catch_up()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        size = tree.tree_size(conn)
+        root = streammap.root_at(conn, size)
+        memory = streammap.MemoryMap()
+        assert memory.update(heads_at(conn, size)) == root
+        whole = streammap.StreamMap()
+        assert whole.warm(conn) == len(whole._cache.nodes) == len(memory.nodes)
+        assert set(whole._cache.nodes) == set(memory.nodes)
+        top = streammap.StreamMap(cache_limit=20)
+        top.warm(conn)
+        assert root in top._cache.nodes and 0 < len(top._cache.nodes) <= 15
+        reads = []
+        real_execute = psycopg.Connection.execute
+        monkeypatch.setattr(psycopg.Connection, "execute",
+                            lambda self, query, *args, **kwargs: (reads.append(query), real_execute(self, query, *args, **kwargs))[1])
+        append_events(ledger, 3)
+        with conn.transaction():
+            new_root = whole.catch_up(conn, tree.tree_size(conn))
+        assert not any(query.startswith(streammap._SELECT_NODES) for query in reads)
+        assert new_root == streammap.build_root(heads_at(conn, tree.tree_size(conn)))
+
+
 def test_a_map_update_that_did_not_commit_leaves_nothing_to_build_on(ledger, database_url, monkeypatch):
     """The builder's transaction fails after the map was brought up to date in it: the nodes it
     made are not stored, and the next update does not take them for stored ones."""
