@@ -134,8 +134,19 @@ class Checkpointer:
         assert self.key_name is not None
         return verifier_key(self.key, self.key_name)
 
-    def sign(self, conn: psycopg.Connection, size: int | None = None) -> StoredCheckpoint:
-        """Sign the tree at `size` (default: as built now) unless a checkpoint of that size exists."""
+    def sign(self, conn: psycopg.Connection, size: int | None = None, *,
+             stream_map: streammap.StreamMap | None = None) -> StoredCheckpoint:
+        """Sign the tree at `size` (default: as built now) unless a checkpoint of that size exists.
+        `stream_map`: the tree builder's (its cache), when the map must be brought to `size`."""
+        try:
+            return self._sign(conn, size, stream_map)
+        except BaseException:
+            if stream_map is not None:
+                stream_map.forget()  # it may hold nodes of an update that did not commit
+            raise
+
+    def _sign(self, conn: psycopg.Connection, size: int | None,
+              stream_map: streammap.StreamMap | None) -> StoredCheckpoint:
         assert self.key_name is not None
         if self.fault is not None:
             raise InconsistentTreeError(f"the signer stopped after a fault: {self.fault}")
@@ -167,7 +178,7 @@ class Checkpointer:
             if latest is not None and latest.tree_size == size:
                 return latest
             note = sign_checkpoint(self.key, self.key_name, self.origin, size, root,
-                                   streammap.checkpoint_extensions(conn, size))
+                                   streammap.checkpoint_extensions(conn, size, stream_map))
             for cokey, coname in self.cosigners:
                 note = add_signature(note, cokey, coname)
             if self.state is not None:
@@ -275,21 +286,26 @@ class Checkpointer:
         """Follow the ledger: extend the tree on every insert, sign checkpoints when due."""
         conn: psycopg.Connection | None = None  # one connection for every tick, not one per tick
 
+        builder = tree.TreeBuilder(self.database_url)
+
         def after(_added: int) -> None:
             nonlocal conn
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(self.database_url, autocommit=True)
                 if self.due(conn):
-                    self.sign(conn)
+                    # The builder's map, whose cache holds the paths: a size it has not mapped is
+                    # then not an update read from the table node by node (this runs in its thread).
+                    self.sign(conn, stream_map=builder.stream_map)
                 else:
                     self.rewitness(conn)
             except (InconsistentTreeError, tree.TreeError) as error:
                 log.error("checkpoint: %s", error)
 
         try:
-            tree.TreeBuilder(self.database_url).run_forever(stop_event, timeout=timeout, after_extend=after)
+            builder.run_forever(stop_event, timeout=timeout, after_extend=after)
         finally:
+            builder.close()
             if conn is not None:
                 conn.close()
 

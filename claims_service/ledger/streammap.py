@@ -349,10 +349,11 @@ def prove(conn: psycopg.Connection, root: bytes, stream: uuid.UUID) -> MapProof:
     return _walk(stream, root, path.nodes.__getitem__)
 
 
-def checkpoint_extensions(conn: psycopg.Connection, tree_size: int) -> list[str]:
+def checkpoint_extensions(conn: psycopg.Connection, tree_size: int, stream_map: StreamMap | None = None) -> list[str]:
     """A checkpoint's extension lines: the stream map's root at `tree_size` (brought up to that size
-    now when the tree builder has not: from the latest map before it, with the leaves since)."""
-    return [extension_line(StreamMap().catch_up(conn, tree_size))]
+    now when the tree builder has not: from the latest map before it, with the leaves since), with
+    `stream_map`'s cache when given (the tree builder's, in the signer that runs beside it)."""
+    return [extension_line((stream_map or StreamMap()).catch_up(conn, tree_size))]
 
 
 def mapped_size(conn: psycopg.Connection) -> int:

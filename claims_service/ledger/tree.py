@@ -226,6 +226,11 @@ class TreeBuilder:
         self._conn: psycopg.Connection | None = None
         self._map = streammap.StreamMap()  # the streams' heads, updated with each batch
 
+    @property
+    def stream_map(self) -> streammap.StreamMap:
+        """The builder's stream map and its cache of nodes, for a signer in the same thread."""
+        return self._map
+
     def __enter__(self) -> TreeBuilder:
         return self
 

@@ -62,6 +62,43 @@ def test_the_builder_maps_every_thousand_leaves_and_the_signer_the_rest(ledger, 
             assert streammap.root_at(conn, 70) == streammap.build_root(heads_at(conn, 70))
 
 
+def test_the_signer_beside_the_builder_maps_with_the_builders_cache(ledger, database_url, monkeypatch):
+    """The signer in the tree process brings the map to the size it signs with the builder's map:
+    the paths are in its cache, so nothing is read from the table; a signing that fails empties
+    that cache (what it made was not stored), and the builder goes on from the table."""
+    from claims_service.ledger import checkpointer as checkpointer_module
+
+    reads = []
+    real_execute = psycopg.Connection.execute
+    monkeypatch.setattr(psycopg.Connection, "execute", lambda self, query, *args, **kwargs: (
+        reads.append(query), real_execute(self, query, *args, **kwargs))[1])
+    signer = Checkpointer(database_url, KEY, origin=ORIGIN)
+    with TreeBuilder(database_url, map_every=30) as builder:
+        for _ in range(4):
+            append_events(ledger, 7)
+            builder.catch_up()  # mapped at 42; 56 is not
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            signed = signer.sign(conn, stream_map=builder.stream_map)
+            assert signed.tree_size == 56 and streammap.root_at(conn, 56) == streammap.build_root(heads_at(conn, 56))
+        assert not any(str(q).startswith(streammap._SELECT_NODES) for q in reads)
+        append_events(ledger, 6)
+        builder.catch_up()  # 68: fewer than 30 unmapped since 56
+        reads.clear()
+        monkeypatch.setattr(checkpointer_module, "sign_checkpoint", lambda *args: (_ for _ in ()).throw(OSError("no key")))
+        with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(OSError):
+            signer.sign(conn, stream_map=builder.stream_map)  # the map brought to 68, then rolled back
+        assert not any(str(q).startswith(streammap._SELECT_NODES) for q in reads)
+        assert len(builder.stream_map._cache) == 0
+        monkeypatch.undo()
+        append_events(ledger, 20)
+        builder.catch_up()
+        with psycopg.connect(database_url) as conn:
+            size = tree.tree_size(conn)
+            assert streammap.mapped_size(conn) == size
+            assert streammap.root_at(conn, 68) is None  # the failed signing's map was not stored
+            assert streammap.root_at(conn, size) == streammap.build_root(heads_at(conn, size))
+
+
 def test_checkpoints_commit_to_the_map_and_a_ledger_older_than_the_map_gets_one(ledger, database_url):
     append_events(ledger, 6)
     with TreeBuilder(database_url) as builder:
