@@ -499,13 +499,12 @@ class StreamMap:
             if left is not None:
                 at[left], at[right] = left_at, right_at
 
-
     def _retire(self, superseded: Iterable[bytes], root: bytes) -> None:
         """Let go of the nodes the new map no longer holds; past the limit, keep the levels nearest
         the root that fill three quarters of it (with where their children are stored)."""
         nodes = self._cache.nodes
         for h in superseded:
-            nodes.pop(h, None)  # its location stays known (`at`) until a trim: a few bytes each
+            nodes.pop(h, None)  # where it is stored stays in `at` until a trim (smaller than a node)
         if len(nodes) <= self.cache_limit and len(self._cache.at) <= 2 * self.cache_limit:
             return
         at = self._cache.at
