@@ -384,8 +384,7 @@ class StreamMap:
         while level and len(cache.nodes) + len(level) <= self.cache_limit * 3 // 4:
             wanted = [h for h in level if h not in cache.nodes]
             if wanted:
-                for found in conn.execute(_SELECT_NODES, ([cache.at[h] for h in wanted], wanted)).fetchall():
-                    cache.add_row(found)
+                self._read(conn, wanted)
                 read += len(wanted)
             level = [child for h in level if isinstance(node := cache.nodes.get(h), tuple)
                      for child in node if child != EMPTY]
@@ -442,6 +441,15 @@ class StreamMap:
                                  " rebuilt over a different history")
         return new_root
 
+    def _read(self, conn: psycopg.Connection, wanted: list[bytes]) -> None:
+        """Read these nodes into the cache (one statement), each where its parent's row or the root's
+        says it is stored; a node not found is simply not added."""
+        located = [self._cache.at.get(h) for h in wanted]
+        if None in located:
+            raise StreamMapError(f"stream map node {wanted[located.index(None)].hex()[:16]}… is not stored")
+        for row in conn.execute(_SELECT_NODES, (located, wanted)).fetchall():
+            self._cache.add_row(row)
+
     def _load_paths(self, conn: psycopg.Connection, root: bytes, items: list[tuple[bytes, Leaf | bytes]]) -> None:
         """Bring every node the update descends through into the cache, a level per statement."""
         cache = self._cache
@@ -449,11 +457,7 @@ class StreamMap:
         while level:
             wanted = [h for h, _, _ in level if h != EMPTY and h not in cache.nodes]
             if wanted:
-                located = [cache.at.get(h) for h in wanted]
-                if None in located:
-                    raise StreamMapError(f"stream map node {wanted[located.index(None)].hex()[:16]}… is not stored")
-                for row in conn.execute(_SELECT_NODES, (located, wanted)).fetchall():
-                    cache.add_row(row)
+                self._read(conn, wanted)
                 absent = [h for h in wanted if h not in cache.nodes]
                 if absent:
                     raise StreamMapError(f"stream map node {absent[0].hex()[:16]}… is not stored")

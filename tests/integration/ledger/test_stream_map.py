@@ -24,6 +24,19 @@ def heads_at(conn: psycopg.Connection, size: int) -> dict[uuid.UUID, tuple[int, 
     return streammap.heads_of(rows)
 
 
+def record_statements(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every statement run through `psycopg.Connection.execute` from now on, in order."""
+    statements: list[object] = []
+    real_execute = psycopg.Connection.execute
+
+    def execute(self, query, *args, **kwargs):  # noqa: ANN001, ANN202 - the method's own arguments
+        statements.append(query)
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    return statements
+
+
 def test_the_builder_keeps_the_map_of_every_batch(ledger, database_url):
     with TreeBuilder(database_url, map_every=1) as builder:
         for round_ in range(4):
@@ -68,10 +81,7 @@ def test_the_signer_beside_the_builder_maps_with_the_builders_cache(ledger, data
     that cache (what it made was not stored), and the builder goes on from the table."""
     from claims_service.ledger import checkpointer as checkpointer_module
 
-    reads = []
-    real_execute = psycopg.Connection.execute
-    monkeypatch.setattr(psycopg.Connection, "execute", lambda self, query, *args, **kwargs: (
-        reads.append(query), real_execute(self, query, *args, **kwargs))[1])
+    reads = record_statements(monkeypatch)
     signer = Checkpointer(database_url, KEY, origin=ORIGIN)
     with TreeBuilder(database_url, map_every=30) as builder:
         for _ in range(4):
@@ -284,14 +294,11 @@ def test_a_builder_started_on_a_long_ledger_reads_the_maps_upper_levels_at_once(
         top = streammap.StreamMap(cache_limit=20)
         top.warm(conn)
         assert root in top._cache.nodes and 0 < len(top._cache.nodes) <= 15
-        reads = []
-        real_execute = psycopg.Connection.execute
-        monkeypatch.setattr(psycopg.Connection, "execute",
-                            lambda self, query, *args, **kwargs: (reads.append(query), real_execute(self, query, *args, **kwargs))[1])
+        reads = record_statements(monkeypatch)
         append_events(ledger, 3)
         with conn.transaction():
             new_root = whole.catch_up(conn, tree.tree_size(conn))
-        assert not any(query.startswith(streammap._SELECT_NODES) for query in reads)
+        assert not any(str(q).startswith(streammap._SELECT_NODES) for q in reads)
         assert new_root == streammap.build_root(heads_at(conn, tree.tree_size(conn)))
 
 
