@@ -8,7 +8,8 @@ sealed event of theirs carries) and the uuid5 of their member id, to find it aga
 Reading keys costs a query and an unwrap, and every event of a member's stream is sealed or opened
 with one: `MemberKeyStore` keeps what it read in memory, bounded (least recently used out) and
 revalidated against the table every ``cache_seconds``, so a key destroyed by another process (an
-erasure by `claimsctl erase-member`) stops being used within that time. A key found destroyed stays
+erasure by `claimsctl erase-member`) stops being used within that time: a due key is read again at
+its next use, and those used since their last read are read with any miss, in one query. A key found destroyed stays
 so in the cache. Readers that go through the ledger in batches (the projections, reconciliation)
 read the keys of each batch with the batch instead (`fresh_keys`), in the same snapshot as the
 events: what they decode always agrees with the key table at that moment.
@@ -150,6 +151,10 @@ class MemberKeyStore:
         # revalidation are found at the front, not by a pass over the whole cache at every miss
         # (which made a pass over many members' events quadratic)
         self._read_at: OrderedDict[str, float] = OrderedDict()
+        # live keys served from the cache since they were last read: only these are revalidated
+        # with a miss. One not used since waits for its next use, which reads it (a miss): else a
+        # full cache (a pass over the history fills it) is read again every `cache_seconds` whole
+        self._used: set[str] = set()
         # stream id -> the key id of its member ("" for a stream that belongs to no member)
         self._streams: OrderedDict[Any, str] = OrderedDict()
         self.reads = 0  # queries of the key table (tests, the bench)
@@ -170,6 +175,8 @@ class MemberKeyStore:
             found = self._ciphers.get(key_id)
             if self._fresh(found, now):
                 self._ciphers.move_to_end(key_id)
+                if found[0] is not None:
+                    self._used.add(key_id)
                 return found[0]
             stale = self._stale(now, 1000)
         # One query for this key and every other cached key that is due for revalidation.
@@ -197,12 +204,17 @@ class MemberKeyStore:
         return found is not None and (found[0] is None or now - found[1] < self.cache_seconds)
 
     def _stale(self, now: float, limit: int) -> list[str]:
-        """Up to `limit` cached live keys read from the table `cache_seconds` ago or more (under the lock)."""
+        """Up to `limit` cached live keys read from the table `cache_seconds` ago or more and used
+        since (under the lock). The due ones not used since leave the revalidation order: their
+        next use is a miss."""
         stale: list[str] = []
+        unused: list[str] = []
         for key_id, at in self._read_at.items():
             if now - at < self.cache_seconds or len(stale) >= limit:
                 break
-            stale.append(key_id)
+            (stale if key_id in self._used else unused).append(key_id)
+        for key_id in unused:
+            del self._read_at[key_id]
         return stale
 
     def _remember(self, rows: list[tuple[Any, ...]], now: float, dropped: set[str]) -> None:
@@ -212,15 +224,19 @@ class MemberKeyStore:
             for key_id in dropped - seen.keys():
                 self._ciphers.pop(key_id, None)
                 self._read_at.pop(key_id, None)
+                self._used.discard(key_id)
             for key_id, cipher in seen.items():
                 self._ciphers[key_id] = (cipher, now)
                 self._ciphers.move_to_end(key_id)
                 self._note_read(key_id, cipher, now)
             while len(self._ciphers) > self.cache_entries:
-                self._read_at.pop(self._ciphers.popitem(last=False)[0], None)
+                evicted = self._ciphers.popitem(last=False)[0]
+                self._read_at.pop(evicted, None)
+                self._used.discard(evicted)
 
     def _note_read(self, key_id: str, cipher: AESGCM | None, now: float) -> None:
         """Keep a live key's read time in read order; a destroyed one is never revalidated."""
+        self._used.discard(key_id)
         if cipher is None:
             self._read_at.pop(key_id, None)
         else:
@@ -298,6 +314,7 @@ class MemberKeyStore:
         with self._lock:
             self._ciphers[key_id] = (None, time.monotonic())
             self._read_at.pop(key_id, None)
+            self._used.discard(key_id)
         forget_unwrapped(key_id)
 
 

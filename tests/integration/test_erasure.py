@@ -26,7 +26,7 @@ from claims_service.commands import Commands, claim_stream
 from claims_service.config import Config
 from claims_service.erasure import Eraser
 from claims_service.errors import MemberNotFoundError, ValidationError
-from claims_service.keys.store import MemberDataErasedError
+from claims_service.keys.store import KEY_ROWS_BY_ID, MemberDataErasedError
 from claims_service.ledger.payloads import decode_state, is_erased, sealed_key_id
 from projections import catalog
 from projections.claims import get_claim
@@ -331,5 +331,38 @@ def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_
         assert keys.reads == reads + 2  # the member's key id, then its key with the due ones
         with pytest.raises(MemberDataErasedError):
             keys.key_of_member(ERASED, create=False)
+    finally:
+        other.close()
+
+
+def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(story, database_url, monkeypatch):
+    """A key not used since it was read is not read again with the next miss (a full cache would be
+    read whole every `cache_seconds`): it is read at its next use, and found destroyed then."""
+    ledger, service, _attachments, _claims = story
+    other = LedgerApplication(database_url)  # another process, with keys cached
+    try:
+        keys = other.mapper.sealer.keys
+        keys.cache_seconds = 0.2
+        erased_key, _ = keys.key_of_member(ERASED, create=False)
+        used_key, _ = keys.key_of_member(OTHERS[0], create=False)
+        assert keys.cipher(used_key) is not None  # served from the cache: used since its read
+        with psycopg.connect(database_url) as conn:  # as `claimsctl erase-member` in another process does
+            conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (erased_key,))
+            conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (erased_key,))
+        time.sleep(0.3)
+        asked: list[set[str]] = []  # the key ids of each read of keys
+        read = keys._read
+
+        def recorded(query, params):
+            if query == KEY_ROWS_BY_ID:
+                asked.append(set(params[0]))
+            return read(query, params)
+
+        monkeypatch.setattr(keys, "_read", recorded)
+        missed_key, _ = keys.key_of_member(OTHERS[1], create=False)  # a miss: the due keys used since come with it
+        assert asked[-1] == {missed_key, used_key}
+        with pytest.raises(MemberDataErasedError):  # its next use reads it
+            keys.key_of_member(ERASED, create=False)
+        assert asked[-1] == {erased_key}
     finally:
         other.close()
