@@ -28,6 +28,9 @@ from claims_service.ledger.following import wait_for_notification
 
 log = logging.getLogger(__name__)
 
+LIVE_MAP_WRITE_PAUSE = 1.0
+"""Live, the stream map's writes pause as long as each chunk took (at most half a core): the service's
+submissions share the cores with them (`streammap.StreamMap.write_pause`)."""
 EVENTS_CHANNEL = "ledger_events"  # the eventsourcing recorder NOTIFYs this on every insert
 TREE_CHANNEL = "ledger_tree"  # extend() NOTIFYs this with the new tree size
 TREE_LOCK_KEY = 0x4D65726B6C65  # "Merkle": serialises tree builders (transaction advisory lock)
@@ -342,6 +345,7 @@ class TreeBuilder:
         """
         listener: psycopg.Connection | None = None
         warm = True
+        self._map.write_pause = LIVE_MAP_WRITE_PAUSE
         while not stop_event.is_set():
             try:
                 if listener is None or listener.closed or listener.broken:

@@ -329,3 +329,44 @@ def test_a_map_update_that_did_not_commit_leaves_nothing_to_build_on(ledger, dat
         assert root == streammap.build_root(heads_at(conn, size))
         for stream, head in heads_at(conn, size).items():
             assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+
+
+def test_a_live_builder_writes_the_map_in_paced_chunks_to_the_same_map(ledger, database_url, monkeypatch):
+    """An update's new nodes are written `write_chunk` rows a statement, with a pause after each in
+    proportion to how long it took (a live builder's writes leave room for the submissions); the
+    map, its rows and its proofs are those of one statement."""
+    pauses: list[float] = []
+    monkeypatch.setattr(streammap.time, "sleep", pauses.append)
+    with TreeBuilder(database_url, map_every=1) as builder:
+        builder._map = streammap.StreamMap(write_chunk=5, write_pause=1.0)
+        append_events(ledger, 30)
+        statements = record_statements(monkeypatch)
+        builder.catch_up()
+        written = [q for q in statements if q == streammap._INSERT_NODES]
+        monkeypatch.undo()
+        with psycopg.connect(database_url) as conn:
+            size = tree.tree_size(conn)
+            root = streammap.root_at(conn, size)
+            heads = heads_at(conn, size)
+            assert root == streammap.build_root(heads)
+            memory = streammap.MemoryMap()
+            memory.update(heads)
+            stored = {bytes(h) for (h,) in conn.execute("SELECT hash FROM stream_map_nodes").fetchall()}
+            assert set(memory.nodes) <= stored
+            for stream, head in heads.items():
+                assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+    assert len(written) >= len(memory.nodes) / 5 > 1  # a statement for each five rows
+    assert len(pauses) == len(written) and all(p >= 0 for p in pauses)
+
+
+def test_the_tree_process_paces_its_map_writes(database_url):
+    """The builder that runs in the tree process (`run_forever`) paces its map's writes; one used to
+    catch up in bulk (tests, the bench, a rebuild) does not."""
+    import threading
+
+    with TreeBuilder(database_url) as builder:
+        assert builder.stream_map.write_pause == 0
+        stop = threading.Event()
+        stop.set()
+        builder.run_forever(stop)
+        assert builder.stream_map.write_pause == tree.LIVE_MAP_WRITE_PAUSE > 0
