@@ -310,6 +310,13 @@ def test_key_creation_finds_parties_chunk_by_chunk_with_each_chunks_keys_read_at
         fresh_ledger.close()
 
 
+def destroy_elsewhere(database_url: str, key_id: str) -> None:
+    """Destroy a member's key as `claimsctl erase-member` in another process does."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (key_id,))
+        conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (key_id,))
+
+
 def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_are_revalidated(story, database_url):
     """A process's cached keys are read again `cache_seconds` after they were read, oldest first,
     with the next key it has to read: an erasure elsewhere stops their use within that time."""
@@ -321,9 +328,7 @@ def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_
         erased_key, _ = keys.key_of_member(ERASED, create=False)
         keys.key_of_member(OTHERS[0], create=False)
         assert keys.cipher(erased_key) is not None
-        with psycopg.connect(database_url) as conn:  # as `claimsctl erase-member` in another process does
-            conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (erased_key,))
-            conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (erased_key,))
+        destroy_elsewhere(database_url, erased_key)
         assert keys.cipher(erased_key) is not None  # cached, and not yet due
         time.sleep(0.3)
         reads = keys.reads
@@ -346,9 +351,7 @@ def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(
         erased_key, _ = keys.key_of_member(ERASED, create=False)
         used_key, _ = keys.key_of_member(OTHERS[0], create=False)
         assert keys.cipher(used_key) is not None  # served from the cache: used since its read
-        with psycopg.connect(database_url) as conn:  # as `claimsctl erase-member` in another process does
-            conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (erased_key,))
-            conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (erased_key,))
+        destroy_elsewhere(database_url, erased_key)
         time.sleep(0.3)
         asked: list[set[str]] = []  # the key ids of each read of keys
         read = keys._read
