@@ -9,8 +9,8 @@ Reading keys costs a query and an unwrap, and every event of a member's stream i
 with one: `MemberKeyStore` keeps what it read in memory, bounded (least recently used out) and
 revalidated against the table every ``cache_seconds``, so a key destroyed by another process (an
 erasure by `claimsctl erase-member`) stops being used within that time: a due key is read again at
-its next use, and those used since their last read are read with any miss, in one query. A key found destroyed stays
-so in the cache. Readers that go through the ledger in batches (the projections, reconciliation)
+its next use, and those used since their last read are read with any miss, in one query. A key
+found destroyed stays so in the cache. Readers that go through the ledger in batches (the projections, reconciliation)
 read the keys of each batch with the batch instead (`fresh_keys`), in the same snapshot as the
 events: what they decode always agrees with the key table at that moment.
 

@@ -4,6 +4,7 @@ proofs verify, and a false map or damaged map tables are named."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import psycopg
@@ -362,8 +363,6 @@ def test_a_live_builder_writes_the_map_in_paced_chunks_to_the_same_map(ledger, d
 def test_the_tree_process_paces_its_map_writes(database_url):
     """The builder that runs in the tree process (`run_forever`) paces its map's writes; one used to
     catch up in bulk (tests, the bench, a rebuild) does not."""
-    import threading
-
     with TreeBuilder(database_url) as builder:
         assert builder.stream_map.write_pause == 0
         stop = threading.Event()
