@@ -155,14 +155,11 @@ class Eraser:
     def _streams(self, member_id: str, key_id: str | None) -> list[str]:
         """Every stream whose first event names the member: sealed under their key, or older and
         naming their member id (plain JSON, or the library's one-key cipher, opened here)."""
-        prefix = SEALED_PREFIX + key_id.encode("ascii") + b'"' if key_id else b"\x00"
-        needle = f'"{phi.MEMBER_FIELD}":'.encode() + orjson.dumps(member_id)
-        query = (f"SELECT originator_id::text, state FROM {EVENTS_TABLE} WHERE originator_version = 1 AND"
-                 " (substring(state from 1 for %s) = %s OR (get_byte(state, 0) = 123 AND position(%s in state) > 0)"
-                 "  OR get_byte(state, 0) <> 123)")
+        query, params = first_events_query(EVENTS_TABLE, member_id, key_id)
+        prefix = params[1]  # a payload sealed under their key begins with it
         found = []
         with self.ledger.datastore.get_connection() as conn, conn.cursor(binary=True, row_factory=tuple_row) as cur:
-            for stream, state in cur.execute(query, (len(prefix), prefix, needle)):
+            for stream, state in cur.execute(query, params):
                 state = bytes(state)
                 if state.startswith(prefix):
                     found.append(stream)
@@ -186,6 +183,21 @@ class Eraser:
                 f"SELECT count(*), count(*) FILTER (WHERE substring(state from 1 for %s) = %s) FROM {EVENTS_TABLE}"
                 " WHERE originator_id = ANY(%s::uuid[])", (len(prefix), prefix, streams)).fetchone()
         return int(sealed), int(total) - int(sealed)
+
+
+def first_events_query(table: str, member_id: str, key_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The first events that may name the member: sealed under their key; plain JSON naming them, or
+    naming no member at all; and any other payload (the library's one-key cipher), to be opened.
+    A one-key payload's random nonce begins with "{" once in 256: it names no member in the clear,
+    so it is kept (filtering on the member's name alone missed it)."""
+    prefix = SEALED_PREFIX + key_id.encode("ascii") + b'"' if key_id else b"\x00"
+    field = f'"{phi.MEMBER_FIELD}":'.encode()
+    query = (f"SELECT originator_id::text, state FROM {table} WHERE originator_version = 1 AND"
+             " (substring(state from 1 for %s) = %s"
+             "  OR (get_byte(state, 0) = 123 AND substring(state from 1 for %s) <> %s"
+             "      AND (position(%s in state) > 0 OR position(%s in state) = 0))"
+             "  OR get_byte(state, 0) <> 123)")
+    return query, (len(prefix), prefix, len(SEALED_PREFIX), SEALED_PREFIX, field + orjson.dumps(member_id), field)
 
 
 def purge_read_models(cur: psycopg.Cursor[Any], member_id: str, streams: list[str]) -> int:

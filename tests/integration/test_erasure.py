@@ -369,3 +369,37 @@ def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(
         assert asked[-1] == {erased_key}
     finally:
         other.close()
+
+
+def test_the_erasures_search_keeps_a_one_key_payload_whose_nonce_begins_like_json(database_url):
+    """The library's one-key cipher lays a payload out as nonce, tag, ciphertext: one in 256 begins
+    with "{". The erasure's search for a member's first events must still open it, not drop it as
+    JSON that does not name the member (test_encryption_at_rest flaked on it)."""
+    import os
+    import uuid
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from claims_service.erasure import first_events_query
+    from claims_service.ledger.payloads import SEALED_PREFIX
+
+    key_id = str(uuid.uuid4())
+    nonce = b"{" + os.urandom(11)
+    sealed = AESGCM(os.urandom(32)).encrypt(nonce, b'{"member_id":"M-1"}', None)
+    rows = {
+        "one-key, nonce like JSON": nonce + sealed[-16:] + sealed[:-16],
+        "one-key": b"\x01" + os.urandom(40),
+        "plain, this member": b'{"member_id":"M-1","x":1}',
+        "plain, no member": b'{"provider_id":"P"}',
+        "plain, another member": b'{"member_id":"M-2"}',
+        "sealed, this member": SEALED_PREFIX + key_id.encode() + b'"rest',
+        "sealed, another member": SEALED_PREFIX + str(uuid.uuid4()).encode() + b'"rest',
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE first_events (originator_id uuid, originator_version int, state bytea)")
+        ids = {}
+        for name, state in rows.items():
+            ids[str(conn.execute("INSERT INTO first_events VALUES (gen_random_uuid(), 1, %s) RETURNING originator_id",
+                                 (state,)).fetchone()[0])] = name
+        found = {ids[stream] for stream, _ in conn.execute(*first_events_query("first_events", "M-1", key_id)).fetchall()}
+    assert found == {"one-key, nonce like JSON", "one-key", "plain, this member", "plain, no member", "sealed, this member"}
