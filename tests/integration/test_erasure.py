@@ -317,58 +317,57 @@ def destroy_elsewhere(database_url: str, key_id: str) -> None:
         conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (key_id,))
 
 
-def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_are_revalidated(story, database_url):
+@pytest.fixture
+def other_keys(story, database_url):
+    """The key store of another process, its keys due 0.2 s after they are read: (the store, the
+    erased member's key id, the key id of `OTHERS[0]`), both read into its cache."""
+    other = LedgerApplication(database_url)
+    try:
+        keys = other.mapper.sealer.keys
+        keys.cache_seconds = 0.2
+        erased_key, _ = keys.key_of_member(ERASED, create=False)
+        other_key, _ = keys.key_of_member(OTHERS[0], create=False)
+        yield keys, erased_key, other_key
+    finally:
+        other.close()
+
+
+def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_are_revalidated(other_keys, database_url):
     """A process's cached keys are read again `cache_seconds` after they were read, oldest first,
     with the next key it has to read: an erasure elsewhere stops their use within that time."""
-    ledger, service, _attachments, _claims = story
-    other = LedgerApplication(database_url)  # another process, with keys cached
-    try:
-        keys = other.mapper.sealer.keys
-        keys.cache_seconds = 0.2
-        erased_key, _ = keys.key_of_member(ERASED, create=False)
-        keys.key_of_member(OTHERS[0], create=False)
-        assert keys.cipher(erased_key) is not None
-        destroy_elsewhere(database_url, erased_key)
-        assert keys.cipher(erased_key) is not None  # cached, and not yet due
-        time.sleep(0.3)
-        reads = keys.reads
-        keys.key_of_member(OTHERS[1], create=False)  # a miss: due keys are read with it, in one query
-        assert keys.reads == reads + 2  # the member's key id, then its key with the due ones
-        with pytest.raises(MemberDataErasedError):
-            keys.key_of_member(ERASED, create=False)
-    finally:
-        other.close()
+    keys, erased_key, _ = other_keys
+    assert keys.cipher(erased_key) is not None
+    destroy_elsewhere(database_url, erased_key)
+    assert keys.cipher(erased_key) is not None  # cached, and not yet due
+    time.sleep(0.3)
+    reads = keys.reads
+    keys.key_of_member(OTHERS[1], create=False)  # a miss: due keys are read with it, in one query
+    assert keys.reads == reads + 2  # the member's key id, then its key with the due ones
+    with pytest.raises(MemberDataErasedError):
+        keys.key_of_member(ERASED, create=False)
 
 
-def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(story, database_url, monkeypatch):
+def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(other_keys, database_url, monkeypatch):
     """A key not used since it was read is not read again with the next miss (a full cache would be
     read whole every `cache_seconds`): it is read at its next use, and found destroyed then."""
-    ledger, service, _attachments, _claims = story
-    other = LedgerApplication(database_url)  # another process, with keys cached
-    try:
-        keys = other.mapper.sealer.keys
-        keys.cache_seconds = 0.2
-        erased_key, _ = keys.key_of_member(ERASED, create=False)
-        used_key, _ = keys.key_of_member(OTHERS[0], create=False)
-        assert keys.cipher(used_key) is not None  # served from the cache: used since its read
-        destroy_elsewhere(database_url, erased_key)
-        time.sleep(0.3)
-        asked: list[set[str]] = []  # the key ids of each read of keys
-        read = keys._read
+    keys, erased_key, used_key = other_keys
+    assert keys.cipher(used_key) is not None  # served from the cache: used since its read
+    destroy_elsewhere(database_url, erased_key)
+    time.sleep(0.3)
+    asked: list[set[str]] = []  # the key ids of each read of keys
+    read = keys._read
 
-        def recorded(query, params):
-            if query == KEY_ROWS_BY_ID:
-                asked.append(set(params[0]))
-            return read(query, params)
+    def recorded(query, params):
+        if query == KEY_ROWS_BY_ID:
+            asked.append(set(params[0]))
+        return read(query, params)
 
-        monkeypatch.setattr(keys, "_read", recorded)
-        missed_key, _ = keys.key_of_member(OTHERS[1], create=False)  # a miss: the due keys used since come with it
-        assert asked[-1] == {missed_key, used_key}
-        with pytest.raises(MemberDataErasedError):  # its next use reads it
-            keys.key_of_member(ERASED, create=False)
-        assert asked[-1] == {erased_key}
-    finally:
-        other.close()
+    monkeypatch.setattr(keys, "_read", recorded)
+    missed_key, _ = keys.key_of_member(OTHERS[1], create=False)  # a miss: the due keys used since come with it
+    assert asked[-1] == {missed_key, used_key}
+    with pytest.raises(MemberDataErasedError):  # its next use reads it
+        keys.key_of_member(ERASED, create=False)
+    assert asked[-1] == {erased_key}
 
 
 def test_the_erasures_search_keeps_a_one_key_payload_whose_nonce_begins_like_json(database_url):

@@ -25,6 +25,19 @@ def heads_at(conn: psycopg.Connection, size: int) -> dict[uuid.UUID, tuple[int, 
     return streammap.heads_of(rows)
 
 
+def checked_map(conn: psycopg.Connection, proofs: int | None = 0) -> tuple[bytes, dict[uuid.UUID, tuple[int, bytes]]]:
+    """The stored map's root at the tree's size and the heads there, asserting that root is the map
+    built from those heads and that the first `proofs` streams' proofs (every one's for None) open
+    to their heads."""
+    size = tree.tree_size(conn)
+    root = streammap.root_at(conn, size)
+    heads = heads_at(conn, size)
+    assert root == streammap.build_root(heads), size
+    for stream, head in list(heads.items())[:proofs]:
+        assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+    return root, heads
+
+
 def record_statements(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every statement run through `psycopg.Connection.execute` from now on, in order."""
     statements: list[object] = []
@@ -228,11 +241,7 @@ def test_the_map_goes_on_after_its_cache_is_emptied(ledger, database_url):
             append_events(ledger, 6 + round_)
             builder.catch_up()
             with psycopg.connect(database_url) as conn:
-                size = tree.tree_size(conn)
-                root = streammap.root_at(conn, size)
-                assert root == streammap.build_root(heads_at(conn, size)), round_
-                for stream, head in list(heads_at(conn, size).items())[:3]:
-                    assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+                checked_map(conn, proofs=3)
 
 
 def test_the_builders_cache_holds_the_current_map_and_no_replaced_node(ledger, database_url):
@@ -249,9 +258,7 @@ def test_the_builders_cache_holds_the_current_map_and_no_replaced_node(ledger, d
             counters += fresh
             builder.catch_up()
             with psycopg.connect(database_url) as conn:
-                size = tree.tree_size(conn)
-                root = streammap.root_at(conn, size)
-                assert root == streammap.build_root(heads_at(conn, size))
+                root, _ = checked_map(conn)
             cached = builder._map._cache.nodes
             held, level = set(), [root]
             while level:
@@ -272,9 +279,7 @@ def test_a_map_that_outgrows_the_cache_keeps_its_upper_levels(ledger, database_u
             cached = builder._map._cache.nodes
             assert len(cached) <= 12
             with psycopg.connect(database_url) as conn:
-                size = tree.tree_size(conn)
-                root = streammap.root_at(conn, size)
-                assert root == streammap.build_root(heads_at(conn, size)), round_
+                root, _ = checked_map(conn)
             assert root in cached  # the top is what every update descends through first
 
 
@@ -325,11 +330,7 @@ def test_a_map_update_that_did_not_commit_leaves_nothing_to_build_on(ledger, dat
         append_events(ledger, 4)
         builder.catch_up()
     with psycopg.connect(database_url) as conn:
-        size = tree.tree_size(conn)
-        root = streammap.root_at(conn, size)
-        assert root == streammap.build_root(heads_at(conn, size))
-        for stream, head in heads_at(conn, size).items():
-            assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
+        checked_map(conn, proofs=None)
 
 
 def test_a_live_builder_writes_the_map_in_paced_chunks_to_the_same_map(ledger, database_url, monkeypatch):
@@ -346,16 +347,11 @@ def test_a_live_builder_writes_the_map_in_paced_chunks_to_the_same_map(ledger, d
         written = [q for q in statements if q == streammap._INSERT_NODES]
         monkeypatch.undo()
         with psycopg.connect(database_url) as conn:
-            size = tree.tree_size(conn)
-            root = streammap.root_at(conn, size)
-            heads = heads_at(conn, size)
-            assert root == streammap.build_root(heads)
+            _, heads = checked_map(conn, proofs=None)
             memory = streammap.MemoryMap()
             memory.update(heads)
             stored = {bytes(h) for (h,) in conn.execute("SELECT hash FROM stream_map_nodes").fetchall()}
             assert set(memory.nodes) <= stored
-            for stream, head in heads.items():
-                assert streammap.verify(root, streammap.prove(conn, root, stream)) == head
     assert len(written) >= len(memory.nodes) / 5 > 1  # a statement for each five rows
     assert len(pauses) == len(written) and all(p >= 0 for p in pauses)
 
