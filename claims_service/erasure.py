@@ -155,11 +155,10 @@ class Eraser:
     def _streams(self, member_id: str, key_id: str | None) -> list[str]:
         """Every stream whose first event names the member: sealed under their key, or older and
         naming their member id (plain JSON, or the library's one-key cipher, opened here)."""
-        query, params = first_events_query(EVENTS_TABLE, member_id, key_id)
-        prefix = params[1]  # a payload sealed under their key begins with it
+        prefix = _sealed_under(key_id)
         found = []
         with self.ledger.datastore.get_connection() as conn, conn.cursor(binary=True, row_factory=tuple_row) as cur:
-            for stream, state in cur.execute(query, params):
+            for stream, state in cur.execute(*first_events_query(EVENTS_TABLE, member_id, key_id)):
                 state = bytes(state)
                 if state.startswith(prefix):
                     found.append(stream)
@@ -185,12 +184,17 @@ class Eraser:
         return int(sealed), int(total) - int(sealed)
 
 
+def _sealed_under(key_id: str | None) -> bytes:
+    """How a payload sealed under this key begins (a byte no payload begins with, for no key)."""
+    return SEALED_PREFIX + key_id.encode("ascii") + b'"' if key_id else b"\x00"
+
+
 def first_events_query(table: str, member_id: str, key_id: str | None) -> tuple[str, tuple[Any, ...]]:
     """The first events that may name the member: sealed under their key; plain JSON naming them, or
     naming no member at all; and any other payload (the library's one-key cipher), to be opened.
     A one-key payload's random nonce begins with "{" once in 256: it names no member in the clear,
     so it is kept (filtering on the member's name alone missed it)."""
-    prefix = SEALED_PREFIX + key_id.encode("ascii") + b'"' if key_id else b"\x00"
+    prefix = _sealed_under(key_id)
     field = f'"{phi.MEMBER_FIELD}":'.encode()
     query = (f"SELECT originator_id::text, state FROM {table} WHERE originator_version = 1 AND"
              " (substring(state from 1 for %s) = %s"
