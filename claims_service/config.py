@@ -127,8 +127,8 @@ class Config(BaseSettings):
     member_kek_provider: str | None = None
     """Else (first, when set) `package.module:factory` of a KMS's KEKs (claims_service/keys/kek.py)."""
     member_key_cache_seconds: PositiveFloat = 2.0
-    """How long a process uses a member key it read before reading it again (an erasure by
-    another process takes effect within it)."""
+    """How often at most a process reads the count of member-key erasures, which tells it whether
+    to read its cached keys again (an erasure by another process takes effect within it)."""
     member_key_cache_entries: PositiveInt = 20_000
     """Member keys a process keeps unwrapped in memory at most."""
     blob_dir: Path | None = None

@@ -6,13 +6,15 @@ kept in ``member_data_keys`` wrapped under the newest KEK (``kek``), with the me
 sealed event of theirs carries) and the uuid5 of their member id, to find it again.
 
 Reading keys costs a query and an unwrap, and every event of a member's stream is sealed or opened
-with one: `MemberKeyStore` keeps what it read in memory, bounded (least recently used out) and
-revalidated against the table every ``cache_seconds``, so a key destroyed by another process (an
-erasure by `claimsctl erase-member`) stops being used within that time: a due key is read again at
-its next use, and those used since their last read are read with any miss, in one query. A key
-found destroyed stays so in the cache. Readers that go through the ledger in batches (the projections, reconciliation)
-read the keys of each batch with the batch instead (`fresh_keys`), in the same snapshot as the
-events: what they decode always agrees with the key table at that moment.
+with one: `MemberKeyStore` keeps what it read in memory, bounded (least recently used out). A key
+destroyed by another process (an erasure by `claimsctl erase-member`) must stop being used within
+``cache_seconds``: every ``cache_seconds`` at most, the store reads the count of erasures
+(``member_key_erasures``, moved by triggers in the erasing transaction, migration 0026), and when
+it moved, reads every cached key again, in one query per thousand. While it stands still, a key is
+read from the table once, at its first use. A key found destroyed stays so in the cache. Readers
+that go through the ledger in batches (the projections, reconciliation) read the keys of each batch
+with the batch instead (`fresh_keys`), in the same snapshot as the events: what they decode always
+agrees with the key table at that moment.
 
 Unwrapped keys are also kept process-wide by (key id, KEK id, wrapped bytes) (`_unwrap`), bounded,
 so that a batch reader unwraps each key once, not once per batch.
@@ -90,6 +92,7 @@ def forget_unwrapped(key_id: str) -> None:
             del _unwrapped[entry]
 
 
+ERASURE_COUNT = "SELECT erasures FROM member_key_erasures"
 KEY_ROWS_BY_ID = ("SELECT k.key_id::text, k.erased_at IS NOT NULL, d.kek_id, d.wrapped_key"
                   " FROM member_keys k LEFT JOIN member_data_keys d USING (key_id) WHERE k.key_id = ANY(%s::uuid[])")
 
@@ -143,21 +146,21 @@ class MemberKeyStore:
         self.cache_seconds = cache_seconds
         self.cache_entries = cache_entries
         self._lock = threading.Lock()
-        # key id -> (cipher, or None once destroyed; when last read from the table)
-        self._ciphers: OrderedDict[str, tuple[AESGCM | None, float]] = OrderedDict()
+        # key id -> its cipher, or None once destroyed
+        self._ciphers: OrderedDict[str, AESGCM | None] = OrderedDict()
         # member ref -> key id (a member's key id never changes; its key may be destroyed)
         self._members: OrderedDict[uuid.UUID, str] = OrderedDict()
-        # key id -> when it was last read from the table, oldest first: the keys due for
-        # revalidation are found at the front, not by a pass over the whole cache at every miss
-        # (which made a pass over many members' events quadratic)
-        self._read_at: OrderedDict[str, float] = OrderedDict()
-        # live keys served from the cache since they were last read: only these are revalidated
-        # with a miss. One not used since waits for its next use, which reads it (a miss): else a
-        # full cache (a pass over the history fills it) is read again every `cache_seconds` whole
-        self._used: set[str] = set()
         # stream id -> the key id of its member ("" for a stream that belongs to no member)
         self._streams: OrderedDict[Any, str] = OrderedDict()
-        self.reads = 0  # queries of the key table (tests, the bench)
+        # The erasure count as last read, and when that read began (monotonic): every cached key
+        # agrees with the table as of then. One thread reads it at a time.
+        self._validating = threading.Lock()
+        self._erasures: int | None = None
+        self._validated_at = float("-inf")
+        # Moved each time a moved count sends the cached keys back to the table: a key read that
+        # began before it may predate the erasure and is read again rather than cached.
+        self._generation = 0
+        self.reads = 0  # queries of the key tables (tests, the bench)
 
     @property
     def keks(self) -> KeyEncryptionKeys:
@@ -170,78 +173,67 @@ class MemberKeyStore:
         this database does not know."""
         if key_id in _destroyed:
             return None
-        now = time.monotonic()
+        self._validate()
         with self._lock:
-            found = self._ciphers.get(key_id)
-            if self._fresh(found, now):
+            if key_id in self._ciphers:
                 self._ciphers.move_to_end(key_id)
-                if found[0] is not None:
-                    self._used.add(key_id)
-                return found[0]
-            stale = self._stale(now, 1000)
-        # One query for this key and every other cached key that is due for revalidation.
-        rows = self._read(KEY_ROWS_BY_ID, ([key_id, *stale],))
-        self._remember(rows, now, dropped={*stale, key_id})
-        with self._lock:
-            found = self._ciphers.get(key_id)
-        if found is None:
+                return self._ciphers[key_id]
+        found = self._fetch([key_id])
+        if key_id not in found:
             raise UndecodablePayloadError("a ledger payload is sealed under a member key this database does not know")
-        return found[0]
+        return found[key_id]
 
     def prefetch(self, key_ids: Iterable[str]) -> None:
-        """Read those of these keys that are not cached (or are due for revalidation) in one query,
-        for a caller about to open many members' events one by one."""
-        now = time.monotonic()
+        """Read those of these keys that are not cached in one query a thousand, for a caller about
+        to open many members' events one by one."""
+        self._validate()
         with self._lock:
-            wanted = [k for k in dict.fromkeys(key_ids) if k not in _destroyed and not self._fresh(self._ciphers.get(k), now)]
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start:start + 1000]
-            self._remember(self._read(KEY_ROWS_BY_ID, (chunk,)), now, dropped=set(chunk))
+            wanted = [k for k in dict.fromkeys(key_ids) if k not in _destroyed and k not in self._ciphers]
+        if wanted:
+            self._fetch(wanted)
 
-    def _fresh(self, found: tuple[AESGCM | None, float] | None, now: float) -> bool:
-        """Whether a cache entry may be used without reading the table: known destroyed, or read
-        less than `cache_seconds` ago."""
-        return found is not None and (found[0] is None or now - found[1] < self.cache_seconds)
+    def _validate(self) -> None:
+        """At most every `cache_seconds`: read the erasure count; when it moved since the last
+        read, read every cached live key again. A key destroyed elsewhere is thus never used
+        `cache_seconds` after its erasure committed."""
+        if time.monotonic() - self._validated_at < self.cache_seconds:
+            return
+        with self._validating:
+            started = time.monotonic()
+            if started - self._validated_at < self.cache_seconds:
+                return  # another thread read it meanwhile
+            erasures = int(self._read(ERASURE_COUNT, ())[0][0])
+            if self._erasures is not None and erasures != self._erasures:
+                with self._lock:
+                    self._generation += 1
+                    live = [key_id for key_id, cipher in self._ciphers.items() if cipher is not None]
+                self._fetch(live)
+            self._erasures = erasures
+            self._validated_at = started
 
-    def _stale(self, now: float, limit: int) -> list[str]:
-        """Up to `limit` cached live keys read from the table `cache_seconds` ago or more and used
-        since (under the lock). The due ones not used since leave the revalidation order: their
-        next use is a miss."""
-        stale: list[str] = []
-        unused: list[str] = []
-        for key_id, at in self._read_at.items():
-            if now - at < self.cache_seconds or len(stale) >= limit:
-                break
-            (stale if key_id in self._used else unused).append(key_id)
-        for key_id in unused:
-            del self._read_at[key_id]
-        return stale
-
-    def _remember(self, rows: list[tuple[Any, ...]], now: float, dropped: set[str]) -> None:
+    def _fetch(self, key_ids: list[str]) -> dict[str, AESGCM | None]:
+        """Read these keys from the table (a thousand a query) and cache what was found; a key
+        known here but no longer in the table leaves the cache."""
         keks = self.keks
-        seen = {row[0]: _cipher_of(keks, row) for row in rows}
-        with self._lock:
-            for key_id in dropped - seen.keys():
-                self._ciphers.pop(key_id, None)
-                self._read_at.pop(key_id, None)
-                self._used.discard(key_id)
-            for key_id, cipher in seen.items():
-                self._ciphers[key_id] = (cipher, now)
-                self._ciphers.move_to_end(key_id)
-                self._note_read(key_id, cipher, now)
-            while len(self._ciphers) > self.cache_entries:
-                evicted = self._ciphers.popitem(last=False)[0]
-                self._read_at.pop(evicted, None)
-                self._used.discard(evicted)
-
-    def _note_read(self, key_id: str, cipher: AESGCM | None, now: float) -> None:
-        """Keep a live key's read time in read order; a destroyed one is never revalidated."""
-        self._used.discard(key_id)
-        if cipher is None:
-            self._read_at.pop(key_id, None)
-        else:
-            self._read_at[key_id] = now
-            self._read_at.move_to_end(key_id)
+        while True:
+            with self._lock:
+                generation = self._generation
+            found: dict[str, AESGCM | None] = {}
+            for start in range(0, len(key_ids), 1000):
+                rows = self._read(KEY_ROWS_BY_ID, (key_ids[start:start + 1000],))
+                found.update((row[0], _cipher_of(keks, row)) for row in rows)
+            with self._lock:
+                if generation != self._generation:
+                    continue  # the cache went back to the table meanwhile: this read may predate an erasure
+                for key_id in key_ids:
+                    if key_id not in found:
+                        self._ciphers.pop(key_id, None)
+                for key_id, cipher in found.items():
+                    self._ciphers[key_id] = cipher
+                    self._ciphers.move_to_end(key_id)
+                while len(self._ciphers) > self.cache_entries:
+                    self._ciphers.popitem(last=False)
+            return found
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         self.reads += 1
@@ -287,9 +279,8 @@ class MemberKeyStore:
             cur.execute("INSERT INTO member_data_keys (key_id, kek_id, wrapped_key) VALUES (%s, %s, %s)",
                         (key_id, kek_id, wrapped))
         with self._lock:
-            now = time.monotonic()
-            self._ciphers[key_id] = (cipher := AESGCM(data_key), now)
-            self._note_read(key_id, cipher, now)
+            self._ciphers[key_id] = AESGCM(data_key)
+            self._ciphers.move_to_end(key_id)
         return key_id
 
     # --- streams ----------------------------------------------------------------------------
@@ -312,9 +303,7 @@ class MemberKeyStore:
     def forget(self, key_id: str) -> None:
         """The key was destroyed (by this process): never use it again."""
         with self._lock:
-            self._ciphers[key_id] = (None, time.monotonic())
-            self._read_at.pop(key_id, None)
-            self._used.discard(key_id)
+            self._ciphers[key_id] = None
         forget_unwrapped(key_id)
 
 

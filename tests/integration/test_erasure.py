@@ -301,7 +301,7 @@ def test_key_creation_finds_parties_chunk_by_chunk_with_each_chunks_keys_read_at
         fresh = Commands(fresh_ledger, today=lambda: TODAY)
         keys = fresh_ledger.mapper.sealer.keys
         assert fresh._member_known(OTHERS[1])  # the last of three enrolments: two chunks
-        assert keys.reads == 2  # one key query a chunk, not one an event
+        assert keys.reads == 1 + 2  # the erasure count, then one key query a chunk, not one an event
         assert not fresh._member_known("M-NOBODY")
         assert fresh._payer_known(world.PAYER)
         assert not fresh._payer_known("PAYER-NOBODY")
@@ -318,56 +318,79 @@ def destroy_elsewhere(database_url: str, key_id: str) -> None:
 
 
 @pytest.fixture
-def other_keys(story, database_url):
-    """The key store of another process, its keys due 0.2 s after they are read: (the store, the
-    erased member's key id, the key id of `OTHERS[0]`), both read into its cache."""
+def other_keys(story, database_url, monkeypatch):
+    """The key store of another process, which checks for erasures 0.2 s after it last did: (the
+    store, the erased member's key id, the key id of `OTHERS[0]`, the key ids of each read of keys),
+    both keys read into its cache."""
     other = LedgerApplication(database_url)
     try:
         keys = other.mapper.sealer.keys
         keys.cache_seconds = 0.2
+        asked: list[set[str]] = []
+        read = keys._read
+
+        def recorded(query, params):
+            if query == KEY_ROWS_BY_ID:
+                asked.append(set(params[0]))
+            return read(query, params)
+
+        monkeypatch.setattr(keys, "_read", recorded)
         erased_key, _ = keys.key_of_member(ERASED, create=False)
         other_key, _ = keys.key_of_member(OTHERS[0], create=False)
-        yield keys, erased_key, other_key
+        yield keys, erased_key, other_key, asked
     finally:
         other.close()
 
 
-def test_a_key_destroyed_by_another_process_is_seen_when_the_oldest_cached_keys_are_revalidated(other_keys, database_url):
-    """A process's cached keys are read again `cache_seconds` after they were read, oldest first,
-    with the next key it has to read: an erasure elsewhere stops their use within that time."""
-    keys, erased_key, _ = other_keys
+def test_a_cached_key_is_read_once_while_no_erasure_happens(other_keys):
+    """With no erasure anywhere, a cached key is used on without reading it again, however long
+    since: one query of the erasure count every `cache_seconds`, and none of keys."""
+    keys, erased_key, other_key, asked = other_keys
+    reads, key_reads = keys.reads, len(asked)
+    for _ in range(3):
+        time.sleep(0.25)
+        assert keys.cipher(other_key) is not None
+        assert keys.cipher(erased_key) is not None
+    assert len(asked) == key_reads  # no key read again
+    assert keys.reads == reads + 3  # the erasure count, once each time it was due
+
+
+def test_a_key_destroyed_by_another_process_stops_being_used_within_cache_seconds(other_keys, database_url):
+    """An erasure elsewhere moves the erasure count: the next use after `cache_seconds` reads the
+    count, and every cached key is read again with it, in one query; the destroyed one is then
+    refused and the others serve on."""
+    keys, erased_key, other_key, asked = other_keys
     assert keys.cipher(erased_key) is not None
     destroy_elsewhere(database_url, erased_key)
-    assert keys.cipher(erased_key) is not None  # cached, and not yet due
+    assert keys.cipher(erased_key) is not None  # the count is not due yet
     time.sleep(0.3)
-    reads = keys.reads
-    keys.key_of_member(OTHERS[1], create=False)  # a miss: due keys are read with it, in one query
-    assert keys.reads == reads + 2  # the member's key id, then its key with the due ones
     with pytest.raises(MemberDataErasedError):
         keys.key_of_member(ERASED, create=False)
+    assert asked[-1] == {erased_key, other_key}  # the whole cache, in one query
+    assert keys.cipher(other_key) is not None
+    assert asked[-1] == {erased_key, other_key}  # and not again
 
 
-def test_only_the_cached_keys_used_since_their_read_are_revalidated_with_a_miss(other_keys, database_url, monkeypatch):
-    """A key not used since it was read is not read again with the next miss (a full cache would be
-    read whole every `cache_seconds`): it is read at its next use, and found destroyed then."""
-    keys, erased_key, used_key = other_keys
-    assert keys.cipher(used_key) is not None  # served from the cache: used since its read
-    destroy_elsewhere(database_url, erased_key)
-    time.sleep(0.3)
-    asked: list[set[str]] = []  # the key ids of each read of keys
-    read = keys._read
+def test_every_statement_that_destroys_a_key_moves_the_erasure_count(story, database_url):
+    """The count moves with the erasing transaction, however the key was destroyed: the erasure's
+    own code, a bare DELETE of the key, or a member marked erased."""
+    ledger, service, _attachments, _claims = story
 
-    def recorded(query, params):
-        if query == KEY_ROWS_BY_ID:
-            asked.append(set(params[0]))
-        return read(query, params)
+    def count() -> int:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute("SELECT erasures FROM member_key_erasures").fetchone()[0]
 
-    monkeypatch.setattr(keys, "_read", recorded)
-    missed_key, _ = keys.key_of_member(OTHERS[1], create=False)  # a miss: the due keys used since come with it
-    assert asked[-1] == {missed_key, used_key}
-    with pytest.raises(MemberDataErasedError):  # its next use reads it
-        keys.key_of_member(ERASED, create=False)
-    assert asked[-1] == {erased_key}
+    before = count()
+    Eraser(ledger, service._save).erase(ERASED, actor="admin:test")
+    after_erasure = count()
+    assert after_erasure > before
+    key_id, _ = ledger.mapper.sealer.keys.key_of_member(OTHERS[0], create=False)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM member_data_keys WHERE key_id = %s", (key_id,))
+    assert count() == after_erasure + 1
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE member_keys SET erased_at = now() WHERE key_id = %s", (key_id,))
+    assert count() == after_erasure + 2
 
 
 def test_the_erasures_search_keeps_a_one_key_payload_whose_nonce_begins_like_json(database_url):
