@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
+    Notification,
     OperationalError,
     ProgrammingError,
     Recording,
@@ -84,8 +85,8 @@ def member_encryption(env: Mapping[str, str] | None = None) -> bool:
 
 
 def member_key_cache(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The member key cache's bounds: ``CLAIMS_MEMBER_KEY_CACHE_SECONDS`` (how long a key read from
-    the table is used before it is read again: an erasure elsewhere takes effect within it),
+    """The member key cache's bounds: ``CLAIMS_MEMBER_KEY_CACHE_SECONDS`` (how often at most the
+    erasure count is read: an erasure elsewhere takes effect within it),
     ``CLAIMS_MEMBER_KEY_CACHE_ENTRIES``."""
     def setting(name: str) -> str | None:
         return (env or {}).get(name) or os.environ.get(name) or None
@@ -411,24 +412,49 @@ class LedgerApplication(Application):
         return self.record_events([e for a in aggregates for e in a.collect_events()], tracking=tracking,
                                   metadata=metadata, aggregates={a.id: a for a in aggregates})
 
+    def map_events(self, events: Sequence[Any]) -> list[StoredEvent]:
+        """The events as `record_events` stores them: encoded, and sealed under their members' keys
+        (reading a key the first time). For a caller whose events are then written by another
+        thread (`claims_service.group_commit`), so that this work is not in that thread's turn."""
+        return [self.mapper.to_stored_event(event) for event in events]
+
     def record_events(self, events: Sequence[Any], *, tracking: Tracking | None = None,
                       metadata: Mapping[Any, str] | None = None,
-                      aggregates: Mapping[Any, Any] | None = None) -> list[Recording[Any]]:
+                      aggregates: Mapping[Any, Any] | None = None,
+                      stored: Sequence[StoredEvent] | None = None) -> list[Recording[Any]]:
         """Save already-collected domain events in one transaction; they stay retryable on failure.
         ``metadata`` (stream id -> JSON text: a trace context) is stored beside the events, unhashed;
-        ``aggregates`` (by id) lets metrics count what an event does not carry (an issued amount)."""
-        processing = ProcessingEvent(tracking=tracking)
-        # The events as they are (what `collect_events` does for events, without checking each
-        # against a runtime Protocol: microseconds an event, 2-3 % of the adjudicator's CPU).
-        processing.events.extend(events)
-        if metadata:
-            processing.saved_kwargs["event_metadata"] = metadata
+        ``aggregates`` (by id) lets metrics count what an event does not carry (an issued amount);
+        ``stored``: the events as `map_events` gave them, else they are mapped here."""
         try:
-            recordings = self._record(processing)
+            if stored is None:
+                processing = ProcessingEvent(tracking=tracking)
+                # The events as they are (what `collect_events` does for events, without checking
+                # each against a runtime Protocol: microseconds an event, 2-3 % of the adjudicator's CPU).
+                processing.events.extend(events)
+                if metadata:
+                    processing.saved_kwargs["event_metadata"] = metadata
+                recordings = self._record(processing)
+            else:
+                recordings = self._insert_stored(events, stored, tracking, metadata)
         except IntegrityError as error:
             raise ConflictError("another write changed the same record first; retry") from error
         self._metrics.observe_committed(events, aggregates)
         return recordings
+
+    def _insert_stored(self, events: Sequence[Any], stored: Sequence[StoredEvent], tracking: Tracking | None,
+                       metadata: Mapping[Any, str] | None) -> list[Recording[Any]]:
+        """What the library's `EventStore.put` does after mapping: insert, and pair each event with
+        its notification."""
+        if len(stored) != len(events):
+            raise ProgrammingError(f"{len(events)} events but {len(stored)} stored events")
+        kwargs: dict[str, Any] = {"tracking": tracking}
+        if metadata:
+            kwargs["event_metadata"] = metadata
+        positions = self.recorder.insert_events(stored, **kwargs) or []
+        return [Recording(event, Notification(originator_id=s.originator_id, originator_version=s.originator_version,
+                                              topic=s.topic, state=s.state, id=position))
+                for event, s, position in zip(events, stored, positions, strict=True)]
 
     def receipts(self, recordings: Sequence[Recording[Any]]) -> dict[int, Receipt]:
         """The hash of each recorded event, by position: as its INSERT returned it, or read."""

@@ -5,6 +5,14 @@ whole service at the disk's commit rate. Request threads hand their aggregates t
 thread, which saves everything queued since its last commit in a single transaction, then wakes
 each request. A request is acknowledged only after the commit that holds its events.
 
+Every write waits for the writer's turn, so the writer does nothing a request thread can do: a
+request maps its own events (encodes them, seals them under their members' keys, reading a key the
+first time) before it queues them. (Mapped by the writer, a batch's mapping took up to 29 ms at the
+99th percentile at 180 submits/s, while every write of the batch and those queued behind it
+waited: README "Scale".) A write queued from an event loop (`submit`), which must not block on a
+key read, is mapped by the writer, one write at a time, so that one that cannot be mapped (its
+member was erased meanwhile) fails alone.
+
 A batch that fails as a whole (one request conflicting with an existing record) is retried one
 request at a time, so a single conflict fails only the request that caused it.
 
@@ -36,6 +44,7 @@ class _Write:
     events: list[Any]
     aggregates: dict[Any, Any] = field(default_factory=dict)  # by id, for metrics (an issued amount)
     traceparent: str | None = None  # the request's trace context, when it is traced
+    stored: list[Any] | None = None  # the events as stored (`LedgerApplication.map_events`), once mapped
     queued: float = field(default_factory=time.perf_counter)
     batch_requests: int = 0
     future: Future[list[Receipt]] = field(default_factory=Future)
@@ -54,6 +63,7 @@ class GroupCommitter:
         """Save the aggregates' pending events; once committed, return a receipt per event."""
         write = _Write([e for a in aggregates for e in a.collect_events()], {a.id: a for a in aggregates},
                        tracing.current_traceparent())
+        write.stored = self._ledger.map_events(write.events)  # in the request's thread: see the module
         with tracing.span("ledger.group_commit") as span:
             self._queue.put(write)
             receipts = write.future.result(timeout=timeout)
@@ -94,6 +104,9 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Write]) -> None:
         started = time.perf_counter()
+        batch = [write for write in batch if self._mapped(write)]
+        if not batch:
+            return
         for write in batch:
             write.batch_requests = len(batch)
             self._metrics.group_commit_queue.observe(started - write.queued)
@@ -104,7 +117,8 @@ class GroupCommitter:
             return
         try:
             recordings = self._ledger.record_events([e for w in batch for e in w.events], metadata=_metadata(batch),
-                                                    aggregates={k: a for w in batch for k, a in w.aggregates.items()})
+                                                    aggregates={k: a for w in batch for k, a in w.aggregates.items()},
+                                                    stored=[s for w in batch for s in w.stored or ()])
             receipts = self._ledger.receipts(recordings)
         except ConflictError:
             for write in batch:
@@ -121,9 +135,20 @@ class GroupCommitter:
             write.future.set_result([receipts[r.notification.id] for r in mine])
             start += len(write.events)
 
+    def _mapped(self, write: _Write) -> bool:
+        """Map a write queued unmapped (`submit`); False, its future failed, when it cannot be."""
+        if write.stored is None:
+            try:
+                write.stored = self._ledger.map_events(write.events)
+            except BaseException as error:
+                write.future.set_exception(error)
+                return False
+        return True
+
     def _commit_one(self, write: _Write) -> None:
         try:
-            recordings = self._ledger.record_events(write.events, metadata=_metadata([write]), aggregates=write.aggregates)
+            recordings = self._ledger.record_events(write.events, metadata=_metadata([write]), aggregates=write.aggregates,
+                                                    stored=write.stored)
             receipts = self._ledger.receipts(recordings)
             write.future.set_result([receipts[r.notification.id] for r in recordings])
         except BaseException as error:

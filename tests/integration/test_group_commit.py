@@ -1,5 +1,5 @@
 """Group commit against a real PostgreSQL: batched writes are acknowledged after their commit,
-each with its own receipt, and one conflicting request fails alone."""
+each with its own receipt, and one conflicting or unsealable request fails alone."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import threading
 
 import psycopg
 import pytest
+from eventsourcing.domain import Aggregate, event
 
 from claims_service.application import LedgerApplication
 from claims_service.errors import ConflictError
 from claims_service.group_commit import GroupCommitter
+from claims_service.keys.store import MemberDataErasedError, destroy_key
 from tests.integration.test_hash_chain import Tally
 
 
@@ -75,3 +77,51 @@ def test_a_conflicting_write_fails_alone_and_the_rest_of_its_batch_commits(commi
     for other in others:
         assert ledger.repository.get(other.id).name == other.name
     assert ledger.repository.get(shared.id).count in (1, 2)
+
+
+class Note(Aggregate):
+    """An aggregate of a member's stream: its events are sealed under the member's data key."""
+
+    @event("Noted")
+    def __init__(self, member_id: str, text: str) -> None:
+        self.member_id = member_id
+        self.text = text
+
+
+def erased_member(ledger: LedgerApplication, database_url: str) -> str:
+    """A member whose data key was made, then destroyed."""
+    keys = ledger.mapper.sealer.keys
+    key_id, _ = keys.key_of_member("M-ERASED")
+    with psycopg.connect(database_url) as conn:
+        destroy_key(conn, key_id)
+    keys.forget(key_id)
+    return "M-ERASED"
+
+
+def test_a_request_maps_its_own_events_and_an_erased_members_write_fails_in_its_own_thread(committer, database_url):
+    """`record` seals a request's events in the request's thread, before they are queued: a write
+    for an erased member fails there, and nothing of it reaches the ledger."""
+    ledger, group = committer
+    member = erased_member(ledger, database_url)
+    with pytest.raises(MemberDataErasedError):
+        group.record(Note(member_id=member, text="after the erasure"))
+    receipt = group.record(Note(member_id="M-LIVE", text="kept"))[0]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0] == 1
+        assert conn.execute("SELECT notification_id FROM ledger_events").fetchone()[0] == receipt.position
+
+
+def test_a_queued_write_that_cannot_be_sealed_fails_alone_and_its_batch_commits(committer, database_url):
+    """A write queued unmapped (`submit`, from an event loop) is sealed by the writer, one write at
+    a time: one for an erased member fails with its own error, the others queued with it commit."""
+    ledger, group = committer
+    member = erased_member(ledger, database_url)
+    futures = [group.submit(Note(member_id=f"M-{i}", text="kept")) for i in range(3)]
+    futures.insert(1, group.submit(Note(member_id=member, text="after the erasure")))
+    futures += [group.submit(Note(member_id=f"M-{i}", text="kept too")) for i in range(3, 5)]
+    with pytest.raises(MemberDataErasedError):
+        futures[1].result(timeout=30)
+    kept = [f.result(timeout=30)[0] for i, f in enumerate(futures) if i != 1]
+    with psycopg.connect(database_url) as conn:
+        stored = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
+    assert stored == {receipt.position for receipt in kept}
