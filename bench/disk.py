@@ -144,6 +144,11 @@ def wal_written(before: dict[str, int] | None, after: dict[str, int] | None) -> 
     return {key: None if before[key] is None or after[key] is None else after[key] - before[key] for key in before}
 
 
+# WAL written per event of a growth run's prefilled history: the events, the read models caught up
+# over them and the Merkle tree (1,452 + 3,655 + 1,031 bytes, measured over 50,000 events).
+WAL_PER_PREFILLED_EVENT = 6_200
+
+
 def preallocate_wal(admin_url: str, megabytes: int = 1024) -> bool:
     """Switch through `megabytes` of new WAL segments, then checkpoint: the checkpoint keeps them
     for reuse (as many as the WAL written between checkpoints, its estimate of what comes next), as
