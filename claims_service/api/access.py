@@ -72,19 +72,20 @@ class AccessLog:
                                     resources=resources, grant=grant)
                 for member_id, resources in by_member(seen).items()]
 
-    def _submit(self, who: Principal, method: str, seen: Seen, grant: str | None, before: Sequence[Any]) -> Any:
+    def _counted(self, who: Principal, method: str, seen: Seen, grant: str | None) -> list[MemberAccess]:
         accesses = self._aggregates(who, method, seen, grant)
-        if not accesses:
-            return None
         self.recorded += len(accesses)
-        return self._writer.submit(*before, *accesses)
+        return accesses
 
     def record(self, who: Principal, method: str, seen: Seen, *, grant: str | None = None,
                before: Sequence[Any] = ()) -> Receipt | None:
-        future = self._submit(who, method, seen, grant, before)
-        return None if future is None else future.result()[-1]
+        # The writer's `record`: the events are sealed here, in the call's thread, not in the
+        # group commit's turn (claims_service.group_commit).
+        accesses = self._counted(who, method, seen, grant)
+        return self._writer.record(*before, *accesses)[-1] if accesses else None
 
     async def arecord(self, who: Principal, method: str, seen: Seen, *, grant: str | None = None) -> None:
-        future = self._submit(who, method, seen, grant, ())
-        if future is not None:
-            await asyncio.wrap_future(future)
+        # On the event loop, which must not wait for a key read: queued unsealed (`submit`).
+        accesses = self._counted(who, method, seen, grant)
+        if accesses:
+            await asyncio.wrap_future(self._writer.submit(*accesses))
