@@ -1,17 +1,26 @@
 """Group commit: many concurrent writes, one transaction.
 
 Every insert holds the events table's lock through its commit, so one commit per request caps the
-whole service at the disk's commit rate. Request threads hand their aggregates to one writer
-thread, which saves everything queued since its last commit in a single transaction, then wakes
-each request. A request is acknowledged only after the commit that holds its events.
+whole service at the disk's commit rate. Writes queue; one thread at a time commits everything
+queued since the last commit in a single transaction, then wakes each request. A request is
+acknowledged only after the commit that holds its events.
 
-Every write waits for the writer's turn, so the writer does nothing a request thread can do: a
-request maps its own events (encodes them, seals them under their members' keys, reading a key the
-first time) before it queues them. (Mapped by the writer, a batch's mapping took up to 29 ms at the
-99th percentile at 180 submits/s, while every write of the batch and those queued behind it
-waited: README "Scale".) A write queued from an event loop (`submit`), which must not block on a
-key read, is mapped by the writer, one write at a time, so that one that cannot be mapped (its
-member was erased meanwhile) fails alone.
+Which thread commits (leader and followers): a request that finds no commit in flight commits its
+own write itself, with whatever queued meanwhile, in its own thread. Requests that arrive during a
+commit queue behind it; when that commit ends, the request that made it returns and hands the
+queue to the writer thread, which commits batch after batch until the queue is empty. So a lone
+request is never passed to another thread and back (each hand-off is a thread switch, and at 180
+submits/s each waited 4-9 ms at the 99th percentile for a core or the interpreter lock: README
+"Scale"), while under load batches still grow with the queue, and no request waits while its own
+thread commits other requests' later writes.
+
+Every write waits for the committing thread's turn, so that thread does nothing a request thread
+can do: a request maps its own events (encodes them, seals them under their members' keys, reading
+a key the first time) before it queues them. (Mapped by the writer, a batch's mapping took up to
+29 ms at the 99th percentile at 180 submits/s, while every write of the batch and those queued
+behind it waited: README "Scale".) A write queued from an event loop (`submit`), which must not
+block on a key read or a commit, is handed to the writer thread and mapped there, one write at a
+time, so that one that cannot be mapped (its member was erased meanwhile) fails alone.
 
 A batch that fails as a whole (one request conflicting with an existing record) is retried one
 request at a time, so a single conflict fails only the request that caused it.
@@ -27,6 +36,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +64,14 @@ class GroupCommitter:
     def __init__(self, ledger: LedgerApplication, *, max_batch: int = 256) -> None:
         self._ledger = ledger
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._metrics = metrics.get()
+        self._lock = threading.Lock()
+        self._pending: deque[_Write] = deque()
+        # A thread is committing: a request (the leader) or the writer thread. Queued writes imply
+        # a committing thread, which commits them before it lets go.
+        self._committing = False
+        self._closed = False
+        self._handed: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: the queue is the writer's; False: stop
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -65,7 +81,8 @@ class GroupCommitter:
                        tracing.current_traceparent())
         write.stored = self._ledger.map_events(write.events)  # in the request's thread: see the module
         with tracing.span("ledger.group_commit") as span:
-            self._queue.put(write)
+            if self._queue(write, leader=True):
+                self._lead()
             receipts = write.future.result(timeout=timeout)
             if span is not None:
                 span.set_attributes({"claims.batch.requests": write.batch_requests, "claims.events": len(write.events)})
@@ -77,32 +94,68 @@ class GroupCommitter:
         caller does other work meanwhile, or waits on an event loop (the access log)."""
         write = _Write([e for a in aggregates for e in a.collect_events()], {a.id: a for a in aggregates},
                        tracing.current_traceparent())
-        self._queue.put(write)
+        self._queue(write, leader=False)
         return write.future
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Stop the writer thread once it has committed what it was handed; write nothing more."""
+        with self._lock:  # in the lock, so that no hand-off can follow the stop in the writer's queue
+            self._closed = True
+            self._handed.put(False)
         self._thread.join()
 
-    def _run(self) -> None:
+    def _queue(self, write: _Write, *, leader: bool) -> bool:
+        """Queue the write. When no commit is in flight, one starts: True, the caller commits as the
+        leader (`leader`), else the queue is handed to the writer thread."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the group committer is closed")
+            self._pending.append(write)
+            if self._committing:
+                return False
+            self._committing = True
+            if leader:
+                return True
+            self._handed.put(True)
+            return False
+
+    def _take(self) -> list[_Write]:
+        with self._lock:
+            return [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
+
+    def _lead(self) -> None:
+        """Commit what is queued (the leader's own write with it), then hand what queued meanwhile
+        to the writer thread; the leader's request then returns."""
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            # Take whatever arrived while the previous commit was in flight: batches grow with load.
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._commit(batch)
+            self._commit(self._take())
+            with self._lock:
+                if not self._pending:
+                    self._committing = False
                     return
-                batch.append(item)
-            self._commit(batch)
+                if not self._closed:
+                    self._handed.put(True)
+                    return
+
+    def _run(self) -> None:
+        while self._handed.get():
+            while True:
+                self._commit(self._take())
+                with self._lock:
+                    if not self._pending:
+                        self._committing = False
+                        break
 
     def _commit(self, batch: list[_Write]) -> None:
+        """Commit the batch; every write's future gets its receipts or an error, whatever fails."""
+        try:
+            self._commit_batch(batch)
+        except BaseException as error:  # not the commit's own errors (handled below): never leave a waiter
+            log.exception("group commit failed outside its commit")
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(error)
+
+    def _commit_batch(self, batch: list[_Write]) -> None:
         started = time.perf_counter()
         batch = [write for write in batch if self._mapped(write)]
         if not batch:

@@ -4,6 +4,7 @@ each with its own receipt, and one conflicting or unsealable request fails alone
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -125,3 +126,49 @@ def test_a_queued_write_that_cannot_be_sealed_fails_alone_and_its_batch_commits(
     with psycopg.connect(database_url) as conn:
         stored = {row[0] for row in conn.execute("SELECT notification_id FROM ledger_events")}
     assert stored == {receipt.position for receipt in kept}
+
+
+def test_a_lone_write_is_committed_in_its_own_thread_and_writes_queued_behind_a_commit_by_the_writer(committer, monkeypatch):
+    """No commit in flight: the request commits its own write, in its own thread (no hand-off to
+    another thread and back). Writes that queue while that commit is in flight are handed to the
+    writer thread, which commits them together, and the first request returns meanwhile."""
+    ledger, group = committer
+    committed_in: list[tuple[str, int]] = []
+    first_commit_started, release_first = threading.Event(), threading.Event()
+    record_events = ledger.record_events
+
+    def observed(events, **kwargs):
+        committed_in.append((threading.current_thread().name, len(events)))
+        if len(committed_in) == 2:  # the leader's commit below: hold it until the others queued
+            first_commit_started.set()
+            assert release_first.wait(30)
+        return record_events(events, **kwargs)
+
+    monkeypatch.setattr(ledger, "record_events", observed)
+    group.record(Tally(name="alone"))
+    assert committed_in == [(threading.current_thread().name, 1)]
+
+    leader = threading.Thread(target=group.record, args=(Tally(name="leader"),), name="leader")
+    leader.start()
+    assert first_commit_started.wait(30)
+    followers = [threading.Thread(target=group.record, args=(Tally(name=f"follower-{i}"),), name=f"follower-{i}")
+                 for i in range(3)]
+    for follower in followers:
+        follower.start()
+    deadline = time.monotonic() + 30
+    while len(group._pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release_first.set()
+    leader.join(30)
+    for follower in followers:
+        follower.join(30)
+    assert committed_in[1] == ("leader", 1)
+    assert committed_in[2:] == [("group-commit", 3)]
+    assert ledger.recorder.max_notification_id() == 3 + 2
+
+
+def test_a_closed_committer_refuses_writes(committer):
+    _ledger, group = committer
+    group.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        group.record(Tally(name="late"))
