@@ -481,7 +481,7 @@ class Commands:
             return settle(self._load, c, before=before, after=None, actor=actor, reason=f"voided: {reason}",
                           payments_only=True)
 
-        return self._change_claim(claim.id, claim_id, change)
+        return self._change_claim(claim, claim_id, change)
 
     def _load(self, aggregate_id: UUID) -> Any | None:
         try:
@@ -489,19 +489,22 @@ class Commands:
         except AggregateNotFoundError:
             return None
 
-    def _change_claim(self, claim_id: UUID, shown_id: str, change: Callable[[Claim], list[Any]]) -> Receipt:
-        """Load the claim, change it, and save it with what the change returns (its money), in one
-        commit; on a concurrent write to any of them, all of it again on the fresh state. The
-        receipt names the commit's last event, so that a read at its position sees all of it."""
+    def _change_claim(self, loaded: Claim, shown_id: str, change: Callable[[Claim], list[Any]]) -> Receipt:
+        """Change the claim (as the caller loaded it) and save it with what the change returns (its
+        money), in one commit; on a concurrent write to any of them, all of it again on the claim
+        read afresh. The receipt names the commit's last event, so that a read at its position sees
+        all of it."""
+        claim: Claim | None = loaded  # the first attempt needs no second read of what the caller read
         for _ in range(RETRIES):
-            claim = self._get(claim_id, ClaimNotFoundError(f"claim {shown_id} not found"))
+            if claim is None:
+                claim = self._get(loaded.id, ClaimNotFoundError(f"claim {shown_id} not found"))
             others = change(claim)
             if not claim.pending_events:
                 return self.receipt_of(claim.id, claim.version)
             try:
                 return self.writer.record(claim, *others)[-1]
             except ConflictError:
-                continue
+                claim = None
         raise ConflictError("the claim kept changing under this command; retry")
 
     # --- payers -----------------------------------------------------------------------
@@ -535,7 +538,7 @@ class Commands:
                              resolution=resolution.to_json(), facts=facts.model_dump(mode="json"))
             return settle(self._load, c, before=None, after=decision, actor=actor, reason="review")
 
-        receipt = self._change_claim(claim.id, claim_id, change)
+        receipt = self._change_claim(claim, claim_id, change)
         return receipt, decided
 
     def issue_payments(self, *, actor: str, payer_id: str, payment_ids: list[str]) -> tuple[list[Payment], Receipt | None]:
@@ -644,7 +647,7 @@ class Commands:
                               note=note, facts=facts.model_dump(mode="json"))
             return settle(self._load, c, before=before, after=decision, actor=actor, reason=f"dispute {dispute_id} overturned")
 
-        receipt = self._change_claim(claim.id, claim_id, change)
+        receipt = self._change_claim(claim, claim_id, change)
         return receipt, (decided[0] if decided else None)
 
     def ruleset_in_force(self, day: date) -> str:

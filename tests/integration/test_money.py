@@ -111,6 +111,26 @@ def test_a_claim_voided_after_the_payment_run_is_recouped(service, settle):
     assert_reconciles(service)
 
 
+def test_a_void_of_a_claim_changed_since_it_was_read_is_worked_out_again_on_the_fresh_claim(service, settle, monkeypatch):
+    """The void changes the claim as the command read it first; when another write changed the
+    claim meanwhile (here an attachment), the save conflicts, and the void is worked out again on
+    the claim read afresh, its scheduled payment cancelled with it in the same commit."""
+    claim = service.submit_claim(actor=PROVIDER, **world.claim_body("void-stale"))
+    settle()
+    stale = service.own_claim(claim.claim_id, world.NPI)
+    fresh = service.ledger.repository.get(stale.id)
+    fresh.add_attachment(actor=PROVIDER, sha256="ab" * 32, size_bytes=10, media_type="application/pdf")
+    service.ledger.record(fresh)
+    monkeypatch.setattr(service, "own_claim", lambda claim_id, provider_id=None: stale)
+    service.void_claim(actor=PROVIDER, provider_id=world.NPI, claim_id=claim.claim_id, reason="wrong patient")
+    voided = service.ledger.repository.get(stale.id)
+    assert (voided.status, voided.version, len(voided.attachments)) == ("voided", fresh.version + 1, 1)
+    assert payment(service, claim.claim_id).status == "cancelled"
+    settle()
+    assert oop_met(service) == (0, 0)
+    assert_reconciles(service)
+
+
 def test_a_replaced_claim_is_paid_once_the_replacement_in_its_place(service, settle):
     # 1. The original (15.00) is replaced before the payer's run; the replacement bills 99214.
     original = service.submit_claim(actor=PROVIDER, **world.claim_body("orig"))
