@@ -254,6 +254,10 @@ def set_up(channel: grpc.Channel, keys: dict[str, Any]) -> dict[str, str]:
     return provider_keys
 
 
+# The RPC each kind of call in the mix is (every other kind is a SubmitClaim).
+METHOD_OF_KIND = {"void": "VoidClaim", "correction": "CorrectClaim"}
+
+
 class Load:
     """Keeps `in_flight` submissions going; records latencies and submit times per claim."""
 
@@ -268,6 +272,7 @@ class Load:
         self.lock = threading.Lock()
         self.latencies: list[float] = []
         self.calls: list[tuple[float, float]] = []  # (sent, seconds) of each answered call
+        self.by_method: dict[str, list[float]] = {}  # seconds of each answered call, by RPC
         self.submitted_at: dict[str, float] = {}
         # Claims the payer's stream has seen decided: the only ones a provider may void or correct.
         self.decided: list[tuple[str, str]] = []
@@ -326,6 +331,7 @@ class Load:
     def reset(self) -> None:
         with self.lock:
             self.latencies, self.calls, self.submitted_at, self.errors, self.kinds = [], [], {}, {}, {}
+            self.by_method = {}
 
     def run(self, seconds: float, on_progress: Callable[[float], None], *, rate: float | None = None) -> float:
         """Send for `seconds`: as fast as `in_flight` allows, or paced at `rate` calls/s."""
@@ -348,6 +354,7 @@ class Load:
                     self.latencies.append(took)
                     self.calls.append((sent, took))
                     self.kinds[kind] = self.kinds.get(kind, 0) + 1
+                    self.by_method.setdefault(METHOD_OF_KIND.get(kind, "SubmitClaim"), []).append(took)
                     claim_id = getattr(response, "claim_id", "")
                     if claim_id:
                         self.submitted_at[claim_id] = sent
@@ -562,12 +569,27 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         "calls": len(load.latencies),
         "calls_per_s": len(load.latencies) / elapsed,
         "submit_ms": {q: percentile(load.latencies, v) * 1000 for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        # Voids and corrections (8 % of the mix once claims are decided) read the claim and its
+        # payments before they write: their share of the slowest calls, told apart.
+        "by_method_ms": {method: {"calls": len(took), **{q: percentile(took, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))}}
+                         for method, took in sorted(load.by_method.items())},
+        "slowest_1pct_by_method": _slowest_by_method(load.by_method),
         "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
         "disk": flushes.summary(),
         "submit_stalls": flushes.explain(list(load.calls)),
         "wal": wal_written(wal_before, wal_after),
         "errors": dict(load.errors),
     }
+
+
+def _slowest_by_method(by_method: dict[str, list[float]]) -> dict[str, int]:
+    """How many of the slowest 1 % of calls (those at or over the p99) each RPC made."""
+    everything = sorted(((took, method) for method, took_all in by_method.items() for took in took_all), reverse=True)
+    slowest = everything[:max(1, len(everything) // 100)] if everything else []
+    counts: dict[str, int] = {}
+    for _, method in slowest:
+        counts[method] = counts.get(method, 0) + 1
+    return counts
 
 
 def wal_figures(paced: dict[str, Any]) -> str:
@@ -718,6 +740,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
              f"{found['submit_ms']['p50']:.1f} / {found['submit_ms']['p99']:.1f} · "
              f"{disk['p50_ms']:.1f} / {disk['p99_ms']:.1f} / {disk['max_ms']:.0f}",
              f"p99 ≤ {disk['p99_ms'] + 15:.0f} (disk + 15)"),
+            (f"  run {number}: p50 / p99 ms by call: " + ", ".join(found["by_method_ms"]) + "; the slowest 1 % by call",
+             "; ".join(f"{m['p50']:.1f} / {m['p99']:.1f}" for m in found["by_method_ms"].values()) + " · "
+             + ", ".join(f"{n}" for n in (found["slowest_1pct_by_method"].get(method, 0) for method in found["by_method_ms"])), ""),
             (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)",
              f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})", "ours: 0"),
             (f"  run {number}: WAL per call: kB · full-page images; WAL segments created", wal_figures(found), ""),
