@@ -82,7 +82,7 @@ class GroupCommitter:
         write.stored = self._ledger.map_events(write.events)  # in the request's thread: see the module
         with tracing.span("ledger.group_commit") as span:
             if self._queue(write, leader=True):
-                self._lead()
+                self._drain(leader=True)
             receipts = write.future.result(timeout=timeout)
             if span is not None:
                 span.set_attributes({"claims.batch.requests": write.batch_requests, "claims.events": len(write.events)})
@@ -123,27 +123,23 @@ class GroupCommitter:
         with self._lock:
             return [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
 
-    def _lead(self) -> None:
-        """Commit what is queued (the leader's own write with it), then hand what queued meanwhile
-        to the writer thread; the leader's request then returns."""
+    def _drain(self, *, leader: bool) -> None:
+        """Commit what is queued, batch after batch, until the queue is empty. A leader (a request
+        whose own write went first) commits once, then hands what queued meanwhile to the writer
+        thread and returns to its request (after `close`, it goes on itself: no writer is left)."""
         while True:
             self._commit(self._take())
             with self._lock:
                 if not self._pending:
                     self._committing = False
                     return
-                if not self._closed:
+                if leader and not self._closed:
                     self._handed.put(True)
                     return
 
     def _run(self) -> None:
         while self._handed.get():
-            while True:
-                self._commit(self._take())
-                with self._lock:
-                    if not self._pending:
-                        self._committing = False
-                        break
+            self._drain(leader=False)
 
     def _commit(self, batch: list[_Write]) -> None:
         """Commit the batch; every write's future gets its receipts or an error, whatever fails."""
