@@ -502,9 +502,10 @@ class LedgerApplication(Application):
             row = curs.fetchone()
         return row["notification_id"] if row else None
 
-    def load_many(self, aggregate_ids: Sequence[Any]) -> dict[Any, Any]:
-        """Reconstruct many aggregates with one query (absent ids, and erased members' records, are
-        left out)."""
+    def load_many(self, aggregate_ids: Sequence[Any], *, refuse_erased: bool = False) -> dict[Any, Any]:
+        """Reconstruct many aggregates with one query (absent ids are left out; so are erased
+        members' records, unless ``refuse_erased``: then one raises MemberDataErasedError, as
+        ``repository.get`` does)."""
         ids = list(dict.fromkeys(aggregate_ids))
         if not ids:
             return {}
@@ -523,7 +524,7 @@ class LedgerApplication(Application):
                 continue
             stored = StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
             event = self.mapper.to_domain_event(stored)
-            if isinstance(event, ErasedEvent):  # an erased member's record: left out, like an absent one
+            if isinstance(event, ErasedEvent) and not refuse_erased:  # left out, like an absent one
                 erased.add(row["originator_id"])
                 aggregates.pop(row["originator_id"], None)
                 continue

@@ -25,7 +25,7 @@ from adjudicator.models import Outcome
 from adjudicator.replay import compare
 from adjudicator.review import lines_to_review
 from claims_service.adjudication.facts import DEFAULT_RULESET, claim_input_of, facts_for_redecision
-from claims_service.adjudication.settlement import current_decision, settle
+from claims_service.adjudication.settlement import Load, current_decision, prefetching_payments, settle
 from claims_service.application import LedgerApplication, Receipt
 from claims_service.domain.apikey import MAX_LIFETIME as MAX_KEY_LIFETIME
 from claims_service.domain.apikey import ApiKey, check_key_id, check_reason, new_key, secret_hash
@@ -461,7 +461,7 @@ class Commands:
                 return ClaimReceipt(replacement.claim_id, self.receipt_of(replacement.id, 1))
             before = current_decision(original)
             original.correct(actor=actor, replacement_claim_id=replacement.claim_id)
-            money = settle(self._load, original, before=before, after=None, actor=actor,
+            money = settle(self._claim_load(original), original, before=before, after=None, actor=actor,
                            reason=f"replaced by {replacement.claim_id}", payments_only=True)
             try:
                 # The replacement's own first event, as a retry of this correction returns it too.
@@ -478,10 +478,14 @@ class Commands:
         def change(c: Claim) -> list[Any]:
             before = current_decision(c)
             c.void(actor=actor, reason=reason)
-            return settle(self._load, c, before=before, after=None, actor=actor, reason=f"voided: {reason}",
+            return settle(self._claim_load(c), c, before=before, after=None, actor=actor, reason=f"voided: {reason}",
                           payments_only=True)
 
         return self._change_claim(claim, claim_id, change)
+
+    def _claim_load(self, claim: Claim) -> Load:
+        """`_load` for settling the claim: its first payments read in one statement, not one each."""
+        return prefetching_payments(self._load, lambda ids: self.ledger.load_many(ids, refuse_erased=True), claim.claim_id)
 
     def _load(self, aggregate_id: UUID) -> Any | None:
         try:
@@ -536,7 +540,7 @@ class Commands:
             decided.update(decision.model_dump(mode="json"))
             c.resolve_review(actor=actor, decision=decided, reviewer=actor, note=note,
                              resolution=resolution.to_json(), facts=facts.model_dump(mode="json"))
-            return settle(self._load, c, before=None, after=decision, actor=actor, reason="review")
+            return settle(self._claim_load(c), c, before=None, after=decision, actor=actor, reason="review")
 
         receipt = self._change_claim(claim, claim_id, change)
         return receipt, decided
@@ -645,7 +649,7 @@ class Commands:
             decided[:] = [decision.model_dump(mode="json")]
             c.resolve_dispute(actor=actor, dispute_id=dispute_id, resolution=resolution, decision=decided[0],
                               note=note, facts=facts.model_dump(mode="json"))
-            return settle(self._load, c, before=before, after=decision, actor=actor, reason=f"dispute {dispute_id} overturned")
+            return settle(self._claim_load(c), c, before=before, after=decision, actor=actor, reason=f"dispute {dispute_id} overturned")
 
         receipt = self._change_claim(claim, claim_id, change)
         return receipt, (decided[0] if decided else None)

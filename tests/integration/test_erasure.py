@@ -169,8 +169,10 @@ def test_erasing_a_member_keeps_every_proof_and_every_cent(story, database_url, 
     submitted = next(p for (stream, version, _), p in zip(rows, decoded, strict=True)
                      if stream == claim_stream(claims["erased-1"]) and version == 1)
     assert submitted["provider_id"] == world.NPI
+    assert ledger.load_many([claim_stream(claims["erased-1"])]) == {}  # left out, like an absent record
     for read in (lambda: service.own_claim(claims["erased-1"]), lambda: service.replay(claims["erased-1"]),
-                 lambda: attachments.list(claims["erased-1"])):
+                 lambda: attachments.list(claims["erased-1"]),
+                 lambda: ledger.load_many([claim_stream(claims["erased-1"])], refuse_erased=True)):
         with pytest.raises(MemberDataErasedError, match="erased"):
             read()
     with pytest.raises(MemberDataErasedError, match="erased"):
