@@ -40,6 +40,7 @@ from eventsourcing.utils import resolve_topic, retry, strtobool
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Composed, Identifier
 
+from claims_service.domain.claim import claim_requests
 from claims_service.errors import ConflictError, DataLossError
 from claims_service.keys.kek import KeyEncryptionKeyError
 from claims_service.keys.sealing import ErasedEvent, Sealer
@@ -142,6 +143,7 @@ class LedgerRecorder(PostgresProcessRecorder):
                 self._insert_events(curs, stored_events, **kwargs)
             return None
         metadata: Mapping[Any, str] | None = kwargs.get("event_metadata")
+        requests: Mapping[Any, Any] | None = kwargs.get("claim_requests")
         started = time.perf_counter()
         with self.datastore.get_connection() as conn:
             conn.autocommit = True  # the statement is its own transaction: see the class
@@ -158,6 +160,9 @@ class LedgerRecorder(PostgresProcessRecorder):
                         # Metadata (stream id -> JSON text: its trace context) goes into the unhashed
                         # metadata column (0016).
                         [metadata.get(e.originator_id) for e in stored_events] if metadata else None,
+                        # A new claim's request id (migration 0027), recorded in the same transaction.
+                        [requests.get(e.originator_id) if e.originator_version == 1 else None
+                         for e in stored_events] if requests else None,
                     ), binary=True)
                     rows = curs.fetchall()
             finally:
@@ -177,7 +182,8 @@ class LedgerRecorder(PostgresProcessRecorder):
     @cached_property
     def _append_statement(self) -> Composed:
         return SQL("SELECT notification_id, hash, leaf_index FROM {schema}.ledger_append("
-                   "%s::text, %s::bigint, %s::text, %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[])"
+                   "%s::text, %s::bigint, %s::text, %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[], "
+                   "%b::uuid[])"
                    ).format(schema=Identifier(self.datastore.schema))
 
 
@@ -434,7 +440,7 @@ class LedgerApplication(Application):
                 processing.events.extend(events)
                 if metadata:
                     processing.saved_kwargs["event_metadata"] = metadata
-                recordings = self._record(processing)
+                recordings = self._record(processing)  # with the claims' request ids: see `_record`
             else:
                 recordings = self._insert_stored(events, stored, tracking, metadata)
         except IntegrityError as error:
@@ -451,10 +457,19 @@ class LedgerApplication(Application):
         kwargs: dict[str, Any] = {"tracking": tracking}
         if metadata:
             kwargs["event_metadata"] = metadata
+        if requests := claim_requests(events):
+            kwargs["claim_requests"] = requests
         positions = self.recorder.insert_events(stored, **kwargs) or []
         return [Recording(event, Notification(originator_id=s.originator_id, originator_version=s.originator_version,
                                               topic=s.topic, state=s.state, id=position))
                 for event, s, position in zip(events, stored, positions, strict=True)]
+
+    def _record(self, processing: ProcessingEvent[Any]) -> list[Recording[Any]]:
+        """The library's, with each new claim's request id for the same transaction (every path
+        that saves a submission: `record`, `record_events`, the library's `save`)."""
+        if requests := claim_requests(processing.events):
+            processing.saved_kwargs["claim_requests"] = requests
+        return super()._record(processing)
 
     def receipts(self, recordings: Sequence[Recording[Any]]) -> dict[int, Receipt]:
         """The hash of each recorded event, by position: as its INSERT returned it, or read."""

@@ -121,6 +121,13 @@ class Commands:
                 continue
         raise ConflictError("the record kept changing under this command; retry")
 
+    def _claim_of_request(self, request_id: UUID) -> Claim | None:
+        """The claim a submission's request id made (a retry's original), None if none did."""
+        with self.ledger.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT claim_id FROM claim_requests WHERE request_id = %s", (request_id,))
+            row = curs.fetchone()
+        return None if row is None else self._get(row["claim_id"], ClaimNotFoundError("claim not found"))
+
     def receipt_of(self, stream_id: UUID, version: int) -> Receipt:
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute(
@@ -404,7 +411,9 @@ class Commands:
         try:
             return ClaimReceipt(claim.claim_id, self._save(claim))
         except ConflictError:
-            original = self._get(claim.id, ClaimNotFoundError("claim not found"))
+            original = self._claim_of_request(claim.request_id)
+            if original is None:
+                raise
             original.ensure_same_request(request.body_hash())
             return ClaimReceipt(original.claim_id, self.receipt_of(original.id, 1))
 
@@ -455,10 +464,11 @@ class Commands:
         for _ in range(RETRIES):
             original = self.own_claim(original_claim_id, request.provider_id)
             replacement = Claim.submit_request(request)
-            if original.status == "replaced" and original.replaced_by == replacement.claim_id:
-                replacement_now = self._get(replacement.id, ClaimNotFoundError("claim not found"))
-                replacement_now.ensure_same_request(request.body_hash())
-                return ClaimReceipt(replacement.claim_id, self.receipt_of(replacement.id, 1))
+            if original.status == "replaced":  # by this request, retried?
+                replacement_now = self._claim_of_request(replacement.request_id)
+                if replacement_now is not None and original.replaced_by == replacement_now.claim_id:
+                    replacement_now.ensure_same_request(request.body_hash())
+                    return ClaimReceipt(replacement_now.claim_id, self.receipt_of(replacement_now.id, 1))
             before = current_decision(original)
             original.correct(actor=actor, replacement_claim_id=replacement.claim_id)
             money = settle(self._claim_load(original), original, before=before, after=None, actor=actor,

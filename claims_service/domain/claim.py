@@ -21,13 +21,14 @@ Corrections and voids never edit the submission: they are new events
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from claims_service.domain.ids import make_id
+from claims_service.domain.ids import make_id, time_ordered_id
 from claims_service.domain.values import (
     copy_plain,
     CorrectClaim,
@@ -57,7 +58,9 @@ REPLACED = "replaced"
 
 
 class Claim(Aggregate):
-    """Id from (provider_id, idempotency_key): a retry lands on the same claim.
+    """Id: a UUIDv7, in the order claims arrive (`ids.time_ordered_id`). A retry lands on the same
+    claim by its request id, the uuid5 of (provider_id, idempotency_key): the ledger's writer
+    records it beside the submission, in the same transaction (`claim_requests`).
 
     State: the submission's fields (``claim_id``, ``provider_id``,
     ``member_id``, ``payer_id``, ``visit_id``, ``frequency_code``,
@@ -248,8 +251,14 @@ class Claim(Aggregate):
     # --- ids ---------------------------------------------------------------------
 
     @staticmethod
-    def create_id(provider_id: str, idempotency_key: str) -> UUID:
+    def request_id_of(provider_id: str, idempotency_key: str) -> UUID:
+        """The submission's request id: the same for every retry of it. (Before migration 0027 it
+        was the claim's id too, so such a claim's request id is its id.)"""
         return make_id("claim", provider_id, idempotency_key)
+
+    @property
+    def request_id(self) -> UUID:
+        return self.request_id_of(self.provider_id, self.idempotency_key)
 
     # --- commands ------------------------------------------------------------------
 
@@ -294,9 +303,7 @@ class Claim(Aggregate):
         Lets the application validate once, derive the id and body hash, and
         look for an earlier claim with the same key before creating one.
         """
-        claim_id = cls.create_id(request.provider_id, request.idempotency_key)
-        if request.replaces_claim_id == str(claim_id):
-            raise ValidationError.single("replaces_claim_id", "a claim cannot replace itself")
+        claim_id = time_ordered_id()
         body = request.model_dump(mode="python")
         return cls._create(
             cls.Submitted,
@@ -503,3 +510,10 @@ class Claim(Aggregate):
     @property
     def billed_cents(self) -> int:
         return sum(line["billed_cents"] for line in self.lines)
+
+
+def claim_requests(events: Iterable[Any]) -> dict[UUID, UUID]:
+    """Each new claim's id among `events` -> its request id (`Claim.request_id_of`), for the writer
+    to record in the same transaction (migration 0027)."""
+    return {e.originator_id: Claim.request_id_of(e.provider_id, e.idempotency_key)
+            for e in events if isinstance(e, Claim.Submitted)}

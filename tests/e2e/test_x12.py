@@ -7,6 +7,7 @@ balances and pyx12 finds clean."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import grpc
@@ -21,11 +22,22 @@ from tests.e2e.test_claim_flow import set_up, wait_decided
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x12"
 BATCH = (FIXTURES / "837p-batch.x12").read_bytes()
 CORRECTIONS = (FIXTURES / "837p-replace-and-void.x12").read_bytes()
-# The claim ids the batch's claims get: derived from the sender and CLM01, so the corrections
-# file can name them in REF*F8 as a billing system would after reading the 277CA.
-VISIT, THERAPY, CHILD = ("dc58537a-64aa-5fbd-bfed-975a1486f652", "b40a6d4c-2e9b-51b0-8d97-3ccfb67cb9f6",
-                         "551f4179-51b1-5d7a-a65c-d1db6fe9cb9b")
+# The batch's claims in file order, by CLM01.
+PCNS = ("RFC-24001", "RFC-24003", "RFC-24002")
+# The corrections file names the office visit and the therapy in REF*F8 by these placeholders:
+# `corrections` puts in the claim ids the batch's 277CA gave them, as a billing system would.
+F8_VISIT, F8_THERAPY = ("dc58537a-64aa-5fbd-bfed-975a1486f652", "b40a6d4c-2e9b-51b0-8d97-3ccfb67cb9f6")
 K = common_pb2
+
+
+def corrections_naming(visit: str, therapy: str) -> bytes:
+    return CORRECTIONS.replace(F8_VISIT.encode(), visit.encode()).replace(F8_THERAPY.encode(), therapy.encode())
+
+
+def claim_ids(answer: provider_pb2.SubmitX12Response) -> tuple[str, str, str]:
+    """The office visit's, the therapy's and the child's claim ids."""
+    ids = {r.patient_control_number: r.claim_id for r in answer.claims}
+    return ids["RFC-24001"], ids["RFC-24003"], ids["RFC-24002"]
 
 
 def submit(client, data: bytes) -> provider_pb2.SubmitX12Response:
@@ -54,11 +66,11 @@ def test_a_clinic_batch_becomes_its_claims_with_a_clean_999_and_277ca_and_a_rese
     clean(answer.ack_277ca)
     assert segments(answer.ack_999, "IK5") == [["IK5", "A"]]
     assert segments(answer.ack_999, "AK9") == [["AK9", "A", "1", "1", "1"]]
-    results = {r.patient_control_number: r for r in answer.claims}
-    assert [r.patient_control_number for r in answer.claims] == ["RFC-24001", "RFC-24003", "RFC-24002"]
+    assert [r.patient_control_number for r in answer.claims] == list(PCNS)
     assert all(r.accepted and r.status == "A2:20" and r.receipt.position for r in answer.claims)
-    assert (results["RFC-24001"].claim_id, results["RFC-24003"].claim_id, results["RFC-24002"].claim_id) == (
-        VISIT, THERAPY, CHILD)
+    VISIT, THERAPY, CHILD = claim_ids(answer)
+    # New claims' ids are UUIDv7, in the order they were submitted.
+    assert all(uuid.UUID(c).version == 7 for c in (VISIT, THERAPY, CHILD)) and VISIT < THERAPY < CHILD
     # The 277CA gives each claim our claim id as the payer claim control number (REF*1K).
     assert [s[2] for s in segments(answer.ack_277ca, "REF") if s[1] == "1K"] == [VISIT, THERAPY, CHILD]
     assert [s[1] for s in segments(answer.ack_277ca, "STC")] == ["A1:19:PR", "A1:19:PR", "A2:20", "A2:20", "A2:20"]
@@ -79,9 +91,9 @@ def test_a_clinic_batch_becomes_its_claims_with_a_clean_999_and_277ca_and_a_rese
     child = wait_decided(parties, CHILD, position)  # the dependent's claim, under the subscriber's member id
     assert (child.member_id, list(child.diagnosis_codes), [list(line.diagnosis_pointers) for line in child.lines]) == (
         world.MEMBER, ["J069", "R509"], [[1, 2]])
-    decisions = {c.claim_id: (K.Outcome.Name(c.decision.outcome), c.decision.total_billed_cents,
-                              c.decision.total_allowed_cents, c.decision.total_paid_cents)
-                 for c in (visit, therapy, child)}
+    decisions = {pcn: (K.Outcome.Name(c.decision.outcome), c.decision.total_billed_cents,
+                       c.decision.total_allowed_cents, c.decision.total_paid_cents)
+                 for pcn, c in zip(PCNS, (visit, therapy, child), strict=True)}
     assert decisions == EXPECTED_DECISIONS
 
     # The same file again: the same claims and receipts, nothing written.
@@ -95,9 +107,9 @@ def test_a_clinic_batch_becomes_its_claims_with_a_clean_999_and_277ca_and_a_rese
 # (outcome, billed, allowed, paid), adjudicated in file order: the office visit meets the 50.00
 # deductible after its 25.00 copay, so the therapy pays 80 % of 90.00, the child's visit all but its copay.
 EXPECTED_DECISIONS = {
-    VISIT: ("OUTCOME_PAID", 18_500, 14_800, 6_940),
-    THERAPY: ("OUTCOME_PAID", 9_000, 9_000, 7_200),
-    CHILD: ("OUTCOME_PAID", 12_000, 9_000, 6_500),
+    "RFC-24001": ("OUTCOME_PAID", 18_500, 14_800, 6_940),
+    "RFC-24003": ("OUTCOME_PAID", 9_000, 9_000, 7_200),
+    "RFC-24002": ("OUTCOME_PAID", 12_000, 9_000, 6_500),
 }
 
 
@@ -116,6 +128,7 @@ def test_an_837_batch_is_paid_then_replaced_and_voided_and_each_run_comes_back_a
 
     set_up(parties)
     answer = submit(parties.provider, BATCH)
+    VISIT, THERAPY, CHILD = claim_ids(answer)
     position = max(r.receipt.position for r in answer.claims)
     decided = [wait_decided(parties, claim_id, position) for claim_id in (VISIT, THERAPY, CHILD)]
     run = parties.payer.payer.IssuePayments(payer_pb2.IssuePaymentsRequest(
@@ -138,7 +151,7 @@ def test_an_837_batch_is_paid_then_replaced_and_voided_and_each_run_comes_back_a
 
     # A week later the clinic replaces the visit and voids the therapy: both were paid, so the next
     # run takes the payments back (CLP 22) and pays the replacement.
-    corrections = submit(parties.provider, CORRECTIONS)
+    corrections = submit(parties.provider, corrections_naming(VISIT, THERAPY))
     clean(corrections.ack_999)
     clean(corrections.ack_277ca)
     replacement, void = corrections.claims
@@ -188,7 +201,8 @@ def test_claimsctl_sends_an_837_writes_its_acknowledgements_and_a_runs_835(parti
     assert main(["x12", "submit", str(batch), "-o", str(tmp_path / "acks")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["RFC-24001", "RFC-24003", "RFC-24002"]
-    assert all("accepted A2:20" in line for line in lines) and VISIT in lines[0]
+    VISIT, THERAPY, CHILD = (line.split("claim ", 1)[1].split()[0] for line in lines)
+    assert all("accepted A2:20" in line for line in lines)
     position = max(int(line.rsplit("position ", 1)[1]) for line in lines)
     for suffix in ("999", "277ca"):
         written = tmp_path / "acks" / f"claims.837.{suffix}"

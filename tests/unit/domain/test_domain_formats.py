@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claims_service.domain import formats as codes
-from claims_service.domain.ids import NAMESPACE, make_id
+from claims_service.domain.ids import NAMESPACE, make_id, ordered_id, time_ordered_id
+from claims_service.domain.payment import Payment
 
 
 @pytest.mark.parametrize("npi", ["1234567893", "1245319599", "2000000002"])
@@ -76,3 +77,22 @@ def test_ids_are_deterministic_and_unambiguous() -> None:
     assert make_id("claim", "a") != make_id("visit", "a")
     assert make_id("claim", "a").version == 5
     assert str(NAMESPACE) == "e290a70c-ef41-557c-85b3-9b66b265524b"  # never change
+
+
+def test_time_ordered_ids_sort_in_the_order_made_and_ids_beside_them_sort_with_them() -> None:
+    made = [time_ordered_id() for _ in range(1_000)]
+    assert all(i.version == 7 for i in made) and made == sorted(made) and len(set(made)) == 1_000
+    beside = [ordered_id(i, "payment", f"{i}/0") for i in made]
+    assert all(b.version == 8 and b.variant == made[0].variant for b in beside)
+    assert [b.bytes[:6] for b in beside] == [i.bytes[:6] for i in made]  # the same milliseconds
+    assert ordered_id(made[0], "payment", "x") == ordered_id(made[0], "payment", "x") != ordered_id(made[0], "payment", "y")
+
+
+def test_a_payment_of_a_time_ordered_claim_sorts_beside_it_and_other_payment_ids_stay_uuid5() -> None:
+    claim = time_ordered_id()
+    assert Payment.create_id(f"{claim}/0") == ordered_id(claim, "payment", f"{claim}/0")
+    assert Payment.create_id(f"{claim}/0").bytes[:6] == claim.bytes[:6]
+    assert Payment.create_id(f"{claim}/1") != Payment.create_id(f"{claim}/0")
+    legacy = make_id("claim", "1234567893", "key-1")  # a claim submitted before migration 0027
+    assert Payment.create_id(f"{legacy}/0") == make_id("payment", f"{legacy}/0")
+    assert Payment.create_id("PAY-1") == make_id("payment", "PAY-1")

@@ -12,6 +12,7 @@ from eventsourcing.persistence import JSONTranscoder
 
 from claims_service.domain import codesets
 from claims_service.domain.claim import Claim
+from claims_service.domain.ids import time_ordered_id
 from claims_service.domain.contract import Contract
 from claims_service.domain.member import MemberCoverage
 from claims_service.domain.payment import Payment
@@ -93,7 +94,7 @@ def build_aggregates(
     )
     replacement.adjudicate(actor="system:adjudicator", decision=decision, facts=facts,
                            ruleset_version="2025.1", ruleset_hash="ab" * 32)
-    replacement.correct(actor=PROVIDER, replacement_claim_id=str(Claim.create_id(NPI, "req-0003")))
+    replacement.correct(actor=PROVIDER, replacement_claim_id=str(time_ordered_id()))
 
     payment = Payment.schedule(
         actor="payer:ACME", payment_id="PAY-1", payer_id="ACME", provider_id=NPI,
