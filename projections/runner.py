@@ -119,11 +119,14 @@ class ProjectionRunner(_Follower):
         """Follow the ledger until ``stop`` is set; raises when the database connection fails."""
         with self._listening(f"claims-projection-{self.name}") as conn:
             while not stop.is_set():
+                started = time.monotonic()
                 processed = self.process_available()
                 if processed == self.batch_size:
                     self._catch_up(stop)
                 elif not processed:
                     _sleep(conn, stop, self.idle_wait, self.linger)
+                else:
+                    _space(stop, started, self.linger)
 
     def _catch_up(self, stop: threading.Event) -> None:
         """A backlog: read and decode batches ahead on a reader thread until it is worked off."""
@@ -207,11 +210,16 @@ class GroupRunner(_Follower):
                 if not processed:
                     _sleep(conn, stop, self.idle_wait, self.linger)
                 elif processed < self.batch_size:
-                    # A partial batch: the next starts `linger` after this one did. Back to back,
-                    # at 200 submits/s the group made 80 batches a second of two or three claims,
-                    # each costing its transaction, reads and commit whatever its size; spaced,
-                    # 33, and the projections' CPU fell by a quarter (README, "Scale").
-                    stop.wait(self.linger - (time.monotonic() - started))
+                    _space(stop, started, self.linger)
+
+
+def _space(stop: threading.Event, started: float, linger: float) -> None:
+    """After a partial batch that began at ``started``: the next begins ``linger`` after it did.
+    Back to back, at 200 submits/s the group made 80 batches a second of two or three claims, each
+    costing its transaction, reads and commit whatever its size; spaced, 33, and the projections'
+    CPU fell by a quarter (README, "Scale")."""
+    if (remaining := linger - (time.monotonic() - started)) > 0:
+        stop.wait(remaining)
 
 
 def _sleep(conn: psycopg.Connection[object], stop: threading.Event, idle_wait: float, linger: float) -> None:

@@ -11,7 +11,7 @@ import psycopg
 from bench.projections import generate_history
 from projections.events import read_notifications
 from projections.feed import LISTENER_NAME, Heartbeat, NotificationHub
-from projections.runner import GROUP_LISTENER_NAME, ProjectionSupervisor
+from projections.runner import GROUP_LISTENER_NAME, GroupRunner, ProjectionRunner, ProjectionSupervisor
 from tests.integration.projections.helpers import BlockingStreams, assert_equals_from_scratch, head
 
 
@@ -124,3 +124,40 @@ def test_a_projection_far_behind_catches_up_without_holding_the_others_back(data
     finally:
         group.close()
     assert_equals_from_scratch(database_url, names=("claim_status", "payments"))
+
+
+class RecordedStop(threading.Event):
+    """A stop event that notes each wait a runner makes on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_both_runners_space_their_partial_batches_by_the_linger(database_url):
+    """A partial batch is followed by a wait until `linger` after it began, in the group and in a
+    runner following one read model alone; a full batch is not (a backlog is worked off at once)."""
+    for runner in (ProjectionRunner(database_url, "claim_status"), GroupRunner(database_url, ["claim_status"])):
+        stop = RecordedStop()
+        sizes = iter([3, runner.batch_size, 2])
+
+        def batch(sizes=sizes, stop=stop) -> int:
+            size = next(sizes, None)
+            if size is None:
+                stop.set()
+                return 0
+            time.sleep(0.005)
+            return size
+
+        runner.process_available = batch
+        runner._catch_up = lambda stop: None  # a full batch's backlog: nothing to work off here
+        try:
+            runner.run(stop)
+        finally:
+            runner.close()
+        assert len(stop.waits) == 2, (type(runner).__name__, stop.waits)  # after the 3 and the 2, not the full one
+        assert all(0 < w < runner.linger - 0.004 for w in stop.waits), stop.waits
