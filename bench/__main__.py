@@ -97,7 +97,7 @@ def main() -> None:
             if args.growth:
                 from bench import load
 
-                results["growth"] = load.growth(create_database, args, progress, results.get("service"))
+                results["growth"] = load.growth(create_database, args, progress)
 
         with psycopg.connect(admin_url, autocommit=True) as conn:
             for name in created:

@@ -415,7 +415,7 @@ class PayerStream(threading.Thread):
             self.call.cancel()
 
 
-def growth(create_database: Callable[[str], str], args: Any, progress: Any, baseline: dict[str, Any] | None) -> dict[str, Any]:
+def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> dict[str, Any]:
     """The same load on a ledger that already holds `args.growth` events, against an empty one:
     nothing on the write or read path may scan history, so throughput and latency should stay
     flat (targets: ≥ 0.9 of the calls/s, ≤ 1.2 × the paced p99).
@@ -426,7 +426,10 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
     start-up over the whole history (the auditor's start-up round, paced in the background) is timed
     on its own and waited out before the load begins. The disk's flush stalls land at random
     in either phase, so the comparison is made `GROWTH_ROUNDS` times, empty and big alternating,
-    each run with the disk probed beside it; the ratios are of the medians."""
+    each run with the disk probed beside it; the ratios are of the medians. So do checkpoints: after
+    one, the first change to every page logs the whole page, and on a history far more pages are
+    first changes (every index keyed at random). Each paced run therefore begins with a checkpoint,
+    in both phases alike, instead of taking one by chance (README, "Scale")."""
     from bench.projections import generate_history
     from claims_service.adjudication.partitions import NAME as ADJUDICATOR
     from claims_service.keys.kek import kek_file_path
@@ -470,12 +473,12 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any, base
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "big": []}
     try:
         for round_ in range(rounds):
-            empty = (baseline if (round_ == 0 and baseline is not None)
-                     else run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}"))
+            empty = run(create_database, args, progress, light=True, name=f"bench_growth_empty_{round_}",
+                        after_checkpoint=True)
             runs["empty"].append(empty)
             # Paced at the empty run's rate: the tails of the two are compared at the same load.
             runs["big"].append(run(create_database, args, progress, database_url=url, light=True, catch_up=True,
-                                   data_dir=service_dir, env=keks, paced_rate=empty["paced"]["rate"]))
+                                   data_dir=service_dir, env=keks, paced_rate=empty["paced"]["rate"], after_checkpoint=True))
     finally:
         shutil.rmtree(service_dir, ignore_errors=True)
 
@@ -550,9 +553,16 @@ def wait_caught_up(url: str, server: Server, timeout: float = 1800.0) -> float:
 
 
 def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, probe: DiskProbe,
-                on_progress: Callable[[float], None], database_url: str) -> dict[str, Any]:
+                on_progress: Callable[[float], None], database_url: str, *,
+                after_checkpoint: bool = False) -> dict[str, Any]:
     """One paced phase with the disk's flushes probed beside it: the client's tails and the disk's,
-    which slow calls the disk explains, and the WAL segments the server had to create meanwhile."""
+    which slow calls the disk explains, and the WAL segments the server had to create meanwhile.
+    `after_checkpoint`: a checkpoint first, so that the phase begins where the first change to
+    every page writes the whole page to the WAL (what a checkpoint every `checkpoint_timeout` does
+    to the service), rather than wherever the last one happened to fall."""
+    if after_checkpoint:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
     load.reset()
     wal_before = wal_counters(database_url)
     probe.start()
@@ -604,7 +614,8 @@ def wal_figures(paced: dict[str, Any]) -> str:
 
 def run(create_database: Callable[[str], str], args: Any, progress: Any, *, database_url: str | None = None,
         light: bool = False, catch_up: bool = False, env: dict[str, str] | None = None,
-        name: str = "bench_service", data_dir: Path | None = None, paced_rate: float | None = None) -> dict[str, Any]:
+        name: str = "bench_service", data_dir: Path | None = None, paced_rate: float | None = None,
+        after_checkpoint: bool = False) -> dict[str, Any]:
     """The service under load: saturated, then paced at half the end-to-end rate (or `paced_rate`) in
     `PACED_ROUNDS` rounds (one when `light`), then (unless `light`) with many streams open, and
     the verification costs. `catch_up`: the database holds a history; wait for the service to
@@ -670,7 +681,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                                                   f" round {round_ + 1} of {rounds}")
                 paced_rounds.append(paced_round(load, stream, rate, seconds, probe,
                                                 lambda f, r=round_: progress.update(task, completed=0.5 + (r + f) / rounds / 2),
-                                                url))
+                                                url, after_checkpoint=after_checkpoint))
             paced = paced_rounds[0]
             many_streams: dict[str, Any] | None = None
             if not light:
