@@ -9,6 +9,7 @@ exists is ALREADY_EXISTS. The clock lives here, never in the domain or the adjud
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +58,8 @@ from claims_service.keys.sealing import ErasedEvent
 from claims_service.ledger import payloads
 from claims_service.ledger.verify import verify_streams
 from claims_service.group_commit import GroupCommitter
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RETRIES = 5
@@ -122,11 +125,20 @@ class Commands:
         raise ConflictError("the record kept changing under this command; retry")
 
     def _claim_of_request(self, request_id: UUID) -> Claim | None:
-        """The claim a submission's request id made (a retry's original), None if none did."""
+        """The claim a submission's request id made (a retry's original), None if none did. The row
+        is not hash-linked, so the claim it names must show the same request in its own (linked)
+        submission: a row changed behind the ledger's back never hands out another claim."""
         with self.ledger.datastore.transaction(commit=False) as curs:
             curs.execute("SELECT claim_id FROM claim_requests WHERE request_id = %s", (request_id,))
             row = curs.fetchone()
-        return None if row is None else self._get(row["claim_id"], ClaimNotFoundError("claim not found"))
+        if row is None:
+            return None
+        claim = self._get(row["claim_id"], ClaimNotFoundError("claim not found"))
+        if not isinstance(claim, Claim) or claim.request_id != request_id:
+            log.error("claim_requests names stream %s for request %s, whose submission is not that request",
+                      row["claim_id"], request_id)
+            return None
+        return claim
 
     def receipt_of(self, stream_id: UUID, version: int) -> Receipt:
         with self.ledger.datastore.transaction(commit=False) as curs:

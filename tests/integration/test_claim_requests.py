@@ -18,7 +18,7 @@ from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.domain import claim as claim_module
 from claims_service.domain.claim import Claim
-from claims_service.errors import DuplicateRequestError
+from claims_service.errors import ConflictError, DuplicateRequestError
 from claims_service.migrate import MIGRATIONS_DIR, migrate
 from claims_service.reconcile import reconcile
 from tests import world
@@ -134,3 +134,17 @@ def test_the_migration_gives_every_earlier_claim_its_id_as_request_id(blank_data
     assert requests_of(blank_database_url) == {c: c for c in claims}
     with psycopg.connect(blank_database_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("DELETE FROM claim_requests")
+
+
+def test_a_request_row_changed_behind_the_ledgers_back_never_hands_out_another_claim(service, owner_database_url):
+    """claim_requests is not hash-linked: a retry takes the claim it names only if that claim's own
+    submission is the same request."""
+    mine = service.submit_claim(actor=PROVIDER, **world.claim_body("mine"))
+    other = service.submit_claim(actor=PROVIDER, **world.claim_body("other"))
+    with psycopg.connect(owner_database_url, autocommit=True) as conn:  # as the owner, the guard switched off
+        conn.execute("ALTER TABLE claim_requests DISABLE TRIGGER claim_requests_guard")
+        conn.execute("UPDATE claim_requests SET claim_id = %s WHERE request_id = %s",
+                     (uuid.UUID(other.claim_id), Claim.request_id_of(world.NPI, "mine")))
+    with pytest.raises(ConflictError):
+        service.submit_claim(actor=PROVIDER, **world.claim_body("mine"))
+    assert service.own_claim(mine.claim_id).claim_id == mine.claim_id
