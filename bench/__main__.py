@@ -308,6 +308,8 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("growth: WAL per call in each paced run (kB · full-page images; segments created), empty / big",
             " ".join(r["paced_wal_per_call"] for r in growth["runs"]["empty"]) + " / "
             + " ".join(r["paced_wal_per_call"] for r in growth["runs"]["big"]), "")
+        row("growth: full-page images per call by relation, the most in the last paced run on the history",
+            ", ".join(f"{name} {n}" for name, n in growth["runs"]["big"][-1]["paced_fpi_per_call_by_relation"].items()), "")
         row("growth: start-up on the history until quiet (the auditor's start-up round, paced, in the background), s", f"{growth['start_up_seconds']:.0f}", "")
     return table
 

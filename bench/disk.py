@@ -137,6 +137,31 @@ def wal_counters(database_url: str) -> dict[str, int] | None:
             "segments_created": None if created is None or created[0] is None else int(created[0])}
 
 
+def wal_position(database_url: str) -> str:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+
+
+def full_page_images_by_relation(database_url: str, start: str, end: str, top: int = 6) -> dict[str, int]:
+    """Of the full-page images in the WAL from ``start`` to ``end``: how many were of each of this
+    database's relations (tables and indexes), the ``top`` most; what a checkpoint costs each.
+    Reads the WAL with pg_walinspect (contrib, PostgreSQL 16+; superuser). Empty where unavailable."""
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            rows = conn.execute(
+                "SELECT coalesce(c.relname, b.relfilenode::text), b.n FROM ("
+                "  SELECT relfilenode, count(*) AS n FROM pg_get_wal_block_info(%s::pg_lsn, %s::pg_lsn, false)"
+                "   WHERE block_fpi_length > 0"
+                "     AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                "   GROUP BY 1) b"
+                "  LEFT JOIN pg_class c ON pg_relation_filenode(c.oid) = b.relfilenode"
+                " ORDER BY 2 DESC LIMIT %s", (start, end, top)).fetchall()
+    except psycopg.Error:
+        return {}
+    return {name: int(count) for name, count in rows}
+
+
 def wal_written(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int | None] | None:
     """What the server's WAL grew by between two `wal_counters`."""
     if before is None or after is None:

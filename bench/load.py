@@ -33,7 +33,7 @@ import grpc
 import psycopg
 
 from bench import streams
-from bench.disk import DiskProbe, data_directory, wal_counters, wal_written
+from bench.disk import DiskProbe, data_directory, full_page_images_by_relation, wal_counters, wal_position, wal_written
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
@@ -487,7 +487,10 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
                 "disk_p99_ms": found["paced"]["disk"]["p99_ms"], "disk_stalls": found["paced"]["disk"]["stalls_over_20ms"],
                 "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds"),
                 "cpu_ms_per_claim_by_role": found["cpu_ms_per_claim_by_role"],
-                "paced_wal_per_call": wal_figures(found["paced"])}
+                "paced_wal_per_call": wal_figures(found["paced"]),
+                "paced_fpi_per_call_by_relation": {
+                    name: round(n / max(1, found["paced"]["calls"]), 2)
+                    for name, n in found["paced"].get("full_page_images_by_relation", {}).items()}}
 
     per_run = {kind: [figures(found) for found in found_runs] for kind, found_runs in runs.items()}
     median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim")}
@@ -564,11 +567,11 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
     load.reset()
-    wal_before = wal_counters(database_url)
+    wal_before, lsn_before = wal_counters(database_url), wal_position(database_url)
     probe.start()
     elapsed = load.run(seconds, on_progress, rate=rate)
     flushes = probe.stop()
-    wal_after = wal_counters(database_url)
+    wal_after, lsn_after = wal_counters(database_url), wal_position(database_url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and set(load.submitted_at) - set(stream.arrived):
         time.sleep(0.2)
@@ -588,6 +591,10 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         "disk": flushes.summary(),
         "submit_stalls": flushes.explain(list(load.calls)),
         "wal": wal_written(wal_before, wal_after),
+        # Which pages the checkpoint made whole-page writes of (growth runs only: reading the WAL
+        # back takes seconds).
+        "full_page_images_by_relation": (full_page_images_by_relation(database_url, lsn_before, lsn_after)
+                                         if after_checkpoint else {}),
         "errors": dict(load.errors),
     }
 
