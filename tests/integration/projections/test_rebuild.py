@@ -141,3 +141,23 @@ def test_a_rebuild_under_concurrent_writes_ends_equal_to_the_incremental_tables(
     assert not writers.errors
     assert not read_errors, read_errors[:3]
     assert len(reads) > 10
+
+
+def test_a_rebuild_keeps_its_tables_storage_parameters(database_url):
+    """The rebuilt tables keep the room left on each page for in-place updates (migration 0028):
+    `LIKE ... INCLUDING ALL` alone copies no fillfactor."""
+    generate_history(database_url, 300, seed=28, members=3)
+
+    def options() -> dict[str, list[str] | None]:
+        with psycopg.connect(database_url) as conn:
+            return dict(conn.execute("SELECT relname, reloptions FROM pg_class WHERE relname IN"
+                                     " ('explanation_of_benefits', 'remittance_claims', 'payments', 'benefit_claims')"
+                                     ).fetchall())
+
+    before = options()
+    assert before == {"explanation_of_benefits": ["fillfactor=70"], "remittance_claims": ["fillfactor=70"],
+                      "payments": ["fillfactor=80"], "benefit_claims": None}
+    for name in ("benefits", "payments"):
+        rebuild(database_url, name)
+    assert options() == before
+    assert_equals_from_scratch(database_url, ("benefits", "payments"))
