@@ -428,7 +428,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
     in either phase, so the comparison is made `GROWTH_ROUNDS` times, empty and big alternating,
     each run with the disk probed beside it; the ratios are of the medians. So do checkpoints: after
     one, the first change to every page logs the whole page, and on a history far more pages are
-    first changes (every index keyed at random). Each paced run therefore begins with a checkpoint,
+    first changes (whatever a claim touches at random). Each paced run therefore begins with a checkpoint,
     in both phases alike, instead of taking one by chance (README, "Scale")."""
     from bench.projections import generate_history
     from claims_service.adjudication.partitions import NAME as ADJUDICATOR
