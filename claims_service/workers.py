@@ -299,7 +299,12 @@ class WorkerProcesses:
         # newer one (the first child up says "not all", the last "all") would stick.
         with self._alive_lock:
             self._alive[name] = alive
-            everyone = len(self._alive) == len(self._children) and all(self._alive.values())
+            if len(self._alive) < len(self._children):
+                # Starting: no verdict until every child has been heard from once (each monitor
+                # tells within half a second). Else the first child up said "not all", and health
+                # went NOT_SERVING for a moment at every start, with every worker running.
+                return
+            everyone = all(self._alive.values())
             if everyone != self._all_alive:
                 self._all_alive = everyone
                 self._listeners.emit("alive", everyone)

@@ -11,10 +11,10 @@ from claims_service.workers import WorkerProcesses
 
 
 def test_a_verdict_told_slowly_is_not_overtaken_by_a_newer_one(tmp_path):
-    """The first child up makes the verdict "not all alive"; while that is being told (a listener
-    that takes its time, as one relaying to another process may), the last child comes up. The
-    listener must end on "all alive": before the fix the newer verdict was told first and the older
-    one, told after it, stuck (health NOT_SERVING for "workers" with every worker running)."""
+    """A child goes down ("not all alive"); while that is being told (a listener that takes its
+    time, as one relaying to another process may), it comes back. The listener must end on "all
+    alive": without the lock the newer verdict was told first and the older one, told after it,
+    stuck (health NOT_SERVING for "workers" with every worker running)."""
     workers = WorkerProcesses("", Config(data_dir=tmp_path, workers="adjudicator,projections"))
     heard: list[bool] = []
     first_told = threading.Event()
@@ -27,9 +27,12 @@ def test_a_verdict_told_slowly_is_not_overtaken_by_a_newer_one(tmp_path):
 
     workers.subscribe(listener)
     first, last = list(workers._children)
-    slow = threading.Thread(target=workers._alive_changed, args=(first, True))
+    workers._alive_changed(first, True)
+    assert heard == []  # starting: no verdict until every child has been heard from
+    workers._alive_changed(last, True)
+    slow = threading.Thread(target=workers._alive_changed, args=(first, False))
     slow.start()
     assert first_told.wait(5)
-    workers._alive_changed(last, True)
+    workers._alive_changed(first, True)
     slow.join()
-    assert heard == [False, True]
+    assert heard == [True, False, True]
