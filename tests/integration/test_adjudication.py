@@ -14,7 +14,6 @@ from eventsourcing.persistence import OperationalError
 import adjudicator
 from claims_service.adjudication import TRACKING_NAME, AdjudicationFollower
 from claims_service.adjudication.facts import claim_input_of
-from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.claim import Claim
@@ -26,16 +25,6 @@ from claims_service.ledger.verify import verify_ledger
 from tests import world
 
 PROVIDER = "provider:" + world.NPI
-
-
-@pytest.fixture
-def service(database_url: str):
-    ledger = LedgerApplication(database_url)
-    service = Commands(ledger, today=lambda: date(2026, 11, 2))
-    world.set_up(service)
-    yield service
-    service.close()
-    ledger.close()
 
 
 def drain(follower: AdjudicationFollower) -> None:

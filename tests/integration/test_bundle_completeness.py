@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import copy
-from datetime import date
 from uuid import UUID
 
 import pytest
@@ -16,9 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from claims_service.adjudication import AdjudicationFollower
 from claims_service.adjudication.bundles import claim_streams, export_claim_bundle, verify_claim_bundle
-from claims_service.application import LedgerApplication
 from claims_service.cli.main import main
-from claims_service.commands import Commands
 from claims_service.ledger.bundle import bundle_to_json
 from claims_service.ledger.checkpointer import Checkpointer
 from claims_service.ledger.cosignature import CosignerKey
@@ -28,16 +25,6 @@ from claims_service.witness.directory import init_witness, load_witness
 from claims_service.witness.server import WitnessServer
 from tests import world
 from tests.integration.ledger.test_checkpoints import KEY, ORIGIN, VKEY
-
-@pytest.fixture
-def service(database_url: str):
-    ledger = LedgerApplication(database_url)
-    service = Commands(ledger, today=lambda: date(2026, 11, 2))
-    world.set_up(service)
-    yield service
-    service.close()
-    ledger.close()
-
 
 @pytest.fixture
 def overturned(service):

@@ -7,15 +7,12 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
-from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import LedgerApplication
-from claims_service.commands import Commands
 from claims_service.domain import claim as claim_module
 from claims_service.domain.claim import Claim
 from claims_service.errors import ConflictError, DuplicateRequestError
@@ -24,16 +21,6 @@ from claims_service.reconcile import reconcile
 from tests import world
 
 PROVIDER = "provider:" + world.NPI
-
-
-@pytest.fixture
-def service(database_url: str):
-    ledger = LedgerApplication(database_url)
-    service = Commands(ledger, today=lambda: date(2026, 11, 2))
-    world.set_up(service)
-    yield service
-    service.close()
-    ledger.close()
 
 
 def requests_of(database_url: str) -> dict[uuid.UUID, uuid.UUID]:

@@ -9,7 +9,6 @@ from datetime import date
 import pytest
 
 from claims_service.adjudication import AdjudicationFollower
-from claims_service.application import LedgerApplication
 from claims_service.commands import Commands
 from claims_service.domain.benefits import BenefitPeriod
 from claims_service.domain.payment import Payment
@@ -21,16 +20,6 @@ from tests.integration.projections.helpers import drain
 PROVIDER = "provider:" + world.NPI
 PAYER = "payer:" + world.PAYER
 LAB = {"diagnosis_codes": ["E119"]}
-
-
-@pytest.fixture
-def service(database_url: str):
-    ledger = LedgerApplication(database_url)
-    service = Commands(ledger, today=lambda: date(2026, 11, 2))
-    world.set_up(service)
-    yield service
-    service.close()
-    ledger.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures for the projection tests: a ledger with the shared world set up."""
+"""Fixtures for the integration tests: the commands over a ledger with the shared world set up."""
 
 from __future__ import annotations
 
