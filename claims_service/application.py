@@ -38,7 +38,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import resolve_topic, retry, strtobool
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Identifier
 
 from claims_service.domain.claim import claim_requests
 from claims_service.errors import ConflictError, DataLossError
@@ -180,11 +180,12 @@ class LedgerRecorder(PostgresProcessRecorder):
         return [row["notification_id"] for row in rows]
 
     @cached_property
-    def _append_statement(self) -> Composed:
+    def _append_statement(self) -> bytes:
+        # Rendered once: a Composed is rendered again at every execute.
         return SQL("SELECT notification_id, hash, leaf_index FROM {schema}.ledger_append("
                    "%s::text, %s::bigint, %s::text, %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::text[], "
                    "%b::uuid[])"
-                   ).format(schema=Identifier(self.datastore.schema))
+                   ).format(schema=Identifier(self.datastore.schema)).as_bytes()
 
 
 class LedgerTranscoder(JSONTranscoder):

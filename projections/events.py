@@ -14,6 +14,7 @@ in all of it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -175,27 +176,7 @@ def read_notifications(
     transaction's events are contiguous), so reading after a position never skips a row that
     commits later.
     """
-    wanted = sql.SQL("(topic = ANY(%(topics)s) OR topic LIKE ANY(%(patterns)s))")
-    columns = [sql.SQL("notification_id, originator_id, originator_version, topic")]
-    columns.append(sql.SQL("CASE WHEN {} THEN state END").format(wanted))
-    if hashes:
-        columns.append(sql.SQL("hash, prev_hash, stream_prev_hash"))
-    if traces:
-        columns.append(sql.SQL("metadata->>'traceparent'"))
-    query = sql.SQL(
-        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(limit)s"
-    ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
-    # Where the last row's transaction ends (xmin: the inserting transaction's id). One
-    # transaction's rows are contiguous, so the probe reads ids only, a few at a time, and stops at
-    # the first row of another transaction: the cost does not grow with what follows.
-    probe = sql.SQL(
-        "SELECT notification_id, xmin = (SELECT xmin FROM {table} WHERE notification_id = %(last)s)"
-        " FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(step)s"
-    ).format(table=sql.Identifier(EVENTS_TABLE))
-    rest_of_commit = sql.SQL(
-        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s AND notification_id <= %(end)s"
-        " ORDER BY notification_id"
-    ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
+    query, probe, rest_of_commit = _notification_queries(hashes, traces)
     params = {
         "after": after,
         "limit": limit,
@@ -234,6 +215,33 @@ def read_notifications(
         for n in notifications:
             n.keys = keys
     return notifications
+
+
+@functools.lru_cache(maxsize=None)
+def _notification_queries(hashes: bool, traces: bool) -> tuple[bytes, bytes, bytes]:
+    """``read_notifications``' three statements, composed once per process for each kind."""
+    wanted = sql.SQL("(topic = ANY(%(topics)s) OR topic LIKE ANY(%(patterns)s))")
+    columns = [sql.SQL("notification_id, originator_id, originator_version, topic")]
+    columns.append(sql.SQL("CASE WHEN {} THEN state END").format(wanted))
+    if hashes:
+        columns.append(sql.SQL("hash, prev_hash, stream_prev_hash"))
+    if traces:
+        columns.append(sql.SQL("metadata->>'traceparent'"))
+    query = sql.SQL(
+        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(limit)s"
+    ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
+    # Where the last row's transaction ends (xmin: the inserting transaction's id). One
+    # transaction's rows are contiguous, so the probe reads ids only, a few at a time, and stops at
+    # the first row of another transaction: the cost does not grow with what follows.
+    probe = sql.SQL(
+        "SELECT notification_id, xmin = (SELECT xmin FROM {table} WHERE notification_id = %(last)s)"
+        " FROM {table} WHERE notification_id > %(after)s ORDER BY notification_id LIMIT %(step)s"
+    ).format(table=sql.Identifier(EVENTS_TABLE))
+    rest_of_commit = sql.SQL(
+        "SELECT {columns} FROM {table} WHERE notification_id > %(after)s AND notification_id <= %(end)s"
+        " ORDER BY notification_id"
+    ).format(columns=sql.SQL(", ").join(columns), table=sql.Identifier(EVENTS_TABLE))
+    return query.as_bytes(), probe.as_bytes(), rest_of_commit.as_bytes()
 
 
 def ledger_head(conn: Connection[Any]) -> int:

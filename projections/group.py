@@ -40,6 +40,10 @@ from projections.store import (
     tracking_name,
 )
 
+_ADVANCE_TRACKING = sql.SQL(
+    "UPDATE {} SET notification_id = %s WHERE application_name = ANY(%s) AND notification_id < %s"
+).format(sql.Identifier(TRACKING_TABLE)).as_bytes()
+
 GroupAfterApply = Callable[[str, Sequence[Notification]], None]
 
 
@@ -143,11 +147,7 @@ class ViewGroup:
                     if self.after_apply is not None:
                         self.after_apply(model.name, mine)
                 advanced.append(tracking_name(model.name))
-        updated = cur.execute(
-            sql.SQL("UPDATE {} SET notification_id = %s WHERE application_name = ANY(%s) AND notification_id < %s").format(
-                sql.Identifier(TRACKING_TABLE)),
-            (last, advanced, last), prepare=True,
-        ).rowcount
+        updated = cur.execute(_ADVANCE_TRACKING, (last, advanced, last), prepare=True).rowcount
         if updated != len(advanced):  # impossible under the row locks; refuse rather than guess
             raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
         traced = list(self.last_traced.items())

@@ -127,6 +127,19 @@ class _Columns:
         return cls.cache[relation]
 
 
+_STATEMENTS: dict[tuple[Any, ...], bytes] = {}
+
+
+def cached_statement(name: tuple[Any, ...], compose: Callable[[], sql.Composable]) -> bytes:
+    """The text of a statement composed once per process and kept under ``name`` (its relation,
+    kind and columns): composing and rendering a ``sql.Composed`` cost more than a small batch's
+    own rows, and every batch writes the same few statements."""
+    text = _STATEMENTS.get(name)
+    if text is None:
+        text = _STATEMENTS[name] = compose().as_bytes()
+    return text
+
+
 class Table:
     """The rows of one table that a batch reads and changes, keyed by the primary key.
 
@@ -155,9 +168,10 @@ class Table:
         wanted = {v for v in values if v not in known}
         if not wanted:
             return
-        query = sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%b::{}[])").format(
+        query = cached_statement(("prefetch", self.relation, column, self.columns[column]), lambda: sql.SQL(
+            "SELECT to_jsonb(t) FROM {} t WHERE {} = ANY(%b::{}[])").format(
             sql.Identifier(self.relation), sql.Identifier(column), sql.SQL(self.columns[column])
-        )
+        ))
         self.cur.execute(query, (list(wanted),), prepare=True, binary=True)  # both ways without text escaping
         for (row,) in self.cur.fetchall():
             self.rows.setdefault(self._key_of(row), row)
@@ -170,14 +184,10 @@ class Table:
         for column, value in zip(self.key, key, strict=True):
             if value in self.covered.get(column, ()):
                 return None
-        where = sql.SQL(" AND ").join(
-            sql.SQL("{} = %s::{}").format(sql.Identifier(k), sql.SQL(self.columns[k])) for k in self.key
-        )
-        self.cur.execute(
-            sql.SQL("SELECT to_jsonb(t) FROM {} t WHERE {}").format(sql.Identifier(self.relation), where),
-            key,
-            prepare=True,
-        )
+        query = cached_statement(("get", self.relation, self.key, *(self.columns[k] for k in self.key)), lambda: sql.SQL(
+            "SELECT to_jsonb(t) FROM {} t WHERE {}").format(sql.Identifier(self.relation), sql.SQL(" AND ").join(
+                sql.SQL("{} = %s::{}").format(sql.Identifier(k), sql.SQL(self.columns[k])) for k in self.key)))
+        self.cur.execute(query, key, prepare=True)
         found = self.cur.fetchone()
         row = found[0] if found else None
         self.rows[key] = row
@@ -206,29 +216,21 @@ class Table:
         deletes = [dict(zip(self.key, key, strict=True)) for key in self.dirty if self.rows[key] is None]
         relation = sql.Identifier(self.relation)
         if deletes:
-            match = sql.SQL(" AND ").join(
-                sql.SQL("t.{0} = d.{0}").format(sql.Identifier(k)) for k in self.key
-            )
-            self.cur.execute(
-                sql.SQL("DELETE FROM {0} t USING jsonb_populate_recordset(NULL::{0}, %s::jsonb) d WHERE {1}").format(
-                    relation, match
-                ),
-                (_dumps(deletes),),
-            )
+            self.cur.execute(cached_statement(("delete", self.relation, self.key), lambda: sql.SQL(
+                "DELETE FROM {0} t USING jsonb_populate_recordset(NULL::{0}, %s::jsonb) d WHERE {1}").format(
+                relation, sql.SQL(" AND ").join(sql.SQL("t.{0} = d.{0}").format(sql.Identifier(k)) for k in self.key)
+            )), (_dumps(deletes),))
         if upserts:
             others = [c for c in self.columns if c not in self.key]
-            self.cur.execute(
-                sql.SQL(
-                    "INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)"
-                    " ON CONFLICT ({1}) DO UPDATE SET ({2}) = ROW({3})"
-                ).format(
-                    relation,
-                    sql.SQL(", ").join(map(sql.Identifier, self.key)),
-                    sql.SQL(", ").join(map(sql.Identifier, others)),
-                    sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others),
-                ),
-                (_dumps(upserts),),
-            )
+            self.cur.execute(cached_statement(("upsert", self.relation, self.key, *others), lambda: sql.SQL(
+                "INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)"
+                " ON CONFLICT ({1}) DO UPDATE SET ({2}) = ROW({3})"
+            ).format(
+                relation,
+                sql.SQL(", ").join(map(sql.Identifier, self.key)),
+                sql.SQL(", ").join(map(sql.Identifier, others)),
+                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others),
+            )), (_dumps(upserts),))
         self.dirty.clear()
 
 
@@ -249,12 +251,9 @@ class AppendTable:
 
     def flush(self) -> None:
         if self.rows:
-            self.cur.execute(
-                sql.SQL("INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)").format(
-                    sql.Identifier(self.relation)
-                ),
-                (_dumps(self.rows),),
-            )
+            self.cur.execute(cached_statement(("insert", self.relation), lambda: sql.SQL(
+                "INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb)").format(
+                sql.Identifier(self.relation))), (_dumps(self.rows),))
             self.rows = []
 
 
@@ -267,10 +266,10 @@ def lock_tracking_rows(cur: Cursor[Any], application_names: Sequence[str]) -> di
     """Lock these tracking rows for the transaction (in name order, so that two lockers of
     overlapping sets cannot deadlock), creating missing ones at 0; return their positions."""
     names = sorted(application_names)
-    query = sql.SQL(
+    query = cached_statement(("lock tracking",), lambda: sql.SQL(
         "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
         " ORDER BY application_name FOR UPDATE"
-    ).format(sql.Identifier(TRACKING_TABLE))
+    ).format(sql.Identifier(TRACKING_TABLE)))
     with cur.connection.cursor(row_factory=tuple_row) as c:
         rows = c.execute(query, (names,), prepare=True).fetchall()
         if len(rows) < len(names):

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from projections.events import Notification, Topics
 from projections.reading import Hub, Source, Where, checked, non_negative, select, valid_claim_id, wait_for_position
-from projections.store import Batch, ReadModel
+from projections.store import Batch, ReadModel, cached_statement
 
 
 def event_type(topic: str) -> str:
@@ -89,12 +89,10 @@ class DisputeTimelineModel(ReadModel):
         owners: dict[str, list[str]] = {}
         if not stream_ids:
             return owners
-        batch.cur.execute(
-            sql.SQL("SELECT stream_id::text, claim_id FROM {} WHERE stream_id = ANY(%s) ORDER BY claim_id").format(
-                sql.Identifier("timeline_streams" + batch.suffix)
-            ),
-            (list(stream_ids),),
-        )
+        relation = "timeline_streams" + batch.suffix
+        batch.cur.execute(cached_statement(("payment owners", relation), lambda: sql.SQL(
+            "SELECT stream_id::text, claim_id FROM {} WHERE stream_id = ANY(%s) ORDER BY claim_id").format(
+            sql.Identifier(relation))), (list(stream_ids),))
         for stream_id, claim_id in batch.cur.fetchall():
             owners.setdefault(stream_id, []).append(claim_id)
         return owners
