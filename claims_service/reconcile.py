@@ -12,6 +12,9 @@ checks every night:
 3. The read models agree with the ledger: each claim's status and paid total (``claim_status``),
    each payment's status, amount and recoupments (``payments``), each benefit period's
    accumulators (``member_accumulators``).
+4. Each claim has one request row (``claim_requests``, migration 0027), under the request id of
+   its own submission (its provider and idempotency key), and no row names a claim the ledger
+   does not have: the rows are not hash-linked, and a retried submission is answered by them.
 
 Member data is sealed under each member's own key (``claims_service.keys``), and nothing here
 needs it but the member a claim, a benefit period or a coverage belongs to and the coverage's dates:
@@ -84,6 +87,7 @@ class ClaimMoney:
     decision: dict[str, Any] | None = None
     ended_at: int | None = None  # position of the void or replacement
     payments: list[str] = field(default_factory=list)
+    request_id: str | None = None  # of its submission; None when its idempotency key is sealed away
 
 
 @dataclass
@@ -191,6 +195,8 @@ CUT_AT = {
     "applied": (b',"lines":', "oop_cents"),
     "submitted": (b',"visit_id":', "payer_id"),
 }
+# A field wanted from the part cut off: the claim's idempotency key, declared after its lines.
+TAIL_FROM = {"submitted": b',"idempotency_key":'}
 
 
 def payload(state: bytes, kind: str, keys: MemberKeys | None = None) -> dict[str, Any]:
@@ -224,13 +230,17 @@ def payload(state: bytes, kind: str, keys: MemberKeys | None = None) -> dict[str
 
 
 def _parsed(raw: bytes, kind: str) -> dict[str, Any]:
-    """A payload's JSON parsed, cut short where its kind allows (`CUT_AT`)."""
+    """A payload's JSON parsed, cut short where its kind allows (`CUT_AT`), with the fields from
+    `TAIL_FROM`'s key on added back."""
     if kind in CUT_AT:
         key, needed = CUT_AT[kind]
         cut = raw.find(key)
         if cut > 0:
             try:
                 head = orjson.loads(raw[:cut] + b"}")
+                tail = raw.rfind(TAIL_FROM[kind], cut) if kind in TAIL_FROM else -1
+                if tail > 0:  # the object's rest from that key on; the payload's own brace closes it
+                    head.update(orjson.loads(b"{" + raw[tail + 1:]))
             except orjson.JSONDecodeError:
                 head = {}
             if needed in head:
@@ -327,6 +337,7 @@ def _reconcile(database_url: str) -> Report:
         report.events = ledger.events
         ledger.check(report, adjudicators)
         compare_read_models(conn, ledger, read_models_at, report)
+        compare_claim_requests(conn, ledger, report)
     return report
 
 
@@ -360,7 +371,9 @@ class LedgerMoney:
             if owner is not None and not owner.startswith("erased:"):
                 self.aliases[f"erased:{p['_key_']}"] = owner
         if kind == "submitted":
-            self.claims[stream] = ClaimMoney(p["payer_id"], member_of(p), position, position)
+            key = p.get("idempotency_key")
+            self.claims[stream] = ClaimMoney(p["payer_id"], member_of(p), position, position, request_id=(
+                str(Claim.request_id_of(p["provider_id"], key)) if isinstance(key, str) else None))
         elif kind == "erased":
             self.erased_streams.update(p["streams"])
         elif kind in ("adjudicated", "pended", "reviewed", "disputed", "voided", "corrected"):
@@ -626,3 +639,28 @@ def compare_read_models(conn: psycopg.Connection[Any], ledger: LedgerMoney, posi
         if have < want:
             report.differences.append(Difference(f"read model {name}", "rows", f"{have} rows; the ledger had {want} by "
                                                  f"position {position}"))
+
+
+def compare_claim_requests(conn: psycopg.Connection[Any], ledger: LedgerMoney, report: Report) -> None:
+    """Each claim's row in ``claim_requests`` (its request id -> its id), read in the ledger's
+    snapshot: a row is written in the same transaction as its claim's first event, so every claim
+    has exactly one, under its own submission's request id (a claim from before migration 0027 has
+    its id as request id, which is the same uuid5), and every row names a claim of the ledger. A
+    row changed behind the ledger's back would answer a retried submission with another claim (the
+    service refuses that: ``Commands._claim_of_request``) or leave a claim without its row."""
+    found = report.differences
+    named: dict[str, list[str]] = defaultdict(list)
+    with conn.cursor(row_factory=tuple_row) as cur:
+        for request_id, claim_id in cur.execute("SELECT request_id::text, claim_id::text FROM claim_requests"):
+            claim = ledger.claims.get(claim_id)
+            if claim is None:
+                found.append(Difference("claim request", request_id, f"names claim {claim_id}, which the ledger does not have"))
+                continue
+            named[claim_id].append(request_id)
+            if claim.request_id is not None and request_id != claim.request_id:
+                found.append(Difference("claim request", claim_id, f"recorded under request {request_id}; its submission's "
+                                        f"provider and idempotency key make {claim.request_id}"))
+    for claim_id in ledger.claims:
+        rows = len(named.get(claim_id, ()))
+        if rows != 1:
+            found.append(Difference("claim request", claim_id, "no request row" if rows == 0 else f"{rows} request rows"))

@@ -87,7 +87,7 @@ def test_a_retried_correction_gets_the_same_replacement(service, database_url):
     assert service.own_claim(original.claim_id).replaced_by == first.claim_id
     while follower.process_available():
         pass
-    assert reconcile(database_url).clean
+    assert reconcile(database_url, wait_seconds=0).clean
 
 
 def test_a_claim_whose_id_is_its_request_id_is_found_by_a_retry(service, database_url, monkeypatch):
@@ -135,3 +135,26 @@ def test_a_request_row_changed_behind_the_ledgers_back_never_hands_out_another_c
     with pytest.raises(ConflictError):
         service.submit_claim(actor=PROVIDER, **world.claim_body("mine"))
     assert service.own_claim(mine.claim_id).claim_id == mine.claim_id
+
+
+def test_reconcile_holds_every_claim_to_its_own_request_row(service, database_url, owner_database_url):
+    """`claimsctl reconcile` checks what a retry relies on: each claim has one row, under its own
+    submission's request id, and no row names a claim the ledger does not have."""
+    mine = service.submit_claim(actor=PROVIDER, **world.claim_body("mine"))
+    other = service.submit_claim(actor=PROVIDER, **world.claim_body("other"))
+    assert reconcile(database_url, wait_seconds=0).clean
+    stranger = uuid.uuid4()
+    with psycopg.connect(owner_database_url, autocommit=True) as conn:  # as the owner, the guard switched off
+        conn.execute("ALTER TABLE claim_requests DISABLE TRIGGER claim_requests_guard")
+        conn.execute("UPDATE claim_requests SET claim_id = %s WHERE request_id = %s",
+                     (uuid.UUID(other.claim_id), Claim.request_id_of(world.NPI, "mine")))
+        conn.execute("INSERT INTO claim_requests (request_id, claim_id) VALUES (%s, %s)", (uuid.uuid4(), stranger))
+    found = {(d.subject, d.detail) for d in reconcile(database_url, wait_seconds=0).differences
+             if d.kind == "claim request"}
+    mine_request, other_request = Claim.request_id_of(world.NPI, "mine"), Claim.request_id_of(world.NPI, "other")
+    assert (mine.claim_id, "no request row") in found
+    assert (other.claim_id, "2 request rows") in found
+    assert (other.claim_id, f"recorded under request {mine_request}; its submission's provider and idempotency "
+                            f"key make {other_request}") in found
+    assert any(detail == f"names claim {stranger}, which the ledger does not have" for _, detail in found)
+    assert len(found) == 4

@@ -73,3 +73,17 @@ def test_reconcile_opens_a_sealed_payload_whose_nonce_begins_like_json(monkeypat
     sealed = AESGCM(key).encrypt(nonce, plain_json, None)
     state = nonce + sealed[-16:] + sealed[:-16]  # as the library lays it out: nonce, tag, ciphertext
     assert reconcile.payload(state, kind) == {"claim_id": "c1", "amount": 125}
+
+
+def test_reconcile_reads_a_submissions_idempotency_key_past_its_cut_lines() -> None:
+    """A submission is parsed up to its lines and again from its idempotency key on (the request
+    id needs it); a key-like text inside a line's string cannot pass for the top-level key."""
+    from claims_service import reconcile
+
+    lines = [{"line_number": 1, "note": 'x,"idempotency_key":"forged"'}]
+    state = json.dumps({"claim_id": "c1", "provider_id": "1234567893", "payer_id": "P1", "visit_id": None,
+                        "lines": lines, "idempotency_key": "k-1", "body_hash": "ab", "timestamp": {"_type_": "x"}},
+                       separators=(",", ":")).encode()
+    assert reconcile.payload(state, "submitted") == {"claim_id": "c1", "provider_id": "1234567893", "payer_id": "P1",
+                                                    "idempotency_key": "k-1", "body_hash": "ab",
+                                                    "timestamp": {"_type_": "x"}}
