@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import grpc
 import psycopg
 
-from bench import streams
+from bench import floor, streams
 from bench.disk import DiskProbe, data_directory, full_page_images_by_relation, wal_counters, wal_position, wal_written
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
@@ -707,6 +707,17 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                 many_streams = streams.measure(channel, server.addr, server.keys["admin"]["api_key"], load, rate, seconds,
                                                STREAMS, lambda f: None)
             stream.stop()
+            call_floor: dict[str, Any] | None = None
+            if not light:
+                # Phase 4: the floor under the server's CPU per call, once the followers are quiet.
+                progress.update(task, description="service over gRPC: the floor of a call's CPU")
+                deadline = time.monotonic() + 60
+                while followers_behind(url) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                claim_id, npi = next(iter(load.providers.items()))
+                call_floor = floor.measure(
+                    channel, lambda: sum(cpu for role, cpu in meter.snapshot().values() if role == "server"),
+                    provider_keys[npi], claim_id, max(3.0, seconds / 2))
             verification: dict[str, Any] = {}
             if not light:
                 # The service's own auditor has verified these events as they arrived: VerifyLedger
@@ -745,6 +756,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         "cpu_ms_per_call_saturated": service_cpu / max(submits, 1) * 1000,
         "cpu_ms_per_claim": service_cpu / max(adjudicated, 1) * 1000,
         "cpu_ms_per_claim_by_role": {role: cpu / max(adjudicated, 1) * 1000 for role, cpu in sorted(cpu_by_role.items())},
+        "server_cpu_ms_per_call_saturated": cpu_by_role.get("server", 0.0) / max(submits, 1) * 1000,
+        "call_floor": call_floor,
         "bytes_per_event": size / max(events, 1),
         "events": events,
         "projection_lag_after_drain": lag,
@@ -791,6 +804,12 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
          + f"; {by_role.get('postgres', 0.0):.2f}, {by_role.get('client', 0.0):.2f}", ""),
         ("bytes stored per event (ledger_events, with indexes)", result["bytes_per_event"], ""),
     ]
+    if call_floor is not None:
+        table.append((
+            "server CPU ms per call: health check (gRPC alone) / GetClaim not found (+ auth, thread hop, a read) /"
+            " GetClaim (+ its access record written) / the mix, saturated",
+            " / ".join(f"{call_floor[name]['server_cpu_ms_per_call']:.2f}" for name in ("health_check", "get_claim_not_found", "get_claim"))
+            + f" / {result['server_cpu_ms_per_call_saturated']:.2f}", ""))
     if verification:
         table += [
             ("chain verification events/s (claimsctl verify, in-process)", result["verify_events_per_s"], ""),
