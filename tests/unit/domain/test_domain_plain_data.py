@@ -1,4 +1,5 @@
-"""What an event may carry as data: the checker's fast path agrees with its detailed one."""
+"""What an event may carry as data: the checker's fast path agrees with its detailed one, and a
+copy shares no container with its original."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import date, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claims_service.domain.values import _is_plain, plain_violations
+from claims_service.domain.values import _is_plain, copy_plain, plain_violations
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.dates(),
@@ -34,3 +35,22 @@ def test_violations_name_the_offending_paths() -> None:
     assert sorted(v.field for v in plain_violations(value, "decision")) == [
         "decision", "decision.lines[0].paid", "decision.lines[1].when"]
     assert plain_violations({"_type_": "date", "_data_": "2026-01-01"}, "facts")[0].field == "facts"
+
+
+def _containers(value: object) -> list[object]:
+    found: list[object] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) in (dict, list):
+            found.append(item)
+            stack.extend(item.values() if type(item) is dict else item)  # type: ignore[union-attr]
+    return found
+
+
+@given(values)
+def test_a_copy_equals_its_original_and_shares_no_container_with_it(value: object) -> None:
+    copied = copy_plain(value)
+    assert copied == value
+    shared = {id(c) for c in _containers(value)} & {id(c) for c in _containers(copied)}
+    assert not shared
