@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=3_000, help="claims in the follower backlog")
     parser.add_argument("--growth", type=int, default=0, metavar="EVENTS",
                         help="also run the service load on a ledger prefilled with EVENTS events and compare")
+    parser.add_argument("--paced-rate", type=float, default=0.0, metavar="CALLS_PER_S",
+                        help="pace the service's paced phases at this rate, not at half the run's own end-to-end"
+                             " rate (to compare two versions' latencies at one rate)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.tree_leaves, args.rebuild_events, args.claims = 2.0, 20_000, 5_000, 300

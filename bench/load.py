@@ -690,7 +690,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the
             # latencies a client sees below saturation, and how much of their tail is the disk's.
-            rate = paced_rate or max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
+            rate = paced_rate or getattr(args, "paced_rate", 0.0) or max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
             probe = DiskProbe(data_directory(url))
             paced_rounds = []
             for round_ in range(rounds):
