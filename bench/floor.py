@@ -1,4 +1,4 @@
-"""What a call costs the server before any of our work: the floor under its CPU per claim.
+"""What a call costs the server before any of our work: the floor under its CPU per call.
 
 Three calls, each as fast as 32 in flight go, with the server process's CPU measured over them:
 - a health check: the gRPC framework alone (`grpc.aio`'s call handling, served on its event loop);
