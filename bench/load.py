@@ -559,6 +559,13 @@ def followers_behind(url: str) -> int:
             " AND t.notification_id < e.head").fetchone()[0])
 
 
+def wait_for_followers(url: str, timeout: float = 60.0) -> None:
+    """Until every follower has reached the head (or `timeout` seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while followers_behind(url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, probe: DiskProbe,
                 on_progress: Callable[[float], None], database_url: str, *,
                 after_checkpoint: bool = False) -> dict[str, Any]:
@@ -571,9 +578,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         # The followers first: still reading the last phase's events after the checkpoint, they set
         # hint bits on its pages, each a whole page in the WAL of this phase (9.78 full-page images
         # a call in an empty run where the followers lagged, against 1.2 where they had caught up).
-        deadline = time.monotonic() + 60
-        while followers_behind(database_url) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_followers(database_url)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
     load.reset()
@@ -711,9 +716,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             if not light:
                 # Phase 4: the floor under the server's CPU per call, once the followers are quiet.
                 progress.update(task, description="service over gRPC: the floor of a call's CPU")
-                deadline = time.monotonic() + 60
-                while followers_behind(url) and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                wait_for_followers(url)
                 claim_id, npi = next(iter(load.providers.items()))
                 call_floor = floor.measure(
                     channel, lambda: sum(cpu for role, cpu in meter.snapshot().values() if role == "server"),
