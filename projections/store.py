@@ -262,23 +262,26 @@ def _dumps(rows: list[Row]) -> str:
     return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+# Composed once (see `cached_statement`).
+_LOCK_TRACKING = sql.SQL(
+    "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
+    " ORDER BY application_name FOR UPDATE"
+).format(sql.Identifier(TRACKING_TABLE)).as_bytes()
+
+
 def lock_tracking_rows(cur: Cursor[Any], application_names: Sequence[str]) -> dict[str, int]:
     """Lock these tracking rows for the transaction (in name order, so that two lockers of
     overlapping sets cannot deadlock), creating missing ones at 0; return their positions."""
     names = sorted(application_names)
-    query = cached_statement(("lock tracking",), lambda: sql.SQL(
-        "SELECT application_name, notification_id FROM {} WHERE application_name = ANY(%s)"
-        " ORDER BY application_name FOR UPDATE"
-    ).format(sql.Identifier(TRACKING_TABLE)))
     with cur.connection.cursor(row_factory=tuple_row) as c:
-        rows = c.execute(query, (names,), prepare=True).fetchall()
+        rows = c.execute(_LOCK_TRACKING, (names,), prepare=True).fetchall()
         if len(rows) < len(names):
             c.execute(
                 sql.SQL("INSERT INTO {} (application_name, notification_id) SELECT n, 0 FROM unnest(%s::text[]) AS n"
                         " ON CONFLICT DO NOTHING").format(sql.Identifier(TRACKING_TABLE)),
                 (names,),
             )
-            rows = c.execute(query, (names,)).fetchall()
+            rows = c.execute(_LOCK_TRACKING, (names,)).fetchall()
     return {name: int(position or 0) for name, position in rows}
 
 
