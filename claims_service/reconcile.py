@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -649,18 +649,18 @@ def compare_claim_requests(conn: psycopg.Connection[Any], ledger: LedgerMoney, r
     row changed behind the ledger's back would answer a retried submission with another claim (the
     service refuses that: ``Commands._claim_of_request``) or leave a claim without its row."""
     found = report.differences
-    named: dict[str, list[str]] = defaultdict(list)
+    rows_of: Counter[str] = Counter()
     with conn.cursor(row_factory=tuple_row) as cur:
         for request_id, claim_id in cur.execute("SELECT request_id::text, claim_id::text FROM claim_requests"):
             claim = ledger.claims.get(claim_id)
             if claim is None:
                 found.append(Difference("claim request", request_id, f"names claim {claim_id}, which the ledger does not have"))
                 continue
-            named[claim_id].append(request_id)
+            rows_of[claim_id] += 1
             if claim.request_id is not None and request_id != claim.request_id:
                 found.append(Difference("claim request", claim_id, f"recorded under request {request_id}; its submission's "
                                         f"provider and idempotency key make {claim.request_id}"))
     for claim_id in ledger.claims:
-        rows = len(named.get(claim_id, ()))
+        rows = rows_of[claim_id]
         if rows != 1:
             found.append(Difference("claim request", claim_id, "no request row" if rows == 0 else f"{rows} request rows"))
