@@ -275,11 +275,22 @@ def _walk(stream: uuid.UUID, root: bytes, get) -> MapProof:  # noqa: ANN001 - a 
 _NODE_COLUMNS = "n.made_at, n.hash, n.left_at, n.left_hash, n.right_at, n.right_hash, n.stream_id, n.version, n.event_hash"
 _SELECT_NODES = (f"SELECT {_NODE_COLUMNS} FROM unnest(%s::bigint[], %s::bytea[]) AS w(made_at, hash)"
                  " JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash")
-_INSERT_NODES = (
-    "INSERT INTO stream_map_nodes (made_at, hash, left_at, left_hash, right_at, right_hash, stream_id, version,"
-    " event_hash)"
-    " SELECT %b::bigint, * FROM unnest(%b::bytea[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bytea[], %b::uuid[],"
-    " %b::bigint[], %b::bytea[])"
+# An update's rows, inner nodes and leaves each in a statement of their own. Inner nodes are nine
+# in ten of them: their hashes travel as one bytea each (32 bytes a node, cut apart by the server)
+# and their children's places as array literals, because psycopg dumps a list element by element
+# in Python, which cost the tree process more than making the nodes.
+_INSERT_INNER = (
+    "INSERT INTO stream_map_nodes (made_at, hash, left_at, left_hash, right_at, right_hash)"
+    " SELECT %(made_at)s::bigint, substring(%(hashes)s::bytea FROM w.i::int * 32 - 31 FOR 32), w.left_at,"
+    " substring(%(lefts)s::bytea FROM w.i::int * 32 - 31 FOR 32), w.right_at,"
+    " substring(%(rights)s::bytea FROM w.i::int * 32 - 31 FOR 32)"
+    " FROM unnest(%(left_at)s::bigint[], %(right_at)s::bigint[]) WITH ORDINALITY AS w(left_at, right_at, i)"
+    " ORDER BY w.i"
+    " ON CONFLICT (made_at, hash) DO NOTHING"
+)
+_INSERT_LEAVES = (
+    "INSERT INTO stream_map_nodes (made_at, hash, stream_id, version, event_hash)"
+    " SELECT %b::bigint, * FROM unnest(%b::bytea[], %b::uuid[], %b::bigint[], %b::bytea[])"
     " ON CONFLICT (made_at, hash) DO NOTHING"
 )
 # The path of one key from a root, one statement: each step picks the child the key's bit names.
@@ -487,33 +498,42 @@ class StreamMap:
         if not made:
             return
         at = self._cache.at
-
-        def where(h: bytes) -> int:
-            return made_at if h in made else at.get(h, 0)  # EMPTY (no row) is at 0
-
-        columns: list[list] = [[] for _ in range(8)]
-        # In hash order: two transactions writing the same new nodes (the builder and a signer
-        # bringing the map to the same size) then wait for each other instead of deadlocking.
-        for h, node in sorted(made.items(), key=lambda item: item[0]):
-            columns[0].append(h)
-            if isinstance(node, Leaf):
-                row = (None, None, None, None, node.stream, node.version, node.event_hash)
+        inner: list[tuple[bytes, int, bytes, int, bytes]] = []
+        leaves: list[tuple[bytes, Leaf]] = []
+        # In hash order, inner nodes first: two transactions writing the same new nodes (the builder
+        # and a signer bringing the map to the same size) then wait for each other instead of
+        # deadlocking. Each node's children are where this update made them or where the cache
+        # says (EMPTY, no row, at 0).
+        for h in sorted(made):
+            node = made[h]
+            if type(node) is tuple:
+                left, right = node
+                inner.append((h, made_at if left in made else at.get(left, 0), left,
+                              made_at if right in made else at.get(right, 0), right))
             else:
-                row = (where(node[0]), node[0], where(node[1]), node[1], None, None, None)
-            for i, value in enumerate(row, start=1):
-                columns[i].append(value)
-        for start in range(0, len(columns[0]), self.write_chunk):
-            began = time.monotonic()
-            conn.execute(_INSERT_NODES, (made_at, *(column[start:start + self.write_chunk] for column in columns)))
-            if self.write_pause:
-                time.sleep((time.monotonic() - began) * self.write_pause)
+                leaves.append((h, node))
+        chunk = self.write_chunk
+        for start in range(0, len(inner), chunk):
+            hashes, left_at, lefts, right_at, rights = zip(*inner[start:start + chunk])
+            self._paced(conn, _INSERT_INNER, {
+                "made_at": made_at, "hashes": b"".join(hashes), "lefts": b"".join(lefts), "rights": b"".join(rights),
+                "left_at": _bigint_array(left_at), "right_at": _bigint_array(right_at)})
+        for start in range(0, len(leaves), chunk):
+            part = leaves[start:start + chunk]
+            self._paced(conn, _INSERT_LEAVES, (made_at, [h for h, _ in part], [n.stream for _, n in part],
+                                               [n.version for _, n in part], [n.event_hash for _, n in part]))
         # What the next update needs of these nodes, as if their rows had been read: each node and
         # where its children are.
         self._cache.nodes.update(made)
-        for h, left_at, left, right_at, right in zip(columns[0], columns[1], columns[2], columns[3], columns[4]):
-            at[h] = made_at
-            if left is not None:
-                at[left], at[right] = left_at, right_at
+        at.update(dict.fromkeys(made, made_at))
+        for _, left_at, left, right_at, right in inner:
+            at[left], at[right] = left_at, right_at
+
+    def _paced(self, conn: psycopg.Connection, statement: str, params: Mapping[str, object] | tuple) -> None:
+        began = time.monotonic()
+        conn.execute(statement, params)
+        if self.write_pause:
+            time.sleep((time.monotonic() - began) * self.write_pause)
 
     def _retire(self, superseded: Iterable[bytes], root: bytes) -> None:
         """Let go of the nodes the new map no longer holds; past the limit, keep the levels nearest
@@ -541,6 +561,11 @@ class StreamMap:
                             below.append(child)
             level = below
         self._cache = kept
+
+
+def _bigint_array(values: Iterable[int]) -> str:
+    """A bigint[] literal (text: one join, where a list is dumped element by element)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def heads_of(rows: Iterable[tuple[uuid.UUID, int, bytes]]) -> dict[uuid.UUID, Head]:
