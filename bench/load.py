@@ -486,6 +486,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
                 "disk_p99_ms": found["paced"]["disk"]["p99_ms"], "disk_stalls": found["paced"]["disk"]["stalls_over_20ms"],
                 "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds"),
+                "cpu_per_claim_in_client_units": found["cpu_per_claim_in_client_units"],
                 "cpu_ms_per_claim_by_role": found["cpu_ms_per_claim_by_role"],
                 "paced_wal_per_call": wal_figures(found["paced"]),
                 "paced_fpi_per_call_by_relation": {
@@ -493,7 +494,8 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
                     for name, n in found["paced"].get("full_page_images_by_relation", {}).items()}}
 
     per_run = {kind: [figures(found) for found in found_runs] for kind, found_runs in runs.items()}
-    median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim")}
+    median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim",
+                                                                         "cpu_per_claim_in_client_units")}
               for kind, rows in per_run.items()}
     return {
         "prefilled_events": args.growth,
@@ -760,6 +762,9 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         "cpu_ms_per_claim": service_cpu / max(adjudicated, 1) * 1000,
         "cpu_ms_per_claim_by_role": {role: cpu / max(adjudicated, 1) * 1000 for role, cpu in sorted(cpu_by_role.items())},
         "server_cpu_ms_per_call_saturated": cpu_by_role.get("server", 0.0) / max(submits, 1) * 1000,
+        # The load client does the same work per claim in every run, so the service's CPU in its
+        # units moves far less with the machine's speed than milliseconds do (README, "Scale").
+        "cpu_per_claim_in_client_units": service_cpu / max(cpu_by_role.get("client", 0.0), 1e-9),
         "call_floor": call_floor,
         "bytes_per_event": size / max(events, 1),
         "events": events,
@@ -805,6 +810,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         ("  of which server / adjudicator / projections / tree; PostgreSQL, load client",
          " / ".join(f"{by_role.get(r, 0.0):.2f}" for r in ("server", "adjudicator", "projections", "tree"))
          + f"; {by_role.get('postgres', 0.0):.2f}, {by_role.get('client', 0.0):.2f}", ""),
+        ("  in units of the load client's own CPU per claim (the same client work in every run: what to"
+         " compare runs on a machine whose speed moves by)", f"{result['cpu_per_claim_in_client_units']:.2f}", ""),
         ("bytes stored per event (ledger_events, with indexes)", result["bytes_per_event"], ""),
     ]
     if call_floor is not None:
