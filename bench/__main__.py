@@ -302,7 +302,7 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("growth: service CPU ms per claim empty / big (ratio)",
             f"{empty['cpu_ms_per_claim']:.2f} / {big['cpu_ms_per_claim']:.2f} ({growth['cpu_ratio']:.2f})", "")
         row("growth: service CPU per claim in units of the load client's own, empty / big (ratio; the machine's"
-            " speed cancels out)", f"{empty['cpu_per_claim_in_client_units']:.2f} / {big['cpu_per_claim_in_client_units']:.2f}"
+            " speed cancels out, roughly)", f"{empty['cpu_per_claim_in_client_units']:.2f} / {big['cpu_per_claim_in_client_units']:.2f}"
             f" ({big['cpu_per_claim_in_client_units'] / max(empty['cpu_per_claim_in_client_units'], 1e-9):.2f})", "")
         roles = ("server", "adjudicator", "projections", "tree", "postgres")
         row("growth: CPU ms per claim by process, empty / big (medians): " + " · ".join(roles),

@@ -763,7 +763,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         "cpu_ms_per_claim_by_role": {role: cpu / max(adjudicated, 1) * 1000 for role, cpu in sorted(cpu_by_role.items())},
         "server_cpu_ms_per_call_saturated": cpu_by_role.get("server", 0.0) / max(submits, 1) * 1000,
         # The load client does the same work per claim in every run, so the service's CPU in its
-        # units moves far less with the machine's speed than milliseconds do (README, "Scale").
+        # units moves less with the machine's speed than milliseconds do; roughly (README, "Scale":
+        # 1.27x between the phases of a comparison with no real history).
         "cpu_per_claim_in_client_units": service_cpu / max(cpu_by_role.get("client", 0.0), 1e-9),
         "call_floor": call_floor,
         "bytes_per_event": size / max(events, 1),
@@ -810,8 +811,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         ("  of which server / adjudicator / projections / tree; PostgreSQL, load client",
          " / ".join(f"{by_role.get(r, 0.0):.2f}" for r in ("server", "adjudicator", "projections", "tree"))
          + f"; {by_role.get('postgres', 0.0):.2f}, {by_role.get('client', 0.0):.2f}", ""),
-        ("  in units of the load client's own CPU per claim (the same client work in every run: what to"
-         " compare runs on a machine whose speed moves by)", f"{result['cpu_per_claim_in_client_units']:.2f}", ""),
+        ("  in units of the load client's own CPU per claim (the same client work in every run: a rough"
+         " guide between runs on a machine whose speed moves)", f"{result['cpu_per_claim_in_client_units']:.2f}", ""),
         ("bytes stored per event (ledger_events, with indexes)", result["bytes_per_event"], ""),
     ]
     if call_floor is not None:
