@@ -188,7 +188,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if service in PUBLIC_SERVICES:
             return handler
         logged = _CallLog(method)
-        name = method.lstrip("/")
+        name = logged.name
 
         def admit(request: Any, authorization: str | None) -> Principal:
             """Authenticate and authorise (blocking: a key lookup may read the ledger)."""
@@ -277,7 +277,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 principal_ = await asyncio.get_running_loop().run_in_executor(executor, admit, None, _authorization(context))
                 who = principal_
                 current_principal.set(principal_)  # this call's task has its own context
-                current_method.set(method.lstrip("/"))
+                current_method.set(logged.name)
                 current_executor.set(executor)
                 response = await inner(requests(request_iterator), context)
             except Exception as error:  # every failure leaves as a status, never a traceback
@@ -323,6 +323,7 @@ class _CallLog:
 
     def __init__(self, method: str) -> None:
         self.method = method
+        self.name = method.lstrip("/")  # what `current_method` holds
         service, _, name = method.rpartition("/")
         self._labels = (service.lstrip("/"), name)
         recorded = metrics.get()
