@@ -640,7 +640,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         light: bool = False, catch_up: bool = False, env: dict[str, str] | None = None,
         name: str = "bench_service", data_dir: Path | None = None, paced_rate: float | None = None,
         after_checkpoint: bool = False) -> dict[str, Any]:
-    """The service under load: saturated, then paced at half the end-to-end rate (or `paced_rate`) in
+    """The service under load: saturated, then paced at half the end-to-end rate (or `paced_rate`, else `--paced-rate`) in
     `PACED_ROUNDS` rounds (one when `light`), then (unless `light`) with many streams open, and
     the verification costs. `catch_up`: the database holds a history; wait for the service to
     have done its start-up work on it first (timed). `data_dir`: the service's data directory,
@@ -697,7 +697,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the
             # latencies a client sees below saturation, and how much of their tail is the disk's.
-            rate = paced_rate or getattr(args, "paced_rate", 0.0) or max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
+            rate = paced_rate or args.paced_rate or max(10.0, saturated["adjudicated_end_to_end_per_s"] * 0.5)
             probe = DiskProbe(data_directory(url))
             paced_rounds = []
             for round_ in range(rounds):
