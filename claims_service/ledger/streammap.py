@@ -273,12 +273,14 @@ def _walk(stream: uuid.UUID, root: bytes, get) -> MapProof:  # noqa: ANN001 - a 
 # edge of the index rather than at random pages of an index keyed by hash (migration 0023).
 
 _NODE_COLUMNS = "n.made_at, n.hash, n.left_at, n.left_hash, n.right_at, n.right_hash, n.stream_id, n.version, n.event_hash"
-_SELECT_NODES = (f"SELECT {_NODE_COLUMNS} FROM unnest(%s::bigint[], %s::bytea[]) AS w(made_at, hash)"
-                 " JOIN stream_map_nodes n ON n.made_at = w.made_at AND n.hash = w.hash")
-# An update's rows, inner nodes and leaves each in a statement of their own. Inner nodes are nine
-# in ten of them: their hashes travel as one bytea each (32 bytes a node, cut apart by the server)
-# and their children's places as array literals, because psycopg dumps a list element by element
-# in Python, which cost the tree process more than making the nodes.
+# psycopg dumps a list element by element in Python, which cost the tree process more than
+# making the nodes: so hashes travel as one bytea (32 bytes a node, cut apart by the server) and
+# places as bigint[] literals, in the reads as in the writes.
+_SELECT_NODES = (f"SELECT {_NODE_COLUMNS} FROM unnest(%(made_at)s::bigint[]) WITH ORDINALITY AS w(made_at, i)"
+                 " JOIN stream_map_nodes n ON n.made_at = w.made_at"
+                 " AND n.hash = substring(%(hashes)s::bytea FROM w.i::int * 32 - 31 FOR 32)")
+# An update's rows, inner nodes and leaves each in a statement of their own (inner nodes are nine
+# in ten of them).
 _INSERT_INNER = (
     "INSERT INTO stream_map_nodes (made_at, hash, left_at, left_hash, right_at, right_hash)"
     " SELECT %(made_at)s::bigint, substring(%(hashes)s::bytea FROM w.i::int * 32 - 31 FOR 32), w.left_at,"
@@ -466,7 +468,7 @@ class StreamMap:
         located = [self._cache.at.get(h) for h in wanted]
         if None in located:
             raise StreamMapError(f"stream map node {wanted[located.index(None)].hex()[:16]}… is not stored")
-        for row in conn.execute(_SELECT_NODES, (located, wanted)).fetchall():
+        for row in conn.execute(_SELECT_NODES, {"made_at": _bigint_array(located), "hashes": b"".join(wanted)}).fetchall():
             self._cache.add_row(row)
 
     def _load_paths(self, conn: psycopg.Connection, root: bytes, items: list[tuple[bytes, Leaf | bytes]]) -> None:
@@ -523,11 +525,10 @@ class StreamMap:
             self._paced(conn, _INSERT_LEAVES, (made_at, [h for h, _ in part], [n.stream for _, n in part],
                                                [n.version for _, n in part], [n.event_hash for _, n in part]))
         # What the next update needs of these nodes, as if their rows had been read: each node and
-        # where its children are.
+        # where it is. Where their children are is known already: made here, or read with the row
+        # that named them (those places are what the rows above were written with).
         self._cache.nodes.update(made)
         at.update(dict.fromkeys(made, made_at))
-        for _, left_at, left, right_at, right in inner:
-            at[left], at[right] = left_at, right_at
 
     def _paced(self, conn: psycopg.Connection, statement: str, params: Mapping[str, object] | tuple) -> None:
         began = time.monotonic()
