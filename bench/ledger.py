@@ -32,11 +32,13 @@ class BenchEntry(Aggregate):
         self.note = note
 
 
-# The ledger's write statement (migration 0024) on the library's plain table: the same lock,
-# NOTIFY, insert and commit in one statement, without the chain's columns to fill or return.
+# The ledger's write statement (migrations 0024, 0027) on the library's plain table: the same
+# signature, lock, NOTIFY, insert and commit in one statement, without the chain's columns to fill
+# or return, nor claim requests to record (the bench's saves carry none).
 PLAIN_APPEND = """
 CREATE FUNCTION ledger_append(p_tracking_name text, p_tracking_position bigint, p_lock_timeout text,
-    p_originator_ids uuid[], p_originator_versions bigint[], p_topics text[], p_states bytea[], p_metadata text[])
+    p_originator_ids uuid[], p_originator_versions bigint[], p_topics text[], p_states bytea[], p_metadata text[],
+    p_request_ids uuid[])
 RETURNS TABLE (notification_id bigint, hash bytea, leaf_index bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
