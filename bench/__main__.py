@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bench import statements
+
 RESULTS = Path(__file__).resolve().parent / "results.json"
 PARTS = ("ledger", "adjudication", "tree", "streammap", "projections", "service", "processes", "chain", "observability",
          "x12", "encryption")
@@ -56,7 +58,12 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=0.0, metavar="CALLS_PER_S",
                         help="pace the service's paced phases at this rate, not at half the run's own end-to-end"
                              " rate (to compare two versions' latencies at one rate)")
+    parser.add_argument("--statements", action="store_true",
+                        help="with --growth: PostgreSQL's time per statement (pg_stat_statements) in each phase, and"
+                             " the statements that grew most (bench/statements.py)")
     args = parser.parse_args()
+    if args.statements and not args.growth:
+        parser.error("--statements compares the phases of a --growth run")
     if args.quick:
         args.seconds, args.tree_leaves, args.rebuild_events, args.claims = 2.0, 20_000, 5_000, 300
         args.verify_events = 20_000
@@ -69,8 +76,13 @@ def main() -> None:
             from claims_service.database import embedded_server, server_url
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="claims-bench-")))
+            if args.statements:  # loaded at start only: start the server once to say so
+                with embedded_server(tmp) as server:
+                    statements.preload(server_url(server, "postgres"))
             server = stack.enter_context(embedded_server(tmp, delete_on_exit=True))
             admin_url = server_url(server, "postgres")
+        if args.statements and not statements.preloaded(admin_url):
+            parser.error(f"--statements needs {statements.LIBRARY} in the server's shared_preload_libraries")
         # A new cluster creates its WAL segments as it goes, each one stalling every commit: start
         # from the segments a server that has run for long reuses (bench/disk.py). A growth run's
         # history is written first and takes its share: without it the runs on the history created
@@ -86,7 +98,10 @@ def main() -> None:
             with psycopg.connect(admin_url, autocommit=True) as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(full)))
             created.append(full)
-            return make_conninfo(admin_url, dbname=full)
+            url = make_conninfo(admin_url, dbname=full)
+            if args.statements:
+                statements.install(url)
+            return url
 
         results: dict[str, Any] = {
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -316,6 +331,14 @@ def figures_table(results: dict[str, Any]) -> Table:
             + " ".join(r["paced_wal_per_call"] for r in growth["runs"]["big"]), "")
         row("growth: full-page images per call by relation, the most in the last paced run on the history",
             ", ".join(f"{name} {n}" for name, n in growth["runs"]["big"][-1]["paced_fpi_per_call_by_relation"].items()), "")
+        if "statements" in growth:
+            found = growth["statements"]
+            row("growth: PostgreSQL's statement time, ms per claim, saturated, empty / big (pg_stat_statements)",
+                f"{found['ms_per_claim']['empty']:.2f} / {found['ms_per_claim']['big']:.2f}", "")
+            for s in found["grown_most"]:
+                row(f"  grew: {s['query'][:110]}",
+                    f"{s['empty']['ms_per_claim']:.3f} / {s['big']['ms_per_claim']:.3f} ms; "
+                    f"{s['empty']['blocks_read_per_call']:.1f} / {s['big']['blocks_read_per_call']:.1f} blocks read a call", "")
         row("growth: start-up on the history until quiet (the auditor's start-up round, paced, in the background), s", f"{growth['start_up_seconds']:.0f}", "")
     return table
 

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import grpc
 import psycopg
 
-from bench import floor, streams
+from bench import floor, statements, streams
 from bench.disk import DiskProbe, data_directory, full_page_images_by_relation, wal_counters, wal_position, wal_written
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
@@ -497,7 +497,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
     median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim",
                                                                          "cpu_per_claim_in_client_units")}
               for kind, rows in per_run.items()}
-    return {
+    found = {
         "prefilled_events": args.growth,
         "generate_seconds": round(generated, 1),
         "rounds": rounds,
@@ -509,6 +509,11 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
         "cpu_ratio": median["big"]["cpu_ms_per_claim"] / median["empty"]["cpu_ms_per_claim"],
         "start_up_seconds": statistics.median(r["start_up_seconds"] for r in per_run["big"]),
     }
+    if args.statements:
+        found["statements"] = statements.compare(
+            *([(r["saturated"]["statements"]["statements"], r["saturated"]["statements"]["claims"]) for r in runs[kind]]
+              for kind in ("empty", "big")))
+    return found
 
 
 AUDITOR_STATE = "auditor.audited-head"  # Config.auditor_state_path()'s name in the data directory
@@ -675,6 +680,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                                                          if claim_id in load.providers and status == common_pb2.CLAIM_STATUS_ADJUDICATED else None)
             stream.start()
             meter = CpuMeter(server.process.pid, postmaster_pid(url))
+            if args.statements:
+                statements.reset(url)
             cpu_before = meter.snapshot()
             # Phase 1: as fast as 32 calls in flight go: the throughput.
             progress.update(task, description=f"service over gRPC: saturating, {in_flight} in flight, {seconds:.0f} s")
@@ -693,6 +700,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             drained = time.monotonic()
             adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
             cpu_by_role = meter.since(cpu_before)
+            if args.statements:
+                saturated["statements"] = {"claims": adjudicated, "statements": statements.collect(url)}
             service_cpu = sum(v for k, v in cpu_by_role.items() if k in ("server", "adjudicator", "projections", "tree"))
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the

@@ -1,0 +1,90 @@
+"""Which statements grow with the history: PostgreSQL's own figures per statement
+(`pg_stat_statements`) over each service run's saturated phase, compared between the empty ledger
+and the history (`make bench ARGS="--growth N --statements"`).
+
+The extension has to be loaded when the server starts (`shared_preload_libraries`): the bench's
+embedded server is started once to set that and again to use it; a server named by
+`CLAIMS_DATABASE_URL` must have it already. Each database the bench creates gets the extension's
+views. Statistics are reset as a run's saturated phase begins and read, for that run's database
+only, when its claims are drained; statements are matched across the two phases by their text
+(each database gives the same statement another query id). The times are the server's wall time
+per statement (waits on locks and reads included), per claim of the phase.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+LIBRARY = "pg_stat_statements"
+TOP = 12
+
+
+def preloaded(admin_url: str) -> bool:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        libraries = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    return LIBRARY in [name.strip() for name in libraries.split(",")]
+
+
+def preload(admin_url: str) -> None:
+    """Have the server load the extension at its next start (ALTER SYSTEM, kept in its data
+    directory), counting statements run inside functions too (the ledger's append is one)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET shared_preload_libraries = '{LIBRARY}'")
+        conn.execute(f"ALTER SYSTEM SET {LIBRARY}.track = 'all'")
+        conn.execute(f"ALTER SYSTEM SET {LIBRARY}.max = 20000")
+
+
+def install(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {LIBRARY}")
+
+
+def reset(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def collect(database_url: str) -> list[dict[str, Any]]:
+    """This database's statements since the last reset: text (whitespace folded), calls, total
+    milliseconds, shared blocks found in the buffers and read into them, full-page images."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query, calls, total_exec_time, shared_blks_hit, shared_blks_read, wal_fpi FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+    return [{"query": re.sub(r"\s+", " ", query).strip(), "calls": calls, "ms": float(ms), "blocks_hit": int(hit),
+             "blocks_read": int(read), "full_page_images": int(fpi)} for query, calls, ms, hit, read, fpi in rows]
+
+
+def _per_claim(runs: Iterable[tuple[list[dict[str, Any]], int]]) -> dict[str, dict[str, float]]:
+    """Summed over runs, by statement text: ms and calls per claim, blocks read per call."""
+    totals: dict[str, list[float]] = {}
+    claims = 0
+    for statements, run_claims in runs:
+        claims += run_claims
+        for s in statements:
+            total = totals.setdefault(s["query"], [0.0, 0.0, 0.0])
+            total[0] += s["ms"]
+            total[1] += s["calls"]
+            total[2] += s["blocks_read"]
+    return {query: {"ms_per_claim": ms / max(claims, 1), "calls_per_claim": calls / max(claims, 1),
+                    "blocks_read_per_call": read / max(calls, 1)} for query, (ms, calls, read) in totals.items()}
+
+
+def compare(empty: Iterable[tuple[list[dict[str, Any]], int]], big: Iterable[tuple[list[dict[str, Any]], int]],
+            top: int = TOP) -> dict[str, Any]:
+    """The statements whose time per claim grew most from the empty ledger to the history, and
+    the total of all statements' time per claim in each."""
+    before, after = _per_claim(empty), _per_claim(big)
+    nothing = {"ms_per_claim": 0.0, "calls_per_claim": 0.0, "blocks_read_per_call": 0.0}
+    grown = sorted(before.keys() | after.keys(),
+                   key=lambda q: after.get(q, nothing)["ms_per_claim"] - before.get(q, nothing)["ms_per_claim"],
+                   reverse=True)
+    return {
+        "ms_per_claim": {"empty": sum(s["ms_per_claim"] for s in before.values()),
+                         "big": sum(s["ms_per_claim"] for s in after.values())},
+        "grown_most": [{"query": q, "empty": before.get(q, nothing), "big": after.get(q, nothing)} for q in grown[:top]],
+    }
