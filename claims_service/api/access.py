@@ -32,11 +32,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
-from uuid import uuid4
-
 from claims_service.api.auth import Principal
 from claims_service.application import Receipt
 from claims_service.domain.access import MemberAccess
+from claims_service.domain.ids import time_ordered_id
 from claims_service.group_commit import GroupCommitter
 
 # The grant a role's own reads are under: its tenancy.
@@ -68,7 +67,10 @@ class AccessLog:
 
     def _aggregates(self, who: Principal, method: str, seen: Seen, grant: str | None) -> list[MemberAccess]:
         grant = grant or ROLE_GRANTS.get(who.role, who.role)
-        return [MemberAccess.record(access_id=uuid4(), actor=who.actor, key_id=who.key_id, member_id=member_id, method=method,
+        # A time-ordered id, not a random one: each record is a stream of its own, and a random id
+        # would land on a random page of the ledger's stream index, which after every checkpoint
+        # logs the whole page (0.78 full-page images a paced call on a 1,000,000-event ledger).
+        return [MemberAccess.record(access_id=time_ordered_id(), actor=who.actor, key_id=who.key_id, member_id=member_id, method=method,
                                     resources=resources, grant=grant)
                 for member_id, resources in by_member(seen).items()]
 

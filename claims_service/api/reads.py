@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import grpc
 from eventsourcing.application import AggregateNotFoundError
@@ -48,6 +48,7 @@ from claims_service.api.interceptors import method, principal
 from claims_service.application import LedgerApplication, Receipt
 from claims_service.domain.access import EmergencyAccess
 from claims_service.domain.consent import check_reason
+from claims_service.domain.ids import time_ordered_id
 from claims_service.errors import ClaimNotFoundError, MemberNotFoundError, PaymentNotFoundError, ValidationError
 from projections.access import member_access_log, member_consents, payer_emergency_accesses
 from projections.benefits import BenefitsModel, explanation_of_benefits, member_accumulators, member_payers, patient_eobs
@@ -246,7 +247,7 @@ class ReadSide:
             payers = member_payers(self.pool, member_id)
             if not payers:
                 raise missing
-            declaration = EmergencyAccess.declare(access_id=uuid4(), actor=who.actor, key_id=who.key_id, provider_id=provider_id,
+            declaration = EmergencyAccess.declare(access_id=time_ordered_id(), actor=who.actor, key_id=who.key_id, provider_id=provider_id,
                                                   member_id=member_id, reason=reason, payer_ids=payers)
             scope, grant_id, grant, before = "claim_history", declaration.access_id, declaration.grant, [declaration]
         else:

@@ -7,7 +7,8 @@ which grant (``provider`` its own claims, ``payer`` its members', ``dispute`` th
 ``self`` the member, ``consent:<grant id>``, ``emergency:<access id>``) and when (the event's
 timestamp). A read that returns several members' data records one event per member, so that each
 event concerns one member only (their data can be encrypted, or erased, with them). Each event is
-a stream of its own with a random id (given by the caller: the domain draws no randomness):
+a stream of its own with a new id (given by the caller: the domain draws no randomness; the
+service gives a UUIDv7, so that records arrive at the right edge of the ledger's stream index):
 recording never conflicts with anything, so it rides any group commit.
 
 ``EmergencyAccess``: a provider reading a member's history without consent, by declaring an
