@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
+
 from claims_service.api.auth import Principal
 from claims_service.application import Receipt
 from claims_service.domain.access import MemberAccess
