@@ -510,9 +510,8 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
         "start_up_seconds": statistics.median(r["start_up_seconds"] for r in per_run["big"]),
     }
     if args.statements:
-        found["statements"] = statements.compare(
-            *([(r["saturated"]["statements"]["statements"], r["saturated"]["statements"]["claims"]) for r in runs[kind]]
-              for kind in ("empty", "big")))
+        found["statements"] = statements.compare([r["saturated"]["statements"] for r in runs["empty"]],
+                                                 [r["saturated"]["statements"] for r in runs["big"]])
     return found
 
 
@@ -701,7 +700,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
             cpu_by_role = meter.since(cpu_before)
             if args.statements:
-                saturated["statements"] = {"claims": adjudicated, "statements": statements.collect(url)}
+                saturated["statements"] = statements.measured(url, adjudicated)
             service_cpu = sum(v for k, v in cpu_by_role.items() if k in ("server", "adjudicator", "projections", "tree"))
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the

@@ -59,13 +59,19 @@ def collect(database_url: str) -> list[dict[str, Any]]:
              "blocks_read": int(read), "full_page_images": int(fpi)} for query, calls, ms, hit, read, fpi in rows]
 
 
-def _per_claim(runs: Iterable[tuple[list[dict[str, Any]], int]]) -> dict[str, dict[str, float]]:
-    """Summed over runs, by statement text: ms and calls per claim, blocks read per call."""
+def measured(database_url: str, claims: int) -> dict[str, Any]:
+    """What a run keeps: its statements since the reset, and the claims they served."""
+    return {"claims": claims, "statements": collect(database_url)}
+
+
+def _per_claim(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Summed over runs (each as `measured` returns it), by statement text: ms and calls per
+    claim, blocks read per call."""
     totals: dict[str, list[float]] = {}
     claims = 0
-    for statements, run_claims in runs:
-        claims += run_claims
-        for s in statements:
+    for run in runs:
+        claims += run["claims"]
+        for s in run["statements"]:
             total = totals.setdefault(s["query"], [0.0, 0.0, 0.0])
             total[0] += s["ms"]
             total[1] += s["calls"]
@@ -74,8 +80,7 @@ def _per_claim(runs: Iterable[tuple[list[dict[str, Any]], int]]) -> dict[str, di
                     "blocks_read_per_call": read / max(calls, 1)} for query, (ms, calls, read) in totals.items()}
 
 
-def compare(empty: Iterable[tuple[list[dict[str, Any]], int]], big: Iterable[tuple[list[dict[str, Any]], int]],
-            top: int = TOP) -> dict[str, Any]:
+def compare(empty: Iterable[dict[str, Any]], big: Iterable[dict[str, Any]], top: int = TOP) -> dict[str, Any]:
     """The statements whose time per claim grew most from the empty ledger to the history, and
     the total of all statements' time per claim in each."""
     before, after = _per_claim(empty), _per_claim(big)

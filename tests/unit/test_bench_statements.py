@@ -13,10 +13,10 @@ def stmt(query: str, ms: float, calls: int, blocks_read: int = 0) -> dict:
 
 
 def test_statements_are_matched_by_text_and_ranked_by_growth_per_claim():
-    empty = [([stmt("SELECT a", 10.0, 100), stmt("INSERT b", 20.0, 100)], 100),
-             ([stmt("SELECT a", 30.0, 300), stmt("INSERT b", 60.0, 300)], 300)]
-    big = [([stmt("SELECT a", 40.0, 200, blocks_read=400), stmt("INSERT b", 40.0, 200),
-             stmt("SELECT c", 10.0, 2, blocks_read=100)], 200)]
+    empty = [{"claims": 100, "statements": [stmt("SELECT a", 10.0, 100), stmt("INSERT b", 20.0, 100)]},
+             {"claims": 300, "statements": [stmt("SELECT a", 30.0, 300), stmt("INSERT b", 60.0, 300)]}]
+    big = [{"claims": 200, "statements": [stmt("SELECT a", 40.0, 200, blocks_read=400), stmt("INSERT b", 40.0, 200),
+                                          stmt("SELECT c", 10.0, 2, blocks_read=100)]}]
     found = compare(empty, big, top=2)
     assert found["ms_per_claim"] == {"empty": pytest.approx(0.3), "big": pytest.approx(0.45)}
     first, second = found["grown_most"]
