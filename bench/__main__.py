@@ -318,7 +318,7 @@ def figures_table(results: dict[str, Any]) -> Table:
             f"{empty['cpu_ms_per_claim']:.2f} / {big['cpu_ms_per_claim']:.2f} ({growth['cpu_ratio']:.2f})", "")
         row("growth: service CPU per claim in units of the load client's own, empty / big (ratio; the machine's"
             " speed cancels out, roughly)", f"{empty['cpu_per_claim_in_client_units']:.2f} / {big['cpu_per_claim_in_client_units']:.2f}"
-            f" ({big['cpu_per_claim_in_client_units'] / max(empty['cpu_per_claim_in_client_units'], 1e-9):.2f})", "")
+            f" ({growth['cpu_in_client_units_ratio']:.2f})", "")
         roles = ("server", "adjudicator", "projections", "tree", "postgres")
         row("growth: CPU ms per claim by process, empty / big (medians): " + " · ".join(roles),
             " · ".join(f"{median_role(growth['runs']['empty'], r):.2f} / {median_role(growth['runs']['big'], r):.2f}"

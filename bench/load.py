@@ -507,6 +507,8 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
         "calls_ratio": median["big"]["calls_per_s"] / median["empty"]["calls_per_s"],
         "p99_ratio": median["big"]["paced_p99_ms"] / median["empty"]["paced_p99_ms"],
         "cpu_ratio": median["big"]["cpu_ms_per_claim"] / median["empty"]["cpu_ms_per_claim"],
+        "cpu_in_client_units_ratio": (median["big"]["cpu_per_claim_in_client_units"]
+                                      / max(median["empty"]["cpu_per_claim_in_client_units"], 1e-9)),
         "start_up_seconds": statistics.median(r["start_up_seconds"] for r in per_run["big"]),
     }
     if args.statements:
