@@ -339,6 +339,15 @@ def figures_table(results: dict[str, Any]) -> Table:
                 row(f"  grew: {s['query'][:110]}",
                     f"{s['empty']['ms_per_claim']:.3f} / {s['big']['ms_per_claim']:.3f} ms; "
                     f"{s['empty']['blocks_read_per_call']:.1f} / {s['big']['blocks_read_per_call']:.1f} blocks read a call", "")
+            row("growth: blocks read from outside the buffers per claim by relation, saturated, empty / big", "", "")
+            for r in found.get("relations_read_most", []):
+                updates = r["updates"]
+                hot = (f"; updates {updates['empty']['updates_per_claim']:.2f} / {updates['big']['updates_per_claim']:.2f}"
+                       f" a claim, {updates['empty']['hot_share']:.0%} / {updates['big']['hot_share']:.0%} HOT"
+                       if updates["big"]["updates_per_claim"] else "")
+                row(f"  read: {r['relation']}",
+                    f"{r['empty']['blocks_read_per_claim']:.2f} / {r['big']['blocks_read_per_claim']:.2f}"
+                    f" (found in the buffers {r['empty']['blocks_hit_per_claim']:.1f} / {r['big']['blocks_hit_per_claim']:.1f}){hot}", "")
         row("growth: start-up on the history until quiet (the auditor's start-up round, paced, in the background), s", f"{growth['start_up_seconds']:.0f}", "")
     return table
 

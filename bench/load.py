@@ -681,8 +681,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
                                                          if claim_id in load.providers and status == common_pb2.CLAIM_STATUS_ADJUDICATED else None)
             stream.start()
             meter = CpuMeter(server.process.pid, postmaster_pid(url))
-            if args.statements:
-                statements.reset(url)
+            relations_before = statements.reset(url) if args.statements else {}
             cpu_before = meter.snapshot()
             # Phase 1: as fast as 32 calls in flight go: the throughput.
             progress.update(task, description=f"service over gRPC: saturating, {in_flight} in flight, {seconds:.0f} s")
@@ -702,7 +701,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
             cpu_by_role = meter.since(cpu_before)
             if args.statements:
-                saturated["statements"] = statements.measured(url, adjudicated)
+                saturated["statements"] = statements.measured(url, adjudicated, relations_before)
             service_cpu = sum(v for k, v in cpu_by_role.items() if k in ("server", "adjudicator", "projections", "tree"))
             saturated["adjudicated_end_to_end_per_s"] = adjudicated / (drained - load_started)
             # Phase 2: paced at half that rate, in rounds, the disk probed beside each: the
