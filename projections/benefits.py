@@ -40,7 +40,8 @@ from projections.store import Batch, ReadModel, Row
 log = logging.getLogger(__name__)
 
 MEMBER_TOPICS = frozenset({Topics.MEMBER_ENROLLED, Topics.MEMBER_CHANGED, Topics.MEMBER_TERMINATED})
-PERIOD_TOPICS = frozenset({Topics.PERIOD_OPENED, Topics.PERIOD_CLAIM_APPLIED, Topics.PERIOD_CLAIM_REVERSED})
+PERIOD_CLAIM_TOPICS = frozenset({Topics.PERIOD_CLAIM_APPLIED, Topics.PERIOD_CLAIM_REVERSED})
+PERIOD_TOPICS = frozenset({Topics.PERIOD_OPENED}) | PERIOD_CLAIM_TOPICS
 CLAIM_TOPICS = Topics.CLAIM_STATE_CHANGES
 
 
@@ -69,7 +70,9 @@ class BenefitsModel(ReadModel):
         members.prefetch("stream_id", {str(n.stream_id) for n in mine if n.topic in (Topics.MEMBER_CHANGED, Topics.MEMBER_TERMINATED)})
         period_ids = {str(n.stream_id) for n in mine if n.topic in PERIOD_TOPICS}
         periods.prefetch("stream_id", period_ids)
-        effects.prefetch("stream_id", period_ids)
+        # Each claim's effect on its period by both keys: by the period alone it was every claim of
+        # the member's year, read again at each of them.
+        effects.prefetch_keys({(str(n.stream_id), n.payload["claim_id"]) for n in mine if n.topic in PERIOD_CLAIM_TOPICS})
         eobs.prefetch("claim_id", {str(n.stream_id) for n in mine if n.topic in CLAIM_TOPICS and n.topic != Topics.CLAIM_SUBMITTED})
         for n in mine:
             stream = str(n.stream_id)

@@ -177,6 +177,26 @@ class Table:
             self.rows.setdefault(self._key_of(row), row)
         known.update(wanted)
 
+    def prefetch_keys(self, keys: Iterable[tuple[Any, ...]]) -> None:
+        """Load the rows with these primary keys (one query), and remember the absent ones as
+        absent: where a column of the key alone would name many more rows than the batch needs
+        (a benefit period's claims, where a batch changes one or two of them)."""
+        wanted = {key for key in keys if key not in self.rows}
+        if not wanted:
+            return
+        types = [self.columns[k] for k in self.key]
+        query = cached_statement(("prefetch_keys", self.relation, self.key, *types), lambda: sql.SQL(
+            "SELECT to_jsonb(t) FROM {} t JOIN unnest({}) AS w({}) ON {}").format(
+            sql.Identifier(self.relation),
+            sql.SQL(", ").join(sql.SQL("%b::{}[]").format(sql.SQL(typ)) for typ in types),
+            sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            sql.SQL(" AND ").join(sql.SQL("t.{0} = w.{0}").format(sql.Identifier(k)) for k in self.key)))
+        self.cur.execute(query, [list(column) for column in zip(*wanted, strict=True)], prepare=True, binary=True)
+        for (row,) in self.cur.fetchall():
+            self.rows.setdefault(self._key_of(row), row)
+        for key in wanted:
+            self.rows.setdefault(key, None)
+
     def get(self, *key: Any) -> Row | None:
         """The row with this primary key as the batch has it so far (None: absent or deleted)."""
         if key in self.rows:
