@@ -326,6 +326,12 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("growth: disk flushes over 20 ms during each paced run, empty / big",
             " ".join(str(r["disk_stalls"]) for r in growth["runs"]["empty"]) + " / "
             + " ".join(str(r["disk_stalls"]) for r in growth["runs"]["big"]), "")
+        row("growth: paced submits over 20 ms in each run (of them, overlapping no slow disk flush), empty / big",
+            " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["empty"]) + " / "
+            + " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["big"]), "")
+        row("growth: paced submit p50 / p99 in each run, ms, empty / big",
+            " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["empty"]) + " / "
+            + " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["big"]), "")
         row("growth: WAL per call in each paced run (kB · full-page images; segments created), empty / big",
             " ".join(r["paced_wal_per_call"] for r in growth["runs"]["empty"]) + " / "
             + " ".join(r["paced_wal_per_call"] for r in growth["runs"]["big"]), "")

@@ -485,6 +485,10 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
     def figures(found: dict[str, Any]) -> dict[str, Any]:
         return {"calls_per_s": found["saturated"]["calls_per_s"], "paced_p99_ms": found["paced"]["submit_ms"]["p99"],
                 "disk_p99_ms": found["paced"]["disk"]["p99_ms"], "disk_stalls": found["paced"]["disk"]["stalls_over_20ms"],
+                "paced_p50_ms": found["paced"]["submit_ms"]["p50"],
+                # The calls over 20 ms, and how many of them no slow flush of the disk overlapped.
+                "slow_calls": found["paced"]["submit_stalls"]["slow_calls"],
+                "slow_calls_unexplained": found["paced"]["submit_stalls"]["unexplained"],
                 "cpu_ms_per_claim": found["cpu_ms_per_claim"], "start_up_seconds": found.get("start_up_seconds"),
                 "cpu_per_claim_in_client_units": found["cpu_per_claim_in_client_units"],
                 "cpu_ms_per_claim_by_role": found["cpu_ms_per_claim_by_role"],
