@@ -329,6 +329,9 @@ def figures_table(results: dict[str, Any]) -> Table:
         row("growth: paced submits over 20 ms in each run (of them, overlapping no slow disk flush), empty / big",
             " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["empty"]) + " / "
             + " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["big"]), "")
+        row("growth: seconds each run waited for autovacuum to finish before its phases, empty / big",
+            " ".join(f"{r['autovacuum_waited_s']:.0f}" for r in growth["runs"]["empty"]) + " / "
+            + " ".join(f"{r['autovacuum_waited_s']:.0f}" for r in growth["runs"]["big"]), "")
         row("growth: paced submit p50 / p99 in each run, ms, empty / big",
             " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["empty"]) + " / "
             + " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["big"]), "")
