@@ -458,8 +458,9 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
     with TreeBuilder(url) as tree:
         tree.catch_up()
     # What autovacuum would have done over a long-running service's life, done now and at once:
-    # otherwise its workers go through the bulk-written history while the runs are measured (the
-    # first empty run of one full run had 498 slow submits that no slow flush explained).
+    # otherwise its workers may go through the bulk-written history while a run is measured (a
+    # full run's first empty run, right after the history was written, had 498 slow submits that
+    # no slow flush explained; the cause was not confirmed).
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
     # The service on the history keeps one data directory across its runs, as a restarted service
