@@ -71,7 +71,6 @@ _RELATION_COUNTERS = (
 def relation_counters(database_url: str) -> dict[str, dict[str, int]]:
     """This database's cumulative block counters per relation, and updates (HOT among them) per table."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
         rows = conn.execute(_RELATION_COUNTERS).fetchall()
     return {name: {"blocks_read": int(read), "blocks_hit": int(hit), "updates": int(updates), "hot_updates": int(hot)}
             for name, read, hit, updates, hot in rows}
