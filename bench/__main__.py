@@ -44,6 +44,11 @@ def median_role(runs: list[dict[str, Any]], role: str) -> float:
     return statistics.median(r["cpu_ms_per_claim_by_role"].get(role, 0.0) for r in runs)
 
 
+def each_run(growth: dict[str, Any], cell: Callable[[dict[str, Any]], str]) -> str:
+    """One figure of every growth run, the empty ledger's runs, then the history's."""
+    return " / ".join(" ".join(cell(r) for r in growth["runs"][kind]) for kind in ("empty", "big"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measured phase")
@@ -324,20 +329,15 @@ def figures_table(results: dict[str, Any]) -> Table:
             " · ".join(f"{median_role(growth['runs']['empty'], r):.2f} / {median_role(growth['runs']['big'], r):.2f}"
                        for r in roles), "")
         row("growth: disk flushes over 20 ms during each paced run, empty / big",
-            " ".join(str(r["disk_stalls"]) for r in growth["runs"]["empty"]) + " / "
-            + " ".join(str(r["disk_stalls"]) for r in growth["runs"]["big"]), "")
+            each_run(growth, lambda r: str(r["disk_stalls"])), "")
         row("growth: paced submits over 20 ms in each run (of them, overlapping no slow disk flush), empty / big",
-            " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["empty"]) + " / "
-            + " ".join(f"{r['slow_calls']} ({r['slow_calls_unexplained']})" for r in growth["runs"]["big"]), "")
+            each_run(growth, lambda r: f"{r['slow_calls']} ({r['slow_calls_unexplained']})"), "")
         row("growth: seconds each run waited for autovacuum to finish before its phases, empty / big",
-            " ".join(f"{r['autovacuum_waited_s']:.0f}" for r in growth["runs"]["empty"]) + " / "
-            + " ".join(f"{r['autovacuum_waited_s']:.0f}" for r in growth["runs"]["big"]), "")
+            each_run(growth, lambda r: f"{r['autovacuum_waited_s']:.0f}"), "")
         row("growth: paced submit p50 / p99 in each run, ms, empty / big",
-            " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["empty"]) + " / "
-            + " ".join(f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}" for r in growth["runs"]["big"]), "")
+            each_run(growth, lambda r: f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}"), "")
         row("growth: WAL per call in each paced run (kB · full-page images; segments created), empty / big",
-            " ".join(r["paced_wal_per_call"] for r in growth["runs"]["empty"]) + " / "
-            + " ".join(r["paced_wal_per_call"] for r in growth["runs"]["big"]), "")
+            each_run(growth, lambda r: r["paced_wal_per_call"]), "")
         row("growth: full-page images per call by relation, the most in the last paced run on the history",
             ", ".join(f"{name} {n}" for name, n in growth["runs"]["big"][-1]["paced_fpi_per_call_by_relation"].items()), "")
         if "statements" in growth:
@@ -350,10 +350,9 @@ def figures_table(results: dict[str, Any]) -> Table:
                     f"{s['empty']['blocks_read_per_call']:.1f} / {s['big']['blocks_read_per_call']:.1f} blocks read a call", "")
             row("growth: blocks read from outside the buffers per claim by relation, saturated, empty / big", "", "")
             for r in found.get("relations_read_most", []):
-                updates = r["updates"]
-                hot = (f"; updates {updates['empty']['updates_per_claim']:.2f} / {updates['big']['updates_per_claim']:.2f}"
-                       f" a claim, {updates['empty']['hot_share']:.0%} / {updates['big']['hot_share']:.0%} HOT"
-                       if updates["big"]["updates_per_claim"] else "")
+                hot = (f"; updates {r['empty']['updates_per_claim']:.2f} / {r['big']['updates_per_claim']:.2f}"
+                       f" a claim, {r['empty']['hot_share']:.0%} / {r['big']['hot_share']:.0%} HOT"
+                       if r["big"]["updates_per_claim"] else "")
                 row(f"  read: {r['relation']}",
                     f"{r['empty']['blocks_read_per_claim']:.2f} / {r['big']['blocks_read_per_claim']:.2f}"
                     f" (found in the buffers {r['empty']['blocks_hit_per_claim']:.1f} / {r['big']['blocks_hit_per_claim']:.1f}){hot}", "")

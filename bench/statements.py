@@ -58,13 +58,13 @@ def reset(database_url: str) -> dict[str, dict[str, int]]:
 
 
 # Heap, TOAST and each index as relations of their own, named as the table or index is (a table's
-# TOAST as "<table> (toast)"); updates and HOT updates per table.
+# TOAST as "<table> (toast)"); a table's heap with its updates and HOT updates.
 _RELATION_COUNTERS = (
-    "SELECT relname, heap_blks_read, heap_blks_hit, 0, 0 FROM pg_statio_user_tables"
+    "SELECT s.relname, s.heap_blks_read, s.heap_blks_hit, u.n_tup_upd, u.n_tup_hot_upd"
+    " FROM pg_statio_user_tables s JOIN pg_stat_user_tables u USING (relid)"
     " UNION ALL SELECT relname || ' (toast)', coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0),"
     " coalesce(toast_blks_hit, 0) + coalesce(tidx_blks_hit, 0), 0, 0 FROM pg_statio_user_tables"
     " UNION ALL SELECT indexrelname, idx_blks_read, idx_blks_hit, 0, 0 FROM pg_statio_user_indexes"
-    " UNION ALL SELECT relname || ' (updates)', 0, 0, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
 )
 
 
@@ -158,15 +158,8 @@ def compare(empty: Iterable[dict[str, Any]], big: Iterable[dict[str, Any]], top:
 
 
 def _read_most(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], top: int) -> list[dict[str, Any]]:
-    """The relations by how many more blocks a claim read from outside the buffers on the history;
-    tables' update counts ride along under "<table> (updates)"."""
+    """The relations by how many more blocks a claim read from outside the buffers on the history."""
     nothing = {"blocks_read_per_claim": 0.0, "blocks_hit_per_claim": 0.0, "updates_per_claim": 0.0, "hot_share": 0.0}
-    blocks = [name for name in before.keys() | after.keys() if not name.endswith(" (updates)")]
-    blocks.sort(key=lambda n: after.get(n, nothing)["blocks_read_per_claim"] - before.get(n, nothing)["blocks_read_per_claim"],
-                reverse=True)
-    found = []
-    for name in blocks[:top]:
-        updates = name + " (updates)"
-        found.append({"relation": name, "empty": before.get(name, nothing), "big": after.get(name, nothing),
-                      "updates": {"empty": before.get(updates, nothing), "big": after.get(updates, nothing)}})
-    return found
+    names = sorted(before.keys() | after.keys(), reverse=True,
+                   key=lambda n: after.get(n, nothing)["blocks_read_per_claim"] - before.get(n, nothing)["blocks_read_per_claim"])
+    return [{"relation": name, "empty": before.get(name, nothing), "big": after.get(name, nothing)} for name in names[:top]]

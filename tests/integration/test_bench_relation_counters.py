@@ -15,7 +15,7 @@ def moved_since(url: str, baseline: dict) -> dict:
     deadline = time.monotonic() + 10
     while True:
         moved = _since(relation_counters(url), baseline)
-        if "bench_probe (updates)" in moved or time.monotonic() > deadline:
+        if moved.get("bench_probe", {}).get("updates") or time.monotonic() > deadline:
             return moved
         time.sleep(0.2)
 
@@ -32,8 +32,8 @@ def test_counters_name_each_relation_and_count_hot_updates(blank_database_url):
         conn.execute("UPDATE bench_probe SET indexed = -id WHERE id > 90")  # an indexed column: not HOT
         conn.execute("SELECT count(*) FROM bench_probe WHERE indexed = 5").fetchone()
     moved = moved_since(url, baseline)
-    assert moved["bench_probe (updates)"]["updates"] == 20
-    assert moved["bench_probe (updates)"]["hot_updates"] == 10
+    assert moved["bench_probe"]["updates"] == 20
+    assert moved["bench_probe"]["hot_updates"] == 10
     assert moved["bench_probe"]["blocks_hit"] > 0
     assert moved["bench_probe_indexed_idx"]["blocks_hit"] > 0
     assert "bench_probe (toast)" not in moved  # nothing long enough to be stored out of line
