@@ -1,12 +1,14 @@
 """The notification hub: how a process learns that a projection moved on.
 
 ``NotificationHub(database_url)`` holds ONE ``LISTEN projection_progress`` connection per process
-(a projection NOTIFYs ``"<name> <position>"`` in the transaction of each batch, so the rows are
-visible when the NOTIFY arrives). It only remembers each projection's latest position and wakes
-whoever waits: reads waiting for a caller's ``min_position`` (``wait_for``), and the server
-streams (``streams.FeedStreams``, through ``add_listener``), which read their rows through the
-hub's small connection pool. After a lost connection it reconnects and reads every projection's
-position once LISTEN is active again, so no advance goes unnoticed for long.
+(a projection NOTIFYs ``"<name> <position>"`` once each batch has committed, so the rows are
+visible when the NOTIFY arrives: ``projections.store.announce``). It only remembers each
+projection's latest position and wakes whoever waits: reads waiting for a caller's
+``min_position`` (``wait_for``), and the server streams (``streams.FeedStreams``, through
+``add_listener``), which read their rows through the hub's small connection pool. It reads every
+projection's position every half second as well, and once LISTEN is active again after a lost
+connection, so no advance goes unnoticed for long (a projection killed between its batch's commit
+and its NOTIFY, or a hub that was not listening).
 
 Reading from a streaming replica (``NotificationHub(replica_url, primary_url=...)``): NOTIFY is
 not replicated and a standby cannot LISTEN, so the hub LISTENs on the primary and believes the
@@ -140,6 +142,8 @@ class NotificationHub:
                                 self._announce(name, int(position))
                             else:
                                 self._advance(name, int(position))
+                        if not self.replica:  # the replica's are read by `_confirm`
+                            self._read_positions(conn)
             except Exception:  # noqa: BLE001 - the hub must outlive a dropped connection
                 if self._closed.is_set():
                     break

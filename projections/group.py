@@ -34,6 +34,7 @@ from projections.store import (
     Batch,
     ReadModel,
     ReadModelView,
+    announce,
     apply_model,
     fast_json,
     lock_tracking_rows,
@@ -104,7 +105,8 @@ class ViewGroup:
         if not self.models:
             return 0
         with self.datastore.transaction(commit=True) as cur:
-            processed, behind = self._process_in(cur, limit)
+            processed, behind, notices = self._process_in(cur, limit)
+        announce(self.datastore, notices)  # once committed: see `announce`
         for name in behind:
             processed += self._catch_up(name, limit)
         return processed
@@ -116,7 +118,9 @@ class ViewGroup:
         with _blamed_on(name):
             return self._views[name].process_batch(limit, after_apply=(lambda ns: hook(name, ns)) if hook else None)
 
-    def _process_in(self, cur: Cursor[Any], limit: int) -> tuple[int, list[str]]:
+    def _process_in(self, cur: Cursor[Any], limit: int) -> tuple[int, list[str], list[tuple[str, str]]]:
+        """The shared batch in ``cur``'s transaction: (events processed, the members too far behind
+        for it, the NOTIFYs that announce it once it has committed)."""
         positions = self._lock_positions(cur)
         front = max(positions.values())
         behind = [name for name, position in positions.items() if front - position > limit]
@@ -132,7 +136,7 @@ class ViewGroup:
         )
         self.last_traced = {n.position: n.traceparent for n in notifications if n.traceparent}
         if not notifications:
-            return 0, behind
+            return 0, behind, []
         last = notifications[-1].position
         advanced = []
         with fast_json(cur.connection).cursor(row_factory=tuple_row) as rows_cur:
@@ -150,13 +154,12 @@ class ViewGroup:
         updated = cur.execute(_ADVANCE_TRACKING, (last, advanced, last), prepare=True).rowcount
         if updated != len(advanced):  # impossible under the row locks; refuse rather than guess
             raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
+        # The trace contexts first: a stream sends a notice once its progress arrives.
         traced = list(self.last_traced.items())
-        for start_at in range(0, len(traced), TRACES_PER_NOTIFY):
-            lines = "\n".join(f"{position} {traceparent}" for position, traceparent in traced[start_at:start_at + TRACES_PER_NOTIFY])
-            cur.execute("SELECT pg_notify(%s, %s)", (TRACES_CHANNEL, lines))
-        cur.execute("SELECT pg_notify(%s, name || ' ' || %s) FROM unnest(%s::text[]) AS name",
-                    (PROGRESS_CHANNEL, str(last), [n.removeprefix("projection.") for n in advanced]), prepare=True)
-        return len(notifications), behind
+        notices = [(TRACES_CHANNEL, "\n".join(f"{position} {traceparent}" for position, traceparent in traced[at:at + TRACES_PER_NOTIFY]))
+                   for at in range(0, len(traced), TRACES_PER_NOTIFY)]
+        notices += [(PROGRESS_CHANNEL, f"{name.removeprefix('projection.')} {last}") for name in advanced]
+        return len(notifications), behind, notices
 
     def _lock_positions(self, cur: Cursor[Any]) -> dict[str, int]:
         """Lock every member's tracking row and return the members' positions."""

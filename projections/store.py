@@ -10,10 +10,11 @@ How exactly-once works here (the eventsourcing pattern, batched):
 2. It reads the notifications after P (up to the batch size), applies them to the rows they touch
    (loaded into memory in bulk, changed in Python, written back with one statement per table),
    and records the last position with the library's tracking insert (which refuses to go
-   backwards), then NOTIFYs ``projection_progress``.
+   backwards).
 3. COMMIT makes the row changes and the new position visible together. A kill at any moment
    before it leaves neither; after it, both. A restarted runner reads P again and continues: no
    event is applied twice or skipped.
+4. Then, in a transaction of its own, it NOTIFYs ``projection_progress`` (`announce`).
 
 Reading ahead: while catching up (a rebuild, a backlog), a ``BatchReader`` thread reads and
 decodes the next batches while the current one is written. That is safe because events never
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 TRACKING_TABLE = "ledger_tracking"
 PROGRESS_CHANNEL = "projection_progress"
 # While tracing is on: the trace contexts of a batch's traced events, "<position> <traceparent>" a
-# line, NOTIFYed in the batch's transaction before its progress (what the streams' notices continue).
+# line, NOTIFYed after the batch's commit before its progress (what the streams' notices continue).
 TRACES_CHANNEL = "projection_traces"
 TRACES_PER_NOTIFY = 100  # lines of about 70 bytes: well under NOTIFY's 8,000-byte payload
 REBUILD_SUFFIX = "_rebuild"
@@ -305,6 +306,29 @@ def lock_tracking_rows(cur: Cursor[Any], application_names: Sequence[str]) -> di
     return {name: int(position or 0) for name, position in rows}
 
 
+# One statement: the setting is the transaction's own (is_local), and applies at its commit.
+_ANNOUNCE = (b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(n.channel, n.payload)"
+             b" FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS n(channel, payload, i) ORDER BY n.i")
+
+
+def announce(datastore: PostgresDatastore, notices: Sequence[tuple[str, str]]) -> None:
+    """NOTIFY ``(channel, payload)``s, in order, once the batch they announce has committed: in a
+    transaction of their own that commits without waiting for its WAL flush.
+
+    Why not in the batch's transaction: PostgreSQL serialises the commits of every transaction
+    that NOTIFYs (a lock on the notification queue, taken before the commit and held until its WAL
+    flush is done). A ledger append NOTIFYs its followers while it holds the events table's lock,
+    so a batch that NOTIFYed held every submit through its own commit's flush: a large one after a
+    checkpoint, say, or one that had to create a WAL segment. A transaction that only NOTIFYs
+    writes no data: a crash can lose nothing of it but the wake-up, and the listeners read the
+    positions every half second anyway (``projections.feed``)."""
+    if not notices:
+        return
+    channels, payloads = zip(*notices, strict=True)
+    with datastore.transaction(commit=True) as cur:
+        cur.execute(_ANNOUNCE, (list(channels), list(payloads)), prepare=True)
+
+
 _FAST_JSON: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
 
 
@@ -511,7 +535,10 @@ class ReadModelView(PostgresTrackingRecorder):
         return how many (0 when caught up). ``prefetched`` is a batch a ``BatchReader`` read
         ahead: used only if it starts exactly at the tracked position."""
         with self.datastore.transaction(commit=True) as cur:
-            return self.process_batch_in(cur, limit, after_apply=after_apply, prefetched=prefetched)
+            processed = self.process_batch_in(cur, limit, after_apply=after_apply, prefetched=prefetched)
+        if processed:
+            announce(self.datastore, [(PROGRESS_CHANNEL, f"{self.model.name}{self.suffix} {self.last_position}")])
+        return processed
 
     def process_batch_in(
         self,
@@ -521,7 +548,8 @@ class ReadModelView(PostgresTrackingRecorder):
         after_apply: AfterApply | None = None,
         prefetched: Prefetched | None = None,
     ) -> int:
-        """The same, inside the caller's transaction (the rebuild's final catch-up and swap)."""
+        """The same, inside the caller's transaction (the rebuild's final catch-up and swap), and
+        unannounced: the hub reads the position that transaction commits within half a second."""
         start = self.lock_position(cur)
         if prefetched is not None and prefetched.after == start:
             # Events never change once committed, and positions are in commit order: the rows
@@ -539,7 +567,6 @@ class ReadModelView(PostgresTrackingRecorder):
             after_apply(notifications)  # instrumentation and tests: the rows are written, not committed
         last = notifications[-1].position
         self._insert_tracking(cur, Tracking(self.application_name, last))
-        cur.execute("SELECT pg_notify(%s, %s)", (PROGRESS_CHANNEL, f"{self.model.name}{self.suffix} {last}"))
         self.last_position = last
         return len(notifications)
 

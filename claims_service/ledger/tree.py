@@ -32,7 +32,6 @@ LIVE_MAP_WRITE_PAUSE = 1.0
 """Live, the stream map's writes pause as long as each chunk took (at most half a core): the service's
 submissions share the cores with them (`streammap.StreamMap.write_pause`)."""
 EVENTS_CHANNEL = "ledger_events"  # the eventsourcing recorder NOTIFYs this on every insert
-TREE_CHANNEL = "ledger_tree"  # extend() NOTIFYs this with the new tree size
 TREE_LOCK_KEY = 0x4D65726B6C65  # "Merkle": serialises tree builders (transaction advisory lock)
 
 _SELECT_EVENTS = (
@@ -294,7 +293,6 @@ class TreeBuilder:
             except LookupError as error:
                 raise TreeError(f"the stream map cannot be updated: {error}; run `claimsctl verify-checkpoint`."
                                 " The tree stops growing until it is resolved.") from None
-            conn.execute(f"NOTIFY {TREE_CHANNEL}, '{size + len(leaves)}'")
         return len(leaves)
 
     def catch_up(self, batch: int = 10_000) -> int:
