@@ -326,14 +326,14 @@ def _server_main(config: Config, database_url: str, addr: str, index: int, paren
                  conn: multiprocessing.connection.Connection, log_level: int) -> None:
     """A further server process: the service on ``addr`` (the first one's port) until SIGTERM, or
     until the first process is gone."""
-    from claims_service.garbage_collection import SERVER_YOUNGEST_GENERATION_THRESHOLD, tune_garbage_collector
+    from claims_service.garbage_collection import tune_garbage_collector
     from claims_service.observability import logs
 
     name_process(f"claims-server-{index}")
     logs.configure(config.log_format, level=log_level, process="server")
     metrics.configure_from_environment()
     tracing.configure(config.trace_sample_ratio, process="server")
-    tune_garbage_collector(SERVER_YOUNGEST_GENERATION_THRESHOLD)
+    tune_garbage_collector()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the first process's to act on: it stops this one

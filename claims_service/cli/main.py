@@ -21,7 +21,7 @@ from claims_service.config import Config
 from claims_service.database import DatabaseUrls, database_urls, grant_service_role, ledger_bypass
 from claims_service.errors import ClaimsError
 from claims_service.files import private_dir
-from claims_service.garbage_collection import SERVER_YOUNGEST_GENERATION_THRESHOLD, tune_garbage_collector
+from claims_service.garbage_collection import tune_garbage_collector
 from claims_service.migrate import migrate
 from claims_service.observability import logs, metrics, tracing
 from claims_service.observability.metrics import MetricsEndpoint
@@ -73,7 +73,7 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
         endpoint = MetricsEndpoint(config.metrics_addr, service.metric_collectors()) if config.metrics_addr else None
         if endpoint is not None:
             log.info("metrics on http://%s:%d/metrics", metrics.parse_addr(config.metrics_addr)[0], endpoint.port)
-        tune_garbage_collector(SERVER_YOUNGEST_GENERATION_THRESHOLD)
+        tune_garbage_collector()
         host = config.grpc_addr.rsplit(":", 1)[0]
         embedded = not (config.database_url or config.migration_database_url)
         log.info("claims ledger serving gRPC on %s:%d (database: %s)", host, service.port,
