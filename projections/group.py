@@ -27,7 +27,6 @@ from psycopg.rows import tuple_row
 from claims_service.observability import tracing
 from projections.events import Notification, Topics, read_notifications
 from projections.store import (
-    PROGRESS_CHANNEL,
     TRACES_CHANNEL,
     TRACES_PER_NOTIFY,
     TRACKING_TABLE,
@@ -38,6 +37,7 @@ from projections.store import (
     apply_model,
     fast_json,
     lock_tracking_rows,
+    progress_notice,
     tracking_name,
 )
 
@@ -150,15 +150,15 @@ class ViewGroup:
                     batch.flush()
                     if self.after_apply is not None:
                         self.after_apply(model.name, mine)
-                advanced.append(tracking_name(model.name))
-        updated = cur.execute(_ADVANCE_TRACKING, (last, advanced, last), prepare=True).rowcount
+                advanced.append(model.name)
+        updated = cur.execute(_ADVANCE_TRACKING, (last, [tracking_name(name) for name in advanced], last), prepare=True).rowcount
         if updated != len(advanced):  # impossible under the row locks; refuse rather than guess
             raise RuntimeError(f"tracking rows moved under their locks: {updated} of {len(advanced)} advanced")
         # The trace contexts first: a stream sends a notice once its progress arrives.
         traced = list(self.last_traced.items())
         notices = [(TRACES_CHANNEL, "\n".join(f"{position} {traceparent}" for position, traceparent in traced[at:at + TRACES_PER_NOTIFY]))
                    for at in range(0, len(traced), TRACES_PER_NOTIFY)]
-        notices += [(PROGRESS_CHANNEL, f"{name.removeprefix('projection.')} {last}") for name in advanced]
+        notices += [progress_notice(name, last) for name in advanced]
         return len(notifications), behind, notices
 
     def _lock_positions(self, cur: Cursor[Any]) -> dict[str, int]:

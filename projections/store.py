@@ -311,6 +311,11 @@ _ANNOUNCE = (b"SELECT set_config('synchronous_commit', 'off', true), pg_notify(n
              b" FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS n(channel, payload, i) ORDER BY n.i")
 
 
+def progress_notice(projection: str, position: int) -> tuple[str, str]:
+    """The NOTIFY that tells the hub (``projections.feed``) a projection reached ``position``."""
+    return PROGRESS_CHANNEL, f"{projection} {position}"
+
+
 def announce(datastore: PostgresDatastore, notices: Sequence[tuple[str, str]]) -> None:
     """NOTIFY ``(channel, payload)``s, in order, once the batch they announce has committed: in a
     transaction of their own that commits without waiting for its WAL flush.
@@ -537,7 +542,7 @@ class ReadModelView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as cur:
             processed = self.process_batch_in(cur, limit, after_apply=after_apply, prefetched=prefetched)
         if processed:
-            announce(self.datastore, [(PROGRESS_CHANNEL, f"{self.model.name}{self.suffix} {self.last_position}")])
+            announce(self.datastore, [progress_notice(f"{self.model.name}{self.suffix}", self.last_position)])
         return processed
 
     def process_batch_in(
