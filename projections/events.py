@@ -78,8 +78,7 @@ class Topics:
 class Notification:
     """One ledger row as a projection sees it. ``state`` is None for topics it did not ask for."""
 
-    __slots__ = ("position", "stream_id", "version", "topic", "state", "hash", "prev_hash", "stream_prev_hash", "_payload",
-                 "_bare", "keys", "traceparent")
+    __slots__ = ("position", "stream_id", "version", "topic", "state", "_payload", "_bare", "keys", "traceparent")
 
     def __init__(
         self,
@@ -88,18 +87,12 @@ class Notification:
         version: int,
         topic: str,
         state: bytes | None,
-        hash: bytes | None = None,  # noqa: A002 - the column's name
-        prev_hash: bytes | None = None,
-        stream_prev_hash: bytes | None = None,
     ) -> None:
         self.position = position
         self.stream_id = stream_id
         self.version = version
         self.topic = topic
         self.state = state
-        self.hash = hash
-        self.prev_hash = prev_hash
-        self.stream_prev_hash = stream_prev_hash
         self._payload: dict[str, Any] | None = None
         self._bare: Notification | None = None
         self.keys: MemberKeys | None = None  # the member keys of its batch (read_notifications)
@@ -128,8 +121,7 @@ class Notification:
     def without_payload(self) -> Notification:
         """This notification as a reader that did not ask for its topic sees it (``state`` None)."""
         if self._bare is None:
-            self._bare = Notification(self.position, self.stream_id, self.version, self.topic, None,
-                                      self.hash, self.prev_hash, self.stream_prev_hash)
+            self._bare = Notification(self.position, self.stream_id, self.version, self.topic, None)
             self._bare.keys = self.keys
         return self._bare
 
@@ -159,7 +151,6 @@ def read_notifications(
     *,
     topics: Iterable[str] = (),
     prefixes: Iterable[str] = (),
-    hashes: bool = False,
     traces: bool = False,
 ) -> list[Notification]:
     """Up to ``limit`` notifications after position ``after``, in position order, never ending in
@@ -168,7 +159,7 @@ def read_notifications(
     that waits for a decision's position also sees the payment written in the same commit.
 
     Every notification comes back (so the caller can track the last position it saw), but the
-    payload (``state``) and the chain fields only for the given topics or topic prefixes (and
+    payload (``state``) only for the given topics or topic prefixes (and
     for every erasure, which each read model acts on). The member keys the payloads are sealed
     under are read with them (one more query), in ``conn``'s snapshot. With ``traces`` (tracing
     on), each notification's ``traceparent`` comes from the event's metadata column too.
@@ -176,7 +167,7 @@ def read_notifications(
     transaction's events are contiguous), so reading after a position never skips a row that
     commits later.
     """
-    query, probe, rest_of_commit = _notification_queries(hashes, traces)
+    query, probe, rest_of_commit = _notification_queries(traces)
     params = {
         "after": after,
         "limit": limit,
@@ -218,13 +209,11 @@ def read_notifications(
 
 
 @functools.lru_cache(maxsize=None)
-def _notification_queries(hashes: bool, traces: bool) -> tuple[bytes, bytes, bytes]:
+def _notification_queries(traces: bool) -> tuple[bytes, bytes, bytes]:
     """``read_notifications``' three statements, composed once per process for each kind."""
     wanted = sql.SQL("(topic = ANY(%(topics)s) OR topic LIKE ANY(%(patterns)s))")
     columns = [sql.SQL("notification_id, originator_id, originator_version, topic")]
     columns.append(sql.SQL("CASE WHEN {} THEN state END").format(wanted))
-    if hashes:
-        columns.append(sql.SQL("hash, prev_hash, stream_prev_hash"))
     if traces:
         columns.append(sql.SQL("metadata->>'traceparent'"))
     query = sql.SQL(

@@ -131,7 +131,6 @@ class ViewGroup:
             cur.connection, start, limit,
             topics=set().union(*(m.topics for m in models)),
             prefixes=tuple(p for m in models for p in m.topic_prefixes),
-            hashes=any(m.hashes for m in models),
             traces=tracing.enabled(),
         )
         self.last_traced = {n.position: n.traceparent for n in notifications if n.traceparent}

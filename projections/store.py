@@ -76,14 +76,13 @@ class ReadModel(ABC):
 
     ``name`` names the projection (tracking row, CLI); ``tables`` are the tables it owns (as
     registered in ``read_model_tables`` by its migration); ``topics`` / ``topic_prefixes`` select
-    the events whose payloads it reads; ``hashes`` asks for the chain columns too.
+    the events whose payloads it reads.
     """
 
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
     topics: ClassVar[frozenset[str]] = frozenset()
     topic_prefixes: ClassVar[tuple[str, ...]] = ()
-    hashes: ClassVar[bool] = False
     # Tables whose rows of an erased member's streams are rewritten (``scrub``), not deleted: what
     # must outlive the member's data, reduced to what a rebuild that cannot read it writes.
     kept_on_erasure: ClassVar[tuple[str, ...]] = ()
@@ -576,9 +575,7 @@ class ReadModelView(PostgresTrackingRecorder):
         return len(notifications)
 
     def read(self, conn: Any, after: int, limit: int) -> list[Notification]:
-        return read_notifications(
-            conn, after, limit, topics=self.model.topics, prefixes=self.model.topic_prefixes, hashes=self.model.hashes
-        )
+        return read_notifications(conn, after, limit, topics=self.model.topics, prefixes=self.model.topic_prefixes)
 
     def lock_position(self, cur: Cursor[Any]) -> int:
         """Lock this view's tracking row for the transaction and return its position."""

@@ -2,10 +2,12 @@
 payments' streams, in ledger order, with position, stream version, hashes and the payload as
 stored — what a dispute team reads next to the inclusion proofs.
 
-Tables (migrations/0008_dispute_timeline.sql): ``dispute_timeline`` (append-only) and
-``timeline_streams`` (which claims a payment stream belongs to, from ``Payment.Scheduled``).
-The payload is kept as the stored JSON text, untouched, so it can be hashed again; an encrypted
-or compressed payload is kept as base64 of the stored bytes (its timestamp then unknown).
+Tables (migrations/0008_dispute_timeline.sql, 0030): ``dispute_timeline`` (append-only: which
+claim each event belongs to, by position, and the event's timestamp) and ``timeline_streams``
+(which claims a payment stream belongs to, from ``Payment.Scheduled``). The events themselves are
+read from the ledger by position when the timeline is asked for, so the payload and the hashes
+are the ledger's own bytes: the JSON text as stored, untouched, so it can be hashed again, or an
+encrypted or compressed payload as base64 of the stored bytes (its timestamp then unknown).
 
 Here: its writer (``DisputeTimelineModel``), its rows (``TimelineEntry``) and its query
 (``claim_timeline``; waiting and checks as ``reading`` describes).
@@ -22,8 +24,10 @@ from uuid import UUID
 
 from psycopg import sql
 
+from claims_service.ledger.chain import EVENTS_TABLE
+from claims_service.ledger.payloads import decode_json, sealed_key_id
 from projections.events import Notification, Topics
-from projections.reading import Hub, Source, Where, checked, non_negative, select, valid_claim_id, wait_for_position
+from projections.reading import Hub, Source, checked, fetch, non_negative, valid_claim_id, wait_for_position
 from projections.store import Batch, ReadModel, cached_statement
 
 
@@ -36,12 +40,11 @@ class DisputeTimelineModel(ReadModel):
     name = "dispute_timeline"
     tables = ("dispute_timeline", "timeline_streams")
     topic_prefixes = (Topics.CLAIM_PREFIX, Topics.PAYMENT_PREFIX)
-    hashes = True
 
     def prepare(self, notifications: Sequence[Notification]) -> None:
         for n in notifications:
             if n.state is not None:
-                _stored_json(n)
+                _recorded_at(n)  # decoded here, ahead of the batch's transaction
 
     def apply(self, batch: Batch, notifications: Sequence[Notification]) -> None:
         mine = [n for n in notifications if n.state is not None]
@@ -52,7 +55,7 @@ class DisputeTimelineModel(ReadModel):
         owners = self._payment_owners(batch, {n.stream_id for n in mine if n.topic.startswith(Topics.PAYMENT_PREFIX) and n.topic != Topics.PAYMENT_SCHEDULED})
         for n in mine:
             assert n.state is not None
-            text, recorded_at = _stored_json(n)
+            recorded_at = _recorded_at(n)
             if n.topic.startswith(Topics.CLAIM_PREFIX):
                 claim_ids = [str(n.stream_id)]
             elif n.topic == Topics.PAYMENT_SCHEDULED:
@@ -62,27 +65,9 @@ class DisputeTimelineModel(ReadModel):
                     streams.add({"stream_id": str(n.stream_id), "claim_id": claim_id})
             else:
                 claim_ids = owners.get(str(n.stream_id), [])
-            if text is not None:
-                payload, encoding = text, "json"
-            else:
-                payload, encoding = base64.b64encode(n.state).decode("ascii"), "base64"
             for claim_id in claim_ids:
-                timeline.add(
-                    {
-                        "claim_id": claim_id,
-                        "position": n.position,
-                        "stream_id": str(n.stream_id),
-                        "stream_version": n.version,
-                        "event_type": event_type(n.topic),
-                        "topic": n.topic,
-                        "payload": payload,
-                        "payload_encoding": encoding,
-                        "hash": _bytea(n.hash),
-                        "prev_hash": _bytea(n.prev_hash),
-                        "stream_prev_hash": _bytea(n.stream_prev_hash),
-                        "recorded_at": recorded_at,
-                    }
-                )
+                timeline.add({"claim_id": claim_id, "position": n.position, "stream_id": str(n.stream_id),
+                              "recorded_at": recorded_at})
 
     @staticmethod
     def _payment_owners(batch: Batch, stream_ids: set[Any]) -> dict[str, list[str]]:
@@ -98,20 +83,14 @@ class DisputeTimelineModel(ReadModel):
         return owners
 
 
-def _bytea(value: bytes | None) -> str | None:
-    # jsonb_populate_recordset reads bytea from its text form.
-    return None if value is None else "\\x" + value.hex()
-
-
-def _stored_json(n: Notification) -> tuple[str | None, str | None]:
-    """The stored payload as JSON text and the event's timestamp; (None, None) when the bytes are
-    not JSON (encrypted or compressed)."""
+def _recorded_at(n: Notification) -> str | None:
+    """The event's own timestamp, from its payload; None when the stored bytes are not JSON
+    (encrypted or compressed as a whole)."""
     stored = n.stored_json()
     if stored is None:
-        return None, None
-    text, payload = stored
-    stamp = payload.get("timestamp")
-    return text, stamp if isinstance(stamp, str) else None
+        return None
+    stamp = stored[1].get("timestamp")
+    return stamp if isinstance(stamp, str) else None
 
 
 # --- rows --------------------------------------------------------------------------------------
@@ -155,5 +134,40 @@ def claim_timeline(
     if limit is not None:
         non_negative(limit, "limit")
     wait_for_position(source, DisputeTimelineModel.name, min_position, timeout=timeout, hub=hub)
-    where = Where("claim_id = %s AND position > %s", claim_id, after_position)
-    return select(source, TimelineEntry, "dispute_timeline", where, order="position", limit=limit)
+    query = _TIMELINE + (" LIMIT %s" if limit else "")
+    found = fetch(source, query, (claim_id, after_position, limit) if limit else (claim_id, after_position))
+    return [_entry(row) for row in found]
+
+
+# The events by position, from the ledger (its unique index on notification_id).
+_TIMELINE = (
+    "SELECT t.claim_id, t.position, e.originator_id, e.originator_version, e.topic, e.state, e.hash, e.prev_hash,"
+    " e.stream_prev_hash, t.recorded_at"
+    f" FROM dispute_timeline t JOIN {EVENTS_TABLE} e ON e.notification_id = t.position"
+    " WHERE t.claim_id = %s AND t.position > %s ORDER BY t.position"
+)
+
+
+def _entry(row: dict[str, Any]) -> TimelineEntry:
+    state = bytes(row["state"])
+    payload, encoding = _stored_form(state)
+    return TimelineEntry(claim_id=row["claim_id"], position=row["position"], stream_id=row["originator_id"],
+                         stream_version=row["originator_version"], event_type=event_type(row["topic"]),
+                         topic=row["topic"], payload=payload, payload_encoding=encoding, hash=bytes(row["hash"]),
+                         prev_hash=bytes(row["prev_hash"]), stream_prev_hash=bytes(row["stream_prev_hash"]),
+                         recorded_at=row["recorded_at"])
+
+
+def _stored_form(state: bytes) -> tuple[str, str]:
+    """The stored bytes as the timeline gives them: ``(text, "json")`` when they are JSON (a plain
+    payload, or a member's sealed envelope), else ``(base64, "base64")``; the projections'
+    ``Notification.stored_json`` tells them apart the same way."""
+    if state[:1] == b"{":
+        try:
+            text = state.decode("utf-8")
+            if sealed_key_id(state) is None:
+                decode_json(state)
+            return text, "json"
+        except ValueError:  # UnicodeDecodeError is a ValueError: ciphertext that began with "{"
+            pass
+    return base64.b64encode(state).decode("ascii"), "base64"
