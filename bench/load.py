@@ -171,6 +171,29 @@ class CpuMeter:
             totals[role] = totals.get(role, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
         return totals
 
+    def postgres_by_connection(self, before: dict[int, tuple[str, float]], database_url: str) -> dict[str, float]:
+        """PostgreSQL's CPU seconds since ``before``, by whose connection each backend serves (the
+        service's processes name theirs: claims_service.supervisor.name_connections); "own": its
+        other processes (autovacuum, the WAL writer, the checkpointer ...) and this client's."""
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            names = dict(conn.execute("SELECT pid, application_name FROM pg_stat_activity").fetchall())
+        totals: dict[str, float] = {}
+        for pid, (role, cpu) in self.snapshot().items():
+            if role != "postgres":
+                continue
+            owner = connection_role(names.get(pid) or "")
+            totals[owner] = totals.get(owner, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
+        return totals
+
+
+# Connections named by the service's processes, or by the server's pools and listeners -> their role.
+CONNECTION_ROLES = {**ROLES, "claims-reads": "server", "claims-feed": "server", "claims-notification-hub": "server",
+                    "claims-progress": "server"}
+
+
+def connection_role(application_name: str) -> str:
+    return next((role for prefix, role in CONNECTION_ROLES.items() if application_name.startswith(prefix)), "own")
+
 
 class Server:
     """`claimsctl serve` in a child process on a given database; keys in a temporary data dir."""
@@ -726,6 +749,7 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             drained = time.monotonic()
             adjudicated = len([c for c in load.submitted_at if c in stream.arrived])
             cpu_by_role = meter.since(cpu_before)
+            postgres_by_connection = meter.postgres_by_connection(cpu_before, url)
             if args.statements:
                 saturated["statements"] = statements.measured(url, adjudicated, relations_before)
             service_cpu = sum(v for k, v in cpu_by_role.items() if k in ("server", "adjudicator", "projections", "tree"))
@@ -796,6 +820,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         "cpu_ms_per_call_saturated": service_cpu / max(submits, 1) * 1000,
         "cpu_ms_per_claim": service_cpu / max(adjudicated, 1) * 1000,
         "cpu_ms_per_claim_by_role": {role: cpu / max(adjudicated, 1) * 1000 for role, cpu in sorted(cpu_by_role.items())},
+        "postgres_cpu_ms_per_claim_by_connection": {role: cpu / max(adjudicated, 1) * 1000
+                                                    for role, cpu in sorted(postgres_by_connection.items())},
         "server_cpu_ms_per_call_saturated": cpu_by_role.get("server", 0.0) / max(submits, 1) * 1000,
         # The load client does the same work per claim in every run, so the service's CPU in its
         # units moves less with the machine's speed than milliseconds do; roughly (README, "Scale":
@@ -846,6 +872,10 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
         ("  of which server / adjudicator / projections / tree; PostgreSQL, load client",
          " / ".join(f"{by_role.get(r, 0.0):.2f}" for r in ("server", "adjudicator", "projections", "tree"))
          + f"; {by_role.get('postgres', 0.0):.2f}, {by_role.get('client', 0.0):.2f}", ""),
+        ("  PostgreSQL's, by whose connections: server / adjudicator / projections / tree; its own processes",
+         " / ".join(f"{result['postgres_cpu_ms_per_claim_by_connection'].get(r, 0.0):.2f}"
+                    for r in ("server", "adjudicator", "projections", "tree"))
+         + f"; {result['postgres_cpu_ms_per_claim_by_connection'].get('own', 0.0):.2f}", ""),
         ("  in units of the load client's own CPU per claim (the same client work in every run: a rough"
          " guide between runs on a machine whose speed moves)", f"{result['cpu_per_claim_in_client_units']:.2f}", ""),
         ("bytes stored per event (ledger_events, with indexes)", result["bytes_per_event"], ""),

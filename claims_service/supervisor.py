@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import multiprocessing.process
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -65,7 +66,9 @@ class Supervisor:
 
 def name_process(name: str) -> None:
     """Name this process for `ps`, `top` and /proc/<pid>/comm (Linux; at most 15 bytes kept), so
-    that an operator (or the benchmark) tells the service's processes apart."""
+    that an operator (or the benchmark) tells the service's processes apart; and its database
+    connections too (`name_connections`)."""
+    name_connections(name)
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -73,6 +76,20 @@ def name_process(name: str) -> None:
         libc.prctl(15, name.encode()[:15] + b"\0", 0, 0, 0)  # PR_SET_NAME
     except OSError:
         pass
+
+
+CONNECTION_NAME_PREFIX = "claims-"
+
+
+def name_connections(name: str) -> None:
+    """Name this process's PostgreSQL connections from now on: their `application_name`, as
+    `pg_stat_activity` shows it beside each backend's pid (libpq takes it from PGAPPNAME), so
+    PostgreSQL's work can be told apart by process (README, "Operating it"). A connection that
+    names itself keeps its name (the notification hub's LISTEN, the progress probe). A PGAPPNAME
+    set by the operator is kept; one inherited from the service's own first process (it begins
+    with "claims-") is replaced."""
+    if os.environ.get("PGAPPNAME", CONNECTION_NAME_PREFIX).startswith(CONNECTION_NAME_PREFIX):
+        os.environ["PGAPPNAME"] = name
 
 
 class ChildProcess:

@@ -26,6 +26,7 @@ from claims_service.migrate import migrate
 from claims_service.observability import logs, metrics, tracing
 from claims_service.observability.metrics import MetricsEndpoint
 from claims_service.server import GRACE_SECONDS, wait_for_signal
+from claims_service.supervisor import name_connections
 
 log = logging.getLogger("claimsctl")
 
@@ -63,6 +64,7 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
         warn_if_the_service_can_alter_the_ledger(urls)
         observe(config)
+        name_connections("claims-server-0")  # as the further server processes and the workers name theirs
         service = build_service(config, url)
         # Development convenience: on the embedded database (or when asked), make one key per role.
         if not (config.database_url or config.migration_database_url) or config.demo_keys:
