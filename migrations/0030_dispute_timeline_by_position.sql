@@ -9,7 +9,7 @@
 -- its stream (an erasure deletes by claim and by stream, as before) and its timestamp (taken
 -- from the opened payload, which a reader without the member's key could not open).
 --
--- Dropping a column frees no space in the rows already written; `claimsctl rebuild
+-- Dropping a column frees no space in the rows already written; `claimsctl projections rebuild
 -- dispute_timeline` (a copy built from position 0, then swapped in) writes them anew without it.
 DO $$
 DECLARE
