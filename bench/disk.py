@@ -162,6 +162,22 @@ def full_page_images_by_relation(database_url: str, start: str, end: str, top: i
     return {name: int(count) for name, count in rows}
 
 
+def wal_by_record(database_url: str, start: str, end: str, top: int = 6) -> dict[str, int]:
+    """The WAL from ``start`` to ``end`` by record type ("Heap/HOT_UPDATE", "Btree/INSERT_LEAF",
+    "XLOG/FPI_FOR_HINT" ...): bytes of each of the ``top`` largest, full-page images included. What
+    a run wrote that another did not, when their full-page images do not explain it (pg_walinspect,
+    as `full_page_images_by_relation`). Empty where unavailable."""
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            rows = conn.execute(
+                "SELECT \"resource_manager/record_type\", combined_size FROM pg_get_wal_stats(%s::pg_lsn, %s::pg_lsn, true)"
+                " WHERE count > 0 ORDER BY combined_size DESC LIMIT %s", (start, end, top)).fetchall()
+    except psycopg.Error:
+        return {}
+    return {name: int(size) for name, size in rows}
+
+
 def wal_written(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int | None] | None:
     """What the server's WAL grew by between two `wal_counters`."""
     if before is None or after is None:

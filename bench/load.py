@@ -33,7 +33,8 @@ import grpc
 import psycopg
 
 from bench import floor, statements, streams
-from bench.disk import DiskProbe, data_directory, full_page_images_by_relation, wal_counters, wal_position, wal_written
+from bench.disk import (DiskProbe, data_directory, full_page_images_by_relation, wal_by_record, wal_counters, wal_position,
+                        wal_written)
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger
@@ -524,7 +525,10 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
                 "paced_wal_per_call": wal_figures(found["paced"]),
                 "paced_fpi_per_call_by_relation": {
                     name: round(n / max(1, found["paced"]["calls"]), 2)
-                    for name, n in found["paced"].get("full_page_images_by_relation", {}).items()}}
+                    for name, n in found["paced"].get("full_page_images_by_relation", {}).items()},
+                "paced_wal_kb_per_call_by_record": {
+                    name: round(size / 1024 / max(1, found["paced"]["calls"]), 1)
+                    for name, size in found["paced"].get("wal_bytes_by_record", {}).items()}}
 
     per_run = {kind: [figures(found) for found in found_runs] for kind, found_runs in runs.items()}
     median = {kind: {key: statistics.median(r[key] for r in rows) for key in ("calls_per_s", "paced_p99_ms", "cpu_ms_per_claim",
@@ -664,6 +668,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         # back takes seconds).
         "full_page_images_by_relation": (full_page_images_by_relation(database_url, lsn_before, lsn_after)
                                          if after_checkpoint else {}),
+        "wal_bytes_by_record": wal_by_record(database_url, lsn_before, lsn_after) if after_checkpoint else {},
         "errors": dict(load.errors),
         "autovacuum_waited_s": autovacuum_waited,
     }

@@ -7,6 +7,7 @@ import time
 
 import psycopg
 
+from bench.disk import wal_by_record, wal_position
 from bench.statements import _since, relation_counters
 
 
@@ -37,3 +38,24 @@ def test_counters_name_each_relation_and_count_hot_updates(blank_database_url):
     assert moved["bench_probe"]["blocks_hit"] > 0
     assert moved["bench_probe_indexed_idx"]["blocks_hit"] > 0
     assert "bench_probe (toast)" not in moved  # nothing long enough to be stored out of line
+
+
+def test_the_wal_is_told_by_record_type(blank_database_url):
+    """What a paced run wrote to the WAL, by record type (bench.disk.wal_by_record): HOT updates,
+    plain ones and their index entries each under their own name, with their bytes."""
+    url = blank_database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_probe (id int PRIMARY KEY, indexed int, free text) WITH (fillfactor = 50)")
+        conn.execute("CREATE INDEX bench_probe_indexed_idx ON bench_probe (indexed)")
+        conn.execute("INSERT INTO bench_probe SELECT i, i, 'x' FROM generate_series(1, 100) i")
+        conn.execute("CHECKPOINT")  # the updates' first changes to each page then log it whole
+    start = wal_position(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE bench_probe SET free = 'y' WHERE id <= 10")
+        conn.execute("UPDATE bench_probe SET indexed = -id WHERE id > 90")
+    by_record = wal_by_record(url, start, wal_position(url), top=20)
+    assert {"Heap/HOT_UPDATE", "Heap/UPDATE", "Btree/INSERT_LEAF"} <= by_record.keys()
+    assert all(size > 0 for size in by_record.values())
+    assert list(by_record.values()) == sorted(by_record.values(), reverse=True)
+    # Full-page images count with their records: the first update after the checkpoint carries one.
+    assert max(by_record.values()) > 8192 // 2
