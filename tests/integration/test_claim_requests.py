@@ -4,7 +4,6 @@ recorded beside it in the same transaction, and a retry finds the claim by it.""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -16,9 +15,10 @@ from claims_service.adjudication import AdjudicationFollower
 from claims_service.domain import claim as claim_module
 from claims_service.domain.claim import Claim
 from claims_service.errors import ConflictError, DuplicateRequestError
-from claims_service.migrate import MIGRATIONS_DIR, migrate
+from claims_service.migrate import migrate
 from claims_service.reconcile import reconcile
 from tests import world
+from tests.migrations import migrate_before
 
 PROVIDER = "provider:" + world.NPI
 
@@ -103,12 +103,7 @@ def test_a_claim_whose_id_is_its_request_id_is_found_by_a_retry(service, databas
 
 
 def test_the_migration_gives_every_earlier_claim_its_id_as_request_id(blank_database_url, tmp_path: Path):
-    earlier = tmp_path / "migrations"
-    earlier.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        if path.name < "0027":
-            shutil.copy(path, earlier / path.name)
-    migrate(blank_database_url, earlier)
+    migrate_before(blank_database_url, "0027", tmp_path / "migrations")
     claims = [uuid.uuid4(), uuid.uuid4()]
     other = uuid.uuid4()
     with psycopg.connect(blank_database_url, autocommit=True) as conn:

@@ -4,14 +4,14 @@ rows written before the migration read as they did."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
 import psycopg
 
-from claims_service.migrate import MIGRATIONS_DIR, migrate
+from claims_service.migrate import migrate
 from projections.timeline import claim_timeline
+from tests.migrations import migrate_before
 
 SUBMITTED = "claims_service.domain.claim:Claim.Submitted"
 
@@ -25,12 +25,7 @@ def test_the_read_model_holds_positions_not_copies(database_url):
 
 
 def test_rows_written_before_the_migration_read_from_the_ledger_after_it(blank_database_url, tmp_path: Path):
-    earlier = tmp_path / "migrations"
-    earlier.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        if path.name < "0030":
-            shutil.copy(path, earlier / path.name)
-    migrate(blank_database_url, earlier)
+    migrate_before(blank_database_url, "0030", tmp_path / "migrations")
     claim = uuid.uuid4()
     states = [b'{"timestamp": "2026-12-01T10:00:00+00:00", "lines": []}', b"\x00compressed or sealed bytes"]
     with psycopg.connect(blank_database_url, autocommit=True) as conn:
