@@ -663,6 +663,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
     elapsed = load.run(seconds, on_progress, rate=rate)
     flushes = probe.stop()
     wal_after, lsn_after = wal_counters(database_url), wal_position(database_url)
+    maintenance = maintenance_runs(database_url) - maintenance_before if after_checkpoint else None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and set(load.submitted_at) - set(stream.arrived):
         time.sleep(0.2)
@@ -689,7 +690,7 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         "wal_bytes_by_record": wal_by_record(database_url, lsn_before, lsn_after) if after_checkpoint else {},
         # Autovacuum and autoanalyze runs that ended within the phase (they still may, the vacuum
         # above notwithstanding: what the phase itself writes can cross their thresholds).
-        "autovacuum_runs": maintenance_runs(database_url) - maintenance_before if after_checkpoint else None,
+        "autovacuum_runs": maintenance,
         "errors": dict(load.errors),
         "autovacuum_waited_s": autovacuum_waited,
     }
