@@ -165,11 +165,15 @@ class CpuMeter:
     def snapshot(self) -> dict[int, tuple[str, float]]:
         return {pid: (role, cpu) for pid, role in self._processes().items() if (cpu := process_cpu(pid)) is not None}
 
-    def since(self, before: dict[int, tuple[str, float]]) -> dict[str, float]:
-        """CPU seconds per role since ``before`` (a process started meanwhile counts from zero)."""
+    def since(self, before: dict[int, tuple[str, float]],
+              group: Callable[[int, str], str | None] | None = None) -> dict[str, float]:
+        """CPU seconds per role since ``before`` (a process started meanwhile counts from zero);
+        with ``group``, per what it makes of each (pid, role), leaving out the processes it gives None."""
         totals: dict[str, float] = {}
         for pid, (role, cpu) in self.snapshot().items():
-            totals[role] = totals.get(role, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
+            key = role if group is None else group(pid, role)
+            if key is not None:
+                totals[key] = totals.get(key, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
         return totals
 
     def postgres_by_connection(self, before: dict[int, tuple[str, float]], database_url: str) -> dict[str, float]:
@@ -178,13 +182,7 @@ class CpuMeter:
         other processes (autovacuum, the WAL writer, the checkpointer ...) and this client's."""
         with psycopg.connect(database_url, autocommit=True) as conn:
             names = dict(conn.execute("SELECT pid, application_name FROM pg_stat_activity").fetchall())
-        totals: dict[str, float] = {}
-        for pid, (role, cpu) in self.snapshot().items():
-            if role != "postgres":
-                continue
-            owner = connection_role(names.get(pid) or "")
-            totals[owner] = totals.get(owner, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
-        return totals
+        return self.since(before, lambda pid, role: connection_role(names.get(pid) or "") if role == "postgres" else None)
 
 
 # Connections named by the service's processes, or by the server's pools and listeners -> their role.
