@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from claims_service.ledger.following import Backoff
+from claims_service.ledger.following import Backoff, StopEvent
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ MAX_RESTART_DELAY = 10.0
 
 class Supervisor:
     def __init__(self, *, max_backoff: float = 10.0) -> None:
-        self._stop = threading.Event()
+        self._stop = StopEvent()  # the workers' waits for a NOTIFY end when it is set
         self._threads: list[threading.Thread] = []
         self._max_backoff = max_backoff
         self.restarts: dict[str, int] = {}

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from claims_service.ledger.following import StopEvent, notifications
 from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE, fast_json
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class NotificationHub:
         self._traces: dict[int, str] = {}  # position -> traceparent, from TRACES_CHANNEL
         self._listeners: list[Callable[[str], None]] = []
         self._changed = threading.Condition()
-        self._closed = threading.Event()
+        self._closed = StopEvent()  # ends the listener's wait for a NOTIFY at once
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -133,7 +134,7 @@ class NotificationHub:
                     self._listening.set()
                     backoff = 0.2
                     while not self._closed.is_set():
-                        for notify in conn.notifies(timeout=0.5):
+                        for notify in notifications(conn, 0.5, self._closed):
                             if notify.channel == TRACES_CHANNEL:
                                 self._remember_traces(notify.payload)
                                 continue

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from claims_service.ledger.following import wait_for_notification
+from claims_service.ledger.following import StopEvent, wait_for_notification
 from claims_service.observability import metrics, tracing
 from projections import catalog
 from projections.events import EVENTS_TABLE, Notification
@@ -223,14 +223,14 @@ def _space(stop: threading.Event, started: float, linger: float) -> None:
 
 
 def _sleep(conn: psycopg.Connection[object], stop: threading.Event, idle_wait: float, linger: float) -> None:
-    """Until a NOTIFY (then ``linger``), ``idle_wait`` (a safety net) or ``stop``; in short slices
-    so that stop is seen promptly. Raises if the LISTEN connection is gone."""
+    """Until a NOTIFY (then ``linger``), ``idle_wait`` (a safety net) or ``stop`` (at once if it is
+    a ``StopEvent``, else within a short slice). Raises if the LISTEN connection is gone."""
     deadline = time.monotonic() + idle_wait
     while not stop.is_set():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        if wait_for_notification(conn, min(remaining, 0.25)):
+        if wait_for_notification(conn, min(remaining, 0.25), stop):
             # Let the events of concurrent writers gather for a moment: one batch of many costs
             # far less than many batches of one, for a few milliseconds of lag.
             stop.wait(linger)
@@ -272,7 +272,7 @@ class ProjectionSupervisor:
         self.after_apply = after_apply
         self.restarts: dict[str, int] = dict.fromkeys(self.names, 0)
         self.alone: set[str] = set()  # projections taken out of the group after a failure
-        self._stop = threading.Event()
+        self._stop = StopEvent()  # the runners' waits for a NOTIFY end when it is set
         self._threads: list[threading.Thread] = []
         self._threads_lock = threading.Lock()
 

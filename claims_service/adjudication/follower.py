@@ -212,7 +212,7 @@ class AdjudicationFollower:
                             # 20 ms more to a notice (README, "Scale").
                             stop.wait(LINGER_SECONDS)
                         continue
-                    if wait_for_notification(conn, idle_wait):
+                    if wait_for_notification(conn, idle_wait, stop):
                         # Let concurrent submissions gather: one batch of many claims costs far
                         # less than many batches of one, for a few milliseconds of latency.
                         stop.wait(LINGER_SECONDS)

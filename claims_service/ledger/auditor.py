@@ -428,7 +428,7 @@ class Auditor:
                         if pause is not None:
                             stop_event.wait(pause)
                         else:
-                            wait_for_notification(listen, timeout)
+                            wait_for_notification(listen, timeout, stop_event)
                             time.sleep(REPORT_PAUSE)  # a burst of inserts is one pass and one report
                 finally:
                     self.save_state(force=True)

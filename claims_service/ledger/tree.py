@@ -360,7 +360,7 @@ class TreeBuilder:
                     after_extend(added)
                 # Sleep until an insert is committed or the timeout passes; then let more inserts
                 # gather, since nobody waits on the tree (receipts carry positions).
-                if wait_for_notification(listener, timeout):
+                if wait_for_notification(listener, timeout, stop_event):
                     stop_event.wait(self.coalesce_seconds)
             except TreeError as error:
                 log.error("%s", error)
