@@ -104,7 +104,8 @@ class Config(BaseSettings):
     checkpoint (new events are audited as they arrive; a round also begins at start)."""
     audit_sweep_events_per_second: PositiveFloat = 20_000.0
     """How fast a round walks the history: its share of a core (about a third at the default)."""
-    checkpoint_every_leaves: PositiveInt = 1000
+    checkpoint_every_leaves: PositiveInt = 5000
+    """As many leaves as between two updates of the stream map (`ledger.tree.MAP_EVERY`)."""
     checkpoint_every_seconds: PositiveFloat = 60.0
     witnesses: Annotated[tuple[WitnessEndpoint, ...], NoDecode] = ()
     """Witnesses asked to cosign each new checkpoint: `<URL> <witness verifier key>`, comma-separated

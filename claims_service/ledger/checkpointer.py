@@ -53,7 +53,7 @@ class InconsistentTreeError(ClaimsError):
 class SigningSettings:
     origin: str = DEFAULT_ORIGIN
     key_name: str = DEFAULT_ORIGIN
-    every_leaves: int = 1000
+    every_leaves: int = tree.MAP_EVERY
     every_seconds: float = 60.0
     state_file: Path | None = None  # the signer's memory of its last note (None: tests only)
     witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint (CLAIMS_WITNESSES)
@@ -106,7 +106,7 @@ class Checkpointer:
     key: Ed25519PrivateKey
     origin: str = DEFAULT_ORIGIN
     key_name: str | None = None
-    every_leaves: int = 1000
+    every_leaves: int = tree.MAP_EVERY
     every_seconds: float = 60.0
     cosigners: Sequence[tuple[Ed25519PrivateKey, str]] = ()
     state_file: Path | None = None

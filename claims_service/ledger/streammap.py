@@ -20,10 +20,10 @@ earlier root still answers), each at (made_at, hash), made_at the tree size of t
 it, an inner node naming its children the same way, so that one update's rows are written together;
 `stream_map_roots` the root (and where it is stored) at the tree sizes the map was brought to.
 It is brought up to date incrementally, from the latest root with the heads the leaves since then
-moved: by the tree builder in the same transaction as the leaves once `map_every` (1,000) leaves
+moved: by the tree builder in the same transaction as the leaves once `map_every` (5,000) leaves
 are unmapped, and by the signer for the size it signs. The cost is O(changed streams × log
 streams) hashes and rows per update, never a pass over all streams (but once, to map a ledger that
-predates the map); updating every 1,000 leaves rather than at every small batch shares the upper
+predates the map); updating every 5,000 leaves rather than at every small batch shares the upper
 levels of the paths among more streams. A live builder writes an update's rows 1,000 a statement,
 pausing after each as long as it took (`StreamMap.write_pause`), so as not to hold a core at once.
 """
