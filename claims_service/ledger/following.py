@@ -27,8 +27,8 @@ import psycopg
 
 
 class StopEvent(threading.Event):
-    """A ``threading.Event`` that ``select`` can wait on as well: its ``fileno`` is readable
-    while it is set."""
+    """A ``threading.Event`` that ``poll`` can wait on as well: its ``fileno`` is readable while
+    it is set."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,12 +64,15 @@ def notifications(conn: psycopg.Connection[Any], timeout: float,
         yield from conn.notifies(timeout=timeout)
         return
     deadline = time.monotonic() + timeout
+    readable = select.poll()  # not select(): a busy server's descriptors pass 1,024
+    readable.register(conn.fileno(), select.POLLIN)
+    readable.register(stop.fileno(), select.POLLIN)
     while not stop.is_set():
         yield from conn.notifies(timeout=0)  # what has arrived (a non-blocking read)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        select.select([conn.fileno(), stop], [], [], remaining)
+        readable.poll(remaining * 1000)
 
 
 def wait_for_notification(conn: psycopg.Connection[Any], timeout: float,
