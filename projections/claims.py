@@ -6,8 +6,7 @@ and its queries (``get_claim``, ``list_claims``, ``claim_changes``, ``payer_work
 ``reading`` describes).
 
 Tables (migrations/0005_claim_status.sql): ``claim_status`` (one row per claim),
-``claim_status_by_status`` (a provider's claims by status, so that claim_status's updates change
-no indexed column and stay HOT; migrations/0031_claim_status_hot_updates.sql), ``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
+``payer_worklist`` (pended claims, removed when a reviewer resolves them) and
 ``adjudication_notices`` (one row per event a payer is told of: adjudicated, pended, review
 resolved, dispute resolved, voided, replaced, payment cancelled, payment recouped; and, without a
 claim, a member's visit and an emergency access to a member's history — append-only, so a payer's
@@ -93,15 +92,6 @@ def decision_columns(decision: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-BY_STATUS_KEY = ("provider_id", "status", "submitted_position")
-
-
-def by_status_row(claim: Row) -> Row:
-    """A claim's row in claim_status_by_status (keyed by ``BY_STATUS_KEY``)."""
-    return {"provider_id": claim["provider_id"], "status": claim["status"],
-            "submitted_position": claim["submitted_position"], "claim_id": claim["claim_id"]}
-
-
 def dates_of_service(lines: Sequence[dict[str, Any]]) -> tuple[str, str]:
     days = [line["date_of_service"] for line in lines]  # ISO text: orders like dates
     return min(days), max(days)
@@ -109,7 +99,7 @@ def dates_of_service(lines: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
 class ClaimStatusModel(ReadModel):
     name = "claim_status"
-    tables = ("claim_status", "claim_status_by_status", "payer_worklist", "adjudication_notices", "claim_changes")
+    tables = ("claim_status", "payer_worklist", "adjudication_notices", "claim_changes")
     topics = frozenset(
         {
             Topics.CLAIM_SUBMITTED,
@@ -141,7 +131,6 @@ class ClaimStatusModel(ReadModel):
         if not mine:
             return
         claims = batch.table("claim_status", ("claim_id",))
-        by_status = batch.table("claim_status_by_status", BY_STATUS_KEY)
         worklist = batch.table("payer_worklist", ("claim_id",))
         notices = batch.append_table("adjudication_notices")
         changes = batch.append_table("claim_changes")
@@ -161,19 +150,13 @@ class ClaimStatusModel(ReadModel):
             handler = getattr(self, self.handlers[n.topic])
             if n.topic == Topics.CLAIM_SUBMITTED:
                 handler(claims, n)
-                submitted = claims.get(str(n.stream_id))
-                by_status.put(by_status_row(submitted))
-                changes.add({"position": n.position, **submitted})
+                changes.add({"position": n.position, **claims.get(str(n.stream_id))})
                 continue
             claim = claims.get(str(n.stream_id))
             if claim is None:
                 log.error("claim_status: %r has no submitted claim; skipped", n)
                 continue
-            status = claim["status"]
             handler(claim, n, worklist)
-            if claim["status"] != status:
-                by_status.delete(claim["provider_id"], status, claim["submitted_position"])
-                by_status.put(by_status_row(claim))
             claim["last_position"] = n.position
             claim["stream_version"] = n.version
             claims.put(claim)
@@ -518,20 +501,16 @@ def list_claims(
     filters = {"provider_id": provider_id, "status": status, "from": received_from, "to": received_to, "member_id": member_id}
     pager = Pager("claims", filters, page_size, page_token)
     wait_for_position(source, ClaimStatusModel.name, min_position, timeout=timeout, hub=hub)
-    # By status, the claims are walked in claim_status_by_status's key order: no index of
-    # claim_status holds the status, so that its updates are HOT (migration 0031).
-    if status is None:
-        table, keyed = "claim_status c", "c"
-        where = Where("c.provider_id = %s", provider_id)
-    else:
-        table, keyed = "claim_status_by_status s JOIN claim_status c ON c.claim_id = s.claim_id", "s"
-        where = Where("s.provider_id = %s", provider_id).add("s.status = %s", status)
-    where.given("c.member_id = %s", member_id).given("c.received_on >= %s", received_from).given(
-        "c.received_on <= %s", received_to)
+    where = (
+        Where("provider_id = %s", provider_id)
+        .given("status = %s", status)
+        .given("member_id = %s", member_id)
+        .given("received_on >= %s", received_from)
+        .given("received_on <= %s", received_to)
+    )
     if pager.key is not None:
-        where.add(f"{keyed}.submitted_position < %s", int(pager.key[0]))
-    found = select(source, ClaimStatus, table, where, order=f"{keyed}.submitted_position DESC", limit=pager.limit,
-                   columns="c.*")
+        where.add("submitted_position < %s", int(pager.key[0]))
+    found = select(source, ClaimStatus, "claim_status", where, order="submitted_position DESC", limit=pager.limit)
     return ClaimPage(*pager.page(found, lambda claim: [claim.submitted_position]))
 
 

@@ -126,11 +126,9 @@ class Where:
         return " AND ".join(self.conditions)
 
 
-def rows(source: Source, table: str, where: Where, *, order: str = "", limit: int | None = None,
-         columns: str = "*") -> list[dict[str, Any]]:
-    """``SELECT columns FROM table WHERE ... [ORDER BY order] [LIMIT limit]`` (no limit when None
-    or 0; ``table`` may be a join, ``columns`` then one side's, e.g. ``c.*``)."""
-    query, params = f"SELECT {columns} FROM {table} WHERE {where}", list(where.params)
+def rows(source: Source, table: str, where: Where, *, order: str = "", limit: int | None = None) -> list[dict[str, Any]]:
+    """``SELECT * FROM table WHERE ... [ORDER BY order] [LIMIT limit]`` (no limit when None or 0)."""
+    query, params = f"SELECT * FROM {table} WHERE {where}", list(where.params)
     if order:
         query += f" ORDER BY {order}"
     if limit:
@@ -139,10 +137,9 @@ def rows(source: Source, table: str, where: Where, *, order: str = "", limit: in
     return fetch(source, query, params)
 
 
-def select(source: Source, cls: type[T], table: str, where: Where, *, order: str = "", limit: int | None = None,
-           columns: str = "*") -> list[T]:
+def select(source: Source, cls: type[T], table: str, where: Where, *, order: str = "", limit: int | None = None) -> list[T]:
     """``rows`` as result dataclasses."""
-    return [from_row(cls, row) for row in rows(source, table, where, order=order, limit=limit, columns=columns)]
+    return [from_row(cls, row) for row in rows(source, table, where, order=order, limit=limit)]
 
 
 def select_one(source: Source, cls: type[T], table: str, where: Where, missing: Exception) -> T:

@@ -1,8 +1,7 @@
 """claim_status's lists use an index each on a table large enough for the planner to care, with the
-indexes migrations 0029 and 0031 left: a provider's claims in the index's order, by status in
-claim_status_by_status's, and one member's claims (at a provider too) through the member index,
-where sorting a member's few claims is cheaper than walking a provider's claims for them. No index
-of claim_status holds a column its updates change, so that they can be HOT."""
+indexes migration 0029 left: a provider's claims (by status too) in the index's order, and one
+member's claims (at a provider too) through the member index, where sorting a member's few claims is
+cheaper than walking a provider's claims for them."""
 
 from __future__ import annotations
 
@@ -28,11 +27,6 @@ SELECT 'claim-' || i, 'provider-' || (i %% %(providers)s), 'payer-1', 'member-' 
     10000, '[]'::jsonb, i, i + 1, 2
 FROM generate_series(1, %(claims)s) i
 """
-BY_STATUS = "INSERT INTO claim_status_by_status SELECT provider_id, status, submitted_position, claim_id FROM claim_status"
-# What the projection changes when it updates a claim's row (projections/claims.py).
-UPDATED_COLUMNS = {"status", "outcome", "total_allowed_cents", "total_paid_cents", "total_patient_responsibility_cents",
-                   "decision", "ruleset_version", "ruleset_hash", "pend_reasons", "review", "replaced_by",
-                   "void_reason", "disputes", "open_dispute_id", "last_position", "stream_version"}
 
 
 class RecordingCursor(psycopg.Cursor):
@@ -65,36 +59,26 @@ def index_names(plan: dict) -> set[str]:
 def filled(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(FILL, {"providers": PROVIDERS, "members": MEMBERS, "claims": CLAIMS})
-        conn.execute(BY_STATUS)
         conn.execute("ANALYZE claim_status")
-        conn.execute("ANALYZE claim_status_by_status")
     return database_url
 
 
 def test_claim_status_keeps_the_indexes_its_lists_use(database_url):
     with psycopg.connect(database_url) as conn:
         names = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'claim_status'")}
-    assert names == {"claim_status_pkey", "claim_status_provider_idx", "claim_status_member_idx"}
-
-
-def test_no_index_of_claim_status_holds_a_column_its_updates_change(database_url):
-    with psycopg.connect(database_url) as conn:
-        indexed = {row[0] for row in conn.execute(
-            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-            " WHERE i.indrelid = 'claim_status'::regclass")}
-    assert indexed == {"claim_id", "provider_id", "member_id", "submitted_position"}
-    assert not indexed & UPDATED_COLUMNS
+    assert names == {"claim_status_pkey", "claim_status_provider_idx", "claim_status_provider_status_idx",
+                     "claim_status_member_idx"}
 
 
 @pytest.mark.parametrize(("read", "index", "sorted_by_index"), [
     (lambda c: list_claims(c, "provider-1"), "claim_status_provider_idx", True),
-    (lambda c: list_claims(c, "provider-1", status="pended"), {"claim_status_by_status_pkey", "claim_status_pkey"}, True),
+    (lambda c: list_claims(c, "provider-1", status="pended"), "claim_status_provider_status_idx", True),
     (lambda c: list_claims(c, "provider-1", member_id="member-7"), "claim_status_member_idx", False),
     (lambda c: member_claims(c, "member-7"), "claim_status_member_idx", False),
 ], ids=["provider", "provider-status", "provider-member", "member"])
 def test_each_list_reads_through_an_index(filled, read, index, sorted_by_index):
     plan = plan_of_read(filled, read)
-    assert index_names(plan) == (index if isinstance(index, set) else {index}), json.dumps(plan)
+    assert index_names(plan) == {index}, json.dumps(plan)
     if sorted_by_index:  # a provider's thousands of claims are not sorted for a page of them
         assert "Sort" not in json.dumps(plan), json.dumps(plan)
     else:  # a member's few are

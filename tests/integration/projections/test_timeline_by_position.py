@@ -41,7 +41,7 @@ def test_rows_written_before_the_migration_read_from_the_ledger_after_it(blank_d
                     (str(claim), position, claim, version, digest, b"old", b"old",
                      "2026-12-01T10:00:00+00:00" if version == 1 else None))
 
-    assert migrate(blank_database_url)[0] == "0030_dispute_timeline_by_position.sql"
+    assert migrate(blank_database_url) == ["0030_dispute_timeline_by_position.sql"]
 
     with psycopg.connect(blank_database_url, autocommit=True) as conn:
         ledger = conn.execute("SELECT notification_id, originator_version, topic, state, hash, prev_hash, stream_prev_hash"
