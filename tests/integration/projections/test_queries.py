@@ -89,6 +89,20 @@ def test_a_providers_claims_page_newest_first_with_filters(flow):
             break
     assert seen == [ids["lab"], ids["big"], ids["clean"]]
     assert [c.claim_id for c in list_claims(conn, world.NPI, status="voided").claims] == [ids["lab"]]
+    # Each claim is listed under its status now, never under one it had (big was pended first).
+    assert list_claims(conn, world.NPI, status="pended").claims == []
+    assert list_claims(conn, world.NPI, status="submitted").claims == []
+    by_status, token = [], None
+    while True:
+        page = list_claims(conn, world.NPI, status="adjudicated", page_size=1, page_token=token)
+        by_status += [(c.claim_id, c.status) for c in page.claims]
+        if not (token := page.next_page_token):
+            break
+    assert by_status == [(ids["big"], "adjudicated"), (ids["clean"], "adjudicated")]
+    member = get_claim(conn, ids["big"]).member_id
+    assert [c.claim_id for c in list_claims(conn, world.NPI, status="adjudicated", member_id=member).claims] == [
+        c.claim_id for c in list_claims(conn, world.NPI, member_id=member).claims if c.status == "adjudicated"]
+    assert list_claims(conn, world.OTHER_NPI, status="adjudicated").claims == []
     assert list_claims(conn, world.NPI, member_id="nobody").claims == []
     assert list_claims(conn, world.OTHER_NPI).claims == []
     token = list_claims(conn, world.NPI, page_size=1).next_page_token
