@@ -36,7 +36,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from claims_service.ledger.following import StopEvent, notifications
-from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE, fast_json
+from projections.store import PROGRESS_CHANNEL, TRACES_CHANNEL, TRACKING_TABLE, fast_json, notice_name
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class NotificationHub:
         for name, position in conn.execute(
             f"SELECT application_name, notification_id FROM {TRACKING_TABLE} WHERE application_name LIKE 'projection.%%'"
         ):
-            self._advance(name.removeprefix("projection."), int(position or 0))
+            self._advance(notice_name(name), int(position or 0))
 
     # --- a replica ----------------------------------------------------------------------------
 

@@ -71,6 +71,14 @@ def tracking_name(projection: str, suffix: str = "") -> str:
     return f"projection.{projection}" + (".rebuild" if suffix == REBUILD_SUFFIX else "")
 
 
+def notice_name(tracking: str) -> str:
+    """The name a projection's progress NOTIFY gives (``progress_notice``) for its tracking row's
+    ``application_name``: "projection.claim_status" is "claim_status", its rebuild's
+    "projection.claim_status.rebuild" is "claim_status_rebuild"."""
+    name = tracking.removeprefix("projection.")
+    return name.removesuffix(".rebuild") + REBUILD_SUFFIX if name.endswith(".rebuild") else name
+
+
 class ReadModel(ABC):
     """What one projection does with a batch of notifications.
 
