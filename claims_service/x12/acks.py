@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # intake imports this module
     from claims_service.x12.intake import ClaimOutcome, TransactionOutcome
 
 ACK_VERSION = "005010X231A1"
+# The codes the 999 guide allows in AK101 (a group's functional identifier) and AK201 (a
+# transaction set's identifier): a received GS01 or ST01 outside them is echoed as a stand-in, or
+# the 999 itself would not validate (pyx12 then does not even recognise the AK1).
+AK1_FUNCTIONAL_IDS = frozenset({"BE", "HB", "HC", "HI", "HN", "HP", "HR", "HS", "RA"})
+AK2_TRANSACTION_SETS = frozenset({"270", "271", "276", "277", "278", "820", "834", "835", "837"})
 CLAIM_ACK_VERSION = "005010X214"
 
 
@@ -61,15 +66,20 @@ def _echo(value: str, pattern: str, default: str) -> str:
     return value if re.fullmatch(pattern, value or "") else default
 
 
+def _echo_code(value: str, allowed: frozenset[str], default: str) -> str:
+    """A coded value of the received file if the 999 allows it there, else a stand-in."""
+    return value if value in allowed else default
+
+
 def _group_ack(g: GroupReport, outcomes: list[TransactionOutcome]) -> Transaction:
     t = Transaction("999", ACK_VERSION)
-    t.add("AK1", _echo(g.functional_id, r"[A-Z]{2}", "HC"), _echo(g.control, r"[0-9]{1,9}", "0"),
+    t.add("AK1", _echo_code(g.functional_id, AK1_FUNCTIONAL_IDS, "HC"), _echo(g.control, r"[0-9]{1,9}", "0"),
           _echo(g.version, r"[0-9A-Z]{1,12}", "005010X222A1"))
     for outcome in outcomes:
         report = outcome.report
         if outcome.ack == "R" and not report.errors and not report.segments:
             continue  # sound itself, rejected with its group: AK9 says why
-        t.add("AK2", _echo(report.code, r"[0-9]{3}", "837"), _echo(report.control, r"[0-9A-Za-z]{4,9}", "0000"),
+        t.add("AK2", _echo_code(report.code, AK2_TRANSACTION_SETS, "837"), _echo(report.control, r"[0-9A-Za-z]{4,9}", "0000"),
               _echo(report.version or g.version, r"[0-9A-Z]{1,35}", "005010X222A1"))
         for seg in report.segments:
             for code in seg.codes:
@@ -82,7 +92,7 @@ def _group_ack(g: GroupReport, outcomes: list[TransactionOutcome]) -> Transactio
     accepted = sum(1 for o in outcomes if o.ack in ("A", "E"))
     if g.errors or not g.checked:
         code, notes = "R", (g.errors or ["2"])[:5]
-    elif accepted == len(outcomes):
+    elif accepted == len(outcomes) >= g.received:  # a set not even recognised as one is not accepted
         code, notes = ("E" if any(o.ack == "E" for o in outcomes) else "A"), []
     else:
         code, notes = ("P" if accepted else "R"), []

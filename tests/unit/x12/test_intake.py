@@ -307,6 +307,8 @@ def test_keys_fit_the_identifier_limit_and_tell_frequencies_and_originals_apart(
 @given(st.lists(st.tuples(st.integers(0, len(BATCH) - 1), st.integers(0, 12),
                           st.text(alphabet="*:~^\n0123456789ABCDEFHIKLMNPRSTUVXZ-.", max_size=6)), min_size=1, max_size=4))
 @example(edits=[(182, 12, "~T")])  # a TA1 inside the transaction: its elements' ids ("I12") are no IK402
+@example(edits=[(111, 0, "T*")])  # GS01 "HT": no functional identifier a 999's AK1 may carry
+@example(edits=[(175, 3, "899")])  # ST01 "899": a set not recognised, so not accepted (AK9)
 def test_a_mangled_file_is_answered_or_refused_as_no_interchange_but_never_crashes(edits):
     text = BATCH
     for at, cut, insert in edits:
@@ -317,3 +319,6 @@ def test_a_mangled_file_is_answered_or_refused_as_no_interchange_but_never_crash
         assert error.fields == ["interchange"]
         return
     assert result.ta1 or result.ack_999
+    for ak9 in (line.split("*") for line in result.ack_999.split("~") if line.strip().startswith("AK9*")):
+        if ak9[1] in ("A", "E"):  # a group accepted has every set it received accepted
+            assert ak9[4] == ak9[3], ak9
