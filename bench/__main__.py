@@ -342,8 +342,8 @@ def figures_table(results: dict[str, Any]) -> Table:
             ", ".join(f"{name} {n}" for name, n in growth["runs"]["big"][-1]["paced_fpi_per_call_by_relation"].items()), "")
         row("growth: autovacuum and autoanalyze runs that ended in each paced run, empty / big",
             each_run(growth, lambda r: str(r.get("paced_autovacuum_runs"))), "")
-        for kind in ("empty", "big"):
-            row(f"growth: WAL kB per call by record type, the most, in each paced run {'empty' if kind == 'empty' else 'on the history'}",
+        for kind, where in (("empty", "empty"), ("big", "on the history")):
+            row(f"growth: WAL kB per call by record type, the most, in each paced run {where}",
                 " / ".join(", ".join(f"{name} {kb}" for name, kb in r.get("paced_wal_kb_per_call_by_record", {}).items())
                            for r in growth["runs"][kind]), "")
         if "statements" in growth:

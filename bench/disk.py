@@ -142,40 +142,40 @@ def wal_position(database_url: str) -> str:
         return conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
 
 
-def full_page_images_by_relation(database_url: str, start: str, end: str, top: int = 6) -> dict[str, int]:
-    """Of the full-page images in the WAL from ``start`` to ``end``: how many were of each of this
-    database's relations (tables and indexes), the ``top`` most; what a checkpoint costs each.
+def _walinspect(database_url: str, query: str, start: str, end: str, top: int) -> dict[str, int]:
+    """``query``'s (name, number) rows over the WAL from ``start`` to ``end``, the ``top`` first.
     Reads the WAL with pg_walinspect (contrib, PostgreSQL 16+; superuser). Empty where unavailable."""
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-            rows = conn.execute(
-                "SELECT coalesce(c.relname, b.relfilenode::text), b.n FROM ("
-                "  SELECT relfilenode, count(*) AS n FROM pg_get_wal_block_info(%s::pg_lsn, %s::pg_lsn, false)"
-                "   WHERE block_fpi_length > 0"
-                "     AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                "   GROUP BY 1) b"
-                "  LEFT JOIN pg_class c ON pg_relation_filenode(c.oid) = b.relfilenode"
-                " ORDER BY 2 DESC LIMIT %s", (start, end, top)).fetchall()
+            rows = conn.execute(query, (start, end, top)).fetchall()
     except psycopg.Error:
         return {}
-    return {name: int(count) for name, count in rows}
+    return {name: int(number) for name, number in rows}
+
+
+def full_page_images_by_relation(database_url: str, start: str, end: str, top: int = 6) -> dict[str, int]:
+    """Of the full-page images in the WAL from ``start`` to ``end``: how many were of each of this
+    database's relations (tables and indexes), the ``top`` most; what a checkpoint costs each."""
+    return _walinspect(
+        database_url,
+        "SELECT coalesce(c.relname, b.relfilenode::text), b.n FROM ("
+        "  SELECT relfilenode, count(*) AS n FROM pg_get_wal_block_info(%s::pg_lsn, %s::pg_lsn, false)"
+        "   WHERE block_fpi_length > 0"
+        "     AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        "   GROUP BY 1) b"
+        "  LEFT JOIN pg_class c ON pg_relation_filenode(c.oid) = b.relfilenode"
+        " ORDER BY 2 DESC LIMIT %s", start, end, top)
 
 
 def wal_by_record(database_url: str, start: str, end: str, top: int = 6) -> dict[str, int]:
     """The WAL from ``start`` to ``end`` by record type ("Heap/HOT_UPDATE", "Btree/INSERT_LEAF",
     "XLOG/FPI_FOR_HINT" ...): bytes of each of the ``top`` largest, full-page images included. What
-    a run wrote that another did not, when their full-page images do not explain it (pg_walinspect,
-    as `full_page_images_by_relation`). Empty where unavailable."""
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-            rows = conn.execute(
-                "SELECT \"resource_manager/record_type\", combined_size FROM pg_get_wal_stats(%s::pg_lsn, %s::pg_lsn, true)"
-                " WHERE count > 0 ORDER BY combined_size DESC LIMIT %s", (start, end, top)).fetchall()
-    except psycopg.Error:
-        return {}
-    return {name: int(size) for name, size in rows}
+    a run wrote that another did not, when their full-page images do not explain it."""
+    return _walinspect(
+        database_url,
+        "SELECT \"resource_manager/record_type\", combined_size FROM pg_get_wal_stats(%s::pg_lsn, %s::pg_lsn, true)"
+        " WHERE count > 0 ORDER BY combined_size DESC LIMIT %s", start, end, top)
 
 
 def wal_written(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int | None] | None:
