@@ -338,6 +338,8 @@ def figures_table(results: dict[str, Any]) -> Table:
             each_run(growth, lambda r: f"{r['paced_p50_ms']:.1f}/{r['paced_p99_ms']:.1f}"), "")
         row("growth: WAL per call in each paced run (kB · full-page images; segments created), empty / big",
             each_run(growth, lambda r: r["paced_wal_per_call"]), "")
+        row("growth: the machine's cores in each paced run, % busy · some task waiting for a core · stolen, empty / big",
+            each_run(growth, lambda r: r.get("paced_machine_cpu", "?")), "")
         row("growth: full-page images per call by relation, the most in the last paced run on the history",
             ", ".join(f"{name} {n}" for name, n in growth["runs"]["big"][-1]["paced_fpi_per_call_by_relation"].items()), "")
         row("growth: autovacuum and autoanalyze runs that ended in each paced run, empty / big",

@@ -33,6 +33,7 @@ import grpc
 import psycopg
 
 from bench import floor, statements, streams
+from bench.machine import CpuReading, cpu_figures
 from bench.disk import (DiskProbe, data_directory, full_page_images_by_relation, wal_by_record, wal_counters, wal_position,
                         wal_written)
 from claims_service.ledger.auditor import Auditor
@@ -522,6 +523,7 @@ def growth(create_database: Callable[[str], str], args: Any, progress: Any) -> d
                 "cpu_per_claim_in_client_units": found["cpu_per_claim_in_client_units"],
                 "cpu_ms_per_claim_by_role": found["cpu_ms_per_claim_by_role"],
                 "paced_wal_per_call": wal_figures(found["paced"]),
+                "paced_machine_cpu": cpu_figures(found["paced"].get("machine_cpu")),
                 "paced_fpi_per_call_by_relation": {
                     name: round(n / max(1, found["paced"]["calls"]), 2)
                     for name, n in found["paced"].get("full_page_images_by_relation", {}).items()},
@@ -658,7 +660,9 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
     load.reset()
     wal_before, lsn_before = wal_counters(database_url), wal_position(database_url)
     probe.start()
+    cpu_before = CpuReading.now()
     elapsed = load.run(seconds, on_progress, rate=rate)
+    cpu = CpuReading.now().since(cpu_before)
     flushes = probe.stop()
     wal_after, lsn_after = wal_counters(database_url), wal_position(database_url)
     maintenance = maintenance_runs(database_url) - maintenance_before if after_checkpoint else None
@@ -680,6 +684,8 @@ def paced_round(load: Load, stream: PayerStream, rate: float, seconds: float, pr
         "notify_ms": {q: percentile(notify, v) * 1000 for q, v in (("p50", 0.5), ("p99", 0.99))},
         "disk": flushes.summary(),
         "submit_stalls": flushes.explain(list(load.calls)),
+        # How much of the shared cores was left over meanwhile (bench/machine.py).
+        "machine_cpu": cpu,
         "wal": wal_written(wal_before, wal_after),
         # Which pages the checkpoint made whole-page writes of (growth runs only: reading the WAL
         # back takes seconds).
@@ -882,6 +888,8 @@ def run(create_database: Callable[[str], str], args: Any, progress: Any, *, data
             (f"  run {number}: submits over 20 ms: the disk's (a flush > 20 ms meanwhile) / ours (slowest ms)",
              f"{stalls['explained_by_the_disk']} / {stalls['unexplained']} ({stalls['unexplained_max_ms']:.0f})", "ours: 0"),
             (f"  run {number}: WAL per call: kB · full-page images; WAL segments created", wal_figures(found), ""),
+            (f"  run {number}: the machine's cores, % of the run: busy · some task waiting for a core · stolen",
+             cpu_figures(found.get("machine_cpu")), ""),
             (f"  run {number}: submit → payer notification p50 / p99 ms", f"{found['notify_ms']['p50']:.0f} / {found['notify_ms']['p99']:.0f}",
              "p99 < 500"),
         ]
