@@ -33,9 +33,9 @@ import grpc
 import psycopg
 
 from bench import floor, statements, streams
-from bench.machine import CpuReading, cpu_figures
 from bench.disk import (DiskProbe, data_directory, full_page_images_by_relation, wal_by_record, wal_counters, wal_position,
                         wal_written)
+from bench.machine import CpuReading, cpu_figures
 from claims_service.ledger.auditor import Auditor
 from claims_service.ledger.note import VerifierKey
 from claims_service.ledger.verify import verify_ledger

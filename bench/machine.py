@@ -60,8 +60,9 @@ class CpuReading:
         return cls(time.monotonic(), cpu_times(_read(PROC_STAT)), waiting_microseconds(_read(CPU_PRESSURE)))
 
     def since(self, before: CpuReading) -> dict[str, Any]:
-        """Shares of the time between the two readings, in percent: the cores busy and stolen (of
-        all the cores' time), and some task waiting for a core (of the wall time)."""
+        """Shares of the time between the two readings, in percent: the cores busy (what the
+        hypervisor stole included, as the guest could not idle then) and stolen, of all the cores'
+        time; some task waiting for a core, of the wall time."""
         found: dict[str, Any] = {"busy_pct": None, "steal_pct": None, "waiting_pct": None}
         if self.times is not None and before.times is not None:
             delta = {k: self.times.get(k, 0) - before.times.get(k, 0) for k in self.times}
